@@ -1,0 +1,1 @@
+//! The Assent gateway (GraphQL over HTTP). Built in the gateway issue.

@@ -1,0 +1,259 @@
+//! The ledger entry and the personal record: canonical, versioned byte encodings.
+//!
+//! The layouts are a contract with every independent verifier and are documented byte
+//! for byte in `docs/design.md` ("Entry format v1", "Personal record format v1").
+
+use super::codec::{DecodeError, Reader, Writer};
+use super::event::{CaptureMethod, Choice, ConsentEvent, Evidence, PersonalRecord};
+use crate::hash::Hash;
+
+/// Version byte that starts every entry this build writes.
+pub const ENTRY_FORMAT_VERSION: u8 = 1;
+/// Version byte that starts every personal record this build writes.
+pub const PERSONAL_FORMAT_VERSION: u8 = 1;
+/// Entry kind byte of a consent event. Other kinds are reserved for later formats.
+pub const KIND_CONSENT: u8 = 1;
+
+/// One journal entry: the unit that is hash-chained and becomes a Merkle leaf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Shard that owns the entry; binds the entry to one chain.
+    pub shard_id: u32,
+    /// Position in the shard's journal, from 0, with no gaps.
+    pub seq: u64,
+    /// Server time of the commit (Unix ms); never decreases within a shard.
+    pub recorded_at_ms: i64,
+    /// Chain hash of the previous entry, all zeros for seq 0.
+    pub prev_hash: Hash,
+    /// Customer (tenant) the entry belongs to.
+    pub customer_id: String,
+    /// The kind-specific part.
+    pub body: EntryBody,
+}
+
+/// What an entry records; the kind byte selects the variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryBody {
+    /// A consent event (kind 1).
+    Consent(ConsentRecord),
+}
+
+/// The non-personal fields of a consent event, as stored in the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRecord {
+    /// `blake3(salt ‖ personal record bytes)`: binds the entry to its personal record.
+    pub personal_commitment: Hash,
+    /// Notice shown to the person.
+    pub notice_id: String,
+    /// Version of that notice.
+    pub notice_version: String,
+    /// How the choice was captured.
+    pub capture_method: CaptureMethod,
+    /// Legal regime applied.
+    pub jurisdiction: String,
+    /// Global Privacy Control signal present.
+    pub gpc: bool,
+    /// Client time of the decision (Unix ms).
+    pub occurred_at_ms: i64,
+    /// Expiry of the consent (Unix ms), if any.
+    pub expires_at_ms: Option<i64>,
+    /// The client's idempotency key, if any.
+    pub idempotency_key: Option<String>,
+    /// Purpose choices, sorted by name bytes, names unique.
+    pub purposes: Vec<(String, Choice)>,
+}
+
+impl ConsentRecord {
+    /// The ledger part of `event`, committed to `personal_commitment`.
+    pub fn from_event(event: &ConsentEvent, personal_commitment: Hash) -> ConsentRecord {
+        ConsentRecord {
+            personal_commitment,
+            notice_id: event.notice_id.clone(),
+            notice_version: event.notice_version.clone(),
+            capture_method: event.capture_method,
+            jurisdiction: event.jurisdiction.clone(),
+            gpc: event.gpc,
+            occurred_at_ms: event.occurred_at_ms,
+            expires_at_ms: event.expires_at_ms,
+            idempotency_key: event.idempotency_key.clone(),
+            purposes: event
+                .purposes
+                .iter()
+                .map(|(name, choice)| (name.clone(), *choice))
+                .collect(),
+        }
+    }
+}
+
+impl Entry {
+    /// The canonical bytes: what is hashed, chained and proven.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(256);
+        w.u8(ENTRY_FORMAT_VERSION);
+        match &self.body {
+            EntryBody::Consent(_) => w.u8(KIND_CONSENT),
+        }
+        w.u32(self.shard_id);
+        w.u64(self.seq);
+        w.i64(self.recorded_at_ms);
+        w.hash(&self.prev_hash);
+        w.str(&self.customer_id);
+        match &self.body {
+            EntryBody::Consent(c) => encode_consent(&mut w, c),
+        }
+        w.buf
+    }
+
+    /// Strict inverse of [`Entry::encode`]: only canonical bytes decode.
+    pub fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let version = r.u8()?;
+        if version != ENTRY_FORMAT_VERSION {
+            return Err(DecodeError::UnsupportedVersion(version));
+        }
+        let kind = r.u8()?;
+        let shard_id = r.u32()?;
+        let seq = r.u64()?;
+        let recorded_at_ms = r.i64()?;
+        let prev_hash = r.hash()?;
+        let customer_id = r.str()?;
+        let body = match kind {
+            KIND_CONSENT => EntryBody::Consent(decode_consent(&mut r)?),
+            other => {
+                return Err(DecodeError::BadValue {
+                    field: "kind",
+                    value: u64::from(other),
+                });
+            }
+        };
+        r.finish()?;
+        Ok(Entry {
+            shard_id,
+            seq,
+            recorded_at_ms,
+            prev_hash,
+            customer_id,
+            body,
+        })
+    }
+
+    /// The consent record, the only body kind of format v1.
+    pub fn consent(&self) -> &ConsentRecord {
+        match &self.body {
+            EntryBody::Consent(c) => c,
+        }
+    }
+}
+
+fn encode_consent(w: &mut Writer, c: &ConsentRecord) {
+    w.hash(&c.personal_commitment);
+    w.str(&c.notice_id);
+    w.str(&c.notice_version);
+    w.u8(c.capture_method.to_byte());
+    w.str(&c.jurisdiction);
+    w.bool(c.gpc);
+    w.i64(c.occurred_at_ms);
+    w.opt_i64(c.expires_at_ms);
+    w.opt_str(c.idempotency_key.as_deref());
+    let count = u32::try_from(c.purposes.len()).expect("purpose count is validated");
+    w.u32(count);
+    for (name, choice) in &c.purposes {
+        w.str(name);
+        w.u8(choice.to_byte());
+    }
+}
+
+fn decode_consent(r: &mut Reader<'_>) -> Result<ConsentRecord, DecodeError> {
+    let personal_commitment = r.hash()?;
+    let notice_id = r.str()?;
+    let notice_version = r.str()?;
+    let method = r.u8()?;
+    let capture_method = CaptureMethod::from_byte(method).ok_or(DecodeError::BadValue {
+        field: "capture_method",
+        value: u64::from(method),
+    })?;
+    let jurisdiction = r.str()?;
+    let gpc = r.bool("gpc")?;
+    let occurred_at_ms = r.i64()?;
+    let expires_at_ms = r.opt_i64("expires_at_ms")?;
+    let idempotency_key = r.opt_str("idempotency_key")?;
+    let count = r.u32()?;
+    let mut purposes: Vec<(String, Choice)> = Vec::new();
+    for _ in 0..count {
+        let name = r.str()?;
+        let b = r.u8()?;
+        let choice = Choice::from_byte(b).ok_or(DecodeError::BadValue {
+            field: "choice",
+            value: u64::from(b),
+        })?;
+        if let Some((last, _)) = purposes.last()
+            && last.as_bytes() >= name.as_bytes()
+        {
+            return Err(DecodeError::NotCanonical(
+                "purposes must be sorted by name and unique",
+            ));
+        }
+        purposes.push((name, choice));
+    }
+    Ok(ConsentRecord {
+        personal_commitment,
+        notice_id,
+        notice_version,
+        capture_method,
+        jurisdiction,
+        gpc,
+        occurred_at_ms,
+        expires_at_ms,
+        idempotency_key,
+        purposes,
+    })
+}
+
+impl PersonalRecord {
+    /// The canonical bytes the entry's commitment covers (after the salt).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(128);
+        w.u8(PERSONAL_FORMAT_VERSION);
+        w.str(&self.subject_id);
+        w.opt_str(self.tcf_string.as_deref());
+        w.opt_str(self.gpp_string.as_deref());
+        w.opt_str(self.evidence.ip_address.as_deref());
+        w.opt_str(self.evidence.user_agent.as_deref());
+        w.opt_str(self.evidence.page_url.as_deref());
+        w.buf
+    }
+
+    /// Strict inverse of [`PersonalRecord::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<PersonalRecord, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let version = r.u8()?;
+        if version != PERSONAL_FORMAT_VERSION {
+            return Err(DecodeError::UnsupportedVersion(version));
+        }
+        let record = PersonalRecord {
+            subject_id: r.str()?,
+            tcf_string: r.opt_str("tcf_string")?,
+            gpp_string: r.opt_str("gpp_string")?,
+            evidence: Evidence {
+                ip_address: r.opt_str("ip_address")?,
+                user_agent: r.opt_str("user_agent")?,
+                page_url: r.opt_str("page_url")?,
+            },
+        };
+        r.finish()?;
+        Ok(record)
+    }
+}
+
+/// Digest of everything a client submitted in one event, used only to tell an
+/// idempotent retry (same digest) from a conflicting reuse of a key. Not part of any proof.
+pub fn request_digest(event: &ConsentEvent) -> Hash {
+    let body = ConsentRecord::from_event(event, Hash::ZERO);
+    let mut w = Writer::with_capacity(256);
+    w.str(&event.customer_id);
+    encode_consent(&mut w, &body);
+    let mut h = blake3::Hasher::new_derive_key("assent 2026 idempotency request digest v1");
+    h.update(&w.buf);
+    h.update(&event.personal_record().encode());
+    h.finalize().into()
+}

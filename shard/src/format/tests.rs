@@ -1,0 +1,186 @@
+use super::*;
+use crate::hash::{Hash, entry_hash};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+
+fn sample_event() -> ConsentEvent {
+    ConsentEvent {
+        customer_id: "acme".into(),
+        subject_id: "subj-42".into(),
+        purposes: BTreeMap::from([
+            ("analytics".to_string(), Choice::Denied),
+            ("marketing".to_string(), Choice::Granted),
+        ]),
+        notice_id: "banner".into(),
+        notice_version: "v3".into(),
+        capture_method: CaptureMethod::BannerCustom,
+        jurisdiction: "EU".into(),
+        gpc: false,
+        tcf_string: Some("CP1234".into()),
+        gpp_string: None,
+        evidence: Evidence {
+            ip_address: Some("192.0.2.1".into()),
+            user_agent: Some("Mozilla/5.0".into()),
+            page_url: None,
+        },
+        occurred_at_ms: 1_767_225_600_000,
+        expires_at_ms: Some(1_801_353_600_000),
+        idempotency_key: Some("req-1".into()),
+    }
+}
+
+fn sample_entry() -> Entry {
+    Entry {
+        shard_id: 0,
+        seq: 0,
+        recorded_at_ms: 1_767_225_600_123,
+        prev_hash: Hash::ZERO,
+        customer_id: "acme".into(),
+        body: EntryBody::Consent(ConsentRecord::from_event(&sample_event(), Hash([7u8; 32]))),
+    }
+}
+
+#[test]
+fn golden_entry_bytes_match_the_design_document() {
+    // The same hex and hash are printed in docs/design.md; a change here is a format change.
+    let bytes = sample_entry().encode();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, GOLDEN_ENTRY_HEX);
+    assert_eq!(entry_hash(&bytes).to_hex(), GOLDEN_ENTRY_HASH);
+}
+
+const GOLDEN_ENTRY_HEX: &str = "01010000000000000000000000000000019b76daa87b00000000000000000000000000000000000000000000000000000000000000000000000461636d6507070707070707070707070707070707070707070707070707070707070707070000000662616e6e657200000002763303000000024555000000019b76daa80001000001a3690a9c0001000000057265712d310000000200000009616e616c797469637302000000096d61726b6574696e6701";
+const GOLDEN_ENTRY_HASH: &str = "5bdd781d905d71deeab9af6a071a9d22f254d7d8c94ac1e6b1f4a4cf3151cc00";
+
+#[test]
+fn entry_decoding_inverts_encoding() {
+    let e = sample_entry();
+    assert_eq!(Entry::decode(&e.encode()).unwrap(), e);
+}
+
+#[test]
+fn every_truncation_of_an_entry_is_rejected() {
+    let bytes = sample_entry().encode();
+    for len in 0..bytes.len() {
+        assert!(Entry::decode(&bytes[..len]).is_err(), "prefix {len} decoded");
+    }
+}
+
+#[test]
+fn unsorted_purposes_and_unknown_versions_do_not_decode() {
+    let mut e = sample_entry();
+    let EntryBody::Consent(c) = &mut e.body;
+    c.purposes.reverse();
+    assert_eq!(
+        Entry::decode(&e.encode()),
+        Err(DecodeError::NotCanonical("purposes must be sorted by name and unique"))
+    );
+    let mut bytes = sample_entry().encode();
+    bytes[0] = 2;
+    assert_eq!(Entry::decode(&bytes), Err(DecodeError::UnsupportedVersion(2)));
+    let mut bytes = sample_entry().encode();
+    bytes[1] = 9;
+    assert!(matches!(Entry::decode(&bytes), Err(DecodeError::BadValue { field: "kind", .. })));
+}
+
+#[test]
+fn personal_record_round_trips_and_rejects_trailing_bytes() {
+    let p = sample_event().personal_record();
+    let mut bytes = p.encode();
+    assert_eq!(PersonalRecord::decode(&bytes).unwrap(), p);
+    bytes.push(0);
+    assert!(PersonalRecord::decode(&bytes).is_err());
+}
+
+#[test]
+fn request_digest_changes_with_any_field_including_personal_ones() {
+    let a = sample_event();
+    let mut b = a.clone();
+    b.evidence.user_agent = Some("curl".into());
+    let mut c = a.clone();
+    c.purposes.insert("ads".into(), Choice::Granted);
+    assert_eq!(request_digest(&a), request_digest(&a.clone()));
+    assert_ne!(request_digest(&a), request_digest(&b));
+    assert_ne!(request_digest(&a), request_digest(&c));
+}
+
+#[test]
+fn validation_names_the_field_that_breaks_a_limit() {
+    assert!(validate_event(&sample_event()).is_ok());
+    let cases: Vec<(&str, Box<dyn Fn(&mut ConsentEvent)>)> = vec![
+        ("subjectId", Box::new(|e| e.subject_id = "x".repeat(257))),
+        ("subjectId", Box::new(|e| e.subject_id.clear())),
+        ("purposes", Box::new(|e| e.purposes.clear())),
+        ("purposes", Box::new(|e| {
+            e.purposes.insert("Bad Name".into(), Choice::Granted);
+        })),
+        ("purposes", Box::new(|e| {
+            for i in 0..65 {
+                e.purposes.insert(format!("p{i}"), Choice::Granted);
+            }
+        })),
+        ("customerId", Box::new(|e| e.customer_id = "a/b".into())),
+        ("tcfString", Box::new(|e| e.tcf_string = Some("x".repeat(16 * 1024 + 1)))),
+        ("expiresAt", Box::new(|e| e.expires_at_ms = Some(e.occurred_at_ms))),
+        ("occurredAt", Box::new(|e| e.occurred_at_ms = -1)),
+        ("idempotencyKey", Box::new(|e| e.idempotency_key = Some(String::new()))),
+    ];
+    for (field, mutate) in cases {
+        let mut e = sample_event();
+        mutate(&mut e);
+        assert_eq!(validate_event(&e).unwrap_err().field, field);
+    }
+}
+
+fn arb_event() -> impl Strategy<Value = ConsentEvent> {
+    (
+        "[a-z]{1,8}",
+        ".{1,40}",
+        prop::collection::btree_map("[a-z0-9_.:-]{1,12}", any::<bool>(), 1..6),
+        (".{1,20}", ".{1,10}", 0u8..8, ".{1,5}", any::<bool>()),
+        (proptest::option::of(".{0,30}"), proptest::option::of(".{0,30}")),
+        (0i64..4_000_000_000_000, proptest::option::of(1i64..1_000_000)),
+        proptest::option::of("[a-z0-9]{1,16}"),
+    )
+        .prop_map(|(customer, subject, purposes, (nid, nver, method, jur, gpc), (tcf, ua), (at, exp), key)| {
+            ConsentEvent {
+                customer_id: customer,
+                subject_id: subject,
+                purposes: purposes
+                    .into_iter()
+                    .map(|(k, g)| (k, if g { Choice::Granted } else { Choice::Denied }))
+                    .collect(),
+                notice_id: nid,
+                notice_version: nver,
+                capture_method: CaptureMethod::ALL[usize::from(method)],
+                jurisdiction: jur,
+                gpc,
+                tcf_string: tcf,
+                gpp_string: None,
+                evidence: Evidence { ip_address: None, user_agent: ua, page_url: None },
+                occurred_at_ms: at,
+                expires_at_ms: exp.map(|d| at + d),
+                idempotency_key: key,
+            }
+        })
+}
+
+proptest! {
+    #[test]
+    fn any_entry_round_trips_byte_for_byte(event in arb_event(), seq in any::<u64>(), shard in any::<u32>()) {
+        let entry = Entry {
+            shard_id: shard,
+            seq,
+            recorded_at_ms: event.occurred_at_ms,
+            prev_hash: entry_hash(&seq.to_be_bytes()),
+            customer_id: event.customer_id.clone(),
+            body: EntryBody::Consent(ConsentRecord::from_event(&event, Hash([1; 32]))),
+        };
+        let bytes = entry.encode();
+        let back = Entry::decode(&bytes).unwrap();
+        prop_assert_eq!(&back, &entry);
+        prop_assert_eq!(back.encode(), bytes);
+        let personal = event.personal_record();
+        prop_assert_eq!(PersonalRecord::decode(&personal.encode()).unwrap(), personal);
+    }
+}
