@@ -62,7 +62,9 @@ pub enum ChainError {
         seq: u64,
     },
     /// The entry's bytes differ from the leaf the Merkle tree recorded for it.
-    #[error("entry {seq}: bytes do not match the Merkle leaf stored for them (the entry was altered)")]
+    #[error(
+        "entry {seq}: bytes do not match the Merkle leaf stored for them (the entry was altered)"
+    )]
     LeafMismatch {
         /// Position in the journal.
         seq: u64,
@@ -136,7 +138,8 @@ impl ChainVerifier {
     /// Checks the next entry's bytes and extends the chain and tree with it.
     pub fn push(&mut self, bytes: &[u8]) -> Result<VerifiedEntry, ChainError> {
         let seq = self.frontier.size();
-        let entry = Entry::decode(bytes).map_err(|source| ChainError::Undecodable { seq, source })?;
+        let entry =
+            Entry::decode(bytes).map_err(|source| ChainError::Undecodable { seq, source })?;
         if entry.seq != seq {
             return Err(ChainError::WrongSeq {
                 seq,

@@ -77,7 +77,9 @@ impl CaptureMethod {
     }
     /// Inverse of [`CaptureMethod::to_byte`].
     pub fn from_byte(b: u8) -> Option<CaptureMethod> {
-        CaptureMethod::ALL.get(usize::from(b).checked_sub(1)?).copied()
+        CaptureMethod::ALL
+            .get(usize::from(b).checked_sub(1)?)
+            .copied()
     }
 }
 

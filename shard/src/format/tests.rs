@@ -62,7 +62,10 @@ fn entry_decoding_inverts_encoding() {
 fn every_truncation_of_an_entry_is_rejected() {
     let bytes = sample_entry().encode();
     for len in 0..bytes.len() {
-        assert!(Entry::decode(&bytes[..len]).is_err(), "prefix {len} decoded");
+        assert!(
+            Entry::decode(&bytes[..len]).is_err(),
+            "prefix {len} decoded"
+        );
     }
 }
 
@@ -73,14 +76,22 @@ fn unsorted_purposes_and_unknown_versions_do_not_decode() {
     c.purposes.reverse();
     assert_eq!(
         Entry::decode(&e.encode()),
-        Err(DecodeError::NotCanonical("purposes must be sorted by name and unique"))
+        Err(DecodeError::NotCanonical(
+            "purposes must be sorted by name and unique"
+        ))
     );
     let mut bytes = sample_entry().encode();
     bytes[0] = 2;
-    assert_eq!(Entry::decode(&bytes), Err(DecodeError::UnsupportedVersion(2)));
+    assert_eq!(
+        Entry::decode(&bytes),
+        Err(DecodeError::UnsupportedVersion(2))
+    );
     let mut bytes = sample_entry().encode();
     bytes[1] = 9;
-    assert!(matches!(Entry::decode(&bytes), Err(DecodeError::BadValue { field: "kind", .. })));
+    assert!(matches!(
+        Entry::decode(&bytes),
+        Err(DecodeError::BadValue { field: "kind", .. })
+    ));
 }
 
 #[test]
@@ -111,19 +122,34 @@ fn validation_names_the_field_that_breaks_a_limit() {
         ("subjectId", Box::new(|e| e.subject_id = "x".repeat(257))),
         ("subjectId", Box::new(|e| e.subject_id.clear())),
         ("purposes", Box::new(|e| e.purposes.clear())),
-        ("purposes", Box::new(|e| {
-            e.purposes.insert("Bad Name".into(), Choice::Granted);
-        })),
-        ("purposes", Box::new(|e| {
-            for i in 0..65 {
-                e.purposes.insert(format!("p{i}"), Choice::Granted);
-            }
-        })),
+        (
+            "purposes",
+            Box::new(|e| {
+                e.purposes.insert("Bad Name".into(), Choice::Granted);
+            }),
+        ),
+        (
+            "purposes",
+            Box::new(|e| {
+                for i in 0..65 {
+                    e.purposes.insert(format!("p{i}"), Choice::Granted);
+                }
+            }),
+        ),
         ("customerId", Box::new(|e| e.customer_id = "a/b".into())),
-        ("tcfString", Box::new(|e| e.tcf_string = Some("x".repeat(16 * 1024 + 1)))),
-        ("expiresAt", Box::new(|e| e.expires_at_ms = Some(e.occurred_at_ms))),
+        (
+            "tcfString",
+            Box::new(|e| e.tcf_string = Some("x".repeat(16 * 1024 + 1))),
+        ),
+        (
+            "expiresAt",
+            Box::new(|e| e.expires_at_ms = Some(e.occurred_at_ms)),
+        ),
         ("occurredAt", Box::new(|e| e.occurred_at_ms = -1)),
-        ("idempotencyKey", Box::new(|e| e.idempotency_key = Some(String::new()))),
+        (
+            "idempotencyKey",
+            Box::new(|e| e.idempotency_key = Some(String::new())),
+        ),
     ];
     for (field, mutate) in cases {
         let mut e = sample_event();
@@ -138,31 +164,51 @@ fn arb_event() -> impl Strategy<Value = ConsentEvent> {
         ".{1,40}",
         prop::collection::btree_map("[a-z0-9_.:-]{1,12}", any::<bool>(), 1..6),
         (".{1,20}", ".{1,10}", 0u8..8, ".{1,5}", any::<bool>()),
-        (proptest::option::of(".{0,30}"), proptest::option::of(".{0,30}")),
-        (0i64..4_000_000_000_000, proptest::option::of(1i64..1_000_000)),
+        (
+            proptest::option::of(".{0,30}"),
+            proptest::option::of(".{0,30}"),
+        ),
+        (
+            0i64..4_000_000_000_000,
+            proptest::option::of(1i64..1_000_000),
+        ),
         proptest::option::of("[a-z0-9]{1,16}"),
     )
-        .prop_map(|(customer, subject, purposes, (nid, nver, method, jur, gpc), (tcf, ua), (at, exp), key)| {
-            ConsentEvent {
-                customer_id: customer,
-                subject_id: subject,
-                purposes: purposes
-                    .into_iter()
-                    .map(|(k, g)| (k, if g { Choice::Granted } else { Choice::Denied }))
-                    .collect(),
-                notice_id: nid,
-                notice_version: nver,
-                capture_method: CaptureMethod::ALL[usize::from(method)],
-                jurisdiction: jur,
-                gpc,
-                tcf_string: tcf,
-                gpp_string: None,
-                evidence: Evidence { ip_address: None, user_agent: ua, page_url: None },
-                occurred_at_ms: at,
-                expires_at_ms: exp.map(|d| at + d),
-                idempotency_key: key,
-            }
-        })
+        .prop_map(
+            |(
+                customer,
+                subject,
+                purposes,
+                (nid, nver, method, jur, gpc),
+                (tcf, ua),
+                (at, exp),
+                key,
+            )| {
+                ConsentEvent {
+                    customer_id: customer,
+                    subject_id: subject,
+                    purposes: purposes
+                        .into_iter()
+                        .map(|(k, g)| (k, if g { Choice::Granted } else { Choice::Denied }))
+                        .collect(),
+                    notice_id: nid,
+                    notice_version: nver,
+                    capture_method: CaptureMethod::ALL[usize::from(method)],
+                    jurisdiction: jur,
+                    gpc,
+                    tcf_string: tcf,
+                    gpp_string: None,
+                    evidence: Evidence {
+                        ip_address: None,
+                        user_agent: ua,
+                        page_url: None,
+                    },
+                    occurred_at_ms: at,
+                    expires_at_ms: exp.map(|d| at + d),
+                    idempotency_key: key,
+                }
+            },
+        )
 }
 
 proptest! {

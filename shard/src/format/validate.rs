@@ -67,10 +67,9 @@ pub fn validate_customer_id(id: &str) -> Result<(), InvalidEvent> {
 /// Whether `name` is a valid purpose name: 1..=64 bytes of `[a-z0-9_.:-]`.
 pub fn validate_purpose_name(name: &str) -> Result<(), InvalidEvent> {
     check_len("purposes", name, MAX_PURPOSE_NAME_BYTES)?;
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b':' | b'-'))
-    {
+    if !name.bytes().all(|b| {
+        b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b':' | b'-')
+    }) {
         return Err(invalid(
             "purposes",
             format!("purpose name {name:?} may contain only a-z 0-9 _ . : -"),
@@ -89,19 +88,49 @@ pub fn validate_event(event: &ConsentEvent) -> Result<(), InvalidEvent> {
     if event.purposes.len() > MAX_PURPOSES {
         return Err(invalid(
             "purposes",
-            format!("{} purposes; the limit is {MAX_PURPOSES}", event.purposes.len()),
+            format!(
+                "{} purposes; the limit is {MAX_PURPOSES}",
+                event.purposes.len()
+            ),
         ));
     }
-    event.purposes.keys().try_for_each(|p| validate_purpose_name(p))?;
+    event
+        .purposes
+        .keys()
+        .try_for_each(|p| validate_purpose_name(p))?;
     check_len("noticeId", &event.notice_id, MAX_NOTICE_ID_BYTES)?;
-    check_len("noticeVersion", &event.notice_version, MAX_NOTICE_VERSION_BYTES)?;
+    check_len(
+        "noticeVersion",
+        &event.notice_version,
+        MAX_NOTICE_VERSION_BYTES,
+    )?;
     check_len("jurisdiction", &event.jurisdiction, MAX_JURISDICTION_BYTES)?;
-    check_opt("tcfString", event.tcf_string.as_deref(), MAX_CONSENT_STRING_BYTES)?;
-    check_opt("gppString", event.gpp_string.as_deref(), MAX_CONSENT_STRING_BYTES)?;
+    check_opt(
+        "tcfString",
+        event.tcf_string.as_deref(),
+        MAX_CONSENT_STRING_BYTES,
+    )?;
+    check_opt(
+        "gppString",
+        event.gpp_string.as_deref(),
+        MAX_CONSENT_STRING_BYTES,
+    )?;
     let ev = &event.evidence;
-    check_opt("evidence.ipAddress", ev.ip_address.as_deref(), MAX_IP_ADDRESS_BYTES)?;
-    check_opt("evidence.userAgent", ev.user_agent.as_deref(), MAX_USER_AGENT_BYTES)?;
-    check_opt("evidence.pageUrl", ev.page_url.as_deref(), MAX_PAGE_URL_BYTES)?;
+    check_opt(
+        "evidence.ipAddress",
+        ev.ip_address.as_deref(),
+        MAX_IP_ADDRESS_BYTES,
+    )?;
+    check_opt(
+        "evidence.userAgent",
+        ev.user_agent.as_deref(),
+        MAX_USER_AGENT_BYTES,
+    )?;
+    check_opt(
+        "evidence.pageUrl",
+        ev.page_url.as_deref(),
+        MAX_PAGE_URL_BYTES,
+    )?;
     if let Some(key) = &event.idempotency_key {
         check_len("idempotencyKey", key, MAX_IDEMPOTENCY_KEY_BYTES)?;
     }

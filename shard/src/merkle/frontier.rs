@@ -107,7 +107,11 @@ impl MemoryTree {
             if levels.len() <= level {
                 levels.push(Vec::new());
             }
-            assert_eq!(levels[level].len() as u64, node.index, "nodes are completed in order");
+            assert_eq!(
+                levels[level].len() as u64,
+                node.index,
+                "nodes are completed in order"
+            );
             levels[level].push(node.hash);
         });
     }

@@ -75,7 +75,9 @@ fn naive_subproof<H: TreeHasher>(h: &H, m: usize, leaves: &[Hash], b: bool) -> V
 }
 
 fn leaf_hashes<H: TreeHasher>(h: &H, n: usize) -> Vec<Hash> {
-    (0..n as u64).map(|i| h.hash_leaf(&i.to_be_bytes())).collect()
+    (0..n as u64)
+        .map(|i| h.hash_leaf(&i.to_be_bytes()))
+        .collect()
 }
 
 fn tree_of<H: TreeHasher>(h: &H, leaves: &[Hash]) -> MemoryTree {
@@ -107,7 +109,11 @@ fn roots_and_proofs_equal_the_rfc_definitions_for_every_size_and_index() {
         }
         for m in 1..n {
             let proof = consistency_proof(&h, &tree, m as u64, n as u64).unwrap();
-            assert_eq!(proof, naive_subproof(&h, m, prefix, true), "consistency {m}->{n}");
+            assert_eq!(
+                proof,
+                naive_subproof(&h, m, prefix, true),
+                "consistency {m}->{n}"
+            );
             let old_root = mth(&h, &leaves[..m]);
             verify_consistency(&h, m as u64, n as u64, &old_root, &root, &proof).unwrap();
         }
@@ -123,7 +129,15 @@ fn stored_nodes_serve_proofs_for_older_tree_sizes() {
         let root = mth(&h, &leaves[..size as usize]);
         assert_eq!(subtree_root(&h, &tree, 0, size).unwrap(), root);
         let proof = inclusion_proof(&h, &tree, size - 1, size).unwrap();
-        verify_inclusion(&h, &leaves[size as usize - 1], size - 1, size, &proof, &root).unwrap();
+        verify_inclusion(
+            &h,
+            &leaves[size as usize - 1],
+            size - 1,
+            size,
+            &proof,
+            &root,
+        )
+        .unwrap();
     }
 }
 
@@ -267,56 +281,103 @@ fn sha256_tree_reproduces_the_rfc_known_answer_roots_and_proofs() {
         assert_eq!(tree.root(&s), h(CT_ROOTS[i]), "root of size {}", i + 1);
     }
     let inclusion: [(u64, u64, &[&str]); 4] = [
-        (0, 8, &[
-            "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
-            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
-        ]),
-        (5, 8, &[
-            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
-            "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
-        ]),
-        (2, 3, &["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"]),
-        (1, 5, &[
-            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
-            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
-        ]),
+        (
+            0,
+            8,
+            &[
+                "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+            ],
+        ),
+        (
+            5,
+            8,
+            &[
+                "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+                "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+                "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+            ],
+        ),
+        (
+            2,
+            3,
+            &["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"],
+        ),
+        (
+            1,
+            5,
+            &[
+                "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+            ],
+        ),
     ];
     let leaves = ct_leaves();
     for (index, size, want) in inclusion {
         let want: Vec<Hash> = want.iter().map(|x| h(x)).collect();
         assert_eq!(inclusion_proof(&s, &tree, index, size).unwrap(), want);
         let leaf = s.hash_leaf(&leaves[index as usize]);
-        verify_inclusion(&s, &leaf, index, size, &want, &h(CT_ROOTS[size as usize - 1])).unwrap();
+        verify_inclusion(
+            &s,
+            &leaf,
+            index,
+            size,
+            &want,
+            &h(CT_ROOTS[size as usize - 1]),
+        )
+        .unwrap();
     }
     let consistency: [(u64, u64, &[&str]); 4] = [
-        (1, 8, &[
-            "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
-            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
-        ]),
-        (6, 8, &[
-            "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
-            "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
-        ]),
-        (2, 5, &[
-            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
-        ]),
-        (6, 7, &[
-            "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
-            "b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f",
-            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
-        ]),
+        (
+            1,
+            8,
+            &[
+                "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+            ],
+        ),
+        (
+            6,
+            8,
+            &[
+                "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+                "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+                "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+            ],
+        ),
+        (
+            2,
+            5,
+            &[
+                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+            ],
+        ),
+        (
+            6,
+            7,
+            &[
+                "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+                "b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f",
+                "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+            ],
+        ),
     ];
     for (old, new, want) in consistency {
         let want: Vec<Hash> = want.iter().map(|x| h(x)).collect();
-        assert_eq!(consistency_proof(&s, &tree, old, new).unwrap(), want, "{old}->{new}");
+        assert_eq!(
+            consistency_proof(&s, &tree, old, new).unwrap(),
+            want,
+            "{old}->{new}"
+        );
         let (r1, r2) = (h(CT_ROOTS[old as usize - 1]), h(CT_ROOTS[new as usize - 1]));
         verify_consistency(&s, old, new, &r1, &r2, &want).unwrap();
-        assert!(verify_consistency(&s, old, new, &r2, &r1, &want).is_err(), "swapped roots");
+        assert!(
+            verify_consistency(&s, old, new, &r2, &r1, &want).is_err(),
+            "swapped roots"
+        );
     }
 }

@@ -1,0 +1,258 @@
+//! The shard actor: the single writer of one shard, with group commit.
+//!
+//! Appends are queued as they arrive; one `Flush` per burst commits every queued batch in
+//! one durable transaction and only then answers each caller. Reads run on the blocking
+//! pool against redb snapshots, so they never wait for a commit to finish.
+
+use std::path::Path;
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use super::error::{AppendError, OpenError, QueryError, StorageError};
+use super::index::PurposeState;
+use super::reader::{
+    ConsistencyProof, DailyCount, InclusionProof, Order, Page, ShardReader, StoredEvent,
+};
+use super::store::{Appended, Store, WriteStats};
+use crate::format::ConsentEvent;
+use crate::format::limits::MAX_BATCH_EVENTS;
+use crate::verify::ShardHead;
+
+/// Messages that may wait in a shard's mailbox; senders wait (backpressure) beyond it.
+pub const MAILBOX_CAPACITY: usize = 1_024;
+
+type Reply = oneshot::Sender<Result<Vec<Appended>, AppendError>>;
+
+/// The actor that owns one shard's [`Store`].
+pub struct ShardActor {
+    /// `None` once stopped: later messages get `ShardStopped`.
+    store: Option<Store>,
+    /// Batches waiting for the next group commit, with their callers.
+    pending: Vec<(Vec<ConsentEvent>, Reply)>,
+}
+
+impl Actor for ShardActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+    }
+}
+
+/// Append one atomic batch (1..=`MAX_BATCH_EVENTS` events of one customer).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Appended>, AppendError>")]
+pub struct Append(pub Vec<ConsentEvent>);
+
+/// Commit everything pending (sent by the actor to itself).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Flush;
+
+/// Commit what is pending, close the database and stop.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+/// Write-path counters.
+#[derive(Message)]
+#[rtype(result = "Result<WriteStats, QueryError>")]
+pub struct GetWriteStats;
+
+impl Handler<Append> for ShardActor {
+    type Result = ResponseFuture<Result<Vec<Appended>, AppendError>>;
+
+    fn handle(&mut self, msg: Append, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        let count = msg.0.len();
+        if count == 0 || count > MAX_BATCH_EVENTS {
+            let _ = tx.send(Err(AppendError::BatchSize {
+                count: count as u64,
+                max: MAX_BATCH_EVENTS as u64,
+            }));
+        } else if self.store.is_none() {
+            let _ = tx.send(Err(AppendError::ShardStopped));
+        } else {
+            if self.pending.is_empty() {
+                // Runs after every message already in the mailbox: they share the commit.
+                ctx.notify(Flush);
+            }
+            self.pending.push((msg.0, tx));
+        }
+        Box::pin(async move { rx.await.unwrap_or(Err(AppendError::ShardStopped)) })
+    }
+}
+
+impl Handler<Flush> for ShardActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Flush, _: &mut Context<Self>) {
+        self.flush();
+    }
+}
+
+impl ShardActor {
+    fn flush(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        if pending.is_empty() {
+            return;
+        }
+        let Some(store) = self.store.as_mut() else {
+            for (_, tx) in pending {
+                let _ = tx.send(Err(AppendError::ShardStopped));
+            }
+            return;
+        };
+        let (batches, replies): (Vec<_>, Vec<_>) = pending.into_iter().unzip();
+        match store.append_batches(&batches) {
+            Ok(results) => {
+                assert_eq!(results.len(), replies.len(), "one result per batch");
+                for (result, tx) in results.into_iter().zip(replies) {
+                    let _ = tx.send(result);
+                }
+            }
+            Err(e) => {
+                tracing_error(&e);
+                let msg = e.to_string();
+                for tx in replies {
+                    let _ = tx.send(Err(AppendError::Storage(StorageError::Corrupt {
+                        table: "commit",
+                        detail: msg.clone(),
+                    })));
+                }
+            }
+        }
+    }
+}
+
+fn tracing_error(e: &StorageError) {
+    eprintln!("shard commit failed, nothing of this group was written: {e}");
+}
+
+impl Handler<Stop> for ShardActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        self.flush();
+        self.store = None;
+        ctx.stop();
+    }
+}
+
+impl Handler<GetWriteStats> for ShardActor {
+    type Result = Result<WriteStats, QueryError>;
+
+    fn handle(&mut self, _: GetWriteStats, _: &mut Context<Self>) -> Self::Result {
+        self.store
+            .as_ref()
+            .map(Store::stats)
+            .ok_or(QueryError::ShardStopped)
+    }
+}
+
+/// Declares a read message whose handler runs `$body` with a [`ShardReader`] on the
+/// blocking pool.
+macro_rules! read_message {
+    ($(#[$doc:meta])* $name:ident { $($field:ident : $ty:ty),* } -> $out:ty, |$r:ident, $m:ident| $body:expr) => {
+        $(#[$doc])*
+        pub struct $name { $(#[allow(missing_docs)] pub $field: $ty),* }
+
+        impl Message for $name {
+            type Result = Result<$out, QueryError>;
+        }
+
+        impl Handler<$name> for ShardActor {
+            type Result = ResponseFuture<Result<$out, QueryError>>;
+
+            fn handle(&mut self, $m: $name, _: &mut Context<Self>) -> Self::Result {
+                let Some($r) = self.store.as_ref().map(Store::reader) else {
+                    return Box::pin(async { Err(QueryError::ShardStopped) });
+                };
+                Box::pin(async move {
+                    tokio::task::spawn_blocking(move || -> Result<$out, QueryError> { $body })
+                        .await
+                        .unwrap_or(Err(QueryError::ShardStopped))
+                })
+            }
+        }
+    };
+}
+
+read_message!(
+    /// The committed head.
+    GetHead {} -> ShardHead, |r, _m| Ok(r.head()?)
+);
+read_message!(
+    /// One event by sequence number.
+    GetEvent { seq: u64 } -> Option<StoredEvent>, |r, m| Ok(r.event(m.seq)?)
+);
+read_message!(
+    /// A subject's current state.
+    GetCurrentState { customer_id: String, subject_id: String } -> Vec<PurposeState>,
+    |r, m| Ok(r.current_state(&m.customer_id, &m.subject_id)?)
+);
+read_message!(
+    /// A page of a subject's history.
+    GetHistory { customer_id: String, subject_id: String, order: Order, after: Option<u64>, limit: u32 } -> Page<u64>,
+    |r, m| Ok(r.history(&m.customer_id, &m.subject_id, m.order, m.after, m.limit)?)
+);
+read_message!(
+    /// A page of a customer's events in a time range.
+    GetCustomerEvents { customer_id: String, since_ms: i64, until_ms: i64, after: Option<(i64, u64)>, limit: u32 } -> Page<(i64, u64)>,
+    |r, m| Ok(r.customer_events(&m.customer_id, m.since_ms, m.until_ms, m.after, m.limit)?)
+);
+read_message!(
+    /// Per-purpose daily counts.
+    GetDailyCounts { customer_id: String, since_ms: i64, until_ms: i64 } -> Vec<DailyCount>,
+    |r, m| Ok(r.daily_counts(&m.customer_id, m.since_ms, m.until_ms)?)
+);
+read_message!(
+    /// Inclusion proof of `seq` at tree size `size`.
+    GetInclusionProof { seq: u64, size: u64 } -> InclusionProof,
+    |r, m| r.inclusion_proof(m.seq, m.size)
+);
+read_message!(
+    /// Consistency proof between two tree sizes.
+    GetConsistencyProof { old_size: u64, new_size: u64 } -> ConsistencyProof,
+    |r, m| r.consistency_proof(m.old_size, m.new_size)
+);
+
+/// A running shard: its actor's address and a direct read handle.
+pub struct ShardHandle {
+    /// Address of the actor (appends and reads as messages).
+    pub addr: Addr<ShardActor>,
+    reader: ShardReader,
+    arbiter: Arbiter,
+}
+
+impl ShardHandle {
+    /// Opens the shard file and starts its actor on a thread of its own, so a blocking
+    /// commit blocks only this shard. Must be called inside a running actix System.
+    pub fn start(path: &Path, shard_id: u32) -> Result<ShardHandle, OpenError> {
+        let store = Store::open(path, shard_id)?;
+        let reader = store.reader();
+        let arbiter = Arbiter::new();
+        let addr = ShardActor::start_in_arbiter(&arbiter.handle(), move |_| ShardActor {
+            store: Some(store),
+            pending: Vec::new(),
+        });
+        Ok(ShardHandle {
+            addr,
+            reader,
+            arbiter,
+        })
+    }
+
+    /// A read handle for direct (non-actor) reads.
+    pub fn reader(&self) -> &ShardReader {
+        &self.reader
+    }
+
+    /// Commits what is pending, closes the file and ends the shard's thread.
+    pub async fn stop(self) {
+        let _ = self.addr.send(Stop).await;
+        drop(self.reader);
+        self.arbiter.stop();
+    }
+}

@@ -1,0 +1,147 @@
+//! Error types of the engine, one per operation.
+
+use crate::format::InvalidEvent;
+use crate::verify::ChainError;
+
+/// The storage layer failed (I/O, corruption detected by redb, no randomness).
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// redb reported an error.
+    #[error("storage: {0}")]
+    Db(#[from] redb::Error),
+    /// The OS random source failed (salts and keys cannot be made).
+    #[error("random source unavailable: {0}")]
+    Random(String),
+    /// A stored value does not have the layout this build writes.
+    #[error("corrupt stored value in {table}: {detail}")]
+    Corrupt {
+        /// Table holding the value.
+        table: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StorageError {
+            fn from(e: $t) -> Self {
+                StorageError::Db(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Why a shard file could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Reading the file failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The file belongs to another shard (files were moved or renamed).
+    #[error("the file holds shard {found}, not shard {expected}; check the data directory layout")]
+    WrongShard {
+        /// Shard id stored in the file.
+        found: u32,
+        /// Shard id asked for.
+        expected: u32,
+    },
+    /// The file was written by a newer or older, incompatible Assent.
+    #[error("storage format version {found} is not supported (this build reads {supported})")]
+    UnsupportedFormat {
+        /// Version in the file.
+        found: u32,
+        /// Version this build reads.
+        supported: u32,
+    },
+    /// The stored head disagrees with the journal: the file was altered or damaged.
+    #[error(
+        "shard {shard_id} refuses to start: {detail}; run `assent audit` on a copy of the data directory"
+    )]
+    Inconsistent {
+        /// Shard concerned.
+        shard_id: u32,
+        /// What disagrees.
+        detail: String,
+    },
+}
+
+/// Why a batch was not appended. Nothing of the batch was written.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// An event breaks a validation rule.
+    #[error("event {index}: {source}")]
+    Invalid {
+        /// Position of the event in the batch.
+        index: u32,
+        /// The rule broken.
+        source: InvalidEvent,
+    },
+    /// An idempotency key was reused with different content.
+    #[error(
+        "event {index}: idempotency key {key:?} was already used for a different event; use a new key"
+    )]
+    IdempotencyConflict {
+        /// Position of the event in the batch.
+        index: u32,
+        /// The key.
+        key: String,
+    },
+    /// A batch must hold 1..=MAX_BATCH_EVENTS events.
+    #[error("a batch holds {count} events; it must hold between 1 and {max}")]
+    BatchSize {
+        /// Events sent.
+        count: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// Events of one batch must share a customer (a customer lives on one shard).
+    #[error("event {index}: all events of a batch must belong to the same customer")]
+    MixedCustomers {
+        /// First event with another customer.
+        index: u32,
+    },
+    /// The commit failed; nothing of the batch is stored.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The shard is shutting down or has stopped.
+    #[error("the shard is shutting down; retry against the restarted service")]
+    ShardStopped,
+}
+
+/// Why a read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// A proof was asked for sizes or positions the shard does not have.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// Reading failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The shard is shutting down or has stopped.
+    #[error("the shard is shutting down; retry against the restarted service")]
+    ShardStopped,
+}
+
+/// Why a full journal verification failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyJournalError {
+    /// The journal is inconsistent at a named sequence number.
+    #[error("shard {shard_id}: {source}")]
+    Chain {
+        /// Shard concerned.
+        shard_id: u32,
+        /// First inconsistency.
+        source: ChainError,
+    },
+    /// Reading failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}

@@ -1,0 +1,135 @@
+//! Secondary indexes: derived from the journal (and personal records), rebuildable.
+//!
+//! Everything here can be recomputed by replaying the journal; see
+//! `Store::catch_up_indexes`.
+
+use redb::{ReadableTable, Table};
+
+use super::error::StorageError;
+use crate::format::codec::{Reader, Writer};
+use crate::format::{Choice, Entry};
+use crate::hash::Hash;
+
+/// Milliseconds in a UTC day, for the daily counters.
+pub(crate) const MS_PER_DAY: i64 = 86_400_000;
+
+/// A purpose's current value for one subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurposeState {
+    /// Purpose name.
+    pub purpose: String,
+    /// Latest choice.
+    pub choice: Choice,
+    /// Sequence number of the event that set it.
+    pub seq: u64,
+    /// When that event says the choice was made (Unix ms).
+    pub occurred_at_ms: i64,
+    /// When that choice lapses (Unix ms), if it does.
+    pub expires_at_ms: Option<i64>,
+}
+
+/// Value layout of `current_state`: u32 count, then per purpose (sorted by name):
+/// str name, u8 choice, u64 seq, i64 occurred_at_ms, opt i64 expires_at_ms.
+pub(crate) fn encode_state(states: &[PurposeState]) -> Vec<u8> {
+    let mut w = Writer::with_capacity(32 * states.len() + 4);
+    w.u32(u32::try_from(states.len()).expect("purposes per subject fit in u32"));
+    for s in states {
+        w.str(&s.purpose);
+        w.u8(s.choice.to_byte());
+        w.u64(s.seq);
+        w.i64(s.occurred_at_ms);
+        w.opt_i64(s.expires_at_ms);
+    }
+    w.buf
+}
+
+/// Inverse of [`encode_state`].
+pub(crate) fn decode_state(bytes: &[u8]) -> Result<Vec<PurposeState>, StorageError> {
+    let corrupt = |e: crate::format::DecodeError| StorageError::Corrupt {
+        table: "current_state",
+        detail: e.to_string(),
+    };
+    let mut r = Reader::new(bytes);
+    let count = r.u32().map_err(corrupt)?;
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let purpose = r.str().map_err(corrupt)?;
+        let b = r.u8().map_err(corrupt)?;
+        let choice = Choice::from_byte(b).ok_or_else(|| StorageError::Corrupt {
+            table: "current_state",
+            detail: format!("choice byte {b}"),
+        })?;
+        out.push(PurposeState {
+            purpose,
+            choice,
+            seq: r.u64().map_err(corrupt)?,
+            occurred_at_ms: r.i64().map_err(corrupt)?,
+            expires_at_ms: r.opt_i64("expires_at_ms").map_err(corrupt)?,
+        });
+    }
+    r.finish().map_err(corrupt)?;
+    Ok(out)
+}
+
+/// The index tables open in one write transaction.
+pub(crate) struct IndexTables<'t> {
+    pub(crate) subject_events: Table<'t, (u32, [u8; 32], u64), ()>,
+    pub(crate) current_state: Table<'t, (u32, [u8; 32]), &'static [u8]>,
+    pub(crate) customer_events: Table<'t, (u32, i64, u64), ()>,
+    pub(crate) daily_counts: Table<'t, (u32, i64, &'static str), (u64, u64)>,
+}
+
+impl IndexTables<'_> {
+    /// Reflects `entry` in every index. `subject` is `None` when the entry's personal
+    /// record no longer exists (erased): such an entry is counted but linked to no one.
+    pub(crate) fn apply(
+        &mut self,
+        entry: &Entry,
+        customer: u32,
+        subject: Option<Hash>,
+    ) -> Result<(), StorageError> {
+        let consent = entry.consent();
+        self.customer_events
+            .insert((customer, entry.recorded_at_ms, entry.seq), ())?;
+        let day = entry.recorded_at_ms.div_euclid(MS_PER_DAY);
+        for (purpose, choice) in &consent.purposes {
+            let key = (customer, day, purpose.as_str());
+            let (mut granted, mut denied) = self
+                .daily_counts
+                .get(key)?
+                .map(|v| v.value())
+                .unwrap_or((0, 0));
+            match choice {
+                Choice::Granted => granted += 1,
+                Choice::Denied => denied += 1,
+            }
+            self.daily_counts.insert(key, (granted, denied))?;
+        }
+        let Some(subject) = subject else {
+            return Ok(());
+        };
+        self.subject_events
+            .insert((customer, subject.0, entry.seq), ())?;
+        let key = (customer, subject.0);
+        let mut states = match self.current_state.get(key)? {
+            Some(v) => decode_state(v.value())?,
+            None => Vec::new(),
+        };
+        for (purpose, choice) in &consent.purposes {
+            let new = PurposeState {
+                purpose: purpose.clone(),
+                choice: *choice,
+                seq: entry.seq,
+                occurred_at_ms: consent.occurred_at_ms,
+                expires_at_ms: consent.expires_at_ms,
+            };
+            match states.binary_search_by(|s| s.purpose.as_str().cmp(purpose)) {
+                Ok(i) => states[i] = new,
+                Err(i) => states.insert(i, new),
+            }
+        }
+        self.current_state
+            .insert(key, encode_state(&states).as_slice())?;
+        Ok(())
+    }
+}

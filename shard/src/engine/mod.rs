@@ -1,0 +1,24 @@
+//! Storage and concurrency: the redb shard file and the actix actor that owns it.
+//!
+//! Nothing here knows HTTP or GraphQL; the gateway reaches a shard only through the
+//! messages of [`actor`].
+
+mod actor;
+mod error;
+mod index;
+mod reader;
+mod store;
+mod tables;
+
+pub use actor::{
+    Append, GetConsistencyProof, GetCurrentState, GetCustomerEvents, GetDailyCounts, GetEvent,
+    GetHead, GetHistory, GetInclusionProof, GetWriteStats, MAILBOX_CAPACITY, ShardActor,
+    ShardHandle, Stop,
+};
+pub use error::{AppendError, OpenError, QueryError, StorageError, VerifyJournalError};
+pub use index::PurposeState;
+pub use reader::{
+    ConsistencyProof, DailyCount, InclusionProof, MAX_PAGE_SIZE, Order, Page, ShardReader,
+    StoredEvent, StoredPersonal,
+};
+pub use store::{Appended, STORE_FORMAT_VERSION, Store, WriteStats};

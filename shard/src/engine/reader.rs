@@ -1,0 +1,503 @@
+//! Reads of a shard: events, current state, history, statistics, proofs, verification.
+//!
+//! Readers use redb's MVCC snapshots: they never block the writer and see only committed
+//! data, so every answer is consistent with one head.
+
+use std::sync::Arc;
+
+use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
+
+use super::error::{QueryError, StorageError, VerifyJournalError};
+use super::index::{MS_PER_DAY, PurposeState, decode_state};
+use super::tables::*;
+use crate::format::{Entry, PersonalRecord};
+use crate::hash::{Hash, entry_hash, subject_key};
+use crate::merkle::{
+    Blake3Tree, NodeSource, ProofError, consistency_proof, inclusion_proof, subtree_root,
+};
+use crate::verify::{ChainError, ChainVerifier, ShardHead};
+
+/// Largest page any paged read returns.
+pub const MAX_PAGE_SIZE: u32 = 500;
+
+/// An event as stored, with what a receipt needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// The decoded entry.
+    pub entry: Entry,
+    /// Its canonical bytes (what the receipt carries).
+    pub entry_bytes: Vec<u8>,
+    /// Its chain hash.
+    pub entry_hash: Hash,
+    /// The personal record and its salt; `None` once erased.
+    pub personal: Option<StoredPersonal>,
+}
+
+/// A personal record with the salt that opens its commitment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPersonal {
+    /// The 32-byte salt.
+    pub salt: [u8; 32],
+    /// The record.
+    pub record: PersonalRecord,
+}
+
+/// Order of a history page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Oldest first.
+    Ascending,
+    /// Newest first.
+    Descending,
+}
+
+/// One page of a paged read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<C> {
+    /// The events of the page.
+    pub items: Vec<StoredEvent>,
+    /// Cursor of the last item, to ask for the next page; `None` on an empty page.
+    pub last_cursor: Option<C>,
+    /// Whether more items follow.
+    pub has_more: bool,
+}
+
+/// Granted and denied counts of one purpose on one UTC day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyCount {
+    /// UTC day as days since 1970-01-01.
+    pub day: i64,
+    /// Purpose name.
+    pub purpose: String,
+    /// Events that granted it that day.
+    pub granted: u64,
+    /// Events that denied it that day.
+    pub denied: u64,
+}
+
+/// An inclusion proof with the sizes and root it is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InclusionProof {
+    /// Leaf index (= sequence number).
+    pub seq: u64,
+    /// Tree size the proof is for.
+    pub size: u64,
+    /// Root of that tree.
+    pub root: Hash,
+    /// The audit path, leaf side first.
+    pub path: Vec<Hash>,
+}
+
+/// A consistency proof with both roots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsistencyProof {
+    /// Older size.
+    pub old_size: u64,
+    /// Newer size.
+    pub new_size: u64,
+    /// Root at the older size.
+    pub old_root: Hash,
+    /// Root at the newer size.
+    pub new_root: Hash,
+    /// The proof, as RFC 9162 §2.1.4.
+    pub path: Vec<Hash>,
+}
+
+/// Stored Merkle nodes as a [`NodeSource`].
+pub(crate) struct RedbNodes<'a>(pub(crate) &'a ReadOnlyTable<(u8, u64), [u8; 32]>);
+
+impl NodeSource for RedbNodes<'_> {
+    type Error = StorageError;
+    fn node(&self, level: u8, index: u64) -> Result<Hash, StorageError> {
+        self.get(level, index)
+    }
+}
+
+impl RedbNodes<'_> {
+    pub(crate) fn get(&self, level: u8, index: u64) -> Result<Hash, StorageError> {
+        match self.0.get((level, index))? {
+            Some(v) => Ok(Hash(v.value())),
+            None => Err(StorageError::Corrupt {
+                table: "merkle_nodes",
+                detail: format!("node ({level}, {index}) is missing"),
+            }),
+        }
+    }
+}
+
+/// Reads the committed head (and the last recorded time) of a shard file.
+pub(crate) fn read_head(db: &Database, shard_id: u32) -> Result<(ShardHead, i64), StorageError> {
+    let txn = db.begin_read()?;
+    head_in(&txn, shard_id)
+}
+
+fn head_in(txn: &ReadTransaction, shard_id: u32) -> Result<(ShardHead, i64), StorageError> {
+    let meta = txn.open_table(META)?;
+    let v = meta.get(META_HEAD)?.ok_or_else(|| StorageError::Corrupt {
+        table: "meta",
+        detail: "no head".into(),
+    })?;
+    let b = v.value();
+    if b.len() != 80 {
+        return Err(StorageError::Corrupt {
+            table: "meta",
+            detail: format!("head is {} bytes, expected 80", b.len()),
+        });
+    }
+    let arr8 = |r: std::ops::Range<usize>| -> [u8; 8] { b[r].try_into().expect("8-byte slice") };
+    let arr32 = |r: std::ops::Range<usize>| -> [u8; 32] { b[r].try_into().expect("32-byte slice") };
+    let head = ShardHead {
+        shard_id,
+        size: u64::from_be_bytes(arr8(0..8)),
+        root: Hash(arr32(8..40)),
+        chain_head: Hash(arr32(40..72)),
+    };
+    Ok((head, i64::from_be_bytes(arr8(72..80))))
+}
+
+/// A cheap, cloneable read handle on one shard file, usable from any thread.
+#[derive(Clone)]
+pub struct ShardReader {
+    db: Arc<Database>,
+    shard_id: u32,
+}
+
+impl ShardReader {
+    pub(crate) fn new(db: Arc<Database>, shard_id: u32) -> ShardReader {
+        ShardReader { db, shard_id }
+    }
+
+    /// The shard this reader reads.
+    pub fn shard_id(&self) -> u32 {
+        self.shard_id
+    }
+
+    /// The latest committed head.
+    pub fn head(&self) -> Result<ShardHead, StorageError> {
+        Ok(read_head(&self.db, self.shard_id)?.0)
+    }
+
+    /// The event at `seq`, if it exists.
+    pub fn event(&self, seq: u64) -> Result<Option<StoredEvent>, StorageError> {
+        let txn = self.db.begin_read()?;
+        load_event(&txn, seq)
+    }
+
+    /// The current state of a subject: each purpose with the event that last set it.
+    pub fn current_state(
+        &self,
+        customer_id: &str,
+        subject_id: &str,
+    ) -> Result<Vec<PurposeState>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let Some((customer, subject)) = subject_ref(&txn, customer_id, subject_id)? else {
+            return Ok(Vec::new());
+        };
+        let table = txn.open_table(CURRENT_STATE)?;
+        match table.get((customer, subject.0))? {
+            Some(v) => decode_state(v.value()),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// A page of a subject's events; `after` is the seq cursor of the previous page.
+    pub fn history(
+        &self,
+        customer_id: &str,
+        subject_id: &str,
+        order: Order,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Page<u64>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let Some((c, s)) = subject_ref(&txn, customer_id, subject_id)? else {
+            return Ok(Page {
+                items: vec![],
+                last_cursor: None,
+                has_more: false,
+            });
+        };
+        let table = txn.open_table(SUBJECT_EVENTS)?;
+        let range = match (order, after) {
+            (Order::Ascending, Some(a)) if a == u64::MAX => return Ok(empty_page()),
+            (Order::Ascending, Some(a)) => table.range((c, s.0, a + 1)..=(c, s.0, u64::MAX))?,
+            (Order::Ascending, None) | (Order::Descending, None) => {
+                table.range((c, s.0, 0)..=(c, s.0, u64::MAX))?
+            }
+            (Order::Descending, Some(0)) => return Ok(empty_page()),
+            (Order::Descending, Some(a)) => table.range((c, s.0, 0)..(c, s.0, a))?,
+        };
+        let seqs: Box<dyn Iterator<Item = _>> = match order {
+            Order::Ascending => Box::new(range),
+            Order::Descending => Box::new(range.rev()),
+        };
+        collect_page(
+            &txn,
+            seqs.map(|r| r.map(|(k, _)| k.value().2)),
+            limit,
+            |seq| (seq, seq),
+        )
+    }
+
+    /// A page of a customer's events recorded in `[since_ms, until_ms)`, oldest first;
+    /// `after` is the `(recorded_at_ms, seq)` cursor of the previous page.
+    pub fn customer_events(
+        &self,
+        customer_id: &str,
+        since_ms: i64,
+        until_ms: i64,
+        after: Option<(i64, u64)>,
+        limit: u32,
+    ) -> Result<Page<(i64, u64)>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let Some((c, _)) = customer_ref(&txn, customer_id)? else {
+            return Ok(empty_page());
+        };
+        let start = match after {
+            None => (since_ms, 0),
+            Some((t, u64::MAX)) => (t.saturating_add(1), 0),
+            Some((t, s)) => (t, s + 1),
+        };
+        let start = start.max((since_ms, 0));
+        if start >= (until_ms, 0) {
+            return Ok(empty_page());
+        }
+        let table = txn.open_table(CUSTOMER_EVENTS)?;
+        let range = table.range((c, start.0, start.1)..(c, until_ms, 0))?;
+        let keys = range.map(|r| r.map(|(k, _)| (k.value().2, (k.value().1, k.value().2))));
+        collect_page(&txn, keys, limit, |x| x)
+    }
+
+    /// Granted/denied counts per purpose per UTC day, for days in `[since_ms, until_ms)`.
+    pub fn daily_counts(
+        &self,
+        customer_id: &str,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<DailyCount>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let Some((c, _)) = customer_ref(&txn, customer_id)? else {
+            return Ok(Vec::new());
+        };
+        let (first, last) = (
+            since_ms.div_euclid(MS_PER_DAY),
+            (until_ms - 1).div_euclid(MS_PER_DAY),
+        );
+        if last < first {
+            return Ok(Vec::new());
+        }
+        let table = txn.open_table(DAILY_COUNTS)?;
+        let mut out = Vec::new();
+        for row in table.range((c, first, "")..(c, last + 1, ""))? {
+            let (k, v) = row?;
+            let (_, day, purpose) = k.value();
+            let (granted, denied) = v.value();
+            out.push(DailyCount {
+                day,
+                purpose: purpose.to_string(),
+                granted,
+                denied,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Root of the tree of the first `size` entries (`size` ≤ head size).
+    pub fn root_at(&self, size: u64) -> Result<Hash, QueryError> {
+        let txn = self.db.begin_read().map_err(StorageError::from)?;
+        let head = head_in(&txn, self.shard_id)?.0;
+        check_size(size, &head)?;
+        if size == 0 {
+            return Ok(crate::merkle::TreeHasher::hash_empty(&Blake3Tree));
+        }
+        let merkle = txn.open_table(MERKLE).map_err(StorageError::from)?;
+        Ok(subtree_root(&Blake3Tree, &RedbNodes(&merkle), 0, size)?)
+    }
+
+    /// Inclusion proof of entry `seq` in the tree of the first `size` entries.
+    pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<InclusionProof, QueryError> {
+        let txn = self.db.begin_read().map_err(StorageError::from)?;
+        let head = head_in(&txn, self.shard_id)?.0;
+        check_size(size, &head)?;
+        let merkle = txn.open_table(MERKLE).map_err(StorageError::from)?;
+        let nodes = RedbNodes(&merkle);
+        let path = inclusion_proof(&Blake3Tree, &nodes, seq, size).map_err(proof_error)?;
+        let root = subtree_root(&Blake3Tree, &nodes, 0, size)?;
+        Ok(InclusionProof {
+            seq,
+            size,
+            root,
+            path,
+        })
+    }
+
+    /// Consistency proof from the tree of `old_size` entries to that of `new_size`.
+    pub fn consistency_proof(
+        &self,
+        old_size: u64,
+        new_size: u64,
+    ) -> Result<ConsistencyProof, QueryError> {
+        let txn = self.db.begin_read().map_err(StorageError::from)?;
+        let head = head_in(&txn, self.shard_id)?.0;
+        check_size(new_size, &head)?;
+        let merkle = txn.open_table(MERKLE).map_err(StorageError::from)?;
+        let nodes = RedbNodes(&merkle);
+        let path =
+            consistency_proof(&Blake3Tree, &nodes, old_size, new_size).map_err(proof_error)?;
+        let root = |n: u64| -> Result<Hash, StorageError> {
+            if n == 0 {
+                Ok(crate::merkle::TreeHasher::hash_empty(&Blake3Tree))
+            } else {
+                subtree_root(&Blake3Tree, &nodes, 0, n)
+            }
+        };
+        Ok(ConsistencyProof {
+            old_size,
+            new_size,
+            old_root: root(old_size)?,
+            new_root: root(new_size)?,
+            path,
+        })
+    }
+
+    /// Re-hashes the whole journal, checks every link, every stored leaf and the head.
+    /// Streams in one read snapshot; memory is O(log n).
+    pub fn verify_journal(&self) -> Result<ShardHead, VerifyJournalError> {
+        let shard_id = self.shard_id;
+        let chain = |source: ChainError| VerifyJournalError::Chain { shard_id, source };
+        let txn = self.db.begin_read().map_err(StorageError::from)?;
+        let head = head_in(&txn, shard_id)?.0;
+        let journal = txn.open_table(JOURNAL).map_err(StorageError::from)?;
+        let merkle = txn.open_table(MERKLE).map_err(StorageError::from)?;
+        let nodes = RedbNodes(&merkle);
+        let mut verifier = ChainVerifier::new(shard_id);
+        for row in journal.iter().map_err(StorageError::from)? {
+            let (k, v) = row.map_err(StorageError::from)?;
+            let seq = verifier.size();
+            if k.value() != seq {
+                return Err(chain(ChainError::SizeMismatch {
+                    found: seq,
+                    claimed: head.size,
+                }));
+            }
+            let bytes = v.value();
+            let stored_leaf = nodes.get(0, seq)?;
+            if stored_leaf != crate::merkle::TreeHasher::hash_leaf(&Blake3Tree, bytes) {
+                return Err(chain(ChainError::LeafMismatch { seq }));
+            }
+            verifier.push(bytes).map_err(chain)?;
+        }
+        verifier.finish(&head).map_err(chain)?;
+        Ok(head)
+    }
+}
+
+fn empty_page<C>() -> Page<C> {
+    Page {
+        items: vec![],
+        last_cursor: None,
+        has_more: false,
+    }
+}
+
+fn check_size(size: u64, head: &ShardHead) -> Result<(), QueryError> {
+    if size > head.size {
+        return Err(QueryError::OutOfRange(format!(
+            "tree size {size} is larger than shard {}'s size {}",
+            head.shard_id, head.size
+        )));
+    }
+    Ok(())
+}
+
+fn proof_error(e: ProofError<StorageError>) -> QueryError {
+    match e {
+        ProofError::Source(s) => QueryError::Storage(s),
+        other => QueryError::OutOfRange(other.to_string()),
+    }
+}
+
+/// Loads up to `limit` events whose seqs come from `keys`, then checks for one more.
+fn collect_page<K, C>(
+    txn: &ReadTransaction,
+    keys: impl Iterator<Item = Result<K, redb::StorageError>>,
+    limit: u32,
+    split: impl Fn(K) -> (u64, C),
+) -> Result<Page<C>, StorageError>
+where
+    K: Copy,
+{
+    let limit = limit.clamp(1, MAX_PAGE_SIZE) as usize;
+    let mut items = Vec::new();
+    let mut last_cursor = None;
+    let mut keys = keys.peekable();
+    while items.len() < limit {
+        let Some(key) = keys.next() else { break };
+        let (seq, cursor) = split(key?);
+        let event = load_event(txn, seq)?.ok_or_else(|| StorageError::Corrupt {
+            table: "journal",
+            detail: format!("index points at missing entry {seq}"),
+        })?;
+        items.push(event);
+        last_cursor = Some(cursor);
+    }
+    let has_more = keys.peek().is_some();
+    Ok(Page {
+        items,
+        last_cursor,
+        has_more,
+    })
+}
+
+fn load_event(txn: &ReadTransaction, seq: u64) -> Result<Option<StoredEvent>, StorageError> {
+    let journal = txn.open_table(JOURNAL)?;
+    let Some(v) = journal.get(seq)? else {
+        return Ok(None);
+    };
+    let bytes = v.value().to_vec();
+    let entry = Entry::decode(&bytes).map_err(|e| StorageError::Corrupt {
+        table: "journal",
+        detail: format!("entry {seq}: {e}"),
+    })?;
+    let personal = txn.open_table(PERSONAL)?;
+    let personal = match personal.get(seq)? {
+        None => None,
+        Some(p) => Some(split_personal(seq, p.value())?),
+    };
+    Ok(Some(StoredEvent {
+        entry_hash: entry_hash(&bytes),
+        entry,
+        entry_bytes: bytes,
+        personal,
+    }))
+}
+
+fn split_personal(seq: u64, bytes: &[u8]) -> Result<StoredPersonal, StorageError> {
+    let corrupt = |detail: String| StorageError::Corrupt {
+        table: "personal_records",
+        detail,
+    };
+    if bytes.len() < 32 {
+        return Err(corrupt(format!("record {seq} is shorter than its salt")));
+    }
+    let salt: [u8; 32] = bytes[..32].try_into().expect("32-byte slice");
+    let record =
+        PersonalRecord::decode(&bytes[32..]).map_err(|e| corrupt(format!("record {seq}: {e}")))?;
+    Ok(StoredPersonal { salt, record })
+}
+
+fn customer_ref(
+    txn: &ReadTransaction,
+    customer_id: &str,
+) -> Result<Option<(u32, [u8; 32])>, StorageError> {
+    let customers = txn.open_table(CUSTOMERS)?;
+    Ok(customers.get(customer_id)?.map(|v| v.value()))
+}
+
+fn subject_ref(
+    txn: &ReadTransaction,
+    customer_id: &str,
+    subject_id: &str,
+) -> Result<Option<(u32, Hash)>, StorageError> {
+    Ok(customer_ref(txn, customer_id)?.map(|(c, secret)| (c, subject_key(&secret, subject_id))))
+}

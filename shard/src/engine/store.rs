@@ -1,0 +1,614 @@
+//! A shard's redb file: opening and checking it, and the append transaction.
+//!
+//! One `Store` is the only writer of its file. Every append commits the journal, the
+//! Merkle nodes, the personal records, the idempotency keys, the head and the secondary
+//! indexes in one durable write transaction (see docs/design.md, "Commit sequence").
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, WriteTransaction,
+};
+
+use super::error::{AppendError, OpenError, StorageError};
+use super::index::IndexTables;
+use super::reader::{RedbNodes, ShardReader, read_head};
+use super::tables::*;
+use crate::format::limits::MAX_BATCH_EVENTS;
+use crate::format::{
+    ConsentEvent, ConsentRecord, Entry, EntryBody, request_digest, validate_event,
+};
+use crate::hash::{Hash, entry_hash, personal_commitment, subject_key};
+use crate::merkle::{Blake3Tree, Frontier, TreeHasher};
+use crate::verify::ShardHead;
+
+/// Storage layout version written to `meta.format_version`.
+pub const STORE_FORMAT_VERSION: u32 = 1;
+
+/// One appended (or idempotently found) event, as returned to the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The stored entry.
+    pub entry: Entry,
+    /// Its chain hash.
+    pub entry_hash: Hash,
+    /// True when the idempotency key was seen before and this is the original event.
+    pub duplicate: bool,
+}
+
+/// Counters of the write path, for metrics and the group-commit measurement.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Durable write transactions committed.
+    pub commits: u64,
+    /// Batches (requests) answered by those commits.
+    pub batches: u64,
+    /// New entries appended.
+    pub events: u64,
+}
+
+/// The single writer of one shard file.
+pub struct Store {
+    db: Arc<Database>,
+    head: ShardHead,
+    last_recorded_at_ms: i64,
+    frontier: Frontier,
+    stats: WriteStats,
+}
+
+/// The decision for one event of a batch, made before anything is written.
+enum Planned<'a> {
+    New {
+        event: &'a ConsentEvent,
+        digest: Option<Hash>,
+    },
+    /// Idempotent retry of an event already in the journal.
+    Stored(u64),
+    /// Idempotent repeat of an earlier event in the same batch.
+    SameAs(usize),
+}
+
+impl Store {
+    /// Opens (or creates) the shard file at `path` for `shard_id` and checks that its
+    /// head agrees with its journal; brings lagging indexes up to date.
+    pub fn open(path: &Path, shard_id: u32) -> Result<Store, OpenError> {
+        let db = Database::create(path).map_err(StorageError::from)?;
+        init_if_new(&db, shard_id)?;
+        check_identity(&db, shard_id)?;
+        let (head, last_recorded_at_ms) = read_head(&db, shard_id)?;
+        let frontier = check_head(&db, &head)?;
+        let mut store = Store {
+            db: Arc::new(db),
+            head,
+            last_recorded_at_ms,
+            frontier,
+            stats: WriteStats::default(),
+        };
+        store.catch_up_indexes()?;
+        Ok(store)
+    }
+
+    /// The committed head.
+    pub fn head(&self) -> ShardHead {
+        self.head
+    }
+
+    /// Write-path counters since open.
+    pub fn stats(&self) -> WriteStats {
+        self.stats
+    }
+
+    /// A read handle that can be used from any thread.
+    pub fn reader(&self) -> ShardReader {
+        ShardReader::new(self.db.clone(), self.head.shard_id)
+    }
+
+    /// Appends several independent batches in one durable transaction (group commit).
+    ///
+    /// Each batch is all-or-nothing on its own: an invalid batch gets its error and writes
+    /// nothing, the others commit. `Err` means the commit itself failed and nothing at all
+    /// was written.
+    pub fn append_batches(
+        &mut self,
+        batches: &[Vec<ConsentEvent>],
+    ) -> Result<Vec<Result<Vec<Appended>, AppendError>>, StorageError> {
+        let saved = (self.head, self.last_recorded_at_ms, self.frontier.clone());
+        let outcome = self.append_in_txn(batches);
+        if outcome.is_err() {
+            (self.head, self.last_recorded_at_ms, self.frontier) = saved;
+        }
+        outcome
+    }
+
+    fn append_in_txn(
+        &mut self,
+        batches: &[Vec<ConsentEvent>],
+    ) -> Result<Vec<Result<Vec<Appended>, AppendError>>, StorageError> {
+        let txn = self.db.begin_write()?;
+        let mut results = Vec::with_capacity(batches.len());
+        let mut appended = 0u64;
+        {
+            let mut t = WriteTables::open(&txn)?;
+            for batch in batches {
+                let result = match plan_batch(&t, batch) {
+                    Err(e) => Err(e),
+                    Ok(plan) => Ok(self.write_batch(&mut t, plan)?),
+                };
+                if let Ok(items) = &result {
+                    appended += items.iter().filter(|a| !a.duplicate).count() as u64;
+                }
+                results.push(result);
+            }
+            if appended > 0 {
+                t.write_head(&self.head, self.last_recorded_at_ms)?;
+            }
+        }
+        if appended > 0 {
+            txn.commit()?;
+            self.stats.commits += 1;
+        } else {
+            txn.abort()?;
+        }
+        self.stats.batches += batches.len() as u64;
+        self.stats.events += appended;
+        Ok(results)
+    }
+
+    fn write_batch(
+        &mut self,
+        t: &mut WriteTables<'_>,
+        plan: Vec<Planned<'_>>,
+    ) -> Result<Vec<Appended>, StorageError> {
+        let mut out: Vec<Appended> = Vec::with_capacity(plan.len());
+        for item in plan {
+            let appended = match item {
+                Planned::New { event, digest } => self.write_event(t, event, digest)?,
+                Planned::Stored(seq) => Appended {
+                    duplicate: true,
+                    ..t.stored(seq)?
+                },
+                Planned::SameAs(i) => Appended {
+                    duplicate: true,
+                    ..out[i].clone()
+                },
+            };
+            out.push(appended);
+        }
+        Ok(out)
+    }
+
+    fn write_event(
+        &mut self,
+        t: &mut WriteTables<'_>,
+        event: &ConsentEvent,
+        digest: Option<Hash>,
+    ) -> Result<Appended, StorageError> {
+        let (customer, secret) = t.customer_or_create(&event.customer_id)?;
+        let salt = random_32()?;
+        let personal_bytes = event.personal_record().encode();
+        let seq = self.head.size;
+        let recorded_at_ms = now_ms().max(self.last_recorded_at_ms);
+        let entry = Entry {
+            shard_id: self.head.shard_id,
+            seq,
+            recorded_at_ms,
+            prev_hash: self.head.chain_head,
+            customer_id: event.customer_id.clone(),
+            body: EntryBody::Consent(ConsentRecord::from_event(
+                event,
+                personal_commitment(&salt, &personal_bytes),
+            )),
+        };
+        let bytes = entry.encode();
+        let hash = entry_hash(&bytes);
+        t.journal.insert(seq, bytes.as_slice())?;
+        let mut stored_personal = Vec::with_capacity(32 + personal_bytes.len());
+        stored_personal.extend_from_slice(&salt);
+        stored_personal.extend_from_slice(&personal_bytes);
+        t.personal.insert(seq, stored_personal.as_slice())?;
+        let mut node_result = Ok(());
+        let merkle = &mut t.merkle;
+        self.frontier
+            .push(&Blake3Tree, Blake3Tree.hash_leaf(&bytes), |node| {
+                if node_result.is_ok() {
+                    node_result = merkle
+                        .insert((node.level, node.index), node.hash.0)
+                        .map(|_| ());
+                }
+            });
+        node_result?;
+        if let (Some(key), Some(digest)) = (&event.idempotency_key, digest) {
+            t.idempotency
+                .insert((customer, key.as_str()), (seq, digest.0))?;
+        }
+        let subject = subject_key(&secret, &event.subject_id);
+        t.indexes.apply(&entry, customer, Some(subject))?;
+        self.head.size += 1;
+        self.head.chain_head = hash;
+        self.head.root = self.frontier.root(&Blake3Tree);
+        self.last_recorded_at_ms = recorded_at_ms;
+        Ok(Appended {
+            entry,
+            entry_hash: hash,
+            duplicate: false,
+        })
+    }
+
+    /// Replays journal entries that the indexes do not yet reflect.
+    fn catch_up_indexes(&mut self) -> Result<(), StorageError> {
+        const CHUNK: u64 = 10_000;
+        loop {
+            let txn = self.db.begin_write()?;
+            let done = {
+                let mut t = WriteTables::open(&txn)?;
+                let from = t.indexed_upto()?;
+                let to = self.head.size.min(from + CHUNK);
+                for seq in from..to {
+                    t.reindex(seq)?;
+                }
+                t.set_indexed_upto(to)?;
+                to == self.head.size
+            };
+            txn.commit()?;
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Empties every secondary index so that the next open rebuilds them from the
+    /// journal (operator repair, and the test that proves indexes are derivable).
+    pub fn reset_indexes(path: &Path) -> Result<(), StorageError> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        txn.delete_table(SUBJECT_EVENTS)?;
+        txn.delete_table(CURRENT_STATE)?;
+        txn.delete_table(CUSTOMER_EVENTS)?;
+        txn.delete_table(DAILY_COUNTS)?;
+        txn.delete_table(IDEMPOTENCY)?;
+        txn.open_table(META)?
+            .insert(META_INDEXED_UPTO, 0u64.to_be_bytes().as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+/// Validates a batch and resolves idempotency before anything is written.
+fn plan_batch<'a>(
+    t: &WriteTables<'_>,
+    batch: &'a [ConsentEvent],
+) -> Result<Vec<Planned<'a>>, AppendError> {
+    if batch.is_empty() || batch.len() > MAX_BATCH_EVENTS {
+        return Err(AppendError::BatchSize {
+            count: batch.len() as u64,
+            max: MAX_BATCH_EVENTS as u64,
+        });
+    }
+    let customer_id = &batch[0].customer_id;
+    for (i, event) in batch.iter().enumerate() {
+        let index = i as u32;
+        validate_event(event).map_err(|source| AppendError::Invalid { index, source })?;
+        if &event.customer_id != customer_id {
+            return Err(AppendError::MixedCustomers { index });
+        }
+    }
+    let customer = t.customer(customer_id)?.map(|(n, _)| n);
+    let mut seen: HashMap<&str, (usize, Hash)> = HashMap::new();
+    let mut plan = Vec::with_capacity(batch.len());
+    for (i, event) in batch.iter().enumerate() {
+        let Some(key) = event.idempotency_key.as_deref() else {
+            plan.push(Planned::New {
+                event,
+                digest: None,
+            });
+            continue;
+        };
+        let digest = request_digest(event);
+        let conflict = || AppendError::IdempotencyConflict {
+            index: i as u32,
+            key: key.to_string(),
+        };
+        if let Some(&(j, d)) = seen.get(key) {
+            if d != digest {
+                return Err(conflict());
+            }
+            plan.push(Planned::SameAs(j));
+            continue;
+        }
+        seen.insert(key, (i, digest));
+        let stored = match customer {
+            Some(c) => t
+                .idempotency
+                .get((c, key))
+                .map_err(StorageError::from)?
+                .map(|v| v.value()),
+            None => None,
+        };
+        match stored {
+            Some((_, d)) if d != digest.0 => return Err(conflict()),
+            Some((seq, _)) => plan.push(Planned::Stored(seq)),
+            None => plan.push(Planned::New {
+                event,
+                digest: Some(digest),
+            }),
+        }
+    }
+    Ok(plan)
+}
+
+/// Every table of the shard, open in one write transaction.
+struct WriteTables<'t> {
+    journal: Table<'t, u64, &'static [u8]>,
+    merkle: Table<'t, (u8, u64), [u8; 32]>,
+    personal: Table<'t, u64, &'static [u8]>,
+    meta: Table<'t, &'static str, &'static [u8]>,
+    customers: Table<'t, &'static str, (u32, [u8; 32])>,
+    idempotency: Table<'t, (u32, &'static str), (u64, [u8; 32])>,
+    indexes: IndexTables<'t>,
+}
+
+impl<'t> WriteTables<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<WriteTables<'t>, StorageError> {
+        Ok(WriteTables {
+            journal: txn.open_table(JOURNAL)?,
+            merkle: txn.open_table(MERKLE)?,
+            personal: txn.open_table(PERSONAL)?,
+            meta: txn.open_table(META)?,
+            customers: txn.open_table(CUSTOMERS)?,
+            idempotency: txn.open_table(IDEMPOTENCY)?,
+            indexes: IndexTables {
+                subject_events: txn.open_table(SUBJECT_EVENTS)?,
+                current_state: txn.open_table(CURRENT_STATE)?,
+                customer_events: txn.open_table(CUSTOMER_EVENTS)?,
+                daily_counts: txn.open_table(DAILY_COUNTS)?,
+            },
+        })
+    }
+
+    fn customer(&self, id: &str) -> Result<Option<(u32, [u8; 32])>, StorageError> {
+        Ok(self.customers.get(id)?.map(|v| v.value()))
+    }
+
+    fn customer_or_create(&mut self, id: &str) -> Result<(u32, [u8; 32]), StorageError> {
+        if let Some(found) = self.customer(id)? {
+            return Ok(found);
+        }
+        let number = u32::try_from(self.customers.len()?).map_err(|_| StorageError::Corrupt {
+            table: "customers",
+            detail: "more than 2^32 customers in one shard".into(),
+        })?;
+        let value = (number, random_32()?);
+        self.customers.insert(id, value)?;
+        Ok(value)
+    }
+
+    fn stored(&self, seq: u64) -> Result<Appended, StorageError> {
+        let bytes = self
+            .journal
+            .get(seq)?
+            .ok_or_else(|| StorageError::Corrupt {
+                table: "journal",
+                detail: format!("idempotency key points at missing entry {seq}"),
+            })?;
+        let bytes = bytes.value();
+        let entry = Entry::decode(bytes).map_err(|e| StorageError::Corrupt {
+            table: "journal",
+            detail: format!("entry {seq}: {e}"),
+        })?;
+        Ok(Appended {
+            entry,
+            entry_hash: entry_hash(bytes),
+            duplicate: false,
+        })
+    }
+
+    fn write_head(
+        &mut self,
+        head: &ShardHead,
+        last_recorded_at_ms: i64,
+    ) -> Result<(), StorageError> {
+        let mut v = Vec::with_capacity(80);
+        v.extend_from_slice(&head.size.to_be_bytes());
+        v.extend_from_slice(&head.root.0);
+        v.extend_from_slice(&head.chain_head.0);
+        v.extend_from_slice(&last_recorded_at_ms.to_be_bytes());
+        self.meta.insert(META_HEAD, v.as_slice())?;
+        self.set_indexed_upto(head.size)
+    }
+
+    fn indexed_upto(&self) -> Result<u64, StorageError> {
+        let v = self.meta.get(META_INDEXED_UPTO)?;
+        let bytes = v.as_ref().map(|v| v.value()).unwrap_or(&[0; 8]);
+        let arr: [u8; 8] = bytes.try_into().map_err(|_| StorageError::Corrupt {
+            table: "meta",
+            detail: "indexed_upto is not 8 bytes".into(),
+        })?;
+        Ok(u64::from_be_bytes(arr))
+    }
+
+    fn set_indexed_upto(&mut self, upto: u64) -> Result<(), StorageError> {
+        self.meta
+            .insert(META_INDEXED_UPTO, upto.to_be_bytes().as_slice())?;
+        Ok(())
+    }
+
+    /// Applies journal entry `seq` to every index, including the idempotency keys.
+    fn reindex(&mut self, seq: u64) -> Result<(), StorageError> {
+        let Appended { entry, .. } = self.stored(seq)?;
+        let (customer, secret) = self.customer_or_create(&entry.customer_id)?;
+        let personal = self.personal.get(seq)?.map(|v| v.value().to_vec());
+        let subject = match personal {
+            Some(p) if p.len() > 32 => {
+                let record = crate::format::PersonalRecord::decode(&p[32..]).map_err(|e| {
+                    StorageError::Corrupt {
+                        table: "personal_records",
+                        detail: format!("record {seq}: {e}"),
+                    }
+                })?;
+                Some(subject_key(&secret, &record.subject_id))
+            }
+            _ => None,
+        };
+        if let Some(key) = &entry.consent().idempotency_key {
+            // The digest needs the full request, personal part included; rebuild it from
+            // the entry and personal record when both exist.
+            if let Some(digest) = self.rebuild_digest(seq, &entry)? {
+                self.idempotency
+                    .insert((customer, key.as_str()), (seq, digest.0))?;
+            }
+        }
+        self.indexes.apply(&entry, customer, subject)
+    }
+
+    fn rebuild_digest(&self, seq: u64, entry: &Entry) -> Result<Option<Hash>, StorageError> {
+        let Some(p) = self.personal.get(seq)? else {
+            return Ok(None);
+        };
+        let record = crate::format::PersonalRecord::decode(&p.value()[32..]).map_err(|e| {
+            StorageError::Corrupt {
+                table: "personal_records",
+                detail: format!("record {seq}: {e}"),
+            }
+        })?;
+        let c = entry.consent();
+        let event = ConsentEvent {
+            customer_id: entry.customer_id.clone(),
+            subject_id: record.subject_id,
+            purposes: c.purposes.iter().cloned().collect(),
+            notice_id: c.notice_id.clone(),
+            notice_version: c.notice_version.clone(),
+            capture_method: c.capture_method,
+            jurisdiction: c.jurisdiction.clone(),
+            gpc: c.gpc,
+            tcf_string: record.tcf_string,
+            gpp_string: record.gpp_string,
+            evidence: record.evidence,
+            occurred_at_ms: c.occurred_at_ms,
+            expires_at_ms: c.expires_at_ms,
+            idempotency_key: c.idempotency_key.clone(),
+        };
+        Ok(Some(request_digest(&event)))
+    }
+}
+
+fn init_if_new(db: &Database, shard_id: u32) -> Result<(), StorageError> {
+    let txn = db.begin_write()?;
+    {
+        // Creates any missing table, so readers never meet an absent one.
+        let WriteTables { mut meta, .. } = WriteTables::open(&txn)?;
+        if meta.get(META_FORMAT_VERSION)?.is_some() {
+            drop(meta);
+            txn.commit()?;
+            return Ok(());
+        }
+        meta.insert(
+            META_FORMAT_VERSION,
+            STORE_FORMAT_VERSION.to_be_bytes().as_slice(),
+        )?;
+        meta.insert(META_SHARD_ID, shard_id.to_be_bytes().as_slice())?;
+        let mut head = vec![0u8; 8];
+        head.extend_from_slice(&Blake3Tree.hash_empty().0);
+        head.extend_from_slice(&Hash::ZERO.0);
+        head.extend_from_slice(&i64::MIN.to_be_bytes());
+        meta.insert(META_HEAD, head.as_slice())?;
+        meta.insert(META_INDEXED_UPTO, 0u64.to_be_bytes().as_slice())?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+fn meta_u32(db: &Database, key: &str) -> Result<Option<u32>, StorageError> {
+    let txn = db.begin_read()?;
+    let meta = txn.open_table(META)?;
+    let Some(v) = meta.get(key)? else {
+        return Ok(None);
+    };
+    let arr: [u8; 4] = v.value().try_into().map_err(|_| StorageError::Corrupt {
+        table: "meta",
+        detail: format!("{key} is not 4 bytes"),
+    })?;
+    Ok(Some(u32::from_be_bytes(arr)))
+}
+
+fn check_identity(db: &Database, shard_id: u32) -> Result<(), OpenError> {
+    let version = meta_u32(db, META_FORMAT_VERSION)?.unwrap_or(0);
+    if version != STORE_FORMAT_VERSION {
+        return Err(OpenError::UnsupportedFormat {
+            found: version,
+            supported: STORE_FORMAT_VERSION,
+        });
+    }
+    let found = meta_u32(db, META_SHARD_ID)?.unwrap_or(u32::MAX);
+    if found != shard_id {
+        return Err(OpenError::WrongShard {
+            found,
+            expected: shard_id,
+        });
+    }
+    Ok(())
+}
+
+/// Checks the stored head against the journal's tail and the stored Merkle nodes, and
+/// returns the frontier to append with.
+fn check_head(db: &Database, head: &ShardHead) -> Result<Frontier, OpenError> {
+    let inconsistent = |detail: String| OpenError::Inconsistent {
+        shard_id: head.shard_id,
+        detail,
+    };
+    let txn = db.begin_read().map_err(StorageError::from)?;
+    let journal = txn.open_table(JOURNAL).map_err(StorageError::from)?;
+    let merkle = txn.open_table(MERKLE).map_err(StorageError::from)?;
+    let last = journal.last().map_err(StorageError::from)?;
+    let journal_size = last.as_ref().map_or(0, |(k, _)| k.value() + 1);
+    if journal_size != head.size {
+        return Err(inconsistent(format!(
+            "the journal ends at size {journal_size} but the head says {}",
+            head.size
+        )));
+    }
+    let nodes = RedbNodes(&merkle);
+    let frontier = Frontier::load(head.size, &nodes).map_err(|e| inconsistent(e.to_string()))?;
+    if frontier.root(&Blake3Tree) != head.root {
+        return Err(inconsistent(format!(
+            "the stored Merkle nodes give a root other than the head's at size {}",
+            head.size
+        )));
+    }
+    if let Some((k, v)) = last {
+        let seq = k.value();
+        let bytes = v.value();
+        if entry_hash(bytes) != head.chain_head {
+            return Err(inconsistent(format!(
+                "entry {seq} does not hash to the stored chain head"
+            )));
+        }
+        let leaf = nodes.get(0, seq).map_err(|e| inconsistent(e.to_string()))?;
+        if leaf != Blake3Tree.hash_leaf(bytes) {
+            return Err(inconsistent(format!(
+                "entry {seq} does not match its stored Merkle leaf"
+            )));
+        }
+        match Entry::decode(bytes) {
+            Ok(e) if e.seq == seq && e.shard_id == head.shard_id => {}
+            Ok(_) => return Err(inconsistent(format!("entry {seq} names another position"))),
+            Err(e) => return Err(inconsistent(format!("entry {seq}: {e}"))),
+        }
+    }
+    Ok(frontier)
+}
+
+fn random_32() -> Result<[u8; 32], StorageError> {
+    let mut out = [0u8; 32];
+    getrandom::fill(&mut out).map_err(|e| StorageError::Random(e.to_string()))?;
+    Ok(out)
+}
+
+/// Server time in Unix milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
