@@ -1,5 +1,6 @@
 //! Engine tests against real redb files: durability, atomicity, idempotency, queries,
 //! proofs and tamper detection.
+#![cfg(feature = "engine")]
 
 mod common;
 

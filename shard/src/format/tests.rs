@@ -118,7 +118,8 @@ fn request_digest_changes_with_any_field_including_personal_ones() {
 #[test]
 fn validation_names_the_field_that_breaks_a_limit() {
     assert!(validate_event(&sample_event()).is_ok());
-    let cases: Vec<(&str, Box<dyn Fn(&mut ConsentEvent)>)> = vec![
+    type Mutation = Box<dyn Fn(&mut ConsentEvent)>;
+    let cases: Vec<(&str, Mutation)> = vec![
         ("subjectId", Box::new(|e| e.subject_id = "x".repeat(257))),
         ("subjectId", Box::new(|e| e.subject_id.clear())),
         ("purposes", Box::new(|e| e.purposes.clear())),
