@@ -231,3 +231,24 @@ proptest! {
         prop_assert_eq!(PersonalRecord::decode(&personal.encode()).unwrap(), personal);
     }
 }
+
+#[test]
+fn golden_personal_record_and_commitment_match_an_independent_implementation() {
+    // Bytes, commitment and leaf hash were computed with Python's `blake3` package from
+    // the layout in docs/design.md, not with this crate.
+    let bytes = sample_event().personal_record().encode();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        hex,
+        "01000000077375626a2d343201000000064350313233340001000000093139322e302e322e31010000000b4d6f7a696c6c612f352e3000"
+    );
+    assert_eq!(
+        crate::hash::personal_commitment(&[1u8; 32], &bytes).to_hex(),
+        "d3a46ca79854920357a2beee15f80a76b2aef0bf29bd303977adc9cae0d11483"
+    );
+    use crate::merkle::TreeHasher;
+    assert_eq!(
+        crate::merkle::Blake3Tree.hash_leaf(&sample_entry().encode()).to_hex(),
+        "7154404f678e840cb2998cdd6e1688aea63a0ef38200abeed6cdffe997170dbc"
+    );
+}
