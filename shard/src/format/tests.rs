@@ -248,7 +248,9 @@ fn golden_personal_record_and_commitment_match_an_independent_implementation() {
     );
     use crate::merkle::TreeHasher;
     assert_eq!(
-        crate::merkle::Blake3Tree.hash_leaf(&sample_entry().encode()).to_hex(),
+        crate::merkle::Blake3Tree
+            .hash_leaf(&sample_entry().encode())
+            .to_hex(),
         "7154404f678e840cb2998cdd6e1688aea63a0ef38200abeed6cdffe997170dbc"
     );
 }
