@@ -1,1 +1,28 @@
-//! The Assent gateway (GraphQL over HTTP). Built in the gateway issue.
+//! The Assent gateway: GraphQL over HTTP in front of the shards.
+//!
+//! Map of the crate (see ARCHITECTURE.md):
+//! - [`config`]: what `assent serve` is told (flags and `ASSENT_*` variables).
+//! - `ledger`: the data directory: ledger metadata, signing key, shards, routing.
+//! - `shards`: the one narrow interface through which the gateway reaches a shard.
+//! - `checkpoints`: issuing, storing and proving signed checkpoints; building receipts.
+//! - `schema`: the GraphQL schema (types, queries, mutations) and its limits.
+//! - `errors`: the mapping of engine errors to GraphQL `extensions.code`.
+//! - `ids`: opaque event ids and page cursors.
+//! - `http`: the actix-web routes, body limits, health, metrics, GraphiQL page.
+//! - `metrics`: Prometheus metrics.
+//!
+//! Only this crate knows HTTP and GraphQL.
+
+mod checkpoints;
+pub mod config;
+mod errors;
+mod http;
+mod ids;
+mod ledger;
+mod metrics;
+mod schema;
+mod shards;
+
+pub use config::{LogFormat, ServeConfig};
+pub use http::serve;
+pub use schema::sdl;

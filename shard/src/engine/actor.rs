@@ -22,14 +22,33 @@ use crate::verify::ShardHead;
 /// Messages that may wait in a shard's mailbox; senders wait (backpressure) beyond it.
 pub const MAILBOX_CAPACITY: usize = 1_024;
 
-type Reply = oneshot::Sender<Result<Vec<Appended>, AppendError>>;
+/// Where the answer to an append goes.
+pub type AppendReply = oneshot::Sender<Result<Vec<Appended>, AppendError>>;
+
+/// What one group commit did, for metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct CommitReport {
+    /// Shard that committed.
+    pub shard_id: u32,
+    /// Requests (batches) answered by the commit.
+    pub batches: u64,
+    /// Events in those requests (including refused ones).
+    pub events: u64,
+    /// Wall time of the transaction, commit included.
+    pub duration: std::time::Duration,
+}
+
+/// Receives a [`CommitReport`] after every group commit (metrics live in the gateway).
+pub type CommitObserver = std::sync::Arc<dyn Fn(CommitReport) + Send + Sync>;
 
 /// The actor that owns one shard's [`Store`].
 pub struct ShardActor {
     /// `None` once stopped: later messages get `ShardStopped`.
     store: Option<Store>,
     /// Batches waiting for the next group commit, with their callers.
-    pending: Vec<(Vec<ConsentEvent>, Reply)>,
+    pending: Vec<(Vec<ConsentEvent>, AppendReply)>,
+    /// Told about every commit.
+    observer: Option<CommitObserver>,
 }
 
 impl Actor for ShardActor {
@@ -44,6 +63,17 @@ impl Actor for ShardActor {
 #[derive(Message)]
 #[rtype(result = "Result<Vec<Appended>, AppendError>")]
 pub struct Append(pub Vec<ConsentEvent>);
+
+/// Append one atomic batch, answering on `reply`. Unlike [`Append`] it can be sent with
+/// `try_send`, so a caller can tell a full mailbox (overload) from a slow commit.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Submit {
+    /// The batch.
+    pub events: Vec<ConsentEvent>,
+    /// Where the outcome goes.
+    pub reply: AppendReply,
+}
 
 /// Commit everything pending (sent by the actor to itself).
 #[derive(Message)]
@@ -65,22 +95,16 @@ impl Handler<Append> for ShardActor {
 
     fn handle(&mut self, msg: Append, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        let count = msg.0.len();
-        if count == 0 || count > MAX_BATCH_EVENTS {
-            let _ = tx.send(Err(AppendError::BatchSize {
-                count: count as u64,
-                max: MAX_BATCH_EVENTS as u64,
-            }));
-        } else if self.store.is_none() {
-            let _ = tx.send(Err(AppendError::ShardStopped));
-        } else {
-            if self.pending.is_empty() {
-                // Runs after every message already in the mailbox: they share the commit.
-                ctx.notify(Flush);
-            }
-            self.pending.push((msg.0, tx));
-        }
+        self.enqueue(msg.0, tx, ctx);
         Box::pin(async move { rx.await.unwrap_or(Err(AppendError::ShardStopped)) })
+    }
+}
+
+impl Handler<Submit> for ShardActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) {
+        self.enqueue(msg.events, msg.reply, ctx);
     }
 }
 
@@ -93,6 +117,24 @@ impl Handler<Flush> for ShardActor {
 }
 
 impl ShardActor {
+    fn enqueue(&mut self, events: Vec<ConsentEvent>, tx: AppendReply, ctx: &mut Context<Self>) {
+        let count = events.len();
+        if count == 0 || count > MAX_BATCH_EVENTS {
+            let _ = tx.send(Err(AppendError::BatchSize {
+                count: count as u64,
+                max: MAX_BATCH_EVENTS as u64,
+            }));
+        } else if self.store.is_none() {
+            let _ = tx.send(Err(AppendError::ShardStopped));
+        } else {
+            if self.pending.is_empty() {
+                // Runs after every message already in the mailbox: they share the commit.
+                ctx.notify(Flush);
+            }
+            self.pending.push((events, tx));
+        }
+    }
+
     fn flush(&mut self) {
         let pending = std::mem::take(&mut self.pending);
         if pending.is_empty() {
@@ -105,7 +147,17 @@ impl ShardActor {
             return;
         };
         let (batches, replies): (Vec<_>, Vec<_>) = pending.into_iter().unzip();
-        match store.append_batches(&batches) {
+        let started = std::time::Instant::now();
+        let outcome = store.append_batches(&batches);
+        if let Some(observer) = &self.observer {
+            observer(CommitReport {
+                shard_id: store.head().shard_id,
+                batches: batches.len() as u64,
+                events: batches.iter().map(|b| b.len() as u64).sum(),
+                duration: started.elapsed(),
+            });
+        }
+        match outcome {
             Ok(results) => {
                 assert_eq!(results.len(), replies.len(), "one result per batch");
                 for (result, tx) in results.into_iter().zip(replies) {
@@ -127,7 +179,7 @@ impl ShardActor {
 }
 
 fn tracing_error(e: &StorageError) {
-    eprintln!("shard commit failed, nothing of this group was written: {e}");
+    tracing::error!(error = %e, "shard commit failed; nothing of this group was written");
 }
 
 impl Handler<Stop> for ShardActor {
@@ -230,12 +282,22 @@ impl ShardHandle {
     /// Opens the shard file and starts its actor on a thread of its own, so a blocking
     /// commit blocks only this shard. Must be called inside a running actix System.
     pub fn start(path: &Path, shard_id: u32) -> Result<ShardHandle, OpenError> {
+        ShardHandle::start_observed(path, shard_id, None)
+    }
+
+    /// Like [`ShardHandle::start`], reporting every commit to `observer`.
+    pub fn start_observed(
+        path: &Path,
+        shard_id: u32,
+        observer: Option<CommitObserver>,
+    ) -> Result<ShardHandle, OpenError> {
         let store = Store::open(path, shard_id)?;
         let reader = store.reader();
         let arbiter = Arbiter::new();
         let addr = ShardActor::start_in_arbiter(&arbiter.handle(), move |_| ShardActor {
             store: Some(store),
             pending: Vec::new(),
+            observer,
         });
         Ok(ShardHandle {
             addr,

@@ -11,9 +11,9 @@ mod store;
 mod tables;
 
 pub use actor::{
-    Append, GetConsistencyProof, GetCurrentState, GetCustomerEvents, GetDailyCounts, GetEvent,
-    GetHead, GetHistory, GetInclusionProof, GetWriteStats, MAILBOX_CAPACITY, ShardActor,
-    ShardHandle, Stop,
+    Append, AppendReply, CommitObserver, CommitReport, GetConsistencyProof, GetCurrentState,
+    GetCustomerEvents, GetDailyCounts, GetEvent, GetHead, GetHistory, GetInclusionProof,
+    GetWriteStats, MAILBOX_CAPACITY, ShardActor, ShardHandle, Stop, Submit,
 };
 pub use error::{AppendError, OpenError, QueryError, StorageError, VerifyJournalError};
 pub use index::PurposeState;

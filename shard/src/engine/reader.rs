@@ -183,6 +183,23 @@ impl ShardReader {
         load_event(&txn, seq)
     }
 
+    /// The event recorded under `customer_id`'s idempotency key `key`, if any.
+    pub fn find_idempotent(
+        &self,
+        customer_id: &str,
+        key: &str,
+    ) -> Result<Option<StoredEvent>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let Some((c, _)) = customer_ref(&txn, customer_id)? else {
+            return Ok(None);
+        };
+        let table = txn.open_table(IDEMPOTENCY)?;
+        let Some(v) = table.get((c, key))? else {
+            return Ok(None);
+        };
+        load_event(&txn, v.value().0)
+    }
+
     /// The current state of a subject: each purpose with the event that last set it.
     pub fn current_state(
         &self,

@@ -1,0 +1,40 @@
+//! Configuration of `assent serve`; the defaults need no configuration at all.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Default number of shards of a new ledger.
+pub const DEFAULT_SHARDS: u32 = 4;
+/// Largest shard count a ledger may be created with.
+pub const MAX_SHARDS: u32 = 256;
+/// Default checkpoint interval.
+pub const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 1_000;
+/// Default ledger name: the origin line of checkpoints and the signing key's name.
+pub const DEFAULT_LEDGER_NAME: &str = "localhost/assent";
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything `assent serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Where the ledger lives (created if missing).
+    pub data_dir: PathBuf,
+    /// Address to listen on; port 0 picks a free port (logged at start).
+    pub listen: SocketAddr,
+    /// Shard count for a new ledger; `None` uses the stored count (or the default).
+    pub shards: Option<u32>,
+    /// Ledger name for a new ledger; `None` uses the stored name (or the default).
+    pub ledger_name: Option<String>,
+    /// How often a checkpoint is issued when anything changed.
+    pub checkpoint_interval_ms: u64,
+    /// Use this ed25519 signing key file (32 raw bytes or 64 hex digits) instead of the
+    /// generated `<data-dir>/signing-key`.
+    pub signing_key_file: Option<PathBuf>,
+}

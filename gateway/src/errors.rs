@@ -1,0 +1,103 @@
+//! The one place engine errors become GraphQL errors with `extensions.code`.
+
+use async_graphql::{Error, ErrorExtensions};
+use shard::engine::{AppendError, QueryError, StorageError};
+
+/// Every `extensions.code` the API produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Code {
+    BadUserInput,
+    NotFound,
+    IdempotencyConflict,
+    PayloadTooLarge,
+    Overloaded,
+    Internal,
+}
+
+impl Code {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Code::BadUserInput => "BAD_USER_INPUT",
+            Code::NotFound => "NOT_FOUND",
+            Code::IdempotencyConflict => "IDEMPOTENCY_CONFLICT",
+            Code::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Code::Overloaded => "OVERLOADED",
+            Code::Internal => "INTERNAL",
+        }
+    }
+}
+
+/// A GraphQL error with `extensions.code`.
+pub(crate) fn err(code: Code, message: impl Into<String>) -> Error {
+    Error::new(message.into()).extend_with(|_, e| e.set("code", code.as_str()))
+}
+
+/// Shorthand for `BAD_USER_INPUT`.
+pub(crate) fn bad_input(message: impl Into<String>) -> Error {
+    err(Code::BadUserInput, message)
+}
+
+/// A failure talking to a shard.
+///
+/// Deliberately not `Display`: async-graphql converts any `Display` type into an error
+/// without a code, so this type can only become a GraphQL error through the mapping below.
+#[derive(Debug)]
+pub(crate) enum ShardCallError {
+    Append(AppendError),
+    Query(QueryError),
+    Storage(StorageError),
+    Overloaded(u32),
+}
+
+impl ShardCallError {
+    /// The message for logs and clients.
+    pub(crate) fn message(&self) -> String {
+        match self {
+            ShardCallError::Append(e) => e.to_string(),
+            ShardCallError::Query(e) => e.to_string(),
+            ShardCallError::Storage(e) => e.to_string(),
+            ShardCallError::Overloaded(id) => format!("shard {id} is overloaded; retry shortly"),
+        }
+    }
+}
+
+impl From<AppendError> for ShardCallError {
+    fn from(e: AppendError) -> Self {
+        ShardCallError::Append(e)
+    }
+}
+
+impl From<QueryError> for ShardCallError {
+    fn from(e: QueryError) -> Self {
+        ShardCallError::Query(e)
+    }
+}
+
+impl From<StorageError> for ShardCallError {
+    fn from(e: StorageError) -> Self {
+        ShardCallError::Storage(e)
+    }
+}
+
+impl From<ShardCallError> for Error {
+    fn from(e: ShardCallError) -> Error {
+        let code = match &e {
+            ShardCallError::Append(AppendError::Invalid { .. })
+            | ShardCallError::Append(AppendError::BatchSize { .. })
+            | ShardCallError::Append(AppendError::MixedCustomers { .. })
+            | ShardCallError::Query(QueryError::OutOfRange(_)) => Code::BadUserInput,
+            ShardCallError::Append(AppendError::IdempotencyConflict { .. }) => {
+                Code::IdempotencyConflict
+            }
+            ShardCallError::Overloaded(_)
+            | ShardCallError::Append(AppendError::ShardStopped)
+            | ShardCallError::Query(QueryError::ShardStopped) => Code::Overloaded,
+            _ => Code::Internal,
+        };
+        if code == Code::Internal {
+            tracing::error!(error = %e.message(), "internal error");
+            return err(code, "internal error; the operator's log has the details");
+        }
+        err(code, e.message())
+    }
+}

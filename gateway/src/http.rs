@@ -1,0 +1,240 @@
+//! The HTTP surface: routes, body limits, error envelopes, health, metrics, the offline
+//! GraphiQL page, and the process lifecycle of `assent serve`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use async_graphql::parser::types::OperationType;
+use async_graphql::{BatchRequest, BatchResponse, Response, ServerError};
+use futures::StreamExt;
+
+use crate::checkpoints::Checkpointer;
+use crate::config::ServeConfig;
+use crate::errors::Code;
+use crate::ledger::Ledger;
+use crate::metrics::Metrics;
+use crate::schema::{AppState, AssentSchema, build};
+
+/// Largest request body accepted (a full batch of 1,000 events with large TCF strings fits).
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+/// Most operations in one batched (JSON array) request.
+pub const MAX_BATCH_OPERATIONS: usize = 16;
+/// How long shutdown waits for in-flight requests.
+pub const SHUTDOWN_TIMEOUT_S: u64 = 30;
+
+struct Server {
+    schema: AssentSchema,
+    state: Arc<AppState>,
+}
+
+/// Runs `assent serve` until SIGINT/SIGTERM: opens the ledger, serves HTTP, issues
+/// checkpoints, then stops accepting, finishes in-flight work and closes the shards.
+pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> {
+    let metrics = Metrics::new();
+    let ledger = Arc::new(Ledger::open(&config, Some(metrics.commit_observer()))?);
+    let checkpoints = Arc::new(Checkpointer::open(ledger.clone()).map_err(|e| e.message())?);
+    let state = Arc::new(AppState {
+        ledger: ledger.clone(),
+        checkpoints: checkpoints.clone(),
+        metrics,
+    });
+    let server = web::Data::new(Server {
+        schema: build(Some(state.clone())),
+        state,
+    });
+
+    let http = HttpServer::new({
+        let server = server.clone();
+        move || {
+            App::new()
+                .app_data(server.clone())
+                .route("/graphql", web::post().to(graphql_post))
+                .route("/graphql", web::get().to(graphql_get))
+                .route(
+                    "/healthz",
+                    web::get().to(|| async { HttpResponse::Ok().body("ok\n") }),
+                )
+                .route("/readyz", web::get().to(readyz))
+                .route("/metrics", web::get().to(metrics_text))
+                .route("/.well-known/assent/keys", web::get().to(keys))
+                .route("/", web::get().to(graphiql))
+        }
+    })
+    .shutdown_timeout(SHUTDOWN_TIMEOUT_S)
+    .bind(config.listen)?;
+    for addr in http.addrs() {
+        tracing::info!(data_dir = %config.data_dir.display(), shards = ledger.shards.len(), ledger = %ledger.name, "listening on http://{addr}");
+    }
+    let running = http.run();
+    let ticker = actix_web::rt::spawn(checkpoint_loop(
+        checkpoints.clone(),
+        config.checkpoint_interval_ms,
+    ));
+    running.await?;
+    ticker.abort();
+    tracing::info!("HTTP stopped; closing shards");
+    if let Err(e) = checkpoints.issue_if_changed().await {
+        tracing::warn!(error = %e.message(), "final checkpoint failed");
+    }
+    drop(server);
+    drop(checkpoints);
+    if let Ok(ledger) = Arc::try_unwrap(ledger) {
+        for shard in ledger.shards {
+            shard.stop().await;
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn checkpoint_loop(checkpoints: Arc<Checkpointer>, interval_ms: u64) {
+    let mut tick = actix_web::rt::time::interval(Duration::from_millis(interval_ms.max(10)));
+    loop {
+        tick.tick().await;
+        if let Err(e) = checkpoints.issue_if_changed().await {
+            tracing::error!(error = %e.message(), "periodic checkpoint failed");
+        }
+    }
+}
+
+fn error_body(status: StatusCode, code: Code, message: &str) -> HttpResponse {
+    let mut err = ServerError::new(message, None);
+    err.extensions
+        .get_or_insert_with(Default::default)
+        .set("code", code.as_str());
+    HttpResponse::build(status).json(Response::from_errors(vec![err]))
+}
+
+/// Every error leaves with a code: those async-graphql raises itself (syntax, validation,
+/// depth, complexity, input coercion) are the client's: `BAD_USER_INPUT`.
+fn finish(server: &Server, mut resp: BatchResponse) -> HttpResponse {
+    let responses: Vec<&mut Response> = match &mut resp {
+        BatchResponse::Single(r) => vec![r],
+        BatchResponse::Batch(rs) => rs.iter_mut().collect(),
+    };
+    for r in responses {
+        for e in &mut r.errors {
+            let ext = e.extensions.get_or_insert_with(Default::default);
+            if ext.get("code").is_none() {
+                ext.set("code", Code::BadUserInput.as_str());
+            }
+            if let Some(async_graphql::Value::String(code)) = ext.get("code") {
+                server.state.metrics.errors.with_label_values(&[code]).inc();
+            }
+        }
+    }
+    HttpResponse::Ok().json(resp)
+}
+
+async fn graphql_post(server: web::Data<Server>, mut payload: web::Payload) -> HttpResponse {
+    server.state.metrics.requests.inc();
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let Ok(chunk) = chunk else {
+            return error_body(
+                StatusCode::BAD_REQUEST,
+                Code::BadUserInput,
+                "the request body could not be read",
+            );
+        };
+        if body.len() + chunk.len() > MAX_REQUEST_BYTES {
+            server
+                .state
+                .metrics
+                .errors
+                .with_label_values(&[Code::PayloadTooLarge.as_str()])
+                .inc();
+            let msg = format!(
+                "request body exceeds {MAX_REQUEST_BYTES} bytes; send fewer events per request"
+            );
+            return error_body(StatusCode::PAYLOAD_TOO_LARGE, Code::PayloadTooLarge, &msg);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let request: BatchRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = format!("the body is not a GraphQL request in JSON: {e}");
+            return error_body(StatusCode::BAD_REQUEST, Code::BadUserInput, &msg);
+        }
+    };
+    if let BatchRequest::Batch(ops) = &request
+        && ops.len() > MAX_BATCH_OPERATIONS
+    {
+        let msg = format!("at most {MAX_BATCH_OPERATIONS} operations per batched request");
+        return error_body(StatusCode::BAD_REQUEST, Code::BadUserInput, &msg);
+    }
+    let resp = server.schema.execute_batch(request).await;
+    finish(&server, resp)
+}
+
+async fn graphql_get(server: web::Data<Server>, req: HttpRequest) -> HttpResponse {
+    server.state.metrics.requests.inc();
+    let request = match async_graphql::http::parse_query_string(req.query_string()) {
+        Ok(r) => r,
+        Err(e) => {
+            return error_body(
+                StatusCode::BAD_REQUEST,
+                Code::BadUserInput,
+                &format!("bad query string: {e}"),
+            );
+        }
+    };
+    if let Ok(doc) = async_graphql::parser::parse_query(&request.query)
+        && doc
+            .operations
+            .iter()
+            .any(|(_, op)| op.node.ty != OperationType::Query)
+    {
+        return error_body(
+            StatusCode::METHOD_NOT_ALLOWED,
+            Code::BadUserInput,
+            "mutations must be sent with POST",
+        );
+    }
+    let resp = server.schema.execute(request).await;
+    finish(&server, BatchResponse::Single(resp))
+}
+
+async fn readyz(server: web::Data<Server>) -> HttpResponse {
+    for s in &server.state.ledger.shards {
+        if let Err(e) = s.head().await {
+            return HttpResponse::ServiceUnavailable().body(format!(
+                "shard {} not ready: {}\n",
+                s.shard_id(),
+                e.message()
+            ));
+        }
+    }
+    HttpResponse::Ok().body("ready\n")
+}
+
+async fn metrics_text(server: web::Data<Server>) -> HttpResponse {
+    let m = &server.state.metrics;
+    for s in &server.state.ledger.shards {
+        m.queue_depth
+            .with_label_values(&[&s.shard_id().to_string()])
+            .set(s.queue_depth());
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(m.render())
+}
+
+async fn keys(server: web::Data<Server>) -> HttpResponse {
+    let l = &server.state.ledger;
+    let key = crate::schema::public_key(&l.name, &l.signing_key.verifying_key());
+    HttpResponse::Ok().json(serde_json::json!({ "keys": [key] }))
+}
+
+async fn graphiql() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(GRAPHIQL_HTML)
+}
+
+/// A self-contained query page: no external scripts, styles or fonts, so it works on
+/// networks without internet access.
+pub(crate) const GRAPHIQL_HTML: &str = include_str!("graphiql.html");

@@ -1,0 +1,114 @@
+//! Prometheus metrics, served as text at `GET /metrics`. Never labelled with secrets or
+//! personal data: labels are shard ids and error codes only.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use shard::engine::{CommitObserver, CommitReport};
+use std::sync::Arc;
+
+/// Every metric the gateway exports.
+pub(crate) struct Metrics {
+    registry: Registry,
+    /// GraphQL requests received.
+    pub(crate) requests: IntCounter,
+    /// GraphQL errors by `extensions.code`.
+    pub(crate) errors: IntCounterVec,
+    /// Events appended, by shard.
+    pub(crate) events_appended: IntCounterVec,
+    /// Events per group commit, by shard.
+    pub(crate) commit_batch_events: HistogramVec,
+    /// Group commit latency, by shard.
+    pub(crate) commit_seconds: HistogramVec,
+    /// Appends waiting for their commit, by shard.
+    pub(crate) queue_depth: IntGaugeVec,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Arc<Metrics> {
+        let registry = Registry::new();
+        let requests =
+            IntCounter::new("assent_graphql_requests_total", "GraphQL requests received")
+                .expect("metric");
+        let errors = IntCounterVec::new(
+            Opts::new("assent_graphql_errors_total", "GraphQL errors by code"),
+            &["code"],
+        )
+        .expect("metric");
+        let events_appended = IntCounterVec::new(
+            Opts::new(
+                "assent_events_appended_total",
+                "Events appended (new, durable), by shard",
+            ),
+            &["shard"],
+        )
+        .expect("metric");
+        let commit_batch_events = HistogramVec::new(
+            HistogramOpts::new("assent_commit_batch_events", "Events per group commit").buckets(
+                vec![
+                    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+                    16384.0,
+                ],
+            ),
+            &["shard"],
+        )
+        .expect("metric");
+        let commit_seconds = HistogramVec::new(
+            HistogramOpts::new("assent_commit_seconds", "Group commit latency")
+                .buckets(prometheus::exponential_buckets(0.0001, 2.0, 16).expect("buckets")),
+            &["shard"],
+        )
+        .expect("metric");
+        let queue_depth = IntGaugeVec::new(
+            Opts::new(
+                "assent_shard_queue_depth",
+                "Appends waiting for their commit",
+            ),
+            &["shard"],
+        )
+        .expect("metric");
+        for m in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(errors.clone()),
+            Box::new(events_appended.clone()),
+            Box::new(commit_batch_events.clone()),
+            Box::new(commit_seconds.clone()),
+            Box::new(queue_depth.clone()),
+        ] {
+            registry.register(m).expect("unique metric names");
+        }
+        Arc::new(Metrics {
+            registry,
+            requests,
+            errors,
+            events_appended,
+            commit_batch_events,
+            commit_seconds,
+            queue_depth,
+        })
+    }
+
+    /// The observer shards report their commits to.
+    pub(crate) fn commit_observer(self: &Arc<Self>) -> CommitObserver {
+        let m = self.clone();
+        Arc::new(move |r: CommitReport| {
+            let shard = r.shard_id.to_string();
+            m.commit_batch_events
+                .with_label_values(&[&shard])
+                .observe(r.events as f64);
+            m.commit_seconds
+                .with_label_values(&[&shard])
+                .observe(r.duration.as_secs_f64());
+        })
+    }
+
+    /// The text exposition.
+    pub(crate) fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding");
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

@@ -1,0 +1,86 @@
+//! The GraphQL schema: `schema.graphql` at the repository root is its published form.
+
+mod mutation;
+mod query;
+mod scalars;
+mod types;
+
+use std::sync::Arc;
+
+use async_graphql::{Context, EmptySubscription, Result, Schema};
+
+use crate::checkpoints::Checkpointer;
+use crate::errors::{Code, bad_input, err};
+use crate::ids::parse_event_id;
+use crate::ledger::Ledger;
+use crate::metrics::Metrics;
+pub(crate) use mutation::MutationRoot;
+pub(crate) use query::QueryRoot;
+use types::{EventView, ReceiptView};
+
+/// Deepest query accepted.
+pub const MAX_QUERY_DEPTH: usize = 16;
+/// Largest static query complexity accepted (one point per field; lists count once).
+pub const MAX_QUERY_COMPLEXITY: usize = 2_000;
+/// Page size when `first` is not given.
+pub const DEFAULT_PAGE_SIZE: i32 = 50;
+
+/// The executable schema.
+pub(crate) type AssentSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+
+/// What resolvers reach through the context.
+pub(crate) struct AppState {
+    pub(crate) ledger: Arc<Ledger>,
+    pub(crate) checkpoints: Arc<Checkpointer>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+pub(crate) fn state<'a>(ctx: &Context<'a>) -> &'a AppState {
+    ctx.data_unchecked::<Arc<AppState>>()
+}
+
+/// Builds the schema with its limits.
+pub(crate) fn build(state: Option<Arc<AppState>>) -> AssentSchema {
+    let mut builder = Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+        .limit_depth(MAX_QUERY_DEPTH)
+        .limit_complexity(MAX_QUERY_COMPLEXITY);
+    if let Some(s) = state {
+        builder = builder.data(s);
+    }
+    builder.finish()
+}
+
+/// The schema in SDL: what `schema.graphql` must contain.
+pub fn sdl() -> String {
+    build(None).sdl()
+}
+
+impl AppState {
+    /// The receipt of entry `seq` of shard `shard`.
+    pub(crate) async fn receipt(&self, shard: u32, seq: u64) -> Result<ReceiptView> {
+        match self.checkpoints.receipt(shard, seq).await? {
+            Some((receipt, issued)) => Ok(ReceiptView { receipt, issued }),
+            None => Err(err(Code::NotFound, "no such event")),
+        }
+    }
+
+    /// The event with API id `id`.
+    pub(crate) async fn event_by_id(&self, id: &str) -> Result<Option<EventView>> {
+        let Some((shard, seq)) = parse_event_id(id) else {
+            return Err(bad_input("not an event id"));
+        };
+        let Some(client) = self.ledger.shards.get(shard as usize) else {
+            return Ok(None);
+        };
+        Ok(client.event(seq).await?.map(EventView::from))
+    }
+}
+
+/// The published form of a signing key (also served at `/.well-known/assent/keys`).
+pub(crate) fn public_key(name: &str, key: &ed25519_dalek::VerifyingKey) -> serde_json::Value {
+    let k = types::PublicKey::of(name, key);
+    serde_json::json!({
+        "name": k.name, "algorithm": k.algorithm, "keyId": k.key_id,
+        "publicKey": k.public_key, "verifierKey": k.verifier_key,
+    })
+}

@@ -1,0 +1,247 @@
+//! Mutations: record and withdraw consent.
+
+use std::collections::BTreeMap;
+
+use async_graphql::{Context, ID, Object, Result};
+use shard::engine::{Appended, Order};
+use shard::format::limits::{MAX_BATCH_EVENTS, MAX_SUBJECT_ID_BYTES};
+use shard::format::{CaptureMethod, Choice, ConsentEvent, Evidence, validate_customer_id};
+
+use super::state;
+use super::types::{ConsentEventInput, EventView, RecordResult};
+use crate::errors::{Code, bad_input, err};
+
+/// Mutations: recording consent.
+pub(crate) struct MutationRoot;
+
+#[Object]
+impl MutationRoot {
+    /// Records one consent event, durably, and returns it. Safe to retry with an
+    /// idempotency key.
+    async fn record_consent(
+        &self,
+        ctx: &Context<'_>,
+        customer_id: ID,
+        event: ConsentEventInput,
+    ) -> Result<RecordResult> {
+        let mut out = record(ctx, &customer_id, vec![event]).await?;
+        Ok(out.remove(0))
+    }
+
+    /// Records up to 1,000 events of one customer atomically: all of them or none.
+    async fn record_consents(
+        &self,
+        ctx: &Context<'_>,
+        customer_id: ID,
+        events: Vec<ConsentEventInput>,
+    ) -> Result<Vec<RecordResult>> {
+        if events.is_empty() || events.len() > MAX_BATCH_EVENTS {
+            return Err(bad_input(format!(
+                "events: send between 1 and {MAX_BATCH_EVENTS} events"
+            )));
+        }
+        record(ctx, &customer_id, events).await
+    }
+
+    /// Withdraws consent: records one event with DENIED for the listed purposes, or for
+    /// every purpose currently GRANTED when none are listed. `jurisdiction` defaults to
+    /// that of the subject's latest event.
+    #[allow(clippy::too_many_arguments)]
+    async fn withdraw_consent(
+        &self,
+        ctx: &Context<'_>,
+        customer_id: ID,
+        subject_id: String,
+        purposes: Option<Vec<String>>,
+        notice_id: String,
+        notice_version: String,
+        jurisdiction: Option<String>,
+        idempotency_key: Option<String>,
+    ) -> Result<RecordResult> {
+        check_customer(&customer_id)?;
+        check_subject(&subject_id)?;
+        let st = state(ctx);
+        let shard = st.ledger.shard_for(&customer_id);
+        if let Some(key) = &idempotency_key
+            && let Some(prior) = shard
+                .find_idempotent(customer_id.to_string(), key.clone())
+                .await?
+        {
+            let same = prior.entry.consent().capture_method == CaptureMethod::Withdrawal
+                && prior
+                    .personal
+                    .as_ref()
+                    .is_some_and(|p| p.record.subject_id == subject_id);
+            if !same {
+                return Err(err(
+                    Code::IdempotencyConflict,
+                    format!("idempotency key {key:?} was already used for a different event"),
+                ));
+            }
+            return Ok(RecordResult {
+                event: prior.into(),
+                duplicate: true,
+            });
+        }
+        let names = match purposes {
+            Some(list) if !list.is_empty() => list,
+            _ => {
+                let current = shard
+                    .current_state(customer_id.to_string(), subject_id.clone())
+                    .await?;
+                current
+                    .into_iter()
+                    .filter(|s| s.choice == Choice::Granted)
+                    .map(|s| s.purpose)
+                    .collect()
+            }
+        };
+        if names.is_empty() {
+            return Err(bad_input(
+                "nothing to withdraw: the subject has no purpose currently GRANTED",
+            ));
+        }
+        let jurisdiction = match jurisdiction {
+            Some(j) => j,
+            None => {
+                let last = shard
+                    .history(
+                        customer_id.to_string(),
+                        subject_id.clone(),
+                        Order::Descending,
+                        None,
+                        1,
+                    )
+                    .await?;
+                match last.items.first() {
+                    Some(e) => e.entry.consent().jurisdiction.clone(),
+                    None => {
+                        return Err(bad_input(
+                            "jurisdiction: the subject has no events; give a jurisdiction",
+                        ));
+                    }
+                }
+            }
+        };
+        let event = ConsentEvent {
+            customer_id: customer_id.to_string(),
+            subject_id,
+            purposes: names.into_iter().map(|p| (p, Choice::Denied)).collect(),
+            notice_id,
+            notice_version,
+            capture_method: CaptureMethod::Withdrawal,
+            jurisdiction,
+            gpc: false,
+            tcf_string: None,
+            gpp_string: None,
+            evidence: Evidence::default(),
+            occurred_at_ms: chrono::Utc::now().timestamp_millis(),
+            expires_at_ms: None,
+            idempotency_key,
+        };
+        let personal = event.personal_record();
+        let mut out = shard.append(vec![event]).await?;
+        let st_metrics = &st.metrics;
+        count_new(st_metrics, &out);
+        Ok(to_result(out.remove(0), Some(personal)))
+    }
+}
+
+pub(crate) fn check_customer(id: &str) -> Result<()> {
+    validate_customer_id(id).map_err(|e| bad_input(e.to_string()))
+}
+
+pub(crate) fn check_subject(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > MAX_SUBJECT_ID_BYTES {
+        return Err(bad_input(format!(
+            "subjectId: must be 1-{MAX_SUBJECT_ID_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn to_event(customer_id: &str, i: usize, e: ConsentEventInput) -> Result<ConsentEvent> {
+    let mut purposes = BTreeMap::new();
+    for p in e.purposes {
+        if purposes
+            .insert(p.purpose.clone(), Choice::from(p.choice))
+            .is_some()
+        {
+            return Err(bad_input(format!(
+                "event {i}: purposes: {:?} is listed twice",
+                p.purpose
+            )));
+        }
+    }
+    let ev = e.evidence.unwrap_or_default();
+    Ok(ConsentEvent {
+        customer_id: customer_id.to_string(),
+        subject_id: e.subject_id,
+        purposes,
+        notice_id: e.notice_id,
+        notice_version: e.notice_version,
+        capture_method: e.capture_method.into(),
+        jurisdiction: e.jurisdiction,
+        gpc: e.gpc,
+        tcf_string: e.tcf_string,
+        gpp_string: e.gpp_string,
+        evidence: Evidence {
+            ip_address: ev.ip_address,
+            user_agent: ev.user_agent,
+            page_url: ev.page_url,
+        },
+        occurred_at_ms: e.occurred_at.timestamp_millis(),
+        expires_at_ms: e.expires_at.map(|t| t.timestamp_millis()),
+        idempotency_key: e.idempotency_key,
+    })
+}
+
+async fn record(
+    ctx: &Context<'_>,
+    customer_id: &str,
+    inputs: Vec<ConsentEventInput>,
+) -> Result<Vec<RecordResult>> {
+    check_customer(customer_id)?;
+    let events: Vec<ConsentEvent> = inputs
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| to_event(customer_id, i, e))
+        .collect::<Result<_>>()?;
+    let personal: Vec<_> = events.iter().map(|e| e.personal_record()).collect();
+    let st = state(ctx);
+    let shard = st.ledger.shard_for(customer_id);
+    let appended = shard.append(events).await?;
+    count_new(&st.metrics, &appended);
+    let mut out = Vec::with_capacity(appended.len());
+    for (a, p) in appended.into_iter().zip(personal) {
+        if a.duplicate {
+            // The original's personal record, not this request's.
+            let stored = shard.event(a.entry.seq).await?;
+            let record = stored.and_then(|s| s.personal).map(|p| p.record);
+            out.push(to_result(a, record));
+        } else {
+            out.push(to_result(a, Some(p)));
+        }
+    }
+    Ok(out)
+}
+
+fn count_new(metrics: &crate::metrics::Metrics, appended: &[Appended]) {
+    for a in appended.iter().filter(|a| !a.duplicate) {
+        metrics
+            .events_appended
+            .with_label_values(&[&a.entry.shard_id.to_string()])
+            .inc();
+    }
+}
+
+fn to_result(a: Appended, personal: Option<shard::format::PersonalRecord>) -> RecordResult {
+    RecordResult {
+        event: EventView {
+            entry: a.entry,
+            entry_hash: a.entry_hash,
+            personal,
+        },
+        duplicate: a.duplicate,
+    }
+}

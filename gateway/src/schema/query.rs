@@ -1,0 +1,367 @@
+//! Queries: consent state, history, statistics, events, receipts, checkpoints, keys.
+
+use std::collections::HashMap;
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{Context, ID, Object, Result};
+use chrono::{DateTime, Utc};
+use shard::engine::{MAX_PAGE_SIZE, Order, PurposeState};
+
+use super::mutation::{check_customer, check_subject};
+use super::scalars::{HashHex, UInt64};
+use super::types::*;
+use super::{DEFAULT_PAGE_SIZE, state};
+use crate::errors::{Code, bad_input, err};
+use crate::ids::{cursor, parse_cursor};
+
+/// Longest window `consentStats` accepts, in days.
+pub const MAX_STATS_DAYS: i64 = 731;
+/// Most events `consentEvents` scans for one page when filtering by purpose.
+pub const MAX_FILTER_SCAN: usize = 100_000;
+
+/// Queries.
+pub(crate) struct QueryRoot;
+
+fn page_size(first: Option<i32>) -> Result<u32> {
+    let n = first.unwrap_or(DEFAULT_PAGE_SIZE);
+    if n < 1 || n as u32 > MAX_PAGE_SIZE {
+        return Err(bad_input(format!(
+            "first: must be between 1 and {MAX_PAGE_SIZE}"
+        )));
+    }
+    Ok(n as u32)
+}
+
+fn bad_cursor() -> async_graphql::Error {
+    bad_input("after: not a cursor of this list")
+}
+
+#[Object]
+impl QueryRoot {
+    /// A subject's consent per purpose: now, or as the ledger knew it at `asOf` (by
+    /// `recordedAt`). Each purpose comes with the event that set it.
+    async fn consent(
+        &self,
+        ctx: &Context<'_>,
+        customer_id: ID,
+        subject_id: String,
+        as_of: Option<DateTime<Utc>>,
+    ) -> Result<ConsentState> {
+        check_customer(&customer_id)?;
+        check_subject(&subject_id)?;
+        let shard = state(ctx).ledger.shard_for(&customer_id);
+        let states = match as_of {
+            None => {
+                shard
+                    .current_state(customer_id.to_string(), subject_id.clone())
+                    .await?
+            }
+            Some(t) => state_as_of(shard, &customer_id, &subject_id, t.timestamp_millis()).await?,
+        };
+        let mut events: HashMap<u64, EventView> = HashMap::new();
+        let mut purposes = Vec::with_capacity(states.len());
+        for s in states {
+            if !events.contains_key(&s.seq) {
+                let e = shard
+                    .event(s.seq)
+                    .await?
+                    .ok_or_else(|| err(Code::Internal, "index points at a missing event"))?;
+                events.insert(s.seq, e.into());
+            }
+            purposes.push(PurposeConsent {
+                purpose: s.purpose,
+                choice: s.choice.into(),
+                expires_at: s.expires_at_ms.map(ms_to_time),
+                event: events[&s.seq].clone(),
+            });
+        }
+        Ok(ConsentState {
+            customer_id: customer_id.to_string(),
+            subject_id,
+            as_of,
+            purposes,
+        })
+    }
+
+    /// A subject's events, oldest first unless `order` says otherwise (Relay connection).
+    async fn consent_history(
+        &self,
+        ctx: &Context<'_>,
+        customer_id: ID,
+        subject_id: String,
+        first: Option<i32>,
+        after: Option<String>,
+        #[graphql(default_with = "HistoryOrder::OldestFirst")] order: HistoryOrder,
+    ) -> Result<Connection<String, EventView>> {
+        check_customer(&customer_id)?;
+        check_subject(&subject_id)?;
+        let limit = page_size(first)?;
+        let after = match &after {
+            None => None,
+            Some(c) => Some(parse_cursor("h", 1, c).ok_or_else(bad_cursor)?[0] as u64),
+        };
+        let order = match order {
+            HistoryOrder::OldestFirst => Order::Ascending,
+            HistoryOrder::NewestFirst => Order::Descending,
+        };
+        let shard = state(ctx).ledger.shard_for(&customer_id);
+        let page = shard
+            .history(customer_id.to_string(), subject_id, order, after, limit)
+            .await?;
+        let mut conn = Connection::new(after.is_some(), page.has_more);
+        for e in page.items {
+            conn.edges
+                .push(Edge::new(cursor("h", &[i128::from(e.entry.seq)]), e.into()));
+        }
+        Ok(conn)
+    }
+
+    /// A customer's events recorded in `[since, until)`, oldest first, optionally only those
+    /// that set `purpose` (Relay connection).
+    #[allow(clippy::too_many_arguments)]
+    async fn consent_events(
+        &self,
+        ctx: &Context<'_>,
+        customer_id: ID,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        purpose: Option<String>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Connection<String, EventView>> {
+        check_customer(&customer_id)?;
+        let limit = page_size(first)? as usize;
+        let since_ms = since.map_or(0, |t| t.timestamp_millis());
+        let until_ms = until.map_or(i64::MAX, |t| t.timestamp_millis());
+        let mut after = match &after {
+            None => None,
+            Some(c) => {
+                let p = parse_cursor("c", 2, c).ok_or_else(bad_cursor)?;
+                Some((
+                    i64::try_from(p[0]).map_err(|_| bad_cursor())?,
+                    u64::try_from(p[1]).map_err(|_| bad_cursor())?,
+                ))
+            }
+        };
+        let shard = state(ctx).ledger.shard_for(&customer_id);
+        let mut conn = Connection::new(after.is_some(), false);
+        let mut scanned = 0usize;
+        loop {
+            let page = shard
+                .customer_events(
+                    customer_id.to_string(),
+                    since_ms,
+                    until_ms,
+                    after,
+                    MAX_PAGE_SIZE,
+                )
+                .await?;
+            let mut more = page.has_more;
+            for (i, e) in page.items.iter().enumerate() {
+                scanned += 1;
+                let key = (e.entry.recorded_at_ms, e.entry.seq);
+                after = Some(key);
+                let matches = purpose
+                    .as_ref()
+                    .is_none_or(|p| e.entry.consent().purposes.iter().any(|(n, _)| n == p));
+                if matches {
+                    conn.edges.push(Edge::new(
+                        cursor("c", &[i128::from(key.0), i128::from(key.1)]),
+                        e.clone().into(),
+                    ));
+                    if conn.edges.len() == limit {
+                        more = more || i + 1 < page.items.len();
+                        conn.has_next_page = more;
+                        return Ok(conn);
+                    }
+                }
+            }
+            if !more {
+                return Ok(conn);
+            }
+            if scanned >= MAX_FILTER_SCAN {
+                if conn.edges.is_empty() {
+                    return Err(bad_input(format!(
+                        "purpose: no match among {MAX_FILTER_SCAN} events; narrow since/until"
+                    )));
+                }
+                conn.has_next_page = true;
+                return Ok(conn);
+            }
+        }
+    }
+
+    /// Granted and denied counts per purpose per UTC day of `recordedAt`, for
+    /// `[since, until)` (at most 731 days).
+    async fn consent_stats(
+        &self,
+        ctx: &Context<'_>,
+        customer_id: ID,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<DailyPurposeStats>> {
+        check_customer(&customer_id)?;
+        if until <= since || (until - since).num_days() > MAX_STATS_DAYS {
+            return Err(bad_input(format!(
+                "until must be after since, at most {MAX_STATS_DAYS} days later"
+            )));
+        }
+        let shard = state(ctx).ledger.shard_for(&customer_id);
+        let rows = shard
+            .daily_counts(
+                customer_id.to_string(),
+                since.timestamp_millis(),
+                until.timestamp_millis(),
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| DailyPurposeStats {
+                day: ms_to_time(r.day * 86_400_000)
+                    .format("%Y-%m-%d")
+                    .to_string(),
+                purpose: r.purpose,
+                granted: UInt64(r.granted),
+                denied: UInt64(r.denied),
+            })
+            .collect())
+    }
+
+    /// One event by id.
+    async fn event(&self, ctx: &Context<'_>, id: ID) -> Result<EventView> {
+        state(ctx)
+            .event_by_id(&id)
+            .await?
+            .ok_or_else(|| err(Code::NotFound, "no such event"))
+    }
+
+    /// The receipt of an event, issuing a checkpoint first when none covers it yet.
+    async fn receipt(&self, ctx: &Context<'_>, event_id: ID) -> Result<ReceiptView> {
+        let (shard, seq) = crate::ids::parse_event_id(&event_id)
+            .ok_or_else(|| bad_input("eventId: not an event id"))?;
+        let st = state(ctx);
+        if shard as usize >= st.ledger.shards.len() {
+            return Err(err(Code::NotFound, "no such event"));
+        }
+        st.receipt(shard, seq).await
+    }
+
+    /// The latest checkpoint; null before the first event.
+    async fn checkpoint(&self, ctx: &Context<'_>) -> Option<CheckpointView> {
+        state(ctx).checkpoints.latest().map(CheckpointView)
+    }
+
+    /// Every checkpoint issued, oldest first (Relay connection).
+    async fn checkpoints(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Connection<String, CheckpointView>> {
+        let limit = page_size(first)? as usize;
+        let after_n = match &after {
+            None => 0,
+            Some(c) => u64::try_from(parse_cursor("k", 1, c).ok_or_else(bad_cursor)?[0])
+                .map_err(|_| bad_cursor())?,
+        };
+        let (items, more) = state(ctx).checkpoints.page(after_n, limit)?;
+        let mut conn = Connection::new(after.is_some(), more);
+        for i in items {
+            conn.edges.push(Edge::new(
+                cursor("k", &[i128::from(i.checkpoint.number)]),
+                CheckpointView(i.into()),
+            ));
+        }
+        Ok(conn)
+    }
+
+    /// Proof that checkpoint `toCheckpoint` extends checkpoint `fromCheckpoint`.
+    async fn consistency_proof(
+        &self,
+        ctx: &Context<'_>,
+        from_checkpoint: UInt64,
+        to_checkpoint: UInt64,
+    ) -> Result<CheckpointConsistency> {
+        if from_checkpoint.0 > to_checkpoint.0 {
+            return Err(bad_input("fromCheckpoint must not be after toCheckpoint"));
+        }
+        let st = state(ctx);
+        let get = |n: u64| -> Result<std::sync::Arc<crate::checkpoints::Issued>> {
+            st.checkpoints
+                .get(n)?
+                .map(std::sync::Arc::new)
+                .ok_or_else(|| err(Code::NotFound, format!("no checkpoint {n}")))
+        };
+        let (from, to) = (get(from_checkpoint.0)?, get(to_checkpoint.0)?);
+        let mut shards = Vec::new();
+        for (old, new) in from.checkpoint.shards.iter().zip(&to.checkpoint.shards) {
+            let p = st.ledger.shards[old.shard_id as usize]
+                .consistency_proof(old.size, new.size)
+                .await?;
+            shards.push(ShardConsistency {
+                shard_id: old.shard_id,
+                old_size: UInt64(old.size),
+                new_size: UInt64(new.size),
+                old_root: HashHex(old.root),
+                new_root: HashHex(new.root),
+                path: p.path.into_iter().map(HashHex).collect(),
+            });
+        }
+        Ok(CheckpointConsistency {
+            from: CheckpointView(from),
+            to: CheckpointView(to),
+            shards,
+        })
+    }
+
+    /// The keys that sign checkpoints.
+    async fn public_keys(&self, ctx: &Context<'_>) -> Vec<PublicKey> {
+        let l = &state(ctx).ledger;
+        vec![PublicKey::of(&l.name, &l.signing_key.verifying_key())]
+    }
+}
+
+/// Replays a subject's history up to `as_of_ms` (by recordedAt).
+async fn state_as_of(
+    shard: &crate::shards::ShardClient,
+    customer: &str,
+    subject: &str,
+    as_of_ms: i64,
+) -> Result<Vec<PurposeState>> {
+    let mut states: Vec<PurposeState> = Vec::new();
+    let mut after = None;
+    loop {
+        let page = shard
+            .history(
+                customer.to_string(),
+                subject.to_string(),
+                Order::Ascending,
+                after,
+                MAX_PAGE_SIZE,
+            )
+            .await?;
+        for e in &page.items {
+            if e.entry.recorded_at_ms > as_of_ms {
+                return Ok(states);
+            }
+            let c = e.entry.consent();
+            for (purpose, choice) in &c.purposes {
+                let new = PurposeState {
+                    purpose: purpose.clone(),
+                    choice: *choice,
+                    seq: e.entry.seq,
+                    occurred_at_ms: c.occurred_at_ms,
+                    expires_at_ms: c.expires_at_ms,
+                };
+                match states.binary_search_by(|s| s.purpose.as_str().cmp(purpose)) {
+                    Ok(i) => states[i] = new,
+                    Err(i) => states.insert(i, new),
+                }
+            }
+        }
+        if !page.has_more {
+            return Ok(states);
+        }
+        after = page.last_cursor;
+    }
+}

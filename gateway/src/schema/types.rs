@@ -1,0 +1,509 @@
+//! GraphQL output and input types.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use chrono::{DateTime, TimeZone, Utc};
+use shard::checkpoint::key_id;
+use shard::format::{CaptureMethod, Choice, Entry, PersonalRecord};
+use shard::hash::Hash;
+use shard::verify::ShardHead;
+
+use super::scalars::{HashHex, UInt64};
+use super::state;
+use crate::checkpoints::Issued;
+use crate::ids::event_id;
+
+pub(crate) fn ms_to_time(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// A person's choice for one purpose.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(name = "Choice")]
+pub enum ChoiceGql {
+    /// The person agreed to the purpose.
+    Granted,
+    /// The person refused or withdrew the purpose.
+    Denied,
+}
+
+impl From<Choice> for ChoiceGql {
+    fn from(c: Choice) -> Self {
+        match c {
+            Choice::Granted => ChoiceGql::Granted,
+            Choice::Denied => ChoiceGql::Denied,
+        }
+    }
+}
+
+impl From<ChoiceGql> for Choice {
+    fn from(c: ChoiceGql) -> Self {
+        match c {
+            ChoiceGql::Granted => Choice::Granted,
+            ChoiceGql::Denied => Choice::Denied,
+        }
+    }
+}
+
+/// How a consent was captured.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(name = "CaptureMethod")]
+pub enum CaptureMethodGql {
+    /// "Accept all" on a banner.
+    BannerAcceptAll,
+    /// "Reject all" on a banner.
+    BannerRejectAll,
+    /// Individual choices on a banner.
+    BannerCustom,
+    /// A later change in a preference centre.
+    PreferenceCentre,
+    /// A Global Privacy Control signal sent by the browser.
+    GpcSignal,
+    /// Recorded by a backend through the API.
+    Api,
+    /// Imported from an earlier system.
+    Import,
+    /// A withdrawal recorded by `withdrawConsent`.
+    Withdrawal,
+}
+
+macro_rules! map_methods {
+    ($($v:ident),*) => {
+        impl From<CaptureMethod> for CaptureMethodGql {
+            fn from(m: CaptureMethod) -> Self { match m { $(CaptureMethod::$v => CaptureMethodGql::$v),* } }
+        }
+        impl From<CaptureMethodGql> for CaptureMethod {
+            fn from(m: CaptureMethodGql) -> Self { match m { $(CaptureMethodGql::$v => CaptureMethod::$v),* } }
+        }
+    };
+}
+map_methods!(
+    BannerAcceptAll,
+    BannerRejectAll,
+    BannerCustom,
+    PreferenceCentre,
+    GpcSignal,
+    Api,
+    Import,
+    Withdrawal
+);
+
+/// Order of a history page.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum HistoryOrder {
+    /// Oldest event first.
+    OldestFirst,
+    /// Newest event first.
+    NewestFirst,
+}
+
+/// One purpose and the choice made for it.
+#[derive(InputObject)]
+pub struct PurposeChoiceInput {
+    /// Purpose name: 1-64 characters of a-z 0-9 _ . : -
+    pub purpose: String,
+    /// The choice.
+    pub choice: ChoiceGql,
+}
+
+/// Evidence of the capture context. Personal data: stored apart from the ledger entry and
+/// erasable.
+#[derive(InputObject, Default)]
+pub struct EvidenceInput {
+    /// Client IP address as the CMP saw it (at most 64 bytes).
+    pub ip_address: Option<String>,
+    /// Browser user agent (at most 1,024 bytes).
+    pub user_agent: Option<String>,
+    /// Page on which consent was captured (at most 2,048 bytes).
+    pub page_url: Option<String>,
+}
+
+/// A consent event as a CMP records it.
+#[derive(InputObject)]
+pub struct ConsentEventInput {
+    /// The CMP's pseudonymous id of the end user (1-256 bytes). Personal data: stored apart
+    /// from the ledger entry, indexed only through a keyed hash.
+    pub subject_id: String,
+    /// The choice for each purpose (1-64 purposes, names unique).
+    pub purposes: Vec<PurposeChoiceInput>,
+    /// Which notice (banner or policy) the person was shown (1-128 bytes).
+    pub notice_id: String,
+    /// Which version of that notice (1-64 bytes).
+    pub notice_version: String,
+    /// How the choice was captured.
+    pub capture_method: CaptureMethodGql,
+    /// Legal regime the CMP applied, e.g. `EU` or `US-CA` (1-32 bytes).
+    pub jurisdiction: String,
+    /// Whether the browser sent a Global Privacy Control signal.
+    #[graphql(default)]
+    pub gpc: bool,
+    /// IAB TCF consent string (at most 16 KiB). Personal data.
+    pub tcf_string: Option<String>,
+    /// IAB GPP string (at most 16 KiB). Personal data.
+    pub gpp_string: Option<String>,
+    /// Capture evidence. Personal data.
+    pub evidence: Option<EvidenceInput>,
+    /// When the person made the choice, as the client saw it.
+    pub occurred_at: DateTime<Utc>,
+    /// When the consent lapses, if it does (after `occurredAt`).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Makes retries safe: the same key returns the original event; the same key with
+    /// different content is an `IDEMPOTENCY_CONFLICT` (1-128 bytes).
+    pub idempotency_key: Option<String>,
+}
+
+/// A purpose and the choice recorded for it.
+#[derive(SimpleObject)]
+pub struct PurposeChoice {
+    /// Purpose name.
+    pub purpose: String,
+    /// The choice.
+    pub choice: ChoiceGql,
+}
+
+/// Capture evidence (personal data; absent once erased).
+#[derive(SimpleObject)]
+pub struct Evidence {
+    /// Client IP address.
+    pub ip_address: Option<String>,
+    /// Browser user agent.
+    pub user_agent: Option<String>,
+    /// Page URL.
+    pub page_url: Option<String>,
+}
+
+/// A stored event with its personal record when it still exists.
+#[derive(Clone)]
+pub(crate) struct EventView {
+    pub(crate) entry: Entry,
+    pub(crate) entry_hash: Hash,
+    pub(crate) personal: Option<PersonalRecord>,
+}
+
+impl From<shard::engine::StoredEvent> for EventView {
+    fn from(e: shard::engine::StoredEvent) -> Self {
+        EventView {
+            entry: e.entry,
+            entry_hash: e.entry_hash,
+            personal: e.personal.map(|p| p.record),
+        }
+    }
+}
+
+/// A consent event as stored in the ledger.
+#[Object(name = "ConsentEvent")]
+impl EventView {
+    /// Opaque, stable id of the event.
+    async fn id(&self) -> ID {
+        ID(event_id(self.entry.shard_id, self.entry.seq))
+    }
+    /// The customer (website owner) the event belongs to.
+    async fn customer_id(&self) -> &str {
+        &self.entry.customer_id
+    }
+    /// The end user's subject id; null once the subject was erased.
+    async fn subject_id(&self) -> Option<&str> {
+        self.personal.as_ref().map(|p| p.subject_id.as_str())
+    }
+    /// Shard holding the event.
+    async fn shard(&self) -> u32 {
+        self.entry.shard_id
+    }
+    /// Position in the shard's journal (from 0, no gaps).
+    async fn sequence(&self) -> UInt64 {
+        UInt64(self.entry.seq)
+    }
+    /// Server time of the durable commit; never decreases within a shard.
+    async fn recorded_at(&self) -> DateTime<Utc> {
+        ms_to_time(self.entry.recorded_at_ms)
+    }
+    /// When the client says the choice was made.
+    async fn occurred_at(&self) -> DateTime<Utc> {
+        ms_to_time(self.entry.consent().occurred_at_ms)
+    }
+    /// When the consent lapses, if it does.
+    async fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.entry.consent().expires_at_ms.map(ms_to_time)
+    }
+    /// The choice per purpose, sorted by purpose name.
+    async fn purposes(&self) -> Vec<PurposeChoice> {
+        self.entry
+            .consent()
+            .purposes
+            .iter()
+            .map(|(p, c)| PurposeChoice {
+                purpose: p.clone(),
+                choice: (*c).into(),
+            })
+            .collect()
+    }
+    /// Notice shown.
+    async fn notice_id(&self) -> &str {
+        &self.entry.consent().notice_id
+    }
+    /// Version of the notice shown.
+    async fn notice_version(&self) -> &str {
+        &self.entry.consent().notice_version
+    }
+    /// How the choice was captured.
+    async fn capture_method(&self) -> CaptureMethodGql {
+        self.entry.consent().capture_method.into()
+    }
+    /// Legal regime applied.
+    async fn jurisdiction(&self) -> &str {
+        &self.entry.consent().jurisdiction
+    }
+    /// Whether a Global Privacy Control signal was present.
+    async fn gpc(&self) -> bool {
+        self.entry.consent().gpc
+    }
+    /// IAB TCF string (null once erased).
+    async fn tcf_string(&self) -> Option<&str> {
+        self.personal.as_ref().and_then(|p| p.tcf_string.as_deref())
+    }
+    /// IAB GPP string (null once erased).
+    async fn gpp_string(&self) -> Option<&str> {
+        self.personal.as_ref().and_then(|p| p.gpp_string.as_deref())
+    }
+    /// Capture evidence (null once erased).
+    async fn evidence(&self) -> Option<Evidence> {
+        self.personal.as_ref().map(|p| Evidence {
+            ip_address: p.evidence.ip_address.clone(),
+            user_agent: p.evidence.user_agent.clone(),
+            page_url: p.evidence.page_url.clone(),
+        })
+    }
+    /// The client's idempotency key, if any.
+    async fn idempotency_key(&self) -> Option<&str> {
+        self.entry.consent().idempotency_key.as_deref()
+    }
+    /// blake3 of the canonical entry bytes (the chain hash).
+    async fn entry_hash(&self) -> HashHex {
+        HashHex(self.entry_hash)
+    }
+    /// Chain hash of the previous entry of the shard (zeros for the first).
+    async fn prev_hash(&self) -> HashHex {
+        HashHex(self.entry.prev_hash)
+    }
+    /// blake3(salt ‖ personal record): binds the entry to its erasable personal record.
+    async fn personal_commitment(&self) -> HashHex {
+        HashHex(self.entry.consent().personal_commitment)
+    }
+}
+
+/// The outcome of recording one event.
+pub(crate) struct RecordResult {
+    pub(crate) event: EventView,
+    pub(crate) duplicate: bool,
+}
+
+/// The outcome of recording one event.
+#[Object]
+impl RecordResult {
+    /// The stored event (the original one when `duplicate`).
+    async fn event(&self) -> &EventView {
+        &self.event
+    }
+    /// True when the idempotency key was seen before: nothing new was written.
+    async fn duplicate(&self) -> bool {
+        self.duplicate
+    }
+    /// A receipt that proves the event offline; computed only when selected (it may issue
+    /// a checkpoint).
+    async fn receipt(&self, ctx: &Context<'_>) -> Result<ReceiptView> {
+        state(ctx)
+            .receipt(self.event.entry.shard_id, self.event.entry.seq)
+            .await
+    }
+}
+
+/// One shard's head in a checkpoint.
+#[derive(SimpleObject)]
+#[graphql(name = "ShardHead")]
+pub struct ShardHeadView {
+    /// Shard id.
+    pub shard_id: u32,
+    /// Number of entries.
+    pub size: UInt64,
+    /// RFC 9162 root (blake3) over the entries.
+    pub root: HashHex,
+    /// Chain hash of the last entry.
+    pub chain_head: HashHex,
+}
+
+impl From<&ShardHead> for ShardHeadView {
+    fn from(h: &ShardHead) -> Self {
+        ShardHeadView {
+            shard_id: h.shard_id,
+            size: UInt64(h.size),
+            root: HashHex(h.root),
+            chain_head: HashHex(h.chain_head),
+        }
+    }
+}
+
+/// A signed checkpoint.
+#[derive(Clone)]
+pub(crate) struct CheckpointView(pub(crate) Arc<Issued>);
+
+/// A signed statement of every shard's head (a C2SP signed note; docs/receipts.md).
+#[Object(name = "Checkpoint")]
+impl CheckpointView {
+    /// Checkpoint number, from 1, never reused.
+    async fn number(&self) -> UInt64 {
+        UInt64(self.0.checkpoint.number)
+    }
+    /// When it was issued.
+    async fn time(&self) -> DateTime<Utc> {
+        ms_to_time(self.0.checkpoint.time_ms)
+    }
+    /// Ledger name (origin line).
+    async fn origin(&self) -> &str {
+        &self.0.checkpoint.origin
+    }
+    /// Total entries over all shards.
+    async fn total_size(&self) -> UInt64 {
+        UInt64(self.0.checkpoint.total_size())
+    }
+    /// Root of the combined tree over the shard heads.
+    async fn combined_root(&self) -> HashHex {
+        HashHex(self.0.checkpoint.combined_root())
+    }
+    /// Every shard's head, by shard id.
+    async fn shards(&self) -> Vec<ShardHeadView> {
+        self.0
+            .checkpoint
+            .shards
+            .iter()
+            .map(ShardHeadView::from)
+            .collect()
+    }
+    /// The signed note text, verifiable by any C2SP signed-note verifier.
+    async fn note(&self) -> &str {
+        &self.0.note
+    }
+}
+
+/// A receipt: everything needed to verify one event offline.
+pub(crate) struct ReceiptView {
+    pub(crate) receipt: shard::receipt::Receipt,
+    pub(crate) issued: Arc<Issued>,
+}
+
+/// Everything needed to verify one event offline (docs/receipts.md).
+#[Object(name = "Receipt")]
+impl ReceiptView {
+    /// The event proven.
+    async fn event_id(&self) -> ID {
+        ID(self.receipt.event_id.clone())
+    }
+    /// The checkpoint the proof leads to.
+    async fn checkpoint(&self) -> CheckpointView {
+        CheckpointView(self.issued.clone())
+    }
+    /// The receipt as one JSON document: what `assent verify receipt` checks.
+    async fn document(&self) -> Result<String> {
+        Ok(serde_json::to_string_pretty(&self.receipt)?)
+    }
+}
+
+/// The proof that one checkpoint extends another, shard by shard.
+#[derive(SimpleObject)]
+pub struct ShardConsistency {
+    /// Shard id.
+    pub shard_id: u32,
+    /// Shard size in the older checkpoint.
+    pub old_size: UInt64,
+    /// Shard size in the newer checkpoint.
+    pub new_size: UInt64,
+    /// Root in the older checkpoint.
+    pub old_root: HashHex,
+    /// Root in the newer checkpoint.
+    pub new_root: HashHex,
+    /// RFC 9162 §2.1.4 consistency proof.
+    pub path: Vec<HashHex>,
+}
+
+/// Proof that checkpoint `to` extends checkpoint `from`.
+#[derive(SimpleObject)]
+pub struct CheckpointConsistency {
+    /// The older checkpoint.
+    pub from: CheckpointView,
+    /// The newer checkpoint.
+    pub to: CheckpointView,
+    /// One consistency proof per shard.
+    pub shards: Vec<ShardConsistency>,
+}
+
+/// A key that signs checkpoints.
+#[derive(SimpleObject)]
+pub struct PublicKey {
+    /// Key name (the ledger name).
+    pub name: String,
+    /// Signature algorithm: `ed25519`.
+    pub algorithm: String,
+    /// C2SP key id: first 4 bytes of SHA-256(name ‖ 0x0A ‖ 0x01 ‖ key), hex.
+    pub key_id: String,
+    /// The 32-byte public key, base64.
+    pub public_key: String,
+    /// Verifier key in signed-note form: `name+keyid+base64(0x01 ‖ key)`.
+    pub verifier_key: String,
+}
+
+impl PublicKey {
+    pub(crate) fn of(name: &str, key: &ed25519_dalek::VerifyingKey) -> PublicKey {
+        let id = key_id(name, key);
+        let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let mut typed = vec![0x01u8];
+        typed.extend_from_slice(key.as_bytes());
+        PublicKey {
+            name: name.to_string(),
+            algorithm: "ed25519".into(),
+            key_id: hex.clone(),
+            public_key: B64.encode(key.as_bytes()),
+            verifier_key: format!("{name}+{hex}+{}", B64.encode(typed)),
+        }
+    }
+}
+
+/// A purpose's current value for a subject.
+#[derive(SimpleObject)]
+pub struct PurposeConsent {
+    /// Purpose name.
+    pub purpose: String,
+    /// Latest choice.
+    pub choice: ChoiceGql,
+    /// When the choice lapses, if it does.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The event that set it.
+    pub event: EventView,
+}
+
+/// A subject's consent, purpose by purpose.
+#[derive(SimpleObject)]
+pub struct ConsentState {
+    /// Customer.
+    pub customer_id: String,
+    /// Subject.
+    pub subject_id: String,
+    /// The instant the state is for; null for "now".
+    pub as_of: Option<DateTime<Utc>>,
+    /// Each purpose ever recorded for the subject, with the event that last set it.
+    pub purposes: Vec<PurposeConsent>,
+}
+
+/// Granted and denied counts of one purpose on one UTC day.
+#[derive(SimpleObject)]
+pub struct DailyPurposeStats {
+    /// UTC day, `YYYY-MM-DD` (of `recordedAt`).
+    pub day: String,
+    /// Purpose name.
+    pub purpose: String,
+    /// Events that granted the purpose that day.
+    pub granted: UInt64,
+    /// Events that denied the purpose that day.
+    pub denied: UInt64,
+}

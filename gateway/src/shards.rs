@@ -1,0 +1,188 @@
+//! The one narrow interface through which the gateway reaches a shard.
+//!
+//! Today every shard runs in this process (`Local`): appends go to its actor, reads run on
+//! the blocking pool against its redb snapshots. A shard in another process would be one
+//! more variant behind the same methods; nothing else in the gateway changes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use actix::dev::SendError;
+use shard::engine::{
+    Appended, ConsistencyProof, DailyCount, InclusionProof, Order, Page, PurposeState, ShardHandle,
+    ShardReader, StoredEvent, Submit,
+};
+use shard::format::ConsentEvent;
+use shard::verify::ShardHead;
+use tokio::sync::oneshot;
+
+use crate::errors::ShardCallError;
+
+/// How long an append waits for room in a full shard mailbox before `OVERLOADED`.
+pub const OVERLOAD_WAIT_MS: u64 = 200;
+
+/// A handle on one shard, cheap to clone.
+#[derive(Clone)]
+pub(crate) struct ShardClient {
+    shard_id: u32,
+    local: Arc<LocalShard>,
+}
+
+struct LocalShard {
+    handle: ShardHandle,
+    reader: ShardReader,
+    /// Appends sent and not yet answered: the shard's queue depth.
+    in_flight: AtomicI64,
+}
+
+impl ShardClient {
+    pub(crate) fn local(shard_id: u32, handle: ShardHandle) -> ShardClient {
+        let reader = handle.reader().clone();
+        ShardClient {
+            shard_id,
+            local: Arc::new(LocalShard {
+                handle,
+                reader,
+                in_flight: AtomicI64::new(0),
+            }),
+        }
+    }
+
+    pub(crate) fn shard_id(&self) -> u32 {
+        self.shard_id
+    }
+
+    /// Appends not yet answered.
+    pub(crate) fn queue_depth(&self) -> i64 {
+        self.local.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Appends one atomic batch; answered once durable.
+    pub(crate) async fn append(
+        &self,
+        events: Vec<ConsentEvent>,
+    ) -> Result<Vec<Appended>, ShardCallError> {
+        let (tx, rx) = oneshot::channel();
+        let mut msg = Submit { events, reply: tx };
+        let deadline = Instant::now() + Duration::from_millis(OVERLOAD_WAIT_MS);
+        loop {
+            match self.local.handle.addr.try_send(msg) {
+                Ok(()) => break,
+                Err(SendError::Full(back)) if Instant::now() < deadline => {
+                    msg = back;
+                    actix_web::rt::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err(SendError::Full(_)) => return Err(ShardCallError::Overloaded(self.shard_id)),
+                Err(SendError::Closed(_)) => {
+                    return Err(shard::engine::AppendError::ShardStopped.into());
+                }
+            }
+        }
+        self.local.in_flight.fetch_add(1, Ordering::Relaxed);
+        let out = rx.await;
+        self.local.in_flight.fetch_sub(1, Ordering::Relaxed);
+        Ok(out.unwrap_or(Err(shard::engine::AppendError::ShardStopped))?)
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&ShardReader) -> Result<T, ShardCallError> + Send + 'static,
+    ) -> Result<T, ShardCallError> {
+        let reader = self.local.reader.clone();
+        actix_web::rt::task::spawn_blocking(move || f(&reader))
+            .await
+            .unwrap_or(Err(shard::engine::QueryError::ShardStopped.into()))
+    }
+
+    pub(crate) async fn head(&self) -> Result<ShardHead, ShardCallError> {
+        self.read(|r| Ok(r.head()?)).await
+    }
+
+    pub(crate) async fn event(&self, seq: u64) -> Result<Option<StoredEvent>, ShardCallError> {
+        self.read(move |r| Ok(r.event(seq)?)).await
+    }
+
+    pub(crate) async fn current_state(
+        &self,
+        customer: String,
+        subject: String,
+    ) -> Result<Vec<PurposeState>, ShardCallError> {
+        self.read(move |r| Ok(r.current_state(&customer, &subject)?))
+            .await
+    }
+
+    pub(crate) async fn history(
+        &self,
+        customer: String,
+        subject: String,
+        order: Order,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Page<u64>, ShardCallError> {
+        self.read(move |r| Ok(r.history(&customer, &subject, order, after, limit)?))
+            .await
+    }
+
+    pub(crate) async fn customer_events(
+        &self,
+        customer: String,
+        since_ms: i64,
+        until_ms: i64,
+        after: Option<(i64, u64)>,
+        limit: u32,
+    ) -> Result<Page<(i64, u64)>, ShardCallError> {
+        self.read(move |r| Ok(r.customer_events(&customer, since_ms, until_ms, after, limit)?))
+            .await
+    }
+
+    pub(crate) async fn daily_counts(
+        &self,
+        customer: String,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<DailyCount>, ShardCallError> {
+        self.read(move |r| Ok(r.daily_counts(&customer, since_ms, until_ms)?))
+            .await
+    }
+
+    pub(crate) async fn inclusion_proof(
+        &self,
+        seq: u64,
+        size: u64,
+    ) -> Result<InclusionProof, ShardCallError> {
+        self.read(move |r| Ok(r.inclusion_proof(seq, size)?)).await
+    }
+
+    pub(crate) async fn consistency_proof(
+        &self,
+        old: u64,
+        new: u64,
+    ) -> Result<ConsistencyProof, ShardCallError> {
+        self.read(move |r| Ok(r.consistency_proof(old, new)?)).await
+    }
+
+    /// Commits what is pending and closes the shard (shutdown).
+    pub(crate) async fn stop(self) {
+        match Arc::try_unwrap(self.local) {
+            Ok(local) => {
+                drop(local.reader);
+                local.handle.stop().await;
+            }
+            Err(shared) => {
+                let _ = shared.handle.addr.send(shard::engine::Stop).await;
+            }
+        }
+    }
+}
+
+impl ShardClient {
+    pub(crate) async fn find_idempotent(
+        &self,
+        customer: String,
+        key: String,
+    ) -> Result<Option<StoredEvent>, ShardCallError> {
+        self.read(move |r| Ok(r.find_idempotent(&customer, &key)?))
+            .await
+    }
+}
