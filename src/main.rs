@@ -53,6 +53,9 @@ struct ServeArgs {
     /// generated in the data directory.
     #[arg(long, env = "ASSENT_SIGNING_KEY_FILE")]
     signing_key_file: Option<PathBuf>,
+    /// Requests that may queue at one shard before writers are told OVERLOADED.
+    #[arg(long, env = "ASSENT_SHARD_MAILBOX_CAPACITY", default_value_t = shard::engine::MAILBOX_CAPACITY)]
+    shard_mailbox_capacity: usize,
     /// Log format.
     #[arg(long, env = "ASSENT_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormatArg,
@@ -85,6 +88,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         ledger_name: args.ledger_name,
         checkpoint_interval_ms: args.checkpoint_interval_ms,
         signing_key_file: args.signing_key_file,
+        shard_mailbox_capacity: args.shard_mailbox_capacity,
     };
     let system = actix_web::rt::System::new();
     match system.block_on(gateway::serve(config)) {

@@ -37,4 +37,7 @@ pub struct ServeConfig {
     /// Use this ed25519 signing key file (32 raw bytes or 64 hex digits) instead of the
     /// generated `<data-dir>/signing-key`.
     pub signing_key_file: Option<PathBuf>,
+    /// Appends that may wait in one shard's mailbox; beyond it a writer waits up to
+    /// `OVERLOAD_WAIT_MS` and then gets `OVERLOADED`.
+    pub shard_mailbox_capacity: usize,
 }

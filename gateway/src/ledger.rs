@@ -99,7 +99,12 @@ impl Ledger {
         let mut shards = Vec::with_capacity(count as usize);
         for id in 0..count {
             let path = dir.join("shards").join(format!("shard-{id:04}.redb"));
-            let handle = ShardHandle::start_observed(&path, id, observer.clone())?;
+            let handle = ShardHandle::start_observed(
+                &path,
+                id,
+                observer.clone(),
+                config.shard_mailbox_capacity,
+            )?;
             shards.push(ShardClient::local(id, handle));
         }
         Ok(Ledger {

@@ -22,6 +22,8 @@ use types::{EventView, ReceiptView};
 pub const MAX_QUERY_DEPTH: usize = 16;
 /// Largest static query complexity accepted (one point per field; lists count once).
 pub const MAX_QUERY_COMPLEXITY: usize = 2_000;
+/// Most directives on one field.
+pub const MAX_DIRECTIVES: usize = 8;
 /// Page size when `first` is not given.
 pub const DEFAULT_PAGE_SIZE: i32 = 50;
 
@@ -43,7 +45,8 @@ pub(crate) fn state<'a>(ctx: &Context<'a>) -> &'a AppState {
 pub(crate) fn build(state: Option<Arc<AppState>>) -> AssentSchema {
     let mut builder = Schema::build(QueryRoot, MutationRoot, EmptySubscription)
         .limit_depth(MAX_QUERY_DEPTH)
-        .limit_complexity(MAX_QUERY_COMPLEXITY);
+        .limit_complexity(MAX_QUERY_COMPLEXITY)
+        .limit_directives(MAX_DIRECTIVES);
     if let Some(s) = state {
         builder = builder.data(s);
     }

@@ -14,7 +14,8 @@ use crate::errors::{Code, bad_input, err};
 /// Mutations: recording consent.
 pub(crate) struct MutationRoot;
 
-#[Object]
+/// Writes: recording and withdrawing consent.
+#[Object(name = "Mutation")]
 impl MutationRoot {
     /// Records one consent event, durably, and returns it. Safe to retry with an
     /// idempotency key.

@@ -36,7 +36,8 @@ fn bad_cursor() -> async_graphql::Error {
     bad_input("after: not a cursor of this list")
 }
 
-#[Object]
+/// Reads: consent state, history, statistics, events, receipts, checkpoints, keys.
+#[Object(name = "Query")]
 impl QueryRoot {
     /// A subject's consent per purpose: now, or as the ledger knew it at `asOf` (by
     /// `recordedAt`). Each purpose comes with the event that set it.
@@ -61,12 +62,12 @@ impl QueryRoot {
         let mut events: HashMap<u64, EventView> = HashMap::new();
         let mut purposes = Vec::with_capacity(states.len());
         for s in states {
-            if !events.contains_key(&s.seq) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = events.entry(s.seq) {
                 let e = shard
                     .event(s.seq)
                     .await?
                     .ok_or_else(|| err(Code::Internal, "index points at a missing event"))?;
-                events.insert(s.seq, e.into());
+                slot.insert(e.into());
             }
             purposes.push(PurposeConsent {
                 purpose: s.purpose,

@@ -49,13 +49,15 @@ pub struct ShardActor {
     pending: Vec<(Vec<ConsentEvent>, AppendReply)>,
     /// Told about every commit.
     observer: Option<CommitObserver>,
+    /// Bound of the mailbox.
+    mailbox_capacity: usize,
 }
 
 impl Actor for ShardActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        ctx.set_mailbox_capacity(self.mailbox_capacity);
     }
 }
 
@@ -282,14 +284,16 @@ impl ShardHandle {
     /// Opens the shard file and starts its actor on a thread of its own, so a blocking
     /// commit blocks only this shard. Must be called inside a running actix System.
     pub fn start(path: &Path, shard_id: u32) -> Result<ShardHandle, OpenError> {
-        ShardHandle::start_observed(path, shard_id, None)
+        ShardHandle::start_observed(path, shard_id, None, MAILBOX_CAPACITY)
     }
 
-    /// Like [`ShardHandle::start`], reporting every commit to `observer`.
+    /// Like [`ShardHandle::start`], reporting every commit to `observer`, with a mailbox of
+    /// `mailbox_capacity` messages.
     pub fn start_observed(
         path: &Path,
         shard_id: u32,
         observer: Option<CommitObserver>,
+        mailbox_capacity: usize,
     ) -> Result<ShardHandle, OpenError> {
         let store = Store::open(path, shard_id)?;
         let reader = store.reader();
@@ -298,6 +302,7 @@ impl ShardHandle {
             store: Some(store),
             pending: Vec::new(),
             observer,
+            mailbox_capacity: mailbox_capacity.max(1),
         });
         Ok(ShardHandle {
             addr,

@@ -1,0 +1,152 @@
+//! Starts the real `assent serve` binary on a free port in a temp dir and talks to it over
+//! real HTTP.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// A running server process.
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub data_dir: PathBuf,
+    pub log: Arc<Mutex<String>>,
+    client: reqwest::blocking::Client,
+}
+
+impl Server {
+    /// Starts `assent serve` on `data_dir` with extra flags; waits until it listens.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_assent"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("ASSENT_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the assent binary starts");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let log = log.clone();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(i) = line.find("listening on http://") {
+                        let rest = &line[i + "listening on ".len()..];
+                        let url = rest.split_whitespace().next().unwrap().to_string();
+                        let _ = tx.send(url);
+                    }
+                    log.lock().unwrap().push_str(&line);
+                    log.lock().unwrap().push('\n');
+                }
+            });
+        }
+        let url = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("server did not start; log:\n{}", log.lock().unwrap()));
+        Server {
+            child,
+            url,
+            data_dir: data_dir.to_path_buf(),
+            log,
+            client: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// POSTs a GraphQL request and returns the JSON response (any HTTP status).
+    pub fn gql(&self, query: &str, variables: Value) -> Value {
+        let resp = self
+            .client
+            .post(format!("{}/graphql", self.url))
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .expect("request sent");
+        resp.json().expect("JSON response")
+    }
+
+    /// Like [`Server::gql`] but panics on any GraphQL error; returns `data`.
+    pub fn ok(&self, query: &str, variables: Value) -> Value {
+        let v = self.gql(query, variables);
+        assert!(
+            v.get("errors").is_none(),
+            "unexpected errors: {v:#}\nquery: {query}"
+        );
+        v["data"].clone()
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::blocking::Response {
+        self.client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .expect("request sent")
+    }
+
+    pub fn post_raw(&self, body: Vec<u8>) -> reqwest::blocking::Response {
+        self.client
+            .post(format!("{}/graphql", self.url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .expect("request sent")
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn stop(mut self) -> String {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "server exited with {status}");
+        std::thread::sleep(Duration::from_millis(50));
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The first error's `extensions.code`.
+pub fn code(v: &Value) -> String {
+    v["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or("<none>")
+        .to_string()
+}
+
+/// A realistic consent event input.
+pub fn event(subject: &str, analytics: &str, key: Option<&str>) -> Value {
+    json!({
+        "subjectId": subject,
+        "purposes": [
+            { "purpose": "analytics", "choice": analytics },
+            { "purpose": "ads", "choice": "GRANTED" },
+        ],
+        "noticeId": "cookie-banner",
+        "noticeVersion": "2026-11",
+        "captureMethod": "BANNER_CUSTOM",
+        "jurisdiction": "EU",
+        "tcfString": "CQ-TCF",
+        "evidence": { "ipAddress": "198.51.100.7", "userAgent": "Mozilla/5.0 test" },
+        "occurredAt": "2026-11-27T10:00:00Z",
+        "idempotencyKey": key,
+    })
+}
+
+pub const RECORD: &str = "mutation($c: ID!, $e: ConsentEventInput!) { recordConsent(customerId: $c, event: $e) { duplicate event { id sequence shard recordedAt entryHash subjectId purposes { purpose choice } } } }";
+pub const RECORD_MANY: &str = "mutation($c: ID!, $e: [ConsentEventInput!]!) { recordConsents(customerId: $c, events: $e) { duplicate event { id sequence } } }";
