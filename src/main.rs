@@ -56,6 +56,9 @@ struct ServeArgs {
     /// Requests that may queue at one shard before writers are told OVERLOADED.
     #[arg(long, env = "ASSENT_SHARD_MAILBOX_CAPACITY", default_value_t = shard::engine::MAILBOX_CAPACITY)]
     shard_mailbox_capacity: usize,
+    /// Requests per second allowed per non-admin API key (token bucket); 0 turns it off.
+    #[arg(long, env = "ASSENT_RATE_LIMIT_PER_SECOND", default_value_t = gateway::auth::DEFAULT_RATE_LIMIT_PER_SECOND)]
+    rate_limit_per_second: u32,
     /// Log format.
     #[arg(long, env = "ASSENT_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormatArg,
@@ -89,6 +92,11 @@ fn serve(args: ServeArgs) -> ExitCode {
         checkpoint_interval_ms: args.checkpoint_interval_ms,
         signing_key_file: args.signing_key_file,
         shard_mailbox_capacity: args.shard_mailbox_capacity,
+        // A secret: read from the environment only, never from argv (visible to `ps`).
+        admin_token: std::env::var("ASSENT_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
+        rate_limit_per_second: args.rate_limit_per_second,
     };
     let system = actix_web::rt::System::new();
     match system.block_on(gateway::serve(config)) {

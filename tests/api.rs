@@ -35,6 +35,7 @@ fn record_retry_withdraw_and_read_current_state() {
     // Proves: single and batched recording, exact idempotency, withdrawal, current state and asOf.
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &[]);
+    s.customers(&["acme", "clock", "shop"]);
     let first = s.ok(
         RECORD,
         json!({ "c": "acme", "e": event("alice", "GRANTED", Some("k-1")) }),
@@ -114,6 +115,7 @@ fn chrono_now(s: &Server) -> String {
 fn history_and_event_pages_have_no_gaps_or_repeats_and_stats_add_up() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &[]);
+    s.customers(&["acme", "clock", "shop"]);
     let batch: Vec<Value> = (0..1000)
         .map(|i| event("pat", if i % 3 == 0 { "DENIED" } else { "GRANTED" }, None))
         .collect();
@@ -176,6 +178,9 @@ fn history_and_event_pages_have_no_gaps_or_repeats_and_stats_add_up() {
 fn receipts_verify_offline_and_checkpoints_stay_consistent_across_restart() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &["--checkpoint-interval-ms", "100000"]);
+    s.customers(&["acme"]);
+    let cust: Vec<String> = (0..40).map(|i| format!("cust-{i}")).collect();
+    s.customers(&cust.iter().map(String::as_str).collect::<Vec<_>>());
     let (name, key) = verifying_key(&s);
     let id = s.ok(
         RECORD,
@@ -273,6 +278,7 @@ fn receipts_verify_offline_and_checkpoints_stay_consistent_across_restart() {
 fn a_tampered_receipt_fails_and_a_changed_shard_count_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &["--shards", "2"]);
+    s.customers(&["acme"]);
     let (name, key) = verifying_key(&s);
     let id = s.ok(
         RECORD,
@@ -310,6 +316,7 @@ fn a_tampered_receipt_fails_and_a_changed_shard_count_is_refused() {
 fn every_error_code_comes_from_a_real_bad_request() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &[]);
+    s.customers(&["acme"]);
     let mut bad = event("alice", "GRANTED", None);
     bad["purposes"][0]["purpose"] = json!("Not A Purpose");
     assert_eq!(
@@ -387,6 +394,8 @@ fn a_full_shard_queue_answers_overloaded_and_writes_stay_whole() {
         dir.path(),
         &["--shards", "1", "--shard-mailbox-capacity", "1"],
     );
+    s.customers(&["acme"]);
+    let admin = s.admin.clone();
     let url = s.url.clone();
     let batch: Vec<Value> = (0..1000)
         .map(|i| event(&format!("s{i}"), "GRANTED", None))
@@ -395,10 +404,11 @@ fn a_full_shard_queue_answers_overloaded_and_writes_stay_whole() {
         json!({ "query": RECORD_MANY, "variables": { "c": "acme", "e": batch } }).to_string();
     let threads: Vec<_> = (0..24)
         .map(|_| {
-            let (url, body) = (url.clone(), body.clone());
+            let (url, body, admin) = (url.clone(), body.clone(), admin.clone());
             std::thread::spawn(move || -> Value {
                 reqwest::blocking::Client::new()
                     .post(format!("{url}/graphql"))
+                    .bearer_auth(admin)
                     .header("content-type", "application/json")
                     .body(body)
                     .send()
@@ -442,6 +452,7 @@ fn a_full_shard_queue_answers_overloaded_and_writes_stay_whole() {
 fn health_metrics_keys_and_the_offline_query_page() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &[]);
+    s.customers(&["acme"]);
     assert_eq!(s.get("/healthz").status().as_u16(), 200);
     assert_eq!(s.get("/readyz").status().as_u16(), 200);
     s.ok(

@@ -40,4 +40,9 @@ pub struct ServeConfig {
     /// Appends that may wait in one shard's mailbox; beyond it a writer waits up to
     /// `OVERLOAD_WAIT_MS` and then gets `OVERLOADED`.
     pub shard_mailbox_capacity: usize,
+    /// Admin token supplied by the operator (`ASSENT_ADMIN_TOKEN`) instead of a generated
+    /// `<data-dir>/admin-token`.
+    pub admin_token: Option<String>,
+    /// Requests per second per non-admin key; 0 turns the limit off.
+    pub rate_limit_per_second: u32,
 }

@@ -11,6 +11,9 @@ pub(crate) enum Code {
     IdempotencyConflict,
     PayloadTooLarge,
     Overloaded,
+    Unauthenticated,
+    Forbidden,
+    RateLimited,
     Internal,
 }
 
@@ -22,6 +25,9 @@ impl Code {
             Code::IdempotencyConflict => "IDEMPOTENCY_CONFLICT",
             Code::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Code::Overloaded => "OVERLOADED",
+            Code::Unauthenticated => "UNAUTHENTICATED",
+            Code::Forbidden => "FORBIDDEN",
+            Code::RateLimited => "RATE_LIMITED",
             Code::Internal => "INTERNAL",
         }
     }

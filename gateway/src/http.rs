@@ -10,6 +10,7 @@ use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, BatchResponse, Response, ServerError};
 use futures::StreamExt;
 
+use crate::auth::{Caller, Gatekeeper, KeyStore, Refusal, Role};
 use crate::checkpoints::Checkpointer;
 use crate::config::ServeConfig;
 use crate::errors::Code;
@@ -27,6 +28,63 @@ pub const SHUTDOWN_TIMEOUT_S: u64 = 30;
 struct Server {
     schema: AssentSchema,
     state: Arc<AppState>,
+    gate: Gatekeeper,
+}
+
+/// On a fresh data directory, creates the first admin key and writes it to
+/// `<data-dir>/admin-token` (mode 0600); or registers `ASSENT_ADMIN_TOKEN`.
+fn bootstrap_admin(
+    keys: &KeyStore,
+    config: &ServeConfig,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(token) = &config.admin_token {
+        keys.ensure_supplied_admin(token).map_err(|e| e.message())?;
+        tracing::info!("admin token supplied by ASSENT_ADMIN_TOKEN");
+        return Ok(());
+    }
+    if !keys.is_empty() {
+        return Ok(());
+    }
+    let (_, token) = keys
+        .create_key(None, Role::Admin, "bootstrap")
+        .map_err(|e| e.message())?;
+    let path = config.data_dir.join("admin-token");
+    crate::ledger::write_private(&path, format!("{token}\n").as_bytes())?;
+    tracing::info!(path = %path.display(), "created the first admin key; its token is in this file (mode 0600)");
+    Ok(())
+}
+
+/// Authenticates the request and applies the rate limit; `Err` is the response to send.
+async fn admit(server: &Server, req: &HttpRequest) -> Result<Caller, HttpResponse> {
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let caller = server.gate.caller(header).await;
+    if matches!(caller, Caller::Invalid) {
+        server.state.metrics.auth_failures.inc();
+    }
+    match server.gate.admit(&caller) {
+        Ok(()) => Ok(caller),
+        Err(Refusal::RateLimited { retry_after_ms }) => {
+            server
+                .state
+                .metrics
+                .errors
+                .with_label_values(&[Code::RateLimited.as_str()])
+                .inc();
+            let mut err = ServerError::new(
+                format!("rate limit of this key exceeded; retry after {retry_after_ms} ms"),
+                None,
+            );
+            let ext = err.extensions.get_or_insert_with(Default::default);
+            ext.set("code", Code::RateLimited.as_str());
+            ext.set("retryAfterMs", retry_after_ms);
+            Err(HttpResponse::TooManyRequests()
+                .insert_header(("Retry-After", retry_after_ms.div_ceil(1000).to_string()))
+                .json(Response::from_errors(vec![err])))
+        }
+    }
 }
 
 /// Runs `assent serve` until SIGINT/SIGTERM: opens the ledger, serves HTTP, issues
@@ -35,14 +93,19 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>
     let metrics = Metrics::new();
     let ledger = Arc::new(Ledger::open(&config, Some(metrics.commit_observer()))?);
     let checkpoints = Arc::new(Checkpointer::open(ledger.clone()).map_err(|e| e.message())?);
+    let keys = Arc::new(KeyStore::open(ledger.meta.clone()).map_err(|e| e.message())?);
+    bootstrap_admin(&keys, &config)?;
+    let gate = Gatekeeper::new(keys.clone(), config.rate_limit_per_second);
     let state = Arc::new(AppState {
         ledger: ledger.clone(),
         checkpoints: checkpoints.clone(),
         metrics,
+        keys,
     });
     let server = web::Data::new(Server {
         schema: build(Some(state.clone())),
         state,
+        gate,
     });
 
     let http = HttpServer::new({
@@ -58,7 +121,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>
                 )
                 .route("/readyz", web::get().to(readyz))
                 .route("/metrics", web::get().to(metrics_text))
-                .route("/.well-known/assent/keys", web::get().to(keys))
+                .route("/.well-known/assent/keys", web::get().to(well_known_keys))
                 .route("/", web::get().to(graphiql))
         }
     })
@@ -128,8 +191,16 @@ fn finish(server: &Server, mut resp: BatchResponse) -> HttpResponse {
     HttpResponse::Ok().json(resp)
 }
 
-async fn graphql_post(server: web::Data<Server>, mut payload: web::Payload) -> HttpResponse {
+async fn graphql_post(
+    server: web::Data<Server>,
+    req: HttpRequest,
+    mut payload: web::Payload,
+) -> HttpResponse {
     server.state.metrics.requests.inc();
+    let caller = match admit(&server, &req).await {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let Ok(chunk) = chunk else {
@@ -153,7 +224,7 @@ async fn graphql_post(server: web::Data<Server>, mut payload: web::Payload) -> H
         }
         body.extend_from_slice(&chunk);
     }
-    let request: BatchRequest = match serde_json::from_slice(&body) {
+    let mut request: BatchRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
             let msg = format!("the body is not a GraphQL request in JSON: {e}");
@@ -166,12 +237,20 @@ async fn graphql_post(server: web::Data<Server>, mut payload: web::Payload) -> H
         let msg = format!("at most {MAX_BATCH_OPERATIONS} operations per batched request");
         return error_body(StatusCode::BAD_REQUEST, Code::BadUserInput, &msg);
     }
+    match &mut request {
+        BatchRequest::Single(r) => r.data.insert(caller),
+        BatchRequest::Batch(rs) => rs.iter_mut().for_each(|r| r.data.insert(caller.clone())),
+    }
     let resp = server.schema.execute_batch(request).await;
     finish(&server, resp)
 }
 
 async fn graphql_get(server: web::Data<Server>, req: HttpRequest) -> HttpResponse {
     server.state.metrics.requests.inc();
+    let caller = match admit(&server, &req).await {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
     let request = match async_graphql::http::parse_query_string(req.query_string()) {
         Ok(r) => r,
         Err(e) => {
@@ -194,7 +273,7 @@ async fn graphql_get(server: web::Data<Server>, req: HttpRequest) -> HttpRespons
             "mutations must be sent with POST",
         );
     }
-    let resp = server.schema.execute(request).await;
+    let resp = server.schema.execute(request.data(caller)).await;
     finish(&server, BatchResponse::Single(resp))
 }
 
@@ -223,7 +302,7 @@ async fn metrics_text(server: web::Data<Server>) -> HttpResponse {
         .body(m.render())
 }
 
-async fn keys(server: web::Data<Server>) -> HttpResponse {
+async fn well_known_keys(server: web::Data<Server>) -> HttpResponse {
     let l = &server.state.ledger;
     let key = crate::schema::public_key(&l.name, &l.signing_key.verifying_key());
     HttpResponse::Ok().json(serde_json::json!({ "keys": [key] }))

@@ -1,6 +1,7 @@
 //! The Assent gateway: GraphQL over HTTP in front of the shards.
 //!
 //! Map of the crate (see ARCHITECTURE.md):
+//! - [`auth`]: customers, API keys, the access policy, rate limits.
 //! - [`config`]: what `assent serve` is told (flags and `ASSENT_*` variables).
 //! - `ledger`: the data directory: ledger metadata, signing key, shards, routing.
 //! - `shards`: the one narrow interface through which the gateway reaches a shard.
@@ -13,6 +14,7 @@
 //!
 //! Only this crate knows HTTP and GraphQL.
 
+pub mod auth;
 mod checkpoints;
 pub mod config;
 mod errors;

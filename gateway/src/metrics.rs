@@ -23,6 +23,8 @@ pub(crate) struct Metrics {
     pub(crate) commit_seconds: HistogramVec,
     /// Appends waiting for their commit, by shard.
     pub(crate) queue_depth: IntGaugeVec,
+    /// Requests with an unknown or revoked key.
+    pub(crate) auth_failures: IntCounter,
 }
 
 impl Metrics {
@@ -60,6 +62,11 @@ impl Metrics {
             &["shard"],
         )
         .expect("metric");
+        let auth_failures = IntCounter::new(
+            "assent_auth_failures_total",
+            "Requests with an unknown or revoked API key",
+        )
+        .expect("metric");
         let queue_depth = IntGaugeVec::new(
             Opts::new(
                 "assent_shard_queue_depth",
@@ -75,6 +82,7 @@ impl Metrics {
             Box::new(commit_batch_events.clone()),
             Box::new(commit_seconds.clone()),
             Box::new(queue_depth.clone()),
+            Box::new(auth_failures.clone()),
         ] {
             registry.register(m).expect("unique metric names");
         }
@@ -86,6 +94,7 @@ impl Metrics {
             commit_batch_events,
             commit_seconds,
             queue_depth,
+            auth_failures,
         })
     }
 

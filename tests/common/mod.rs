@@ -16,6 +16,8 @@ pub struct Server {
     pub url: String,
     pub data_dir: PathBuf,
     pub log: Arc<Mutex<String>>,
+    /// The admin token the server bootstrapped (read from `<data-dir>/admin-token`).
+    pub admin: String,
     client: reqwest::blocking::Client,
 }
 
@@ -54,11 +56,18 @@ impl Server {
         let url = rx
             .recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|_| panic!("server did not start; log:\n{}", log.lock().unwrap()));
+        let admin = std::env::var("TEST_ADMIN_TOKEN").ok().unwrap_or_else(|| {
+            std::fs::read_to_string(data_dir.join("admin-token"))
+                .expect("admin-token written")
+                .trim()
+                .to_string()
+        });
         Server {
             child,
             url,
             data_dir: data_dir.to_path_buf(),
             log,
+            admin,
             client: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
@@ -66,15 +75,43 @@ impl Server {
         }
     }
 
-    /// POSTs a GraphQL request and returns the JSON response (any HTTP status).
-    pub fn gql(&self, query: &str, variables: Value) -> Value {
-        let resp = self
+    /// POSTs a GraphQL request with `token` (or none) and returns the JSON response.
+    pub fn gql_as(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut req = self
             .client
             .post(format!("{}/graphql", self.url))
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .expect("request sent");
-        resp.json().expect("JSON response")
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+            .expect("request sent")
+            .json()
+            .expect("JSON response")
+    }
+
+    /// Creates customers (as admin).
+    pub fn customers(&self, ids: &[&str]) {
+        for id in ids {
+            self.ok(
+                "mutation($id: ID!) { createCustomer(id: $id, name: $id) { id } }",
+                json!({ "id": id }),
+            );
+        }
+    }
+
+    /// Creates a key (as admin) and returns its secret.
+    pub fn key(&self, customer: Option<&str>, role: &str) -> String {
+        let d = self.ok(
+            "mutation($c: ID, $r: Role!) { createApiKey(customerId: $c, role: $r, label: \"test\") { secret key { id } } }",
+            json!({ "c": customer, "r": role }),
+        );
+        d["createApiKey"]["secret"].as_str().unwrap().to_string()
+    }
+
+    /// POSTs a GraphQL request as admin and returns the JSON response (any HTTP status).
+    pub fn gql(&self, query: &str, variables: Value) -> Value {
+        self.gql_as(Some(&self.admin), query, variables)
     }
 
     /// Like [`Server::gql`] but panics on any GraphQL error; returns `data`.
@@ -90,6 +127,7 @@ impl Server {
     pub fn get(&self, path: &str) -> reqwest::blocking::Response {
         self.client
             .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.admin)
             .send()
             .expect("request sent")
     }
@@ -97,6 +135,7 @@ impl Server {
     pub fn post_raw(&self, body: Vec<u8>) -> reqwest::blocking::Response {
         self.client
             .post(format!("{}/graphql", self.url))
+            .bearer_auth(&self.admin)
             .header("content-type", "application/json")
             .body(body)
             .send()

@@ -1,5 +1,6 @@
 //! The GraphQL schema: `schema.graphql` at the repository root is its published form.
 
+mod admin;
 mod mutation;
 mod query;
 mod scalars;
@@ -14,8 +15,9 @@ use crate::errors::{Code, bad_input, err};
 use crate::ids::parse_event_id;
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
-pub(crate) use mutation::MutationRoot;
-pub(crate) use query::QueryRoot;
+use admin::{AdminMutation, AdminQuery};
+use mutation::ConsentMutation;
+use query::ConsentQuery;
 use types::{EventView, ReceiptView};
 
 /// Deepest query accepted.
@@ -27,6 +29,16 @@ pub const MAX_DIRECTIVES: usize = 8;
 /// Page size when `first` is not given.
 pub const DEFAULT_PAGE_SIZE: i32 = 50;
 
+/// Every read: consent data for customers' keys, customers and keys for admins.
+#[derive(async_graphql::MergedObject, Default)]
+#[graphql(name = "Query")]
+pub(crate) struct QueryRoot(ConsentQuery, AdminQuery);
+
+/// Every write: consent for writer keys, customers and keys for admins.
+#[derive(async_graphql::MergedObject, Default)]
+#[graphql(name = "Mutation")]
+pub(crate) struct MutationRoot(ConsentMutation, AdminMutation);
+
 /// The executable schema.
 pub(crate) type AssentSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
@@ -35,6 +47,7 @@ pub(crate) struct AppState {
     pub(crate) ledger: Arc<Ledger>,
     pub(crate) checkpoints: Arc<Checkpointer>,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) keys: Arc<crate::auth::KeyStore>,
 }
 
 pub(crate) fn state<'a>(ctx: &Context<'a>) -> &'a AppState {
@@ -43,10 +56,15 @@ pub(crate) fn state<'a>(ctx: &Context<'a>) -> &'a AppState {
 
 /// Builds the schema with its limits.
 pub(crate) fn build(state: Option<Arc<AppState>>) -> AssentSchema {
-    let mut builder = Schema::build(QueryRoot, MutationRoot, EmptySubscription)
-        .limit_depth(MAX_QUERY_DEPTH)
-        .limit_complexity(MAX_QUERY_COMPLEXITY)
-        .limit_directives(MAX_DIRECTIVES);
+    let mut builder = Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+    .extension(crate::auth::policy::AccessControl)
+    .limit_depth(MAX_QUERY_DEPTH)
+    .limit_complexity(MAX_QUERY_COMPLEXITY)
+    .limit_directives(MAX_DIRECTIVES);
     if let Some(s) = state {
         builder = builder.data(s);
     }

@@ -11,12 +11,13 @@ use super::state;
 use super::types::{ConsentEventInput, EventView, RecordResult};
 use crate::errors::{Code, bad_input, err};
 
-/// Mutations: recording consent.
-pub(crate) struct MutationRoot;
+/// Consent writes: recording and withdrawing consent.
+#[derive(Default)]
+pub(crate) struct ConsentMutation;
 
-/// Writes: recording and withdrawing consent.
-#[Object(name = "Mutation")]
-impl MutationRoot {
+/// Consent writes.
+#[Object]
+impl ConsentMutation {
     /// Records one consent event, durably, and returns it. Safe to retry with an
     /// idempotency key.
     async fn record_consent(

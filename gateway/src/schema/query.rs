@@ -19,10 +19,11 @@ pub const MAX_STATS_DAYS: i64 = 731;
 /// Most events `consentEvents` scans for one page when filtering by purpose.
 pub const MAX_FILTER_SCAN: usize = 100_000;
 
-/// Queries.
-pub(crate) struct QueryRoot;
+/// Consent reads: state, history, statistics, events, receipts, checkpoints, keys.
+#[derive(Default)]
+pub(crate) struct ConsentQuery;
 
-fn page_size(first: Option<i32>) -> Result<u32> {
+pub(crate) fn page_size(first: Option<i32>) -> Result<u32> {
     let n = first.unwrap_or(DEFAULT_PAGE_SIZE);
     if n < 1 || n as u32 > MAX_PAGE_SIZE {
         return Err(bad_input(format!(
@@ -36,9 +37,9 @@ fn bad_cursor() -> async_graphql::Error {
     bad_input("after: not a cursor of this list")
 }
 
-/// Reads: consent state, history, statistics, events, receipts, checkpoints, keys.
-#[Object(name = "Query")]
-impl QueryRoot {
+/// Consent reads.
+#[Object]
+impl ConsentQuery {
     /// A subject's consent per purpose: now, or as the ledger knew it at `asOf` (by
     /// `recordedAt`). Each purpose comes with the event that set it.
     async fn consent(

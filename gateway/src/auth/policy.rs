@@ -1,0 +1,214 @@
+//! Access control: the one place every top-level field passes through.
+//!
+//! An async-graphql extension checks, before any top-level resolver runs, that the caller
+//! is authenticated, that its role may use the field, and that the customer the field
+//! touches (its `customerId` argument, or the owner of the event it names) is the key's
+//! own. A field without a rule is refused: new fields are closed until a rule opens them.
+
+use std::sync::{Arc, Mutex};
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextResolve, ResolveInfo,
+};
+use async_graphql::{Request, ServerError, ServerResult, Value, Variables};
+
+use super::keys::{Principal, Role};
+use crate::errors::Code;
+use crate::ids::parse_event_id;
+use crate::schema::AppState;
+
+/// The caller as the transport authenticated it (HTTP header or WebSocket `connection_init`).
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// No key was presented.
+    Anonymous,
+    /// A key was presented but is unknown or revoked.
+    Invalid,
+    /// A valid key.
+    Key(Principal),
+}
+
+/// Which customer a field touches.
+#[derive(Debug, Clone, Copy)]
+enum Scope {
+    /// Not customer data (checkpoints, keys, introspection).
+    Global,
+    /// The customer named by this argument.
+    CustomerArg(&'static str),
+    /// The customer owning the event named by this argument.
+    EventArg(&'static str),
+}
+
+const ALL: &[Role] = &[Role::Admin, Role::Writer, Role::Reader];
+const WRITE: &[Role] = &[Role::Admin, Role::Writer];
+const READ: &[Role] = &[Role::Admin, Role::Reader];
+const RECEIPTS: &[Role] = &[Role::Admin, Role::Writer, Role::Reader];
+const ADMIN: &[Role] = &[Role::Admin];
+
+/// The rule of each top-level field: who may call it, and for which customer.
+fn rule(field: &str) -> Option<(Scope, &'static [Role])> {
+    use Scope::*;
+    Some(match field {
+        "recordConsent" | "recordConsents" | "withdrawConsent" => {
+            (CustomerArg("customerId"), WRITE)
+        }
+        "consent" | "consentHistory" | "consentEvents" | "consentStats" | "consentChanges" => {
+            (CustomerArg("customerId"), READ)
+        }
+        "event" => (EventArg("id"), READ),
+        "receipt" => (EventArg("eventId"), RECEIPTS),
+        "checkpoint" | "checkpoints" | "consistencyProof" | "publicKeys" => (Global, ALL),
+        "__schema" | "__type" | "__typename" => (Global, ALL),
+        "createCustomer" | "updateCustomer" | "customers" | "createApiKey" | "apiKeys"
+        | "revokeApiKey" => (Global, ADMIN),
+        _ => return None,
+    })
+}
+
+fn refuse(code: Code, message: impl Into<String>) -> ServerError {
+    let mut e = ServerError::new(message, None);
+    e.extensions
+        .get_or_insert_with(Default::default)
+        .set("code", code.as_str());
+    e
+}
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Admin => "ADMIN",
+        Role::Writer => "WRITER",
+        Role::Reader => "READER",
+    }
+}
+
+/// Factory installed on the schema.
+pub(crate) struct AccessControl;
+
+impl ExtensionFactory for AccessControl {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(AccessCheck {
+            variables: Mutex::new(Variables::default()),
+        })
+    }
+}
+
+struct AccessCheck {
+    /// The request's variables, to read arguments given as `$variables`.
+    variables: Mutex<Variables>,
+}
+
+impl AccessCheck {
+    fn string_arg(&self, info: &ResolveInfo<'_>, name: &str) -> Option<String> {
+        let (_, value) = info
+            .field
+            .arguments
+            .iter()
+            .find(|(n, _)| n.node.as_str() == name)?;
+        let vars = self.variables.lock().expect("lock");
+        let value = value
+            .node
+            .clone()
+            .into_const_with(|v| vars.get(&v).cloned().ok_or(()))
+            .ok()?;
+        match value {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    async fn check(&self, ctx: &ExtensionContext<'_>, info: &ResolveInfo<'_>) -> ServerResult<()> {
+        let principal = match ctx.data_opt::<Caller>() {
+            Some(Caller::Key(p)) => p,
+            Some(Caller::Invalid) => {
+                return Err(refuse(
+                    Code::Unauthenticated,
+                    "the API key is unknown or revoked",
+                ));
+            }
+            _ => {
+                return Err(refuse(
+                    Code::Unauthenticated,
+                    "send an API key: Authorization: Bearer <key>",
+                ));
+            }
+        };
+        let Some((scope, roles)) = rule(info.name) else {
+            return Err(refuse(
+                Code::Forbidden,
+                format!("no access rule allows {}", info.name),
+            ));
+        };
+        if !roles.contains(&principal.role) {
+            let msg = format!(
+                "a {} key may not use {}",
+                role_name(principal.role),
+                info.name
+            );
+            return Err(refuse(Code::Forbidden, msg));
+        }
+        let state = ctx.data_unchecked::<Arc<AppState>>();
+        let customer = match scope {
+            Scope::Global => return Ok(()),
+            Scope::CustomerArg(arg) => self.string_arg(info, arg),
+            Scope::EventArg(arg) => match self
+                .string_arg(info, arg)
+                .as_deref()
+                .and_then(parse_event_id)
+            {
+                // Malformed ids and missing events are the resolver's to report.
+                None => return Ok(()),
+                Some((shard, seq)) => match state.ledger.shards.get(shard as usize) {
+                    None => return Ok(()),
+                    Some(s) => match s.event(seq).await {
+                        Ok(Some(e)) => Some(e.entry.customer_id),
+                        _ => return Ok(()),
+                    },
+                },
+            },
+        };
+        let Some(customer) = customer else {
+            return Ok(()); // argument absent or not a string: input validation reports it
+        };
+        if principal.role != Role::Admin
+            && principal.customer_id.as_deref() != Some(customer.as_str())
+        {
+            return Err(refuse(
+                Code::Forbidden,
+                "this key belongs to another customer",
+            ));
+        }
+        if matches!(scope, Scope::CustomerArg(_)) && state.keys.customer(&customer).is_none() {
+            return Err(refuse(
+                Code::NotFound,
+                format!("unknown customer {customer:?}; an admin creates it with createCustomer"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for AccessCheck {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        *self.variables.lock().expect("lock") = request.variables.clone();
+        next.run(ctx, request).await
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
+        let top = matches!(info.parent_type, "Query" | "Mutation" | "Subscription");
+        if top && info.name != "__typename" {
+            self.check(ctx, &info).await?;
+        }
+        next.run(ctx, info).await
+    }
+}
