@@ -21,6 +21,65 @@ enum Command {
     Serve(ServeArgs),
     /// Print the GraphQL schema (SDL) that the server serves.
     Schema,
+    /// Manage API keys (for operators who script).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Manage customers (for operators who script).
+    #[command(subcommand)]
+    Customers(CustomersCommand),
+}
+
+/// Where an admin command acts: a stopped server's data directory, or a running server.
+#[derive(clap::Args)]
+struct Target {
+    /// Data directory of a stopped server.
+    #[arg(
+        long,
+        env = "ASSENT_DATA_DIR",
+        default_value = "./assent-data",
+        conflicts_with = "url"
+    )]
+    data_dir: PathBuf,
+    /// URL of a running server (e.g. http://127.0.0.1:8080); the admin token is read from
+    /// ASSENT_ADMIN_TOKEN or --token-file, never from the command line.
+    #[arg(long)]
+    url: Option<String>,
+    /// File holding the admin token (e.g. <data-dir>/admin-token), with --url.
+    #[arg(long, requires = "url")]
+    token_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create an API key and print its secret (once) on standard output.
+    Create {
+        /// Customer the key belongs to (omit for an ADMIN key).
+        #[arg(long)]
+        customer: Option<String>,
+        /// WRITER, READER or ADMIN.
+        #[arg(long, value_parser = ["WRITER", "READER", "ADMIN"])]
+        role: String,
+        /// A label to recognise the key by.
+        #[arg(long, default_value = "cli")]
+        label: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Subcommand)]
+enum CustomersCommand {
+    /// Create a customer.
+    Create {
+        /// Customer id (A-Z a-z 0-9 _ . -, at most 128).
+        #[arg(long)]
+        id: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -110,11 +169,162 @@ fn serve(args: ServeArgs) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
-        Command::Serve(args) => serve(args),
+    let outcome = match Cli::parse().command {
+        Command::Serve(args) => return serve(args),
         Command::Schema => {
             print!("{}", gateway::sdl());
-            ExitCode::SUCCESS
+            return ExitCode::SUCCESS;
         }
+        Command::Keys(KeysCommand::Create {
+            customer,
+            role,
+            label,
+            target,
+        }) => admin::create_key(&target, customer, &role, &label),
+        Command::Customers(CustomersCommand::Create { id, name, target }) => {
+            admin::create_customer(&target, &id, &name)
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("assent: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Admin commands, on a stopped server's data directory or through a running server.
+mod admin {
+    use std::sync::Arc;
+
+    use gateway::auth::keys::{CustomerRecord, KeyStore, Role};
+    use serde_json::{Value, json};
+
+    use super::Target;
+
+    fn open_offline(target: &Target) -> Result<KeyStore, String> {
+        let path = target.data_dir.join("ledger.redb");
+        if !path.exists() {
+            return Err(format!(
+                "{} does not exist; start `assent serve` once to create the ledger",
+                path.display()
+            ));
+        }
+        let db = redb::Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                "the server is running on this data directory; use --url with ASSENT_ADMIN_TOKEN"
+                    .to_string()
+            }
+            other => format!("{}: {other}", path.display()),
+        })?;
+        KeyStore::open(Arc::new(db)).map_err(|e| e.message())
+    }
+
+    fn call(target: &Target, url: &str, query: &str, variables: Value) -> Result<Value, String> {
+        let token = match (&target.token_file, std::env::var("ASSENT_ADMIN_TOKEN")) {
+            (Some(f), _) => std::fs::read_to_string(f)
+                .map_err(|e| format!("{}: {e}", f.display()))?
+                .trim()
+                .to_string(),
+            (None, Ok(t)) if !t.is_empty() => t,
+            _ => {
+                return Err(
+                    "with --url, give the admin token in ASSENT_ADMIN_TOKEN or --token-file".into(),
+                );
+            }
+        };
+        let resp: Value = reqwest::blocking::Client::new()
+            .post(format!("{}/graphql", url.trim_end_matches('/')))
+            .bearer_auth(token)
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .map_err(|e| format!("{url}: {e}"))?
+            .json()
+            .map_err(|e| format!("{url}: not a GraphQL response: {e}"))?;
+        if let Some(err) = resp["errors"].get(0) {
+            return Err(format!(
+                "{} ({})",
+                err["message"].as_str().unwrap_or("error"),
+                err["extensions"]["code"].as_str().unwrap_or("?")
+            ));
+        }
+        Ok(resp["data"].clone())
+    }
+
+    pub(crate) fn create_key(
+        target: &Target,
+        customer: Option<String>,
+        role: &str,
+        label: &str,
+    ) -> Result<(), String> {
+        let (id, secret) = match &target.url {
+            Some(url) => {
+                let q = "mutation($c: ID, $r: Role!, $l: String!) { createApiKey(customerId: $c, role: $r, label: $l) { secret key { id } } }";
+                let d = call(
+                    target,
+                    url,
+                    q,
+                    json!({ "c": customer, "r": role, "l": label }),
+                )?;
+                (
+                    d["createApiKey"]["key"]["id"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                    d["createApiKey"]["secret"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                )
+            }
+            None => {
+                let role = match role {
+                    "ADMIN" => Role::Admin,
+                    "WRITER" => Role::Writer,
+                    _ => Role::Reader,
+                };
+                let (rec, secret) = open_offline(target)?
+                    .create_key(customer.as_deref(), role, label)
+                    .map_err(|e| e.message())?;
+                (rec.id, secret)
+            }
+        };
+        eprintln!("created key {id}; its secret follows and is shown only this once");
+        println!("{secret}");
+        Ok(())
+    }
+
+    pub(crate) fn create_customer(target: &Target, id: &str, name: &str) -> Result<(), String> {
+        match &target.url {
+            Some(url) => {
+                call(
+                    target,
+                    url,
+                    "mutation($id: ID!, $n: String!) { createCustomer(id: $id, name: $n) { id } }",
+                    json!({ "id": id, "n": name }),
+                )?;
+            }
+            None => {
+                let rec = CustomerRecord {
+                    id: id.to_string(),
+                    name: name.to_string(),
+                    created_at_ms: chrono_now_ms(),
+                    retention_days: None,
+                    default_consent_lifetime_days: None,
+                };
+                open_offline(target)?
+                    .create_customer(rec)
+                    .map_err(|e| e.message())?;
+            }
+        }
+        eprintln!("created customer {id}");
+        Ok(())
+    }
+
+    fn chrono_now_ms() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
     }
 }

@@ -24,10 +24,17 @@ pub struct Server {
 impl Server {
     /// Starts `assent serve` on `data_dir` with extra flags; waits until it listens.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Server::start_env(data_dir, extra, &[])
+    }
+
+    /// Like [`Server::start`] with extra environment variables. With `ASSENT_ADMIN_TOKEN`
+    /// among them, that is the admin token; otherwise `<data-dir>/admin-token` is.
+    pub fn start_env(data_dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_assent"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)
+            .envs(envs.iter().copied())
             .env("ASSENT_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -56,7 +63,11 @@ impl Server {
         let url = rx
             .recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|_| panic!("server did not start; log:\n{}", log.lock().unwrap()));
-        let admin = std::env::var("TEST_ADMIN_TOKEN").ok().unwrap_or_else(|| {
+        let supplied = envs
+            .iter()
+            .find(|(k, _)| *k == "ASSENT_ADMIN_TOKEN")
+            .map(|(_, v)| v.to_string());
+        let admin = supplied.unwrap_or_else(|| {
             std::fs::read_to_string(data_dir.join("admin-token"))
                 .expect("admin-token written")
                 .trim()
