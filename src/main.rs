@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+mod bench;
 use gateway::{LogFormat, ServeConfig};
 
 /// Assent: a verifiable consent ledger.
@@ -27,6 +29,8 @@ enum Command {
     /// Manage customers (for operators who script).
     #[command(subcommand)]
     Customers(CustomersCommand),
+    /// Drive a running server with load and report throughput and latency.
+    Bench(bench::BenchArgs),
 }
 
 /// Where an admin command acts: a stopped server's data directory, or a running server.
@@ -184,6 +188,7 @@ fn main() -> ExitCode {
         Command::Customers(CustomersCommand::Create { id, name, target }) => {
             admin::create_customer(&target, &id, &name)
         }
+        Command::Bench(args) => bench::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

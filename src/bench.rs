@@ -1,0 +1,439 @@
+//! `assent bench`: drives a running server over real HTTP (keep-alive) and reports
+//! throughput, latency percentiles and errors by code — Assent's `pgbench`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::ValueEnum;
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+
+/// What the load consists of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// One event per `recordConsent`.
+    Record,
+    /// `recordConsents` with `--batch` events.
+    Batch,
+    /// `withdrawConsent` of subjects that exist.
+    Withdraw,
+    /// Current state and history of subjects that exist.
+    Read,
+    /// Reads and single records, `--read-ratio` of them reads.
+    Mixed,
+    /// Receipts of recorded events.
+    Receipt,
+    /// `GET /healthz`: the HTTP ceiling of this machine with the same client.
+    Noop,
+}
+
+/// Options of `assent bench`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Server URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// An ADMIN key (it creates the bench customers and acts for them).
+    #[arg(long, env = "ASSENT_BENCH_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Workload.
+    #[arg(long, value_enum, default_value = "record")]
+    pub workload: Workload,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 64)]
+    pub connections: u32,
+    /// How long to drive load, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Stop after this many requests (whichever of this and --duration comes first).
+    #[arg(long)]
+    pub requests: Option<u64>,
+    /// Events per `recordConsents` request (`batch` workload).
+    #[arg(long, default_value_t = 100)]
+    pub batch: u32,
+    /// Customers to spread the load over.
+    #[arg(long, default_value_t = 1000)]
+    pub customers: u32,
+    /// Put all load on one customer (one shard).
+    #[arg(long)]
+    pub hot_customer: bool,
+    /// Share of reads in the `mixed` workload.
+    #[arg(long, default_value_t = 0.9)]
+    pub read_ratio: f64,
+    /// Subjects seeded per customer for the read, withdraw and receipt workloads.
+    #[arg(long, default_value_t = 10)]
+    pub seed_subjects: u32,
+    /// PID of the server, when on this machine: its peak RSS is reported.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, serde::Serialize)]
+pub struct Latency {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+}
+
+/// The outcome of a run.
+#[derive(Debug, serde::Serialize)]
+pub struct Report {
+    workload: String,
+    connections: u32,
+    seconds: f64,
+    requests: u64,
+    requests_per_s: f64,
+    events: u64,
+    events_per_s: f64,
+    latency_ms: Latency,
+    errors: BTreeMap<String, u64>,
+    server_peak_rss_mib: Option<f64>,
+}
+
+/// A small xorshift generator: the bench needs variety, not cryptographic randomness.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+struct Ctx {
+    args: BenchArgs,
+    client: reqwest::Client,
+    graphql: String,
+    /// Seeded (customer index, subject index) → an event id, for receipts.
+    seeded_ids: Vec<String>,
+}
+
+fn customer(i: u64) -> String {
+    format!("bench-{i:05}")
+}
+
+fn event_json(rng: &mut Rng, subject: &str) -> Value {
+    let c = |rng: &mut Rng| {
+        if rng.next() & 1 == 0 {
+            "GRANTED"
+        } else {
+            "DENIED"
+        }
+    };
+    json!({
+        "subjectId": subject,
+        "purposes": [
+            { "purpose": "analytics", "choice": c(rng) }, { "purpose": "ads", "choice": c(rng) },
+            { "purpose": "marketing", "choice": c(rng) }, { "purpose": "personalisation", "choice": c(rng) },
+            { "purpose": "functional", "choice": "GRANTED" },
+        ],
+        "noticeId": "cookie-banner", "noticeVersion": "2026-11-01", "captureMethod": "BANNER_CUSTOM",
+        "jurisdiction": "EU", "gpc": false,
+        "evidence": { "ipAddress": "203.0.113.42", "userAgent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/131.0", "pageUrl": "https://shop.example.com/checkout" },
+        "occurredAt": "2026-11-27T10:00:00Z",
+    })
+}
+
+const RECORD: &str = "mutation($c: ID!, $e: ConsentEventInput!) { recordConsent(customerId: $c, event: $e) { event { id } } }";
+const RECORD_MANY: &str = "mutation($c: ID!, $e: [ConsentEventInput!]!) { recordConsents(customerId: $c, events: $e) { event { id } } }";
+
+impl Ctx {
+    fn pick_customer(&self, rng: &mut Rng) -> u64 {
+        if self.args.hot_customer {
+            0
+        } else {
+            rng.below(u64::from(self.args.customers))
+        }
+    }
+
+    fn seeded_subject(&self, rng: &mut Rng) -> (String, String) {
+        let c = self.pick_customer(rng);
+        (
+            customer(c),
+            format!("seed-{}", rng.below(u64::from(self.args.seed_subjects))),
+        )
+    }
+
+    /// One request of the workload: (body or None for GET /healthz, events it records).
+    fn request(&self, rng: &mut Rng, workload: Workload) -> (Option<String>, u64) {
+        let body = |q: &str, v: Value| Some(json!({ "query": q, "variables": v }).to_string());
+        match workload {
+            Workload::Noop => (None, 0),
+            Workload::Record => {
+                let c = customer(self.pick_customer(rng));
+                let subject = format!("s-{}", rng.next() % 1_000_000_000);
+                (
+                    body(RECORD, json!({ "c": c, "e": event_json(rng, &subject) })),
+                    1,
+                )
+            }
+            Workload::Batch => {
+                let c = customer(self.pick_customer(rng));
+                let events: Vec<Value> = (0..self.args.batch)
+                    .map(|_| {
+                        let subject = format!("s-{}", rng.next() % 1_000_000_000);
+                        event_json(rng, &subject)
+                    })
+                    .collect();
+                (
+                    body(RECORD_MANY, json!({ "c": c, "e": events })),
+                    u64::from(self.args.batch),
+                )
+            }
+            Workload::Withdraw => {
+                let (c, s) = self.seeded_subject(rng);
+                let q = "mutation($c: ID!, $s: String!) { withdrawConsent(customerId: $c, subjectId: $s, purposes: [\"ads\"], jurisdiction: \"EU\", noticeId: \"pc\", noticeVersion: \"1\") { event { id } } }";
+                (body(q, json!({ "c": c, "s": s })), 1)
+            }
+            Workload::Read => {
+                let (c, s) = self.seeded_subject(rng);
+                let q = if rng.next() & 1 == 0 {
+                    "query($c: ID!, $s: String!) { consent(customerId: $c, subjectId: $s) { purposes { purpose choice expiresAt } } }"
+                } else {
+                    "query($c: ID!, $s: String!) { consentHistory(customerId: $c, subjectId: $s, first: 10, order: NEWEST_FIRST) { edges { node { id recordedAt purposes { purpose choice } } } } }"
+                };
+                (body(q, json!({ "c": c, "s": s })), 0)
+            }
+            Workload::Mixed => {
+                let read = (rng.below(1_000_000) as f64) < self.args.read_ratio * 1_000_000.0;
+                self.request(
+                    rng,
+                    if read {
+                        Workload::Read
+                    } else {
+                        Workload::Record
+                    },
+                )
+            }
+            Workload::Receipt => {
+                let id = &self.seeded_ids[rng.below(self.seeded_ids.len() as u64) as usize];
+                let q = "query($id: ID!) { receipt(eventId: $id) { document } }";
+                (body(q, json!({ "id": id })), 0)
+            }
+        }
+    }
+
+    async fn send(&self, body: Option<String>) -> Result<Value, String> {
+        let req = match body {
+            None => self.client.get(format!("{}/healthz", self.args.url)),
+            Some(b) => self
+                .client
+                .post(&self.graphql)
+                .header("content-type", "application/json")
+                .body(b),
+        };
+        let resp = req
+            .bearer_auth(&self.args.token)
+            .send()
+            .await
+            .map_err(|_| "TRANSPORT".to_string())?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|_| "TRANSPORT".to_string())?;
+        if !text.starts_with('{') {
+            return if status.is_success() {
+                Ok(Value::Null)
+            } else {
+                Err(format!("HTTP_{}", status.as_u16()))
+            };
+        }
+        let v: Value = serde_json::from_str(&text).map_err(|_| "BAD_RESPONSE".to_string())?;
+        match v["errors"].get(0) {
+            Some(e) => Err(e["extensions"]["code"]
+                .as_str()
+                .unwrap_or("UNKNOWN")
+                .to_string()),
+            None => Ok(v),
+        }
+    }
+}
+
+async fn setup(ctx: &mut Ctx) -> Result<(), String> {
+    let n = if ctx.args.hot_customer {
+        1
+    } else {
+        ctx.args.customers
+    };
+    let seed = matches!(
+        ctx.args.workload,
+        Workload::Read | Workload::Mixed | Workload::Withdraw | Workload::Receipt
+    );
+    let mut ids = Vec::new();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for chunk in (0..u64::from(n)).collect::<Vec<_>>().chunks(32) {
+        let mut futs = Vec::new();
+        for &c in chunk {
+            let create = json!({ "query": "mutation($id: ID!) { createCustomer(id: $id, name: $id) { id } }", "variables": { "id": customer(c) } }).to_string();
+            let events: Vec<Value> = (0..ctx.args.seed_subjects)
+                .map(|s| event_json(&mut rng, &format!("seed-{s}")))
+                .collect();
+            let record =
+                json!({ "query": RECORD_MANY, "variables": { "c": customer(c), "e": events } })
+                    .to_string();
+            futs.push(async {
+                match ctx.send(Some(create)).await {
+                    Ok(_) => {}
+                    Err(code) if code == "BAD_USER_INPUT" => {} // exists from an earlier run
+                    Err(code) => return Err(format!("creating bench customers failed: {code}")),
+                }
+                if !seed {
+                    return Ok(vec![]);
+                }
+                let v = ctx
+                    .send(Some(record))
+                    .await
+                    .map_err(|c| format!("seeding failed: {c}"))?;
+                Ok(v["data"]["recordConsents"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|r| r["event"]["id"].as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default())
+            });
+        }
+        for r in futures::future::join_all(futs).await {
+            ids.extend(r?);
+        }
+    }
+    ctx.seeded_ids = ids;
+    Ok(())
+}
+
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Runs the bench and prints its report.
+pub fn run(args: BenchArgs) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let report = rt.block_on(drive(args.clone()))?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        );
+    } else {
+        let l = &report.latency_ms;
+        println!(
+            "workload {} · {} connections · {:.1} s",
+            report.workload, report.connections, report.seconds
+        );
+        println!(
+            "requests {:>10}  {:>10.0}/s",
+            report.requests, report.requests_per_s
+        );
+        println!(
+            "events   {:>10}  {:>10.0}/s",
+            report.events, report.events_per_s
+        );
+        println!(
+            "latency ms  p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+            l.p50, l.p90, l.p99, l.p999, l.max
+        );
+        println!("errors   {:?}", report.errors);
+        if let Some(r) = report.server_peak_rss_mib {
+            println!("server peak RSS {r:.1} MiB");
+        }
+    }
+    Ok(())
+}
+
+async fn drive(args: BenchArgs) -> Result<Report, String> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.connections as usize)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let graphql = format!("{}/graphql", args.url.trim_end_matches('/'));
+    let mut ctx = Ctx {
+        args: args.clone(),
+        client,
+        graphql,
+        seeded_ids: Vec::new(),
+    };
+    if args.workload != Workload::Noop {
+        setup(&mut ctx).await?;
+    }
+    if args.workload == Workload::Receipt && ctx.seeded_ids.is_empty() {
+        return Err("no events were seeded for the receipt workload".into());
+    }
+    let ctx = Arc::new(ctx);
+    let issued = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(args.duration);
+    let limit = args.requests.unwrap_or(u64::MAX);
+    let mut tasks = Vec::new();
+    for t in 0..args.connections {
+        let (ctx, issued) = (ctx.clone(), issued.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ (u64::from(t) + 1).wrapping_mul(0x9e37_79b9));
+            let mut hist =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+            let mut events = 0u64;
+            while Instant::now() < deadline && issued.fetch_add(1, Ordering::Relaxed) < limit {
+                let (body, n) = ctx.request(&mut rng, ctx.args.workload);
+                let t0 = Instant::now();
+                let outcome = ctx.send(body).await;
+                hist.saturating_record(t0.elapsed().as_micros() as u64);
+                match outcome {
+                    Ok(_) => events += n,
+                    Err(code) => *errors.entry(code).or_default() += 1,
+                }
+            }
+            (hist, errors, events)
+        }));
+    }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut events = 0u64;
+    for t in tasks {
+        let (h, e, n) = t.await.map_err(|e| e.to_string())?;
+        hist.add(&h).map_err(|e| e.to_string())?;
+        for (k, v) in e {
+            *errors.entry(k).or_default() += v;
+        }
+        events += n;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    Ok(Report {
+        workload: format!("{:?}", args.workload).to_lowercase(),
+        connections: args.connections,
+        seconds,
+        requests: hist.len(),
+        requests_per_s: hist.len() as f64 / seconds,
+        events,
+        events_per_s: events as f64 / seconds,
+        latency_ms: Latency {
+            p50: ms(0.5),
+            p90: ms(0.9),
+            p99: ms(0.99),
+            p999: ms(0.999),
+            max: hist.max() as f64 / 1000.0,
+        },
+        errors,
+        server_peak_rss_mib: args.server_pid.and_then(peak_rss_mib),
+    })
+}
