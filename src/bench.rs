@@ -2,6 +2,7 @@
 //! throughput, latency percentiles and errors by code — Assent's `pgbench`.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

@@ -224,7 +224,7 @@ async fn graphql_post(
         }
         body.extend_from_slice(&chunk);
     }
-    let mut request: BatchRequest = match serde_json::from_slice(&body) {
+    let mut request: BatchRequest = match parse_body(&body) {
         Ok(r) => r,
         Err(e) => {
             let msg = format!("the body is not a GraphQL request in JSON: {e}");
@@ -243,6 +243,18 @@ async fn graphql_post(
     }
     let resp = server.schema.execute_batch(request).await;
     finish(&server, resp)
+}
+
+/// Parses one request or a JSON array of them. Deserialising `BatchRequest` directly goes
+/// through serde's untagged-enum buffering, which copies the whole body once more (measured
+/// as a large share of a 1,000-event batch's CPU); looking at the first byte avoids it.
+fn parse_body(body: &[u8]) -> serde_json::Result<BatchRequest> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => {
+            serde_json::from_slice::<Vec<async_graphql::Request>>(body).map(BatchRequest::Batch)
+        }
+        _ => serde_json::from_slice::<async_graphql::Request>(body).map(BatchRequest::Single),
+    }
 }
 
 async fn graphql_get(server: web::Data<Server>, req: HttpRequest) -> HttpResponse {
