@@ -329,34 +329,34 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     let report = rt.block_on(drive(args.clone()))?;
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
-        );
+    let text = if args.json {
+        serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
     } else {
         let l = &report.latency_ms;
-        println!(
-            "workload {} · {} connections · {:.1} s",
+        let mut t = format!(
+            "workload {} · {} connections · {:.1} s\n",
             report.workload, report.connections, report.seconds
         );
-        println!(
-            "requests {:>10}  {:>10.0}/s",
+        t += &format!(
+            "requests {:>10}  {:>10.0}/s\n",
             report.requests, report.requests_per_s
         );
-        println!(
-            "events   {:>10}  {:>10.0}/s",
+        t += &format!(
+            "events   {:>10}  {:>10.0}/s\n",
             report.events, report.events_per_s
         );
-        println!(
-            "latency ms  p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+        t += &format!(
+            "latency ms  p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}\n",
             l.p50, l.p90, l.p99, l.p999, l.max
         );
-        println!("errors   {:?}", report.errors);
+        t += &format!("errors   {:?}", report.errors);
         if let Some(r) = report.server_peak_rss_mib {
-            println!("server peak RSS {r:.1} MiB");
+            t += &format!("\nserver peak RSS {r:.1} MiB");
         }
-    }
+        t
+    };
+    // A closed pipe (`| head`) is not worth a panic.
+    let _ = writeln!(std::io::stdout(), "{text}");
     Ok(())
 }
 
