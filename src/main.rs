@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod audit;
 mod bench;
+mod verify_cmd;
 
 /// The server allocates and frees many small values per request (GraphQL values, JSON);
 /// mimalloc measured markedly faster than glibc malloc on the batch path (docs/benchmarks.md).
@@ -36,6 +38,11 @@ enum Command {
     Customers(CustomersCommand),
     /// Drive a running server with load and report throughput and latency.
     Bench(bench::BenchArgs),
+    /// Verify receipts, checkpoints and consistency proofs offline, without the server.
+    #[command(subcommand)]
+    Verify(verify_cmd::VerifyCommand),
+    /// Audit a whole ledger on disk, or monitor a server's checkpoints.
+    Audit(audit::AuditArgs),
 }
 
 /// Where an admin command acts: a stopped server's data directory, or a running server.
@@ -194,6 +201,22 @@ fn main() -> ExitCode {
             admin::create_customer(&target, &id, &name)
         }
         Command::Bench(args) => bench::run(args),
+        Command::Verify(cmd) => {
+            use verify_cmd::VerifyCommand as V;
+            let (outcome, json) = match cmd {
+                V::Receipt { file, keys, json } => (verify_cmd::receipt(&file, &keys), json),
+                V::Checkpoint { file, keys, json } => (verify_cmd::checkpoint(&file, &keys), json),
+                V::Consistency {
+                    old,
+                    new,
+                    proof,
+                    keys,
+                    json,
+                } => (verify_cmd::consistency(&old, &new, &proof, &keys), json),
+            };
+            return ExitCode::from(outcome.report(json));
+        }
+        Command::Audit(args) => return ExitCode::from(audit::run(args)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -135,6 +135,11 @@ impl ChainVerifier {
         self.frontier.size()
     }
 
+    /// The Merkle root over the entries accepted so far.
+    pub fn root(&self) -> Hash {
+        self.frontier.root(&Blake3Tree)
+    }
+
     /// Checks the next entry's bytes and extends the chain and tree with it.
     pub fn push(&mut self, bytes: &[u8]) -> Result<VerifiedEntry, ChainError> {
         let seq = self.frontier.size();

@@ -18,7 +18,7 @@ pub use actor::{
 pub use error::{AppendError, OpenError, QueryError, StorageError, VerifyJournalError};
 pub use index::PurposeState;
 pub use reader::{
-    ConsistencyProof, DailyCount, InclusionProof, MAX_PAGE_SIZE, Order, Page, ShardReader,
-    StoredEvent, StoredPersonal,
+    ConsistencyProof, DailyCount, InclusionProof, IndexMismatch, IndexReport, MAX_PAGE_SIZE, Order,
+    Page, ShardReader, StoredEvent, StoredPersonal,
 };
 pub use store::{Appended, STORE_FORMAT_VERSION, Store, WriteStats};

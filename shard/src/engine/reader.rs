@@ -103,6 +103,31 @@ pub struct ConsistencyProof {
     pub path: Vec<Hash>,
 }
 
+/// What [`ShardReader::verify_indexes`] checked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IndexReport {
+    /// Journal entries.
+    pub entries: u64,
+    /// Daily counter rows.
+    pub counters: u64,
+    /// Time index rows.
+    pub time_rows: u64,
+    /// Subject history rows.
+    pub history_rows: u64,
+    /// Current state rows (subjects).
+    pub state_rows: u64,
+}
+
+/// An index that disagrees with the journal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("shard {shard_id}: {detail}")]
+pub struct IndexMismatch {
+    /// Shard concerned.
+    pub shard_id: u32,
+    /// What disagrees.
+    pub detail: String,
+}
+
 /// Stored Merkle nodes as a [`NodeSource`].
 pub(crate) struct RedbNodes<'a>(pub(crate) &'a ReadOnlyTable<(u8, u64), [u8; 32]>);
 
@@ -377,9 +402,34 @@ impl ShardReader {
         })
     }
 
+    /// Opens an existing shard file for reading only (audits): nothing is created,
+    /// repaired or rebuilt. Fails if the file is missing or in use by a server.
+    pub fn open_existing(
+        path: &std::path::Path,
+        shard_id: u32,
+    ) -> Result<ShardReader, StorageError> {
+        if !path.exists() {
+            return Err(StorageError::Corrupt {
+                table: "file",
+                detail: format!("{} does not exist", path.display()),
+            });
+        }
+        let db = Database::open(path)?;
+        Ok(ShardReader::new(Arc::new(db), shard_id))
+    }
+
     /// Re-hashes the whole journal, checks every link, every stored leaf and the head.
     /// Streams in one read snapshot; memory is O(log n).
     pub fn verify_journal(&self) -> Result<ShardHead, VerifyJournalError> {
+        self.verify_journal_observed(|_, _| Ok(()))
+    }
+
+    /// [`ShardReader::verify_journal`], calling `observe(entry, verifier)` after each entry
+    /// (audits use it to check checkpoint roots at their sizes and to report progress).
+    pub fn verify_journal_observed(
+        &self,
+        mut observe: impl FnMut(&crate::verify::VerifiedEntry, &ChainVerifier) -> Result<(), ChainError>,
+    ) -> Result<ShardHead, VerifyJournalError> {
         let shard_id = self.shard_id;
         let chain = |source: ChainError| VerifyJournalError::Chain { shard_id, source };
         let txn = self.db.begin_read().map_err(StorageError::from)?;
@@ -402,10 +452,161 @@ impl ShardReader {
             if stored_leaf != crate::merkle::TreeHasher::hash_leaf(&Blake3Tree, bytes) {
                 return Err(chain(ChainError::LeafMismatch { seq }));
             }
-            verifier.push(bytes).map_err(chain)?;
+            let entry = verifier.push(bytes).map_err(chain)?;
+            observe(&entry, &verifier).map_err(chain)?;
         }
         verifier.finish(&head).map_err(chain)?;
         Ok(head)
+    }
+
+    /// Checks every secondary index against the journal: each index row points at an
+    /// entry of the same customer that says what the row says, the per-customer time index
+    /// and the daily counters hold exactly what the journal implies, and every subject
+    /// history row is backed by a personal record. Memory is bounded by the number of
+    /// (customer, day, purpose) counters, not by the number of events.
+    pub fn verify_indexes(&self) -> Result<IndexReport, IndexMismatch> {
+        let shard_id = self.shard_id;
+        let bad = |detail: String| IndexMismatch { shard_id, detail };
+        let io = |e: StorageError| bad(format!("reading: {e}"));
+        let txn = self.db.begin_read().map_err(|e| io(e.into()))?;
+        let open = |e: redb::TableError| io(e.into());
+        let st = |e: redb::StorageError| io(e.into());
+        let journal = txn.open_table(JOURNAL).map_err(open)?;
+        let customers: std::collections::HashMap<u32, String> = txn
+            .open_table(CUSTOMERS)
+            .map_err(open)?
+            .iter()
+            .map_err(st)?
+            .map(|r| r.map(|(k, v)| (v.value().0, k.value().to_string())))
+            .collect::<Result<_, _>>()
+            .map_err(st)?;
+        let entry_at = |seq: u64| -> Result<Entry, IndexMismatch> {
+            let v = journal
+                .get(seq)
+                .map_err(st)?
+                .ok_or_else(|| bad(format!("an index points at missing entry {seq}")))?;
+            Entry::decode(v.value()).map_err(|e| bad(format!("entry {seq}: {e}")))
+        };
+        let owner = |c: u32| {
+            customers
+                .get(&c)
+                .cloned()
+                .ok_or_else(|| bad(format!("index row of unknown customer number {c}")))
+        };
+        // Expected counters and time-index size from one pass over the journal.
+        let mut expected: std::collections::HashMap<(u32, i64, String), (u64, u64)> =
+            Default::default();
+        let numbers: std::collections::HashMap<&str, u32> =
+            customers.iter().map(|(n, id)| (id.as_str(), *n)).collect();
+        let mut size = 0u64;
+        for row in journal.iter().map_err(st)? {
+            let (_, v) = row.map_err(st)?;
+            let e = Entry::decode(v.value()).map_err(|err| bad(format!("entry {size}: {err}")))?;
+            let c = *numbers
+                .get(e.customer_id.as_str())
+                .ok_or_else(|| bad(format!("entry {}: customer has no number", e.seq)))?;
+            let day = e.recorded_at_ms.div_euclid(MS_PER_DAY);
+            for (p, choice) in &e.consent().purposes {
+                let slot = expected.entry((c, day, p.clone())).or_default();
+                match choice {
+                    crate::format::Choice::Granted => slot.0 += 1,
+                    crate::format::Choice::Denied => slot.1 += 1,
+                }
+            }
+            size += 1;
+        }
+        let mut report = IndexReport {
+            entries: size,
+            ..IndexReport::default()
+        };
+        for row in txn
+            .open_table(DAILY_COUNTS)
+            .map_err(open)?
+            .iter()
+            .map_err(st)?
+        {
+            let (k, v) = row.map_err(st)?;
+            let (c, day, p) = k.value();
+            let want = expected.remove(&(c, day, p.to_string()));
+            if want != Some(v.value()) {
+                return Err(bad(format!(
+                    "daily counter ({}, day {day}, {p}) is {:?}, the journal says {:?}",
+                    owner(c)?,
+                    v.value(),
+                    want
+                )));
+            }
+            report.counters += 1;
+        }
+        if let Some(((c, day, p), _)) = expected.into_iter().next() {
+            return Err(bad(format!(
+                "daily counter ({}, day {day}, {p}) is missing",
+                owner(c)?
+            )));
+        }
+        for row in txn
+            .open_table(CUSTOMER_EVENTS)
+            .map_err(open)?
+            .iter()
+            .map_err(st)?
+        {
+            let (k, _) = row.map_err(st)?;
+            let (c, t, seq) = k.value();
+            let e = entry_at(seq)?;
+            if e.customer_id != owner(c)? || e.recorded_at_ms != t {
+                return Err(bad(format!(
+                    "time index row for entry {seq} disagrees with the entry"
+                )));
+            }
+            report.time_rows += 1;
+        }
+        if report.time_rows != size {
+            return Err(bad(format!(
+                "time index has {} rows for {size} entries",
+                report.time_rows
+            )));
+        }
+        let personal = txn.open_table(PERSONAL).map_err(open)?;
+        for row in txn
+            .open_table(SUBJECT_EVENTS)
+            .map_err(open)?
+            .iter()
+            .map_err(st)?
+        {
+            let (k, _) = row.map_err(st)?;
+            let (c, _, seq) = k.value();
+            if entry_at(seq)?.customer_id != owner(c)? || personal.get(seq).map_err(st)?.is_none() {
+                return Err(bad(format!(
+                    "subject history row for entry {seq} has no matching entry or personal record"
+                )));
+            }
+            report.history_rows += 1;
+        }
+        for row in txn
+            .open_table(CURRENT_STATE)
+            .map_err(open)?
+            .iter()
+            .map_err(st)?
+        {
+            let (k, v) = row.map_err(st)?;
+            let states = decode_state(v.value()).map_err(io)?;
+            for s in states {
+                let e = entry_at(s.seq)?;
+                let sets = e
+                    .consent()
+                    .purposes
+                    .iter()
+                    .any(|(p, ch)| p == &s.purpose && *ch == s.choice);
+                if e.customer_id != owner(k.value().0)? || !sets {
+                    return Err(bad(format!(
+                        "current state of a subject names entry {} for {}, which does not set it",
+                        s.seq, s.purpose
+                    )));
+                }
+            }
+            report.state_rows += 1;
+        }
+        Ok(report)
     }
 }
 

@@ -1,0 +1,439 @@
+//! `assent audit`: re-verifies a whole ledger on disk, or monitors a server's checkpoints.
+//! Exit codes: 0 intact, 1 a problem was found (named by shard and sequence number), 2
+//! unusable input.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde_json::{Value, json};
+use shard::checkpoint::Checkpoint;
+use shard::engine::ShardReader;
+use shard::hash::Hash;
+use shard::merkle::{Blake3Tree, TreeHasher, verify_consistency};
+use shard::verify::ChainError;
+
+use crate::verify_cmd::{KeyArgs, Trusted, open_with, trusted};
+
+const LEDGER_META: TableDefinition<&str, &[u8]> = TableDefinition::new("ledger_meta");
+const CHECKPOINTS: TableDefinition<u64, &str> = TableDefinition::new("checkpoints");
+
+/// Options of `assent audit`.
+#[derive(clap::Args)]
+pub struct AuditArgs {
+    /// Data directory of a stopped server (or a copy of one).
+    #[arg(long, conflicts_with = "server")]
+    data_dir: Option<PathBuf>,
+    /// URL of a running server to monitor: checks every checkpoint issued since the last
+    /// audit extends the one before (token in ASSENT_AUDIT_TOKEN or --token-file).
+    #[arg(long, requires = "state")]
+    server: Option<String>,
+    /// File that keeps the monitor's state between runs (created on the first run).
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// File holding a READER or ADMIN key, with --server.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    #[command(flatten)]
+    keys: KeyArgs,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs the audit and returns the exit code.
+pub fn run(args: AuditArgs) -> u8 {
+    let result = match (&args.data_dir, &args.server) {
+        (Some(dir), None) => audit_dir(dir, &args),
+        (None, Some(url)) => monitor(url, &args),
+        _ => Err(Failure::Unusable(
+            "give --data-dir DIR, or --server URL --state FILE".into(),
+        )),
+    };
+    let (code, text) = match result {
+        Ok(report) => (
+            0,
+            if args.json {
+                report.to_string()
+            } else {
+                report["summary"].as_str().unwrap_or("").to_string()
+            },
+        ),
+        Err(Failure::Problem(m)) => (
+            1,
+            if args.json {
+                json!({ "intact": false, "problem": m }).to_string()
+            } else {
+                format!("PROBLEM: {m}")
+            },
+        ),
+        Err(Failure::Unusable(m)) => (
+            2,
+            if args.json {
+                json!({ "intact": false, "unusable": m }).to_string()
+            } else {
+                format!("unusable input: {m}")
+            },
+        ),
+    };
+    println!("{text}");
+    code
+}
+
+enum Failure {
+    Problem(String),
+    Unusable(String),
+}
+
+fn unusable(e: impl std::fmt::Display) -> Failure {
+    Failure::Unusable(e.to_string())
+}
+
+/// The expected state of one shard at one checkpoint.
+struct Expect {
+    number: u64,
+    size: u64,
+    root: Hash,
+    chain_head: Hash,
+}
+
+fn load_ledger(dir: &Path) -> Result<(u32, String, Vec<String>), Failure> {
+    let path = dir.join("ledger.redb");
+    if !path.exists() {
+        return Err(Failure::Unusable(format!(
+            "{} does not exist",
+            path.display()
+        )));
+    }
+    let db = redb::Database::open(&path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => Failure::Unusable(
+            "a server is running on this data directory; stop it or audit a copy".into(),
+        ),
+        other => Failure::Problem(format!("{}: {other}", path.display())),
+    })?;
+    let txn = db.begin_read().map_err(unusable)?;
+    let meta = txn.open_table(LEDGER_META).map_err(unusable)?;
+    let count = meta
+        .get("shard_count")
+        .map_err(unusable)?
+        .and_then(|v| v.value().try_into().ok().map(u32::from_be_bytes));
+    let name = meta
+        .get("ledger_name")
+        .map_err(unusable)?
+        .map(|v| String::from_utf8_lossy(v.value()).to_string());
+    let (Some(count), Some(name)) = (count, name) else {
+        return Err(Failure::Problem(
+            "ledger.redb has no shard count or ledger name".into(),
+        ));
+    };
+    let mut notes = Vec::new();
+    let mut expected = 1u64;
+    for row in txn
+        .open_table(CHECKPOINTS)
+        .map_err(unusable)?
+        .iter()
+        .map_err(unusable)?
+    {
+        let (k, v) = row.map_err(|e| Failure::Problem(format!("checkpoints table: {e}")))?;
+        if k.value() != expected {
+            return Err(Failure::Problem(format!(
+                "checkpoint {expected} is missing (next stored is {})",
+                k.value()
+            )));
+        }
+        notes.push(v.value().to_string());
+        expected += 1;
+    }
+    Ok((count, name, notes))
+}
+
+fn local_key(dir: &Path) -> Result<Vec<Trusted>, Failure> {
+    let text = std::fs::read_to_string(dir.join("signing-key"))
+        .map_err(|e| Failure::Unusable(format!("no key pinned and signing-key unreadable: {e}")))?;
+    let secret = Hash::from_hex(text.trim())
+        .ok_or_else(|| Failure::Unusable("signing-key is not 64 hex digits".into()))?;
+    Ok(vec![(
+        None,
+        ed25519_dalek::SigningKey::from_bytes(&secret.0).verifying_key(),
+    )])
+}
+
+/// Checks every checkpoint's signature and order; returns what each shard must match.
+fn check_checkpoints(
+    notes: &[String],
+    name: &str,
+    count: u32,
+    keys: &[Trusted],
+) -> Result<Vec<Vec<Expect>>, Failure> {
+    let mut per_shard: Vec<Vec<Expect>> = (0..count).map(|_| Vec::new()).collect();
+    let mut prev: Option<Checkpoint> = None;
+    for (i, note) in notes.iter().enumerate() {
+        let n = i as u64 + 1;
+        let (c, _) =
+            open_with(note, keys).map_err(|e| Failure::Problem(format!("checkpoint {n}: {e}")))?;
+        if c.number != n || c.origin != name || c.shards.len() != count as usize {
+            return Err(Failure::Problem(format!(
+                "checkpoint {n}: wrong number, ledger name or shard count"
+            )));
+        }
+        if let Some(p) = &prev {
+            if c.time_ms < p.time_ms {
+                return Err(Failure::Problem(format!("checkpoint {n}: time goes back")));
+            }
+            if let Some(s) = p
+                .shards
+                .iter()
+                .zip(&c.shards)
+                .find(|(a, b)| b.size < a.size)
+            {
+                return Err(Failure::Problem(format!(
+                    "checkpoint {n}: shard {} shrank from {} to {}",
+                    s.0.shard_id, s.0.size, s.1.size
+                )));
+            }
+        }
+        for h in &c.shards {
+            per_shard[h.shard_id as usize].push(Expect {
+                number: n,
+                size: h.size,
+                root: h.root,
+                chain_head: h.chain_head,
+            });
+        }
+        prev = Some(c);
+    }
+    Ok(per_shard)
+}
+
+fn audit_dir(dir: &Path, args: &AuditArgs) -> Result<Value, Failure> {
+    let started = Instant::now();
+    let (count, name, notes) = load_ledger(dir)?;
+    let pinned = trusted(&args.keys).map_err(Failure::Unusable)?;
+    let keys = if pinned.is_empty() {
+        local_key(dir)?
+    } else {
+        pinned.clone()
+    };
+    let expectations = check_checkpoints(&notes, &name, count, &keys)?;
+    let readers: Vec<ShardReader> = (0..count)
+        .map(|i| {
+            let path = dir.join("shards").join(format!("shard-{i:04}.redb"));
+            ShardReader::open_existing(&path, i)
+                .map_err(|e| Failure::Problem(format!("shard {i} ({}): {e}", path.display())))
+        })
+        .collect::<Result<_, _>>()?;
+    let total: u64 = readers
+        .iter()
+        .map(|r| r.head().map(|h| h.size).unwrap_or(0))
+        .sum();
+    let bar = indicatif::ProgressBar::new(total);
+    if !std::io::stderr().is_terminal() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut entries = 0u64;
+    let mut index_rows = 0u64;
+    for (reader, expect) in readers.iter().zip(&expectations) {
+        entries += audit_shard(reader, expect, &bar)?;
+        let r = reader
+            .verify_indexes()
+            .map_err(|e| Failure::Problem(format!("index: {e}")))?;
+        index_rows += r.counters + r.time_rows + r.history_rows + r.state_rows;
+    }
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    let signer = if pinned.is_empty() {
+        "the data directory's own signing key (pin --public-key to check against a published key)"
+    } else {
+        "the pinned key"
+    };
+    Ok(json!({
+        "intact": true, "shards": count, "entries": entries, "checkpoints": notes.len(), "indexRows": index_rows,
+        "seconds": secs, "entriesPerSecond": entries as f64 / secs.max(1e-9),
+        "summary": format!(
+            "ledger {name}: {count} shards, {entries} entries re-hashed and chained, {} checkpoints verified against {signer} and the journal, {index_rows} index rows agree; INTACT ({:.2} s, {:.0} entries/s)",
+            notes.len(), secs, entries as f64 / secs.max(1e-9)
+        ),
+    }))
+}
+
+/// Streams one shard's journal, checking every checkpoint's root and chain head at its size.
+fn audit_shard(
+    reader: &ShardReader,
+    expect: &[Expect],
+    bar: &indicatif::ProgressBar,
+) -> Result<u64, Failure> {
+    let shard = reader.shard_id();
+    let mut next = expect.iter().peekable();
+    while let Some(e) = next.peek().filter(|e| e.size == 0) {
+        if e.root != Blake3Tree.hash_empty() || e.chain_head != Hash::ZERO {
+            return Err(Failure::Problem(format!(
+                "checkpoint {}: shard {shard} empty but root or chain head not",
+                e.number
+            )));
+        }
+        next.next();
+    }
+    let mut mismatch: Option<String> = None;
+    let head = reader
+        .verify_journal_observed(|entry, verifier| {
+            bar.inc(1);
+            while let Some(e) = next.peek().filter(|e| e.size == verifier.size()) {
+                if e.root != verifier.root() || e.chain_head != entry.entry_hash {
+                    mismatch = Some(format!("checkpoint {} disagrees with shard {shard}'s journal at size {} (entries before seq {} were changed)", e.number, e.size, e.size));
+                    return Err(ChainError::RootMismatch { size: e.size, computed: verifier.root(), claimed: e.root });
+                }
+                next.next();
+            }
+            Ok(())
+        })
+        .map_err(|e| Failure::Problem(mismatch.clone().unwrap_or_else(|| e.to_string())))?;
+    if let Some(e) = next.next() {
+        return Err(Failure::Problem(format!(
+            "checkpoint {} claims {} entries in shard {shard} but its journal has {} (entries were removed)",
+            e.number, e.size, head.size
+        )));
+    }
+    Ok(head.size)
+}
+
+fn monitor(url: &str, args: &AuditArgs) -> Result<Value, Failure> {
+    let state_path = args
+        .state
+        .as_ref()
+        .expect("clap requires --state with --server");
+    let token = match (&args.token_file, std::env::var("ASSENT_AUDIT_TOKEN")) {
+        (Some(f), _) => std::fs::read_to_string(f)
+            .map_err(unusable)?
+            .trim()
+            .to_string(),
+        (None, Ok(t)) if !t.is_empty() => t,
+        _ => {
+            return Err(Failure::Unusable(
+                "give a READER or ADMIN key in ASSENT_AUDIT_TOKEN or --token-file".into(),
+            ));
+        }
+    };
+    let client = reqwest::blocking::Client::new();
+    let gql = |query: &str, vars: Value| -> Result<Value, Failure> {
+        let v: Value = client
+            .post(format!("{}/graphql", url.trim_end_matches('/')))
+            .bearer_auth(&token)
+            .json(&json!({ "query": query, "variables": vars }))
+            .send()
+            .and_then(|r| r.json())
+            .map_err(|e| Failure::Unusable(format!("{url}: {e}")))?;
+        match v["errors"].get(0) {
+            Some(e) => Err(Failure::Unusable(format!("{url}: {}", e["message"]))),
+            None => Ok(v["data"].clone()),
+        }
+    };
+    let mut state: Value = match std::fs::read_to_string(state_path) {
+        Ok(t) => serde_json::from_str(&t)
+            .map_err(|e| Failure::Unusable(format!("{}: {e}", state_path.display())))?,
+        Err(_) => json!({}),
+    };
+    // The signer: pinned on the command line, else pinned in the state on the first run.
+    let mut keys = trusted(&args.keys).map_err(Failure::Unusable)?;
+    if keys.is_empty() {
+        let vk = match state["verifierKey"].as_str() {
+            Some(k) => k.to_string(),
+            None => {
+                gql("{ publicKeys { verifierKey } }", json!({}))?["publicKeys"][0]["verifierKey"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            }
+        };
+        keys = trusted(&KeyArgs::from_verifier(&vk)).map_err(Failure::Unusable)?;
+        state["verifierKey"] = json!(vk);
+    }
+    let mut last: Option<Checkpoint> = match state["note"].as_str() {
+        Some(n) => Some(
+            open_with(n, &keys)
+                .map_err(|e| Failure::Problem(format!("state file checkpoint: {e}")))?
+                .0,
+        ),
+        None => None,
+    };
+    let mut after = state["cursor"].clone();
+    let mut checked = 0u64;
+    loop {
+        let d = gql(
+            "query($a: String) { checkpoints(first: 100, after: $a) { edges { cursor node { number note } } pageInfo { hasNextPage } } }",
+            json!({ "a": after }),
+        )?;
+        let edges = d["checkpoints"]["edges"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for e in &edges {
+            let note = e["node"]["note"].as_str().unwrap_or("");
+            let (c, _) = open_with(note, &keys).map_err(|err| {
+                Failure::Problem(format!("checkpoint {}: {err}", e["node"]["number"]))
+            })?;
+            if let Some(p) = &last {
+                check_extends(&gql, p, &c)?;
+            }
+            state["note"] = json!(note);
+            state["cursor"] = e["cursor"].clone();
+            last = Some(c);
+            checked += 1;
+        }
+        after = state["cursor"].clone();
+        if d["checkpoints"]["pageInfo"]["hasNextPage"] != true {
+            break;
+        }
+    }
+    std::fs::write(
+        state_path,
+        serde_json::to_vec_pretty(&state).map_err(unusable)?,
+    )
+    .map_err(unusable)?;
+    let latest = last.map_or(0, |c| c.number);
+    Ok(
+        json!({ "intact": true, "checked": checked, "latest": latest,
+        "summary": format!("{checked} new checkpoints verified, each extending the one before; latest is {latest}: CONSISTENT") }),
+    )
+}
+
+fn check_extends(
+    gql: &dyn Fn(&str, Value) -> Result<Value, Failure>,
+    old: &Checkpoint,
+    new: &Checkpoint,
+) -> Result<(), Failure> {
+    if new.number <= old.number || new.shards.len() != old.shards.len() || new.origin != old.origin
+    {
+        return Err(Failure::Problem(format!(
+            "checkpoint {} does not follow checkpoint {}",
+            new.number, old.number
+        )));
+    }
+    let d = gql(
+        "query($a: UInt64!, $b: UInt64!) { consistencyProof(fromCheckpoint: $a, toCheckpoint: $b) { shards { path } } }",
+        json!({ "a": old.number.to_string(), "b": new.number.to_string() }),
+    )?;
+    let shards = d["consistencyProof"]["shards"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut by_shard: BTreeMap<u32, Vec<Hash>> = BTreeMap::new();
+    for (i, s) in shards.iter().enumerate() {
+        let path = s["path"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|h| h.as_str().and_then(Hash::from_hex))
+            .collect();
+        by_shard.insert(i as u32, path);
+    }
+    for (a, b) in old.shards.iter().zip(&new.shards) {
+        let path = by_shard.get(&a.shard_id).cloned().unwrap_or_default();
+        verify_consistency(&Blake3Tree, a.size, b.size, &a.root, &b.root, &path).map_err(|e| {
+            Failure::Problem(format!("checkpoint {} does not extend checkpoint {} on shard {}: {e} (the server rewrote history)", new.number, old.number, a.shard_id))
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,349 @@
+//! Offline verification and audit against artefacts of the real server: receipts,
+//! checkpoints, consistency proofs, and tampered data directories.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use base64::Engine;
+use common::{RECORD, RECORD_MANY, Server, event};
+use redb::ReadableTable;
+use serde_json::{Value, json};
+
+fn assent(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_assent"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A stopped ledger with events on two shards, and files of its artefacts.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    files: PathBuf,
+    public_key: String,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let files = dir.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    let s = Server::start(
+        &data,
+        &["--shards", "2", "--checkpoint-interval-ms", "100000"],
+    );
+    let customers: Vec<String> = (0..6).map(|i| format!("c{i}")).collect();
+    s.customers(&customers.iter().map(String::as_str).collect::<Vec<_>>());
+    let public_key = s.ok("{ publicKeys { publicKey } }", json!({}))["publicKeys"][0]["publicKey"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut first_id = String::new();
+    for c in &customers {
+        let batch: Vec<Value> = (0..20)
+            .map(|i| event(&format!("s{i}"), "GRANTED", None))
+            .collect();
+        let d = s.ok(RECORD_MANY, json!({ "c": c, "e": batch }));
+        if first_id.is_empty() {
+            first_id = d["recordConsents"][0]["event"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+        }
+    }
+    let receipt = s.ok(
+        "query($id: ID!) { receipt(eventId: $id) { document checkpoint { number note } } }",
+        json!({ "id": first_id }),
+    );
+    std::fs::write(
+        files.join("receipt.json"),
+        receipt["receipt"]["document"].as_str().unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        files.join("old.note"),
+        receipt["receipt"]["checkpoint"]["note"].as_str().unwrap(),
+    )
+    .unwrap();
+    let old_n = receipt["receipt"]["checkpoint"]["number"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for c in &customers {
+        s.ok(
+            RECORD,
+            json!({ "c": c, "e": event("late", "DENIED", None) }),
+        );
+    }
+    let later = s.ok(
+        RECORD,
+        json!({ "c": "c0", "e": event("last", "DENIED", None) }),
+    );
+    let id = later["recordConsent"]["event"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let d = s.ok(
+        "query($id: ID!) { receipt(eventId: $id) { checkpoint { number note } } }",
+        json!({ "id": id }),
+    );
+    std::fs::write(
+        files.join("new.note"),
+        d["receipt"]["checkpoint"]["note"].as_str().unwrap(),
+    )
+    .unwrap();
+    let new_n = d["receipt"]["checkpoint"]["number"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let proof = s.ok("query($a: UInt64!, $b: UInt64!) { consistencyProof(fromCheckpoint: $a, toCheckpoint: $b) { shards { shardId path } } }", json!({ "a": old_n, "b": new_n }));
+    std::fs::write(
+        files.join("proof.json"),
+        serde_json::to_string(&proof["consistencyProof"]).unwrap(),
+    )
+    .unwrap();
+    s.stop();
+    Fixture {
+        _dir: dir,
+        data,
+        files,
+        public_key,
+    }
+}
+
+#[test]
+fn receipts_checkpoints_and_consistency_verify_offline_and_every_changed_byte_is_caught() {
+    let f = fixture();
+    let receipt = f.files.join("receipt.json");
+    let r = receipt.to_str().unwrap();
+    let ok = assent(&["verify", "receipt", r, "--public-key", &f.public_key]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    assert!(
+        text(&ok).contains("VALID") && text(&ok).contains("signed by key"),
+        "{}",
+        text(&ok)
+    );
+    let unpinned = assent(&["verify", "receipt", r]);
+    assert_eq!(unpinned.status.code(), Some(0));
+    assert!(
+        text(&unpinned).contains("NOT checked"),
+        "without a key the output says the signer was not checked"
+    );
+    let other = base64::engine::general_purpose::STANDARD.encode(
+        ed25519_dalek::SigningKey::from_bytes(&[9; 32])
+            .verifying_key()
+            .as_bytes(),
+    );
+    let wrong = assent(&["verify", "receipt", r, "--public-key", &other, "--json"]);
+    assert_eq!(
+        wrong.status.code(),
+        Some(1),
+        "a receipt signed by an unpinned key is refused"
+    );
+    let v: Value = serde_json::from_slice(&wrong.stdout).unwrap();
+    assert_eq!(v["step"], "signature");
+    let garbage = f.files.join("garbage.json");
+    std::fs::write(&garbage, "not json").unwrap();
+    assert_eq!(
+        assent(&["verify", "receipt", garbage.to_str().unwrap()])
+            .status
+            .code(),
+        Some(2)
+    );
+
+    // Every single-byte change anywhere in the receipt document is caught.
+    let doc = std::fs::read(&receipt).unwrap();
+    let key = ed25519_dalek::VerifyingKey::from_bytes(
+        &base64::engine::general_purpose::STANDARD
+            .decode(&f.public_key)
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    )
+    .unwrap();
+    let mut steps = std::collections::BTreeMap::<String, u32>::new();
+    for i in 0..doc.len() {
+        let mut bad = doc.clone();
+        bad[i] ^= 0x01;
+        let Ok(parsed) = serde_json::from_slice::<shard::receipt::Receipt>(&bad) else {
+            *steps.entry("unusable".into()).or_default() += 1;
+            continue;
+        };
+        let origin = "localhost/assent";
+        match shard::receipt::verify_receipt(&parsed, Some((origin, &key))) {
+            Ok(_) => panic!("byte {i} ({:?}) changed undetected", doc[i] as char),
+            Err(e) => {
+                *steps
+                    .entry(format!("{e:?}").split('(').next().unwrap().to_string())
+                    .or_default() += 1
+            }
+        }
+    }
+    for step in [
+        "Entry",
+        "Checkpoint",
+        "ShardProof",
+        "CombinedProof",
+        "PersonalCommitment",
+    ] {
+        assert!(
+            steps.contains_key(step),
+            "no change was caught at step {step}: {steps:?}"
+        );
+    }
+
+    let note = |n: &str| f.files.join(n).to_str().unwrap().to_string();
+    let cp = assent(&[
+        "verify",
+        "checkpoint",
+        &note("new.note"),
+        "--public-key",
+        &f.public_key,
+    ]);
+    assert_eq!(cp.status.code(), Some(0), "{}", text(&cp));
+    let cons = assent(&[
+        "verify",
+        "consistency",
+        "--old",
+        &note("old.note"),
+        "--new",
+        &note("new.note"),
+        "--proof",
+        &note("proof.json"),
+        "--public-key",
+        &f.public_key,
+    ]);
+    assert_eq!(cons.status.code(), Some(0), "{}", text(&cons));
+    let backwards = assent(&[
+        "verify",
+        "consistency",
+        "--old",
+        &note("new.note"),
+        "--new",
+        &note("old.note"),
+        "--proof",
+        &note("proof.json"),
+    ]);
+    assert_eq!(backwards.status.code(), Some(1), "{}", text(&backwards));
+    let mut bad_note = std::fs::read_to_string(note("new.note")).unwrap();
+    bad_note = bad_note.replacen("assent-shard 0 ", "assent-shard 0 1", 1);
+    std::fs::write(f.files.join("bad.note"), bad_note).unwrap();
+    assert_eq!(
+        assent(&[
+            "verify",
+            "checkpoint",
+            &note("bad.note"),
+            "--public-key",
+            &f.public_key
+        ])
+        .status
+        .code(),
+        Some(1)
+    );
+}
+
+const JOURNAL: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("journal");
+const CHECKPOINTS: redb::TableDefinition<u64, &str> = redb::TableDefinition::new("checkpoints");
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let t = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &t)
+        } else {
+            std::fs::copy(&p, &t).unwrap();
+        }
+    }
+}
+
+fn with_journal(data: &Path, shard: u32, f: impl FnOnce(&mut redb::Table<u64, &[u8]>)) {
+    let db =
+        redb::Database::open(data.join("shards").join(format!("shard-{shard:04}.redb"))).unwrap();
+    let txn = db.begin_write().unwrap();
+    f(&mut txn.open_table(JOURNAL).unwrap());
+    txn.commit().unwrap();
+}
+
+fn audit(data: &Path) -> (i32, String) {
+    let o = assent(&["audit", "--data-dir", data.to_str().unwrap()]);
+    (o.status.code().unwrap_or(-1), text(&o))
+}
+
+#[test]
+fn audit_passes_an_intact_ledger_and_names_each_kind_of_tampering() {
+    let f = fixture();
+    let (code, out) = audit(&f.data);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("INTACT"), "{out}");
+    let run = |name: &str, tamper: &dyn Fn(&Path)| -> String {
+        let copy = f.data.parent().unwrap().join(name);
+        copy_dir(&f.data, &copy);
+        tamper(&copy);
+        let (code, out) = audit(&copy);
+        assert_ne!(code, 0, "{name}: audit passed a tampered ledger: {out}");
+        out
+    };
+    let out = run("flip", &|d| {
+        with_journal(d, 1, |t| {
+            let mut b = t.get(5).unwrap().unwrap().value().to_vec();
+            let n = b.len();
+            b[n - 3] ^= 1;
+            t.insert(5, b.as_slice()).unwrap();
+        })
+    });
+    assert!(out.contains("shard 1") && out.contains("entry 5"), "{out}");
+    let out = run("delete", &|d| {
+        with_journal(d, 0, |t| {
+            t.remove(7).unwrap();
+        })
+    });
+    assert!(out.contains("shard 0"), "{out}");
+    let out = run("swap", &|d| {
+        with_journal(d, 1, |t| {
+            let a = t.get(3).unwrap().unwrap().value().to_vec();
+            let b = t.get(4).unwrap().unwrap().value().to_vec();
+            t.insert(3, b.as_slice()).unwrap();
+            t.insert(4, a.as_slice()).unwrap();
+        })
+    });
+    assert!(out.contains("shard 1") && out.contains("entry 3"), "{out}");
+    let out = run("checkpoint", &|d| {
+        let db = redb::Database::open(d.join("ledger.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(CHECKPOINTS).unwrap();
+            let note = t.get(2).unwrap().unwrap().value().to_string();
+            t.insert(
+                2,
+                note.replacen("assent-time 1", "assent-time 2", 1).as_str(),
+            )
+            .unwrap();
+        }
+        txn.commit().unwrap();
+    });
+    assert!(out.contains("checkpoint 2"), "{out}");
+    let out = run("truncate", &|d| {
+        let p = d.join("shards").join("shard-0000.redb");
+        let len = std::fs::metadata(&p).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(len / 3)
+            .unwrap();
+    });
+    assert!(out.contains("shard") || out.contains("redb"), "{out}");
+}
