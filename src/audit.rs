@@ -129,13 +129,8 @@ fn load_ledger(dir: &Path) -> Result<(u32, String, Vec<String>), Failure> {
         ));
     };
     let mut notes = Vec::new();
-    let mut expected = 1u64;
-    for row in txn
-        .open_table(CHECKPOINTS)
-        .map_err(unusable)?
-        .iter()
-        .map_err(unusable)?
-    {
+    let table = txn.open_table(CHECKPOINTS).map_err(unusable)?;
+    for (expected, row) in (1u64..).zip(table.iter().map_err(unusable)?) {
         let (k, v) = row.map_err(|e| Failure::Problem(format!("checkpoints table: {e}")))?;
         if k.value() != expected {
             return Err(Failure::Problem(format!(
@@ -144,7 +139,6 @@ fn load_ledger(dir: &Path) -> Result<(u32, String, Vec<String>), Failure> {
             )));
         }
         notes.push(v.value().to_string());
-        expected += 1;
     }
     Ok((count, name, notes))
 }
