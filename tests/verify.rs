@@ -347,3 +347,35 @@ fn audit_passes_an_intact_ledger_and_names_each_kind_of_tampering() {
     });
     assert!(out.contains("shard") || out.contains("redb"), "{out}");
 }
+
+#[test]
+fn the_monitor_checks_that_each_new_checkpoint_extends_the_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--checkpoint-interval-ms", "100000"]);
+    s.customers(&["c0", "c1"]);
+    let state = dir.path().join("monitor.json");
+    let monitor = || {
+        let o = Command::new(env!("CARGO_BIN_EXE_assent"))
+            .args(["audit", "--server", &s.url, "--state", state.to_str().unwrap(), "--json"])
+            .env("ASSENT_AUDIT_TOKEN", &s.admin)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()
+    };
+    let checkpoint_now = |c: &str| {
+        let id = s.ok(RECORD, json!({ "c": c, "e": event("x", "GRANTED", None) }))["recordConsent"]["event"]["id"].as_str().unwrap().to_string();
+        s.ok("query($id: ID!) { receipt(eventId: $id) { eventId } }", json!({ "id": id }));
+    };
+    checkpoint_now("c0");
+    let first = monitor();
+    assert!(first["checked"].as_u64().unwrap() >= 1, "{first}");
+    checkpoint_now("c1");
+    checkpoint_now("c0");
+    let second = monitor();
+    assert!(second["checked"].as_u64().unwrap() >= 2, "{second}");
+    assert!(second["latest"].as_u64() > first["latest"].as_u64());
+    assert_eq!(monitor()["checked"], 0, "nothing new since the last run");
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert!(saved["verifierKey"].as_str().unwrap().starts_with("localhost/assent+"), "the signer is pinned on first use");
+}
