@@ -356,7 +356,14 @@ fn the_monitor_checks_that_each_new_checkpoint_extends_the_last() {
     let state = dir.path().join("monitor.json");
     let monitor = || {
         let o = Command::new(env!("CARGO_BIN_EXE_assent"))
-            .args(["audit", "--server", &s.url, "--state", state.to_str().unwrap(), "--json"])
+            .args([
+                "audit",
+                "--server",
+                &s.url,
+                "--state",
+                state.to_str().unwrap(),
+                "--json",
+            ])
             .env("ASSENT_AUDIT_TOKEN", &s.admin)
             .output()
             .unwrap();
@@ -364,8 +371,15 @@ fn the_monitor_checks_that_each_new_checkpoint_extends_the_last() {
         serde_json::from_slice::<Value>(&o.stdout).unwrap()
     };
     let checkpoint_now = |c: &str| {
-        let id = s.ok(RECORD, json!({ "c": c, "e": event("x", "GRANTED", None) }))["recordConsent"]["event"]["id"].as_str().unwrap().to_string();
-        s.ok("query($id: ID!) { receipt(eventId: $id) { eventId } }", json!({ "id": id }));
+        let id = s.ok(RECORD, json!({ "c": c, "e": event("x", "GRANTED", None) }))["recordConsent"]
+            ["event"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        s.ok(
+            "query($id: ID!) { receipt(eventId: $id) { eventId } }",
+            json!({ "id": id }),
+        );
     };
     checkpoint_now("c0");
     let first = monitor();
@@ -377,5 +391,43 @@ fn the_monitor_checks_that_each_new_checkpoint_extends_the_last() {
     assert!(second["latest"].as_u64() > first["latest"].as_u64());
     assert_eq!(monitor()["checked"], 0, "nothing new since the last run");
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
-    assert!(saved["verifierKey"].as_str().unwrap().starts_with("localhost/assent+"), "the signer is pinned on first use");
+    assert!(
+        saved["verifierKey"]
+            .as_str()
+            .unwrap()
+            .starts_with("localhost/assent+"),
+        "the signer is pinned on first use"
+    );
+}
+
+#[test]
+fn vectors_verify_as_the_manifest_says() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
+    let manifest: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    assert!(manifest.len() >= 10);
+    for case in manifest {
+        let args: Vec<String> = case["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect();
+        let out = Command::new(env!("CARGO_BIN_EXE_assent"))
+            .current_dir(&dir)
+            .args(&args)
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            case["exit"].as_i64().map(|c| c as i32),
+            "{args:?}: {}",
+            text(&out)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        if let Some(step) = case["step"].as_str() {
+            assert_eq!(v["step"], step, "{args:?}: {v}");
+        }
+    }
 }
