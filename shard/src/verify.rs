@@ -69,6 +69,14 @@ pub enum ChainError {
         /// Position in the journal.
         seq: u64,
     },
+    /// Entries are missing: the journal skips from `seq` to `found`.
+    #[error("entry {seq} is missing: the journal continues at {found} (entries were deleted)")]
+    Gap {
+        /// First missing position.
+        seq: u64,
+        /// Next position actually present.
+        found: u64,
+    },
     /// The journal ends before or after the claimed size.
     #[error("journal has {found} entries but the head claims {claimed}")]
     SizeMismatch {

@@ -442,9 +442,9 @@ impl ShardReader {
             let (k, v) = row.map_err(StorageError::from)?;
             let seq = verifier.size();
             if k.value() != seq {
-                return Err(chain(ChainError::SizeMismatch {
-                    found: seq,
-                    claimed: head.size,
+                return Err(chain(ChainError::Gap {
+                    seq,
+                    found: k.value(),
                 }));
             }
             let bytes = v.value();
