@@ -477,3 +477,76 @@ fn a_shard_refuses_a_file_of_another_shard_or_a_truncated_journal() {
         .expect("a truncated journal is refused");
     assert!(err.to_string().contains("size 4"), "{err}");
 }
+
+#[test]
+fn index_verification_passes_a_true_index_and_names_a_tampered_one() {
+    const SUBJECT_EVENTS: TableDefinition<(u32, [u8; 32], u64), ()> =
+        TableDefinition::new("subject_events");
+    const CUSTOMER_EVENTS: TableDefinition<(u32, i64, u64), ()> =
+        TableDefinition::new("customer_events");
+    const DAILY_COUNTS: TableDefinition<(u32, i64, &str), (u64, u64)> =
+        TableDefinition::new("daily_counts");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let mut store = open(&path);
+    for i in 0..30 {
+        let batch = vec![
+            event("acme", &format!("s{}", i % 7), i),
+            event("acme", "other", i),
+        ];
+        store.append_batches(&[batch]).unwrap().remove(0).unwrap();
+    }
+    let report = store
+        .reader()
+        .verify_indexes()
+        .expect("a true index verifies");
+    assert_eq!(
+        (report.entries, report.time_rows, report.history_rows),
+        (60, 60, 60)
+    );
+    drop(store);
+    let tamper = |f: &dyn Fn(&redb::WriteTransaction)| {
+        let copy = dir.path().join("copy.redb");
+        std::fs::copy(&path, &copy).unwrap();
+        let db = Database::create(&copy).unwrap();
+        let txn = db.begin_write().unwrap();
+        f(&txn);
+        txn.commit().unwrap();
+        drop(db);
+        let store = Store::open(&copy, 0).unwrap();
+        store
+            .reader()
+            .verify_indexes()
+            .expect_err("a tampered index is found")
+            .to_string()
+    };
+    let err = tamper(&|t| {
+        let mut tab = t.open_table(SUBJECT_EVENTS).unwrap();
+        let first = tab.first().unwrap().unwrap().0.value();
+        tab.remove(first).unwrap();
+    });
+    assert!(err.contains("subject history"), "{err}");
+    let err = tamper(&|t| {
+        let mut tab = t.open_table(CUSTOMER_EVENTS).unwrap();
+        let (c, time, seq) = tab.last().unwrap().unwrap().0.value();
+        tab.remove((c, time, seq)).unwrap();
+        tab.insert((c, time + 1, seq), ()).unwrap();
+    });
+    assert!(err.contains(&format!("entry {}", 59)), "{err}");
+    let err = tamper(&|t| {
+        let mut tab = t.open_table(DAILY_COUNTS).unwrap();
+        let (k, v) = tab
+            .first()
+            .unwrap()
+            .map(|(k, v)| {
+                (
+                    k.value().0,
+                    (k.value().1, k.value().2.to_string(), v.value()),
+                )
+            })
+            .unwrap();
+        tab.insert((k, v.0, v.1.as_str()), (v.2.0 + 1, v.2.1))
+            .unwrap();
+    });
+    assert!(err.contains("daily counter"), "{err}");
+}

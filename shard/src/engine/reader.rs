@@ -472,14 +472,18 @@ impl ShardReader {
         let open = |e: redb::TableError| io(e.into());
         let st = |e: redb::StorageError| io(e.into());
         let journal = txn.open_table(JOURNAL).map_err(open)?;
-        let customers: std::collections::HashMap<u32, String> = txn
+        let secrets: std::collections::HashMap<u32, (String, [u8; 32])> = txn
             .open_table(CUSTOMERS)
             .map_err(open)?
             .iter()
             .map_err(st)?
-            .map(|r| r.map(|(k, v)| (v.value().0, k.value().to_string())))
+            .map(|r| r.map(|(k, v)| (v.value().0, (k.value().to_string(), v.value().1))))
             .collect::<Result<_, _>>()
             .map_err(st)?;
+        let customers: std::collections::HashMap<u32, String> = secrets
+            .iter()
+            .map(|(n, (id, _))| (*n, id.clone()))
+            .collect();
         let entry_at = |seq: u64| -> Result<Entry, IndexMismatch> {
             let v = journal
                 .get(seq)
@@ -499,12 +503,31 @@ impl ShardReader {
         let numbers: std::collections::HashMap<&str, u32> =
             customers.iter().map(|(n, id)| (id.as_str(), *n)).collect();
         let mut size = 0u64;
+        let personal = txn.open_table(PERSONAL).map_err(open)?;
+        let mut personal_rows = personal.iter().map_err(st)?.peekable();
+        let (mut want_time, mut want_history) = (Multiset::default(), Multiset::default());
+        let mut want_history_rows = 0u64;
         for row in journal.iter().map_err(st)? {
             let (_, v) = row.map_err(st)?;
             let e = Entry::decode(v.value()).map_err(|err| bad(format!("entry {size}: {err}")))?;
             let c = *numbers
                 .get(e.customer_id.as_str())
                 .ok_or_else(|| bad(format!("entry {}: customer has no number", e.seq)))?;
+            want_time.add(&time_row(c, e.recorded_at_ms, e.seq));
+            while personal_rows
+                .peek()
+                .is_some_and(|r| r.as_ref().is_ok_and(|(k, _)| k.value() < e.seq))
+            {
+                personal_rows.next();
+            }
+            if let Some(Ok((k, p))) = personal_rows.peek()
+                && k.value() == e.seq
+            {
+                let record = split_personal(e.seq, p.value()).map_err(io)?.record;
+                let subject = subject_key(&secrets[&c].1, &record.subject_id);
+                want_history.add(&history_row(c, &subject.0, e.seq));
+                want_history_rows += 1;
+            }
             let day = e.recorded_at_ms.div_euclid(MS_PER_DAY);
             for (p, choice) in &e.consent().purposes {
                 let slot = expected.entry((c, day, p.clone())).or_default();
@@ -544,11 +567,46 @@ impl ShardReader {
                 owner(c)?
             )));
         }
+        // Fast path: the multiset digests of the rows the journal implies and of the rows
+        // stored must agree; only when they differ are rows looked up one by one to name
+        // the first bad one.
+        let (mut have_time, mut have_history) = (Multiset::default(), Multiset::default());
         for row in txn
             .open_table(CUSTOMER_EVENTS)
             .map_err(open)?
             .iter()
             .map_err(st)?
+        {
+            let (k, _) = row.map_err(st)?;
+            let (c, t, seq) = k.value();
+            have_time.add(&time_row(c, t, seq));
+            report.time_rows += 1;
+        }
+        for row in txn
+            .open_table(SUBJECT_EVENTS)
+            .map_err(open)?
+            .iter()
+            .map_err(st)?
+        {
+            let (k, _) = row.map_err(st)?;
+            let (c, subject, seq) = k.value();
+            have_history.add(&history_row(c, &subject, seq));
+            report.history_rows += 1;
+        }
+        let fast_ok = have_time == want_time
+            && have_history == want_history
+            && report.time_rows == size
+            && report.history_rows == want_history_rows;
+        if !fast_ok {
+            report.time_rows = 0;
+            report.history_rows = 0;
+        }
+        for row in txn
+            .open_table(CUSTOMER_EVENTS)
+            .map_err(open)?
+            .iter()
+            .map_err(st)?
+            .take_while(|_| !fast_ok)
         {
             let (k, _) = row.map_err(st)?;
             let (c, t, seq) = k.value();
@@ -566,12 +624,12 @@ impl ShardReader {
                 report.time_rows
             )));
         }
-        let personal = txn.open_table(PERSONAL).map_err(open)?;
         for row in txn
             .open_table(SUBJECT_EVENTS)
             .map_err(open)?
             .iter()
             .map_err(st)?
+            .take_while(|_| !fast_ok)
         {
             let (k, _) = row.map_err(st)?;
             let (c, _, seq) = k.value();
@@ -582,6 +640,12 @@ impl ShardReader {
             }
             report.history_rows += 1;
         }
+        if !fast_ok {
+            return Err(bad(format!(
+                "the subject history index holds {} rows where the journal implies {want_history_rows}, or rows that no entry implies",
+                report.history_rows
+            )));
+        }
         for row in txn
             .open_table(CURRENT_STATE)
             .map_err(open)?
@@ -590,8 +654,12 @@ impl ShardReader {
         {
             let (k, v) = row.map_err(st)?;
             let states = decode_state(v.value()).map_err(io)?;
+            let mut decoded: Option<(u64, Entry)> = None;
             for s in states {
-                let e = entry_at(s.seq)?;
+                if decoded.as_ref().is_none_or(|(seq, _)| *seq != s.seq) {
+                    decoded = Some((s.seq, entry_at(s.seq)?));
+                }
+                let e = &decoded.as_ref().expect("just decoded").1;
                 let sets = e
                     .consent()
                     .purposes
@@ -608,6 +676,36 @@ impl ShardReader {
         }
         Ok(report)
     }
+}
+
+/// A multiset digest: the lane-wise sum of blake3 hashes of the members. Equal sets give
+/// equal digests in any order; a missing, extra or changed member changes it.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Multiset([u64; 4]);
+
+impl Multiset {
+    fn add(&mut self, member: &[u8]) {
+        let h = blake3::hash(member);
+        for (lane, chunk) in self.0.iter_mut().zip(h.as_bytes().chunks_exact(8)) {
+            *lane = lane.wrapping_add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        }
+    }
+}
+
+fn time_row(c: u32, t: i64, seq: u64) -> [u8; 20] {
+    let mut b = [0u8; 20];
+    b[..4].copy_from_slice(&c.to_be_bytes());
+    b[4..12].copy_from_slice(&t.to_be_bytes());
+    b[12..].copy_from_slice(&seq.to_be_bytes());
+    b
+}
+
+fn history_row(c: u32, subject: &[u8; 32], seq: u64) -> [u8; 44] {
+    let mut b = [0u8; 44];
+    b[..4].copy_from_slice(&c.to_be_bytes());
+    b[4..36].copy_from_slice(subject);
+    b[36..].copy_from_slice(&seq.to_be_bytes());
+    b
 }
 
 fn empty_page<C>() -> Page<C> {
