@@ -91,7 +91,15 @@ async fn admit(server: &Server, req: &HttpRequest) -> Result<Caller, HttpRespons
 /// checkpoints, then stops accepting, finishes in-flight work and closes the shards.
 pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> {
     let metrics = Metrics::new();
-    let ledger = Arc::new(Ledger::open(&config, Some(metrics.commit_observer()))?);
+    let feeds = Arc::new(crate::feed::Feeds::default());
+    let observer: shard::engine::CommitObserver = {
+        let (feeds, count) = (feeds.clone(), metrics.commit_observer());
+        Arc::new(move |report: shard::engine::CommitReport| {
+            feeds.publish(&report);
+            count(report);
+        })
+    };
+    let ledger = Arc::new(Ledger::open(&config, Some(observer))?);
     let checkpoints = Arc::new(Checkpointer::open(ledger.clone()).map_err(|e| e.message())?);
     let keys = Arc::new(KeyStore::open(ledger.meta.clone()).map_err(|e| e.message())?);
     bootstrap_admin(&keys, &config)?;
@@ -101,6 +109,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>
         checkpoints: checkpoints.clone(),
         metrics,
         keys,
+        feeds,
     });
     let server = web::Data::new(Server {
         schema: build(Some(state.clone())),
@@ -257,7 +266,40 @@ fn parse_body(body: &[u8]) -> serde_json::Result<BatchRequest> {
     }
 }
 
-async fn graphql_get(server: web::Data<Server>, req: HttpRequest) -> HttpResponse {
+/// Subscriptions over WebSocket (`graphql-transport-ws` and legacy `graphql-ws`). The key
+/// comes in `connection_init`'s payload (`{"Authorization": "Bearer …"}`) and is checked by
+/// the same gatekeeper and policy as HTTP.
+fn subscribe(server: &web::Data<Server>, req: &HttpRequest, payload: web::Payload) -> HttpResponse {
+    let srv = server.clone();
+    let outcome = async_graphql_actix_web::GraphQLSubscription::new(server.schema.clone())
+        .on_connection_init(move |value: serde_json::Value| async move {
+            let header = ["Authorization", "authorization"]
+                .iter()
+                .find_map(|k| value.get(*k).and_then(|v| v.as_str()).map(str::to_string));
+            let caller = srv.gate.caller(header.as_deref()).await;
+            if matches!(caller, Caller::Invalid) {
+                srv.state.metrics.auth_failures.inc();
+            }
+            let mut data = async_graphql::Data::default();
+            data.insert(caller);
+            Ok(data)
+        })
+        .start(req, payload);
+    outcome.unwrap_or_else(HttpResponse::from_error)
+}
+
+async fn graphql_get(
+    server: web::Data<Server>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    if req
+        .headers()
+        .get(actix_web::http::header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+    {
+        return subscribe(&server, &req, payload);
+    }
     server.state.metrics.requests.inc();
     let caller = match admit(&server, &req).await {
         Ok(c) => c,

@@ -7,6 +7,7 @@
 //! - `shards`: the one narrow interface through which the gateway reaches a shard.
 //! - `checkpoints`: issuing, storing and proving signed checkpoints; building receipts.
 //! - `schema`: the GraphQL schema (types, queries, mutations) and its limits.
+//! - `feed`: per-shard broadcast of committed events for subscriptions.
 //! - `errors`: the mapping of engine errors to GraphQL `extensions.code`.
 //! - `ids`: opaque event ids and page cursors.
 //! - `http`: the actix-web routes, body limits, health, metrics, GraphiQL page.
@@ -18,6 +19,7 @@ pub mod auth;
 mod checkpoints;
 pub mod config;
 mod errors;
+mod feed;
 mod http;
 mod ids;
 mod ledger;

@@ -25,6 +25,28 @@ pub(crate) struct Metrics {
     pub(crate) queue_depth: IntGaugeVec,
     /// Requests with an unknown or revoked key.
     pub(crate) auth_failures: IntCounter,
+    /// Subscriptions open now.
+    pub(crate) open_subscriptions: prometheus::IntGauge,
+    /// Events delivered to subscribers.
+    pub(crate) events_delivered: IntCounter,
+    /// Subscribers that fell behind the live feed and went back to journal replay.
+    pub(crate) subscribers_lagged: IntCounter,
+}
+
+/// Counts one open thing in a gauge for as long as it lives.
+pub(crate) struct Open(prometheus::IntGauge);
+
+impl Open {
+    pub(crate) fn new(g: &prometheus::IntGauge) -> Open {
+        g.inc();
+        Open(g.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Metrics {
@@ -67,6 +89,19 @@ impl Metrics {
             "Requests with an unknown or revoked API key",
         )
         .expect("metric");
+        let open_subscriptions =
+            prometheus::IntGauge::new("assent_subscriptions_open", "Subscriptions open now")
+                .expect("metric");
+        let events_delivered = IntCounter::new(
+            "assent_subscription_events_delivered_total",
+            "Events delivered to subscribers",
+        )
+        .expect("metric");
+        let subscribers_lagged = IntCounter::new(
+            "assent_subscribers_lagged_total",
+            "Subscribers that fell behind and replayed from the journal",
+        )
+        .expect("metric");
         let queue_depth = IntGaugeVec::new(
             Opts::new(
                 "assent_shard_queue_depth",
@@ -83,6 +118,9 @@ impl Metrics {
             Box::new(commit_seconds.clone()),
             Box::new(queue_depth.clone()),
             Box::new(auth_failures.clone()),
+            Box::new(open_subscriptions.clone()),
+            Box::new(events_delivered.clone()),
+            Box::new(subscribers_lagged.clone()),
         ] {
             registry.register(m).expect("unique metric names");
         }
@@ -95,6 +133,9 @@ impl Metrics {
             commit_seconds,
             queue_depth,
             auth_failures,
+            open_subscriptions,
+            events_delivered,
+            subscribers_lagged,
         })
     }
 

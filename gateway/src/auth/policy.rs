@@ -8,8 +8,10 @@
 use std::sync::{Arc, Mutex};
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextResolve, ResolveInfo,
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextResolve,
+    ResolveInfo,
 };
+use async_graphql::parser::types::{ExecutableDocument, Field, OperationType, Selection};
 use async_graphql::{Request, ServerError, ServerResult, Value, Variables};
 
 use super::keys::{Principal, Role};
@@ -98,9 +100,8 @@ struct AccessCheck {
 }
 
 impl AccessCheck {
-    fn string_arg(&self, info: &ResolveInfo<'_>, name: &str) -> Option<String> {
-        let (_, value) = info
-            .field
+    fn string_arg(&self, field: &Field, name: &str) -> Option<String> {
+        let (_, value) = field
             .arguments
             .iter()
             .find(|(n, _)| n.node.as_str() == name)?;
@@ -116,7 +117,24 @@ impl AccessCheck {
         }
     }
 
-    async fn check(&self, ctx: &ExtensionContext<'_>, info: &ResolveInfo<'_>) -> ServerResult<()> {
+    /// Keeps the request's string variables: only strings can name a customer or an
+    /// event, and copying just those keeps a 1,000-event batch's values from being cloned.
+    fn remember(&self, variables: &Variables) {
+        let mut strings = Variables::default();
+        for (name, value) in variables.iter() {
+            if let Value::String(_) = value {
+                strings.insert(name.clone(), value.clone());
+            }
+        }
+        *self.variables.lock().expect("lock") = strings;
+    }
+
+    async fn check(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        name: &str,
+        field: &Field,
+    ) -> ServerResult<()> {
         let principal = match ctx.data_opt::<Caller>() {
             Some(Caller::Key(p)) => p,
             Some(Caller::Invalid) => {
@@ -132,26 +150,22 @@ impl AccessCheck {
                 ));
             }
         };
-        let Some((scope, roles)) = rule(info.name) else {
+        let Some((scope, roles)) = rule(name) else {
             return Err(refuse(
                 Code::Forbidden,
-                format!("no access rule allows {}", info.name),
+                format!("no access rule allows {name}"),
             ));
         };
         if !roles.contains(&principal.role) {
-            let msg = format!(
-                "a {} key may not use {}",
-                role_name(principal.role),
-                info.name
-            );
+            let msg = format!("a {} key may not use {name}", role_name(principal.role));
             return Err(refuse(Code::Forbidden, msg));
         }
         let state = ctx.data_unchecked::<Arc<AppState>>();
         let customer = match scope {
             Scope::Global => return Ok(()),
-            Scope::CustomerArg(arg) => self.string_arg(info, arg),
+            Scope::CustomerArg(arg) => self.string_arg(field, arg),
             Scope::EventArg(arg) => match self
-                .string_arg(info, arg)
+                .string_arg(field, arg)
                 .as_deref()
                 .and_then(parse_event_id)
             {
@@ -167,7 +181,11 @@ impl AccessCheck {
             },
         };
         let Some(customer) = customer else {
-            return Ok(()); // argument absent or not a string: input validation reports it
+            // A customer-scoped field whose customer cannot be read is refused, not waved on.
+            return Err(refuse(
+                Code::Forbidden,
+                format!("{name}: the customer could not be read from the arguments"),
+            ));
         };
         if principal.role != Role::Admin
             && principal.customer_id.as_deref() != Some(customer.as_str())
@@ -195,7 +213,7 @@ impl Extension for AccessCheck {
         request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
-        *self.variables.lock().expect("lock") = request.variables.clone();
+        self.remember(&request.variables);
         next.run(ctx, request).await
     }
 
@@ -205,10 +223,35 @@ impl Extension for AccessCheck {
         info: ResolveInfo<'_>,
         next: NextResolve<'_>,
     ) -> ServerResult<Option<Value>> {
-        let top = matches!(info.parent_type, "Query" | "Mutation" | "Subscription");
-        if top && info.name != "__typename" {
-            self.check(ctx, &info).await?;
+        if matches!(info.parent_type, "Query" | "Mutation") && info.name != "__typename" {
+            self.check(ctx, info.name, info.field).await?;
         }
         next.run(ctx, info).await
+    }
+
+    /// Subscription root fields start streams rather than resolve, so they are checked
+    /// here, on the parsed document, before any stream exists.
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let doc = next.run(ctx, query, variables).await?;
+        self.remember(variables);
+        for (_, op) in doc.operations.iter() {
+            if op.node.ty != OperationType::Subscription {
+                continue;
+            }
+            for sel in &op.node.selection_set.node.items {
+                if let Selection::Field(f) = &sel.node
+                    && f.node.name.node.as_str() != "__typename"
+                {
+                    self.check(ctx, f.node.name.node.as_str(), &f.node).await?;
+                }
+            }
+        }
+        Ok(doc)
     }
 }

@@ -4,11 +4,12 @@ mod admin;
 mod mutation;
 mod query;
 mod scalars;
+mod subscription;
 mod types;
 
 use std::sync::Arc;
 
-use async_graphql::{Context, EmptySubscription, Result, Schema};
+use async_graphql::{Context, Result, Schema};
 
 use crate::checkpoints::Checkpointer;
 use crate::errors::{Code, bad_input, err};
@@ -40,7 +41,7 @@ pub(crate) struct QueryRoot(ConsentQuery, AdminQuery);
 pub(crate) struct MutationRoot(ConsentMutation, AdminMutation);
 
 /// The executable schema.
-pub(crate) type AssentSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub(crate) type AssentSchema = Schema<QueryRoot, MutationRoot, subscription::SubscriptionRoot>;
 
 /// What resolvers reach through the context.
 pub(crate) struct AppState {
@@ -48,6 +49,7 @@ pub(crate) struct AppState {
     pub(crate) checkpoints: Arc<Checkpointer>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) keys: Arc<crate::auth::KeyStore>,
+    pub(crate) feeds: Arc<crate::feed::Feeds>,
 }
 
 pub(crate) fn state<'a>(ctx: &Context<'a>) -> &'a AppState {
@@ -59,7 +61,7 @@ pub(crate) fn build(state: Option<Arc<AppState>>) -> AssentSchema {
     let mut builder = Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        EmptySubscription,
+        subscription::SubscriptionRoot,
     )
     .extension(crate::auth::policy::AccessControl)
     .limit_depth(MAX_QUERY_DEPTH)

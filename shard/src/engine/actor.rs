@@ -26,7 +26,7 @@ pub const MAILBOX_CAPACITY: usize = 1_024;
 pub type AppendReply = oneshot::Sender<Result<Vec<Appended>, AppendError>>;
 
 /// What one group commit did, for metrics.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CommitReport {
     /// Shard that committed.
     pub shard_id: u32,
@@ -36,6 +36,20 @@ pub struct CommitReport {
     pub events: u64,
     /// Wall time of the transaction, commit included.
     pub duration: std::time::Duration,
+    /// The new entries this commit made durable, in sequence order, each with its
+    /// personal record: what subscriptions stream. Empty when the commit failed.
+    pub published: std::sync::Arc<[Published]>,
+}
+
+/// A newly committed entry with its personal record.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The entry.
+    pub entry: crate::format::Entry,
+    /// Its chain hash.
+    pub entry_hash: crate::hash::Hash,
+    /// Its personal record.
+    pub personal: crate::format::PersonalRecord,
 }
 
 /// Receives a [`CommitReport`] after every group commit (metrics live in the gateway).
@@ -152,11 +166,25 @@ impl ShardActor {
         let started = std::time::Instant::now();
         let outcome = store.append_batches(&batches);
         if let Some(observer) = &self.observer {
+            let mut published = Vec::new();
+            if let Ok(results) = &outcome {
+                for (batch, result) in batches.iter().zip(results) {
+                    let Ok(items) = result else { continue };
+                    for (event, a) in batch.iter().zip(items).filter(|(_, a)| !a.duplicate) {
+                        published.push(Published {
+                            entry: a.entry.clone(),
+                            entry_hash: a.entry_hash,
+                            personal: event.personal_record(),
+                        });
+                    }
+                }
+            }
             observer(CommitReport {
                 shard_id: store.head().shard_id,
                 batches: batches.len() as u64,
                 events: batches.iter().map(|b| b.len() as u64).sum(),
                 duration: started.elapsed(),
+                published: published.into(),
             });
         }
         match outcome {

@@ -13,7 +13,7 @@ mod tables;
 pub use actor::{
     Append, AppendReply, CommitObserver, CommitReport, GetConsistencyProof, GetCurrentState,
     GetCustomerEvents, GetDailyCounts, GetEvent, GetHead, GetHistory, GetInclusionProof,
-    GetWriteStats, MAILBOX_CAPACITY, ShardActor, ShardHandle, Stop, Submit,
+    GetWriteStats, MAILBOX_CAPACITY, Published, ShardActor, ShardHandle, Stop, Submit,
 };
 pub use error::{AppendError, OpenError, QueryError, StorageError, VerifyJournalError};
 pub use index::PurposeState;

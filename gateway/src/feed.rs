@@ -1,0 +1,46 @@
+//! Live fan-out of committed events: one broadcast per shard, one message per commit.
+//!
+//! Writers pay one `send` per commit whatever the number of subscribers; filtering by
+//! customer, subject and purpose happens on each subscriber's side. A subscriber that
+//! falls more than `FEED_CAPACITY` commits behind is told it lagged and catches up from
+//! the journal.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use shard::engine::{CommitReport, Published};
+use tokio::sync::broadcast;
+
+/// Commits a subscriber may fall behind before it is switched back to journal replay.
+pub const FEED_CAPACITY: usize = 1_024;
+
+/// One commit's new entries.
+pub(crate) type CommitBatch = Arc<[Published]>;
+
+/// The per-shard broadcasts.
+#[derive(Default)]
+pub(crate) struct Feeds {
+    senders: DashMap<u32, broadcast::Sender<CommitBatch>>,
+}
+
+impl Feeds {
+    fn sender(&self, shard: u32) -> broadcast::Sender<CommitBatch> {
+        self.senders
+            .entry(shard)
+            .or_insert_with(|| broadcast::channel(FEED_CAPACITY).0)
+            .clone()
+    }
+
+    /// A receiver of every later commit of `shard`.
+    pub(crate) fn subscribe(&self, shard: u32) -> broadcast::Receiver<CommitBatch> {
+        self.sender(shard).subscribe()
+    }
+
+    /// Publishes a commit (called on the shard's thread after the commit is durable).
+    pub(crate) fn publish(&self, report: &CommitReport) {
+        if !report.published.is_empty() {
+            // No receiver is not an error: nobody is listening.
+            let _ = self.sender(report.shard_id).send(report.published.clone());
+        }
+    }
+}
