@@ -244,3 +244,74 @@ async fn subscriptions_need_a_key_of_the_customer_and_the_legacy_protocol_works(
     .unwrap();
     assert_eq!(change(&mut legacy).await["event"]["id"], id.as_str());
 }
+
+#[test]
+fn the_graphql_ws_npm_client_subscribes_unchanged() {
+    // Installs graphql-ws and ws from the npm registry into the test's own folder.
+    let dir = tempfile::tempdir().unwrap();
+    let node_dir = dir.path().join("node");
+    std::fs::create_dir_all(&node_dir).unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
+    for f in ["package.json", "subscribe.mjs"] {
+        std::fs::copy(src.join(f), node_dir.join(f)).unwrap();
+    }
+    let install = std::process::Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--silent"])
+        .current_dir(&node_dir)
+        .output()
+        .expect("npm is installed (Node.js is part of the development machine)");
+    assert!(
+        install.status.success(),
+        "npm install failed: {}",
+        String::from_utf8_lossy(&install.stderr)
+    );
+
+    let s = Server::start(&dir.path().join("data"), &[]);
+    s.customers(&["acme"]);
+    let reader = s.key(Some("acme"), "READER");
+    let ws_url = format!("{}/graphql", s.url.replace("http://", "ws://"));
+    let mut child = std::process::Command::new("node")
+        .args(["subscribe.mjs", &ws_url, &reader, "acme", "3"])
+        .current_dir(&node_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Record until the client has had three: it may take a moment to connect, and a
+    // subscription without a cursor starts at the head.
+    let mut ids = Vec::new();
+    for i in 0..100 {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        ids.push(record(&s, "acme", &format!("n{i}")));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "node client failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["event"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(got.len(), 3);
+    let first = ids
+        .iter()
+        .position(|id| *id == got[0])
+        .expect("a recorded event");
+    assert_eq!(
+        got,
+        ids[first..first + 3],
+        "three consecutive events, in order"
+    );
+}
