@@ -77,9 +77,28 @@ pub(crate) struct IndexTables<'t> {
     pub(crate) current_state: Table<'t, (u32, [u8; 32]), &'static [u8]>,
     pub(crate) customer_events: Table<'t, (u32, i64, u64), ()>,
     pub(crate) daily_counts: Table<'t, (u32, i64, &'static str), (u64, u64)>,
+    /// Counter increments of this transaction, written once per key by
+    /// [`IndexTables::flush_counts`] (a 1,000-event commit touches a handful of counters
+    /// thousands of times).
+    pub(crate) pending_counts: std::collections::HashMap<(u32, i64, String), (u64, u64)>,
 }
 
 impl IndexTables<'_> {
+    /// Adds the pending counter increments to the stored counters. Must run before the
+    /// transaction commits (the commit paths call it; an unflushed increment would be lost).
+    pub(crate) fn flush_counts(&mut self) -> Result<(), StorageError> {
+        for ((customer, day, purpose), (g, d)) in self.pending_counts.drain() {
+            let key = (customer, day, purpose.as_str());
+            let (granted, denied) = self
+                .daily_counts
+                .get(key)?
+                .map(|v| v.value())
+                .unwrap_or((0, 0));
+            self.daily_counts.insert(key, (granted + g, denied + d))?;
+        }
+        Ok(())
+    }
+
     /// Reflects `entry` in every index. `subject` is `None` when the entry's personal
     /// record no longer exists (erased): such an entry is counted but linked to no one.
     pub(crate) fn apply(
@@ -93,17 +112,14 @@ impl IndexTables<'_> {
             .insert((customer, entry.recorded_at_ms, entry.seq), ())?;
         let day = entry.recorded_at_ms.div_euclid(MS_PER_DAY);
         for (purpose, choice) in &consent.purposes {
-            let key = (customer, day, purpose.as_str());
-            let (mut granted, mut denied) = self
-                .daily_counts
-                .get(key)?
-                .map(|v| v.value())
-                .unwrap_or((0, 0));
+            let slot = self
+                .pending_counts
+                .entry((customer, day, purpose.clone()))
+                .or_default();
             match choice {
-                Choice::Granted => granted += 1,
-                Choice::Denied => denied += 1,
+                Choice::Granted => slot.0 += 1,
+                Choice::Denied => slot.1 += 1,
             }
-            self.daily_counts.insert(key, (granted, denied))?;
         }
         let Some(subject) = subject else {
             return Ok(());

@@ -142,6 +142,7 @@ impl Store {
                 results.push(result);
             }
             if appended > 0 {
+                t.indexes.flush_counts()?;
                 t.write_head(&self.head, self.last_recorded_at_ms)?;
             }
         }
@@ -248,6 +249,7 @@ impl Store {
                 for seq in from..to {
                     t.reindex(seq)?;
                 }
+                t.indexes.flush_counts()?;
                 t.set_indexed_upto(to)?;
                 to == self.head.size
             };
@@ -363,6 +365,7 @@ impl<'t> WriteTables<'t> {
                 current_state: txn.open_table(CURRENT_STATE)?,
                 customer_events: txn.open_table(CUSTOMER_EVENTS)?,
                 daily_counts: txn.open_table(DAILY_COUNTS)?,
+                pending_counts: HashMap::new(),
             },
         })
     }
