@@ -28,6 +28,9 @@ pub enum Workload {
     Receipt,
     /// `GET /healthz`: the HTTP ceiling of this machine with the same client.
     Noop,
+    /// `record` while `--subscribers` WebSocket subscriptions (default 100) receive the
+    /// changes: writer throughput and commit-to-client delivery latency.
+    Subscribe,
 }
 
 /// Options of `assent bench`.
@@ -66,6 +69,9 @@ pub struct BenchArgs {
     /// Subjects seeded per customer for the read, withdraw and receipt workloads.
     #[arg(long, default_value_t = 10)]
     pub seed_subjects: u32,
+    /// WebSocket subscribers listening while the workload runs (`subscribe` defaults to 100).
+    #[arg(long)]
+    pub subscribers: Option<u32>,
     /// PID of the server, when on this machine: its peak RSS is reported.
     #[arg(long)]
     pub server_pid: Option<u32>,
@@ -97,6 +103,11 @@ pub struct Report {
     latency_ms: Latency,
     errors: BTreeMap<String, u64>,
     server_peak_rss_mib: Option<f64>,
+    subscribers: u32,
+    /// Changes received by all subscribers, and commit-to-client latency (recordedAt to
+    /// arrival, millisecond clock resolution).
+    delivered: u64,
+    delivery_ms: Option<Latency>,
 }
 
 /// A small xorshift generator: the bench needs variety, not cryptographic randomness.
@@ -219,6 +230,7 @@ impl Ctx {
                     },
                 )
             }
+            Workload::Subscribe => self.request(rng, Workload::Record),
             Workload::Receipt => {
                 let id = &self.seeded_ids[rng.below(self.seeded_ids.len() as u64) as usize];
                 let q = "query($id: ID!) { receipt(eventId: $id) { document } }";
@@ -350,6 +362,18 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
             l.p50, l.p90, l.p99, l.p999, l.max
         );
         t += &format!("errors   {:?}", report.errors);
+        if report.subscribers > 0 {
+            t += &format!(
+                "\nsubscribers {}  delivered {}",
+                report.subscribers, report.delivered
+            );
+            if let Some(d) = &report.delivery_ms {
+                t += &format!(
+                    "  commit-to-client ms p50 {:.1}  p99 {:.1}  max {:.1}",
+                    d.p50, d.p99, d.max
+                );
+            }
+        }
         if let Some(r) = report.server_peak_rss_mib {
             t += &format!("\nserver peak RSS {r:.1} MiB");
         }
@@ -378,6 +402,31 @@ async fn drive(args: BenchArgs) -> Result<Report, String> {
     }
     if args.workload == Workload::Receipt && ctx.seeded_ids.is_empty() {
         return Err("no events were seeded for the receipt workload".into());
+    }
+    let subscriber_count = args
+        .subscribers
+        .unwrap_or(if args.workload == Workload::Subscribe {
+            100
+        } else {
+            0
+        });
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut listeners = Vec::new();
+    for i in 0..subscriber_count {
+        let customer_index = if args.hot_customer {
+            0
+        } else {
+            u64::from(i) % u64::from(args.customers)
+        };
+        listeners.push(tokio::spawn(listen(
+            args.url.clone(),
+            args.token.clone(),
+            customer(customer_index),
+            stop.clone(),
+        )));
+    }
+    if subscriber_count > 0 {
+        tokio::time::sleep(Duration::from_millis(500)).await; // let them subscribe
     }
     let ctx = Arc::new(ctx);
     let issued = Arc::new(AtomicU64::new(0));
@@ -418,6 +467,23 @@ async fn drive(args: BenchArgs) -> Result<Report, String> {
         events += n;
     }
     let seconds = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(300)).await; // let in-flight deliveries land
+    stop.store(true, Ordering::Relaxed);
+    let mut delivery =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+    for l in listeners {
+        if let Ok(Ok(h)) = l.await {
+            delivery.add(&h).map_err(|e| e.to_string())?;
+        }
+    }
+    let dms = |q: f64| delivery.value_at_quantile(q) as f64 / 1000.0;
+    let delivery_ms = (!delivery.is_empty()).then(|| Latency {
+        p50: dms(0.5),
+        p90: dms(0.9),
+        p99: dms(0.99),
+        p999: dms(0.999),
+        max: delivery.max() as f64 / 1000.0,
+    });
     let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
     Ok(Report {
         workload: format!("{:?}", args.workload).to_lowercase(),
@@ -436,5 +502,64 @@ async fn drive(args: BenchArgs) -> Result<Report, String> {
         },
         errors,
         server_peak_rss_mib: args.server_pid.and_then(peak_rss_mib),
+        subscribers: subscriber_count,
+        delivered: delivery.len(),
+        delivery_ms,
     })
+}
+
+/// One WebSocket subscriber: records, for each change, the time from its commit
+/// (`recordedAt`) to its arrival here.
+async fn listen(
+    url: String,
+    token: String,
+    customer: String,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<Histogram<u64>, String> {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+    let mut req = format!(
+        "{}/graphql",
+        url.trim_end_matches('/').replacen("http", "ws", 1)
+    )
+    .into_client_request()
+    .map_err(|e| e.to_string())?;
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().expect("header value"),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .map_err(|e| e.to_string())?;
+    let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } });
+    ws.send(Message::text(init.to_string()))
+        .await
+        .map_err(|e| e.to_string())?;
+    let sub = json!({ "id": "1", "type": "subscribe", "payload": {
+        "query": "subscription($c: ID!) { consentChanges(customerId: $c) { event { recordedAt } } }",
+        "variables": { "c": customer } } });
+    ws.send(Message::text(sub.to_string()))
+        .await
+        .map_err(|e| e.to_string())?;
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_millis(200), ws.next()).await
+        else {
+            continue;
+        };
+        let Message::Text(text) = msg else { continue };
+        let arrived = chrono::Utc::now();
+        let v: Value = serde_json::from_str(&text).unwrap_or_default();
+        if let Some(t) = v["payload"]["data"]["consentChanges"]["event"]["recordedAt"].as_str()
+            && let Ok(t) = chrono::DateTime::parse_from_rfc3339(t)
+        {
+            let us = (arrived - t.with_timezone(&chrono::Utc))
+                .num_microseconds()
+                .unwrap_or(0)
+                .max(1) as u64;
+            hist.saturating_record(us);
+        }
+    }
+    Ok(hist)
 }

@@ -55,7 +55,16 @@ fn every_workload_runs_briefly_without_errors() {
             serde_json::json!({}),
             "{workload}: {report}"
         );
-        let writes = matches!(workload, "record" | "batch" | "withdraw" | "mixed");
+        let writes = matches!(
+            workload,
+            "record" | "batch" | "withdraw" | "mixed" | "subscribe"
+        );
+        if workload == "subscribe" {
+            assert!(
+                report["delivered"].as_u64().unwrap() > 0,
+                "subscribers received changes: {report}"
+            );
+        }
         assert_eq!(
             report["events"].as_u64().unwrap() > 0,
             writes,
