@@ -28,7 +28,8 @@ pub const SHUTDOWN_TIMEOUT_S: u64 = 30;
 struct Server {
     schema: AssentSchema,
     state: Arc<AppState>,
-    gate: Gatekeeper,
+    gate: Arc<Gatekeeper>,
+    ws: crate::ws::WsContext,
 }
 
 /// On a fresh data directory, creates the first admin key and writes it to
@@ -103,7 +104,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>
     let checkpoints = Arc::new(Checkpointer::open(ledger.clone()).map_err(|e| e.message())?);
     let keys = Arc::new(KeyStore::open(ledger.meta.clone()).map_err(|e| e.message())?);
     bootstrap_admin(&keys, &config)?;
-    let gate = Gatekeeper::new(keys.clone(), config.rate_limit_per_second);
+    let gate = Arc::new(Gatekeeper::new(keys.clone(), config.rate_limit_per_second));
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let state = Arc::new(AppState {
         ledger: ledger.clone(),
         checkpoints: checkpoints.clone(),
@@ -111,10 +113,18 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>
         keys,
         feeds,
     });
+    let schema = build(Some(state.clone()));
+    let ws = crate::ws::WsContext {
+        schema: schema.clone(),
+        gate: gate.clone(),
+        metrics: state.metrics.clone(),
+        shutdown: shutdown_rx,
+    };
     let server = web::Data::new(Server {
-        schema: build(Some(state.clone())),
+        schema,
         state,
         gate,
+        ws,
     });
 
     let http = HttpServer::new({
@@ -135,11 +145,20 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>
         }
     })
     .shutdown_timeout(SHUTDOWN_TIMEOUT_S)
+    // Signals are handled below, so that WebSocket subscribers get a close frame first.
+    .disable_signals()
     .bind(config.listen)?;
     for addr in http.addrs() {
         tracing::info!(data_dir = %config.data_dir.display(), shards = ledger.shards.len(), ledger = %ledger.name, "listening on http://{addr}");
     }
     let running = http.run();
+    let handle = running.handle();
+    actix_web::rt::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: closing subscriptions, finishing in-flight requests");
+        let _ = shutdown_tx.send(true);
+        handle.stop(true).await;
+    });
     let ticker = actix_web::rt::spawn(checkpoint_loop(
         checkpoints.clone(),
         config.checkpoint_interval_ms,
@@ -159,6 +178,23 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending::<()>().await,
+    }
 }
 
 async fn checkpoint_loop(checkpoints: Arc<Checkpointer>, interval_ms: u64) {
@@ -266,28 +302,6 @@ fn parse_body(body: &[u8]) -> serde_json::Result<BatchRequest> {
     }
 }
 
-/// Subscriptions over WebSocket (`graphql-transport-ws` and legacy `graphql-ws`). The key
-/// comes in `connection_init`'s payload (`{"Authorization": "Bearer …"}`) and is checked by
-/// the same gatekeeper and policy as HTTP.
-fn subscribe(server: &web::Data<Server>, req: &HttpRequest, payload: web::Payload) -> HttpResponse {
-    let srv = server.clone();
-    let outcome = async_graphql_actix_web::GraphQLSubscription::new(server.schema.clone())
-        .on_connection_init(move |value: serde_json::Value| async move {
-            let header = ["Authorization", "authorization"]
-                .iter()
-                .find_map(|k| value.get(*k).and_then(|v| v.as_str()).map(str::to_string));
-            let caller = srv.gate.caller(header.as_deref()).await;
-            if matches!(caller, Caller::Invalid) {
-                srv.state.metrics.auth_failures.inc();
-            }
-            let mut data = async_graphql::Data::default();
-            data.insert(caller);
-            Ok(data)
-        })
-        .start(req, payload);
-    outcome.unwrap_or_else(HttpResponse::from_error)
-}
-
 async fn graphql_get(
     server: web::Data<Server>,
     req: HttpRequest,
@@ -298,7 +312,7 @@ async fn graphql_get(
         .get(actix_web::http::header::UPGRADE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
     {
-        return subscribe(&server, &req, payload);
+        return crate::ws::upgrade(&server.ws, &req, payload);
     }
     server.state.metrics.requests.inc();
     let caller = match admit(&server, &req).await {

@@ -12,6 +12,7 @@
 //! - `ids`: opaque event ids and page cursors.
 //! - `http`: the actix-web routes, body limits, health, metrics, GraphiQL page.
 //! - `metrics`: Prometheus metrics.
+//! - `ws`: GraphQL over WebSocket on actix-ws, with backpressure and close on shutdown.
 //!
 //! Only this crate knows HTTP and GraphQL.
 
@@ -26,6 +27,7 @@ mod ledger;
 mod metrics;
 mod schema;
 mod shards;
+mod ws;
 
 pub use config::{LogFormat, ServeConfig};
 pub use http::serve;
