@@ -134,6 +134,10 @@ struct ServeArgs {
     /// Requests per second allowed per non-admin API key (token bucket); 0 turns it off.
     #[arg(long, env = "ASSENT_RATE_LIMIT_PER_SECOND", default_value_t = gateway::auth::DEFAULT_RATE_LIMIT_PER_SECOND)]
     rate_limit_per_second: u32,
+    /// Commits a subscriber may fall behind the live feed before it catches up from the
+    /// journal instead.
+    #[arg(long, env = "ASSENT_FEED_CAPACITY", default_value_t = gateway::FEED_CAPACITY)]
+    feed_capacity: usize,
     /// Log format.
     #[arg(long, env = "ASSENT_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormatArg,
@@ -172,6 +176,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             .ok()
             .filter(|t| !t.is_empty()),
         rate_limit_per_second: args.rate_limit_per_second,
+        feed_capacity: args.feed_capacity,
     };
     let system = actix_web::rt::System::new();
     match system.block_on(gateway::serve(config)) {

@@ -45,4 +45,6 @@ pub struct ServeConfig {
     pub admin_token: Option<String>,
     /// Requests per second per non-admin key; 0 turns the limit off.
     pub rate_limit_per_second: u32,
+    /// Commits a subscriber may fall behind the live feed before it replays from the journal.
+    pub feed_capacity: usize,
 }

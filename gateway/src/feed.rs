@@ -11,23 +11,32 @@ use dashmap::DashMap;
 use shard::engine::{CommitReport, Published};
 use tokio::sync::broadcast;
 
-/// Commits a subscriber may fall behind before it is switched back to journal replay.
+/// Default number of commits a subscriber may fall behind before it is switched back to
+/// journal replay (`--feed-capacity`).
 pub const FEED_CAPACITY: usize = 1_024;
 
 /// One commit's new entries.
 pub(crate) type CommitBatch = Arc<[Published]>;
 
 /// The per-shard broadcasts.
-#[derive(Default)]
 pub(crate) struct Feeds {
     senders: DashMap<u32, broadcast::Sender<CommitBatch>>,
+    /// Commits each broadcast holds for its slowest receiver.
+    capacity: usize,
 }
 
 impl Feeds {
+    pub(crate) fn new(capacity: usize) -> Feeds {
+        Feeds {
+            senders: DashMap::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
     fn sender(&self, shard: u32) -> broadcast::Sender<CommitBatch> {
         self.senders
             .entry(shard)
-            .or_insert_with(|| broadcast::channel(FEED_CAPACITY).0)
+            .or_insert_with(|| broadcast::channel(self.capacity).0)
             .clone()
     }
 

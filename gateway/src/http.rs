@@ -92,7 +92,7 @@ async fn admit(server: &Server, req: &HttpRequest) -> Result<Caller, HttpRespons
 /// checkpoints, then stops accepting, finishes in-flight work and closes the shards.
 pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> {
     let metrics = Metrics::new();
-    let feeds = Arc::new(crate::feed::Feeds::default());
+    let feeds = Arc::new(crate::feed::Feeds::new(config.feed_capacity));
     let observer: shard::engine::CommitObserver = {
         let (feeds, count) = (feeds.clone(), metrics.commit_observer());
         Arc::new(move |report: shard::engine::CommitReport| {

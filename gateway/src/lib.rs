@@ -20,7 +20,7 @@ pub mod auth;
 mod checkpoints;
 pub mod config;
 mod errors;
-mod feed;
+pub mod feed;
 mod http;
 mod ids;
 mod ledger;
@@ -30,5 +30,6 @@ mod shards;
 mod ws;
 
 pub use config::{LogFormat, ServeConfig};
+pub use feed::FEED_CAPACITY;
 pub use http::serve;
 pub use schema::sdl;

@@ -61,7 +61,7 @@ pub(crate) fn upgrade(ctx: &WsContext, req: &HttpRequest, payload: web::Payload)
     // Reader: socket → bounded channel of client messages; answers pings.
     let (tx, rx) = futures::channel::mpsc::channel::<Vec<u8>>(WS_INBOUND_BUFFER);
     let mut pong = session.clone();
-    actix_web::rt::spawn(async move {
+    let reader = actix_web::rt::spawn(async move {
         let mut tx = tx;
         while let Some(Ok(msg)) = incoming.recv().await {
             let bytes = match msg {
@@ -105,6 +105,7 @@ pub(crate) fn upgrade(ctx: &WsContext, req: &HttpRequest, payload: web::Payload)
                 out = engine.next() => match out {
                     Some(WsMessage::Text(text)) => {
                         if session.text(text).await.is_err() {
+                            reader.abort();
                             return; // the client went away
                         }
                     }
@@ -113,6 +114,7 @@ pub(crate) fn upgrade(ctx: &WsContext, req: &HttpRequest, payload: web::Payload)
                 },
                 _ = ping.tick() => {
                     if session.ping(b"").await.is_err() {
+                        reader.abort();
                         return;
                     }
                 }
@@ -122,6 +124,8 @@ pub(crate) fn upgrade(ctx: &WsContext, req: &HttpRequest, payload: web::Payload)
             }
         };
         let _ = session.close(Some(reason)).await;
+        // The reader holds a session handle too; the response ends when both are gone.
+        reader.abort();
     });
     response
 }
