@@ -91,6 +91,42 @@ fn unusable(e: impl std::fmt::Display) -> Failure {
     Failure::Unusable(e.to_string())
 }
 
+/// Reads a file front to back on a thread of its own while the audit walks it in key order:
+/// redb's pages are not laid out in key order, and sequential reads fill the page cache at
+/// disk speed instead of one page fault at a time. Stops when dropped.
+struct ReadAhead {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Bytes read per call by [`ReadAhead`].
+const READ_AHEAD_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+
+impl ReadAhead {
+    fn start(path: &Path) -> ReadAhead {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, path) = (stop.clone(), path.to_path_buf());
+        std::thread::spawn(move || {
+            let Ok(mut f) = std::fs::File::open(&path) else {
+                return;
+            };
+            let mut buf = vec![0u8; READ_AHEAD_CHUNK_BYTES];
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                match std::io::Read::read(&mut f, &mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        });
+        ReadAhead { stop }
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// The expected state of one shard at one checkpoint.
 struct Expect {
     number: u64,
@@ -228,7 +264,9 @@ fn audit_dir(dir: &Path, args: &AuditArgs) -> Result<Value, Failure> {
     }
     let mut entries = 0u64;
     let mut index_rows = 0u64;
-    for (reader, expect) in readers.iter().zip(&expectations) {
+    for (i, (reader, expect)) in readers.iter().zip(&expectations).enumerate() {
+        let file = dir.join("shards").join(format!("shard-{i:04}.redb"));
+        let _ahead = ReadAhead::start(&file);
         entries += audit_shard(reader, expect, &bar)?;
         let r = reader
             .verify_indexes()
