@@ -79,6 +79,23 @@ async fn change(ws: &mut Ws) -> Value {
     v["payload"]["data"]["consentChanges"].clone()
 }
 
+/// Starts a server with `args` and `customers` (off the async runtime's threads).
+async fn server(
+    args: &'static [&'static str],
+    customers: &'static [&'static str],
+) -> (tempfile::TempDir, std::sync::Arc<Server>) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let s = tokio::task::spawn_blocking(move || {
+        let s = Server::start(&d, args);
+        s.customers(customers);
+        s
+    })
+    .await
+    .unwrap();
+    (dir, std::sync::Arc::new(s))
+}
+
 fn record(s: &Server, customer: &str, subject: &str) -> String {
     s.ok(
         RECORD,
@@ -91,18 +108,7 @@ fn record(s: &Server, customer: &str, subject: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_changes_arrive_in_order_filtered_and_resume_without_gaps() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = tokio::task::spawn_blocking({
-        let d = dir.path().to_path_buf();
-        move || {
-            let s = Server::start(&d, &[]);
-            s.customers(&["acme", "other"]);
-            s
-        }
-    })
-    .await
-    .unwrap();
-    let s = std::sync::Arc::new(s);
+    let (_dir, s) = server(&[], &["acme", "other"]).await;
     let reader = tokio::task::spawn_blocking({
         let s = s.clone();
         move || s.key(Some("acme"), "READER")
@@ -195,18 +201,7 @@ async fn live_changes_arrive_in_order_filtered_and_resume_without_gaps() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_need_a_key_of_the_customer_and_the_legacy_protocol_works() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = tokio::task::spawn_blocking({
-        let d = dir.path().to_path_buf();
-        move || {
-            let s = Server::start(&d, &[]);
-            s.customers(&["acme", "other"]);
-            s
-        }
-    })
-    .await
-    .unwrap();
-    let s = std::sync::Arc::new(s);
+    let (_dir, s) = server(&[], &["acme", "other"]).await;
     let (reader, other, writer) = tokio::task::spawn_blocking({
         let s = s.clone();
         move || {
@@ -318,18 +313,7 @@ fn the_graphql_ws_npm_client_subscribes_unchanged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_does_not_stall_writers_and_catches_up_from_the_journal() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = tokio::task::spawn_blocking({
-        let d = dir.path().to_path_buf();
-        move || {
-            let s = Server::start(&d, &["--shards", "1", "--feed-capacity", "4"]);
-            s.customers(&["acme"]);
-            s
-        }
-    })
-    .await
-    .unwrap();
-    let s = std::sync::Arc::new(s);
+    let (_dir, s) = server(&["--shards", "1", "--feed-capacity", "4"], &["acme"]).await;
     let reader = tokio::task::spawn_blocking({
         let s = s.clone();
         move || s.key(Some("acme"), "READER")
@@ -404,21 +388,15 @@ async fn a_slow_consumer_does_not_stall_writers_and_catches_up_from_the_journal(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_subscriptions_with_a_close_code() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = tokio::task::spawn_blocking({
-        let d = dir.path().to_path_buf();
-        move || {
-            let s = Server::start(&d, &[]);
-            s.customers(&["acme"]);
-            s
-        }
-    })
-    .await
-    .unwrap();
+    let (_dir, s) = server(&[], &["acme"]).await;
     let (mut ws, _) = connect(&s.url, "graphql-transport-ws", Some(&s.admin)).await;
     start(&mut ws, "graphql-transport-ws", "1", json!({ "c": "acme" })).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let stopping = tokio::task::spawn_blocking(move || s.stop());
+    let stopping = tokio::task::spawn_blocking(move || {
+        std::sync::Arc::into_inner(s)
+            .expect("the only handle")
+            .stop()
+    });
     let close = loop {
         match tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await

@@ -23,6 +23,17 @@ fn open(path: &Path) -> Store {
     Store::open(path, 0).expect("shard opens")
 }
 
+/// Appends `n` events of customer `acme`, subject `a`, one commit each.
+fn append_one_by_one(store: &mut Store, n: u64) {
+    for i in 0..n {
+        store
+            .append_batches(&[vec![event("acme", "a", i)]])
+            .unwrap()
+            .remove(0)
+            .unwrap();
+    }
+}
+
 #[actix_rt::test]
 async fn ten_thousand_concurrent_appends_survive_reopen_and_verify() {
     // Proves: every acknowledged event is durable and the reopened ledger verifies end to end.
@@ -360,13 +371,7 @@ fn consistency_proofs_link_every_earlier_head_to_the_current_one() {
 fn recorded_at_never_goes_backwards_and_entries_chain() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(&dir.path().join("s.redb"));
-    for i in 0..20 {
-        store
-            .append_batches(&[vec![event("acme", "a", i)]])
-            .unwrap()
-            .remove(0)
-            .unwrap();
-    }
+    append_one_by_one(&mut store, 20);
     let r = store.reader();
     let mut prev: Option<(i64, Hash)> = None;
     for seq in 0..20 {
@@ -400,13 +405,7 @@ fn a_flipped_byte_in_a_stored_entry_is_named_by_sequence_number() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
     let mut store = open(&path);
-    for i in 0..50 {
-        store
-            .append_batches(&[vec![event("acme", "a", i)]])
-            .unwrap()
-            .remove(0)
-            .unwrap();
-    }
+    append_one_by_one(&mut store, 50);
     drop(store);
     // A byte inside the notice id of entry 17 (not a structural byte: it still decodes).
     let notice_offset = {
@@ -451,13 +450,7 @@ fn a_shard_refuses_a_file_of_another_shard_or_a_truncated_journal() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
     let mut store = open(&path);
-    for i in 0..5 {
-        store
-            .append_batches(&[vec![event("acme", "a", i)]])
-            .unwrap()
-            .remove(0)
-            .unwrap();
-    }
+    append_one_by_one(&mut store, 5);
     drop(store);
     assert!(matches!(
         Store::open(&path, 3),
