@@ -177,6 +177,15 @@ impl ShardClient {
 }
 
 impl ShardClient {
+    pub(crate) async fn current_state_with_events(
+        &self,
+        customer: String,
+        subject: String,
+    ) -> Result<Vec<(PurposeState, StoredEvent)>, ShardCallError> {
+        self.read(move |r| Ok(r.current_state_with_events(&customer, &subject)?))
+            .await
+    }
+
     pub(crate) async fn find_idempotent(
         &self,
         customer: String,

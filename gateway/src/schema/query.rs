@@ -52,31 +52,41 @@ impl ConsentQuery {
         check_customer(&customer_id)?;
         check_subject(&subject_id)?;
         let shard = state(ctx).ledger.shard_for(&customer_id);
-        let states = match as_of {
-            None => {
-                shard
-                    .current_state(customer_id.to_string(), subject_id.clone())
-                    .await?
+        let pairs: Vec<(PurposeState, EventView)> = match as_of {
+            // Now: the state and its events from one snapshot, in one blocking call.
+            None => shard
+                .current_state_with_events(customer_id.to_string(), subject_id.clone())
+                .await?
+                .into_iter()
+                .map(|(s, e)| (s, e.into()))
+                .collect(),
+            Some(t) => {
+                let states =
+                    state_as_of(shard, &customer_id, &subject_id, t.timestamp_millis()).await?;
+                let mut events: HashMap<u64, EventView> = HashMap::new();
+                let mut out = Vec::with_capacity(states.len());
+                for s in states {
+                    if let std::collections::hash_map::Entry::Vacant(slot) = events.entry(s.seq) {
+                        let e = shard.event(s.seq).await?.ok_or_else(|| {
+                            err(Code::Internal, "index points at a missing event")
+                        })?;
+                        slot.insert(e.into());
+                    }
+                    let view = events[&s.seq].clone();
+                    out.push((s, view));
+                }
+                out
             }
-            Some(t) => state_as_of(shard, &customer_id, &subject_id, t.timestamp_millis()).await?,
         };
-        let mut events: HashMap<u64, EventView> = HashMap::new();
-        let mut purposes = Vec::with_capacity(states.len());
-        for s in states {
-            if let std::collections::hash_map::Entry::Vacant(slot) = events.entry(s.seq) {
-                let e = shard
-                    .event(s.seq)
-                    .await?
-                    .ok_or_else(|| err(Code::Internal, "index points at a missing event"))?;
-                slot.insert(e.into());
-            }
-            purposes.push(PurposeConsent {
+        let purposes = pairs
+            .into_iter()
+            .map(|(s, event)| PurposeConsent {
                 purpose: s.purpose,
                 choice: s.choice.into(),
                 expires_at: s.expires_at_ms.map(ms_to_time),
-                event: events[&s.seq].clone(),
-            });
-        }
+                event,
+            })
+            .collect();
         Ok(ConsentState {
             customer_id: customer_id.to_string(),
             subject_id,

@@ -242,6 +242,39 @@ impl ShardReader {
         }
     }
 
+    /// The current state of a subject with the event that set each purpose, read from one
+    /// snapshot (one lookup per distinct event).
+    pub fn current_state_with_events(
+        &self,
+        customer_id: &str,
+        subject_id: &str,
+    ) -> Result<Vec<(PurposeState, StoredEvent)>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let Some((customer, subject)) = subject_ref(&txn, customer_id, subject_id)? else {
+            return Ok(Vec::new());
+        };
+        let states = match txn.open_table(CURRENT_STATE)?.get((customer, subject.0))? {
+            Some(v) => decode_state(v.value())?,
+            None => return Ok(Vec::new()),
+        };
+        let tables = EventTables::open(&txn)?;
+        let mut loaded: std::collections::HashMap<u64, StoredEvent> =
+            std::collections::HashMap::new();
+        let mut out = Vec::with_capacity(states.len());
+        for s in states {
+            if let std::collections::hash_map::Entry::Vacant(slot) = loaded.entry(s.seq) {
+                let e = tables.load(s.seq)?.ok_or_else(|| StorageError::Corrupt {
+                    table: "current_state",
+                    detail: format!("points at missing entry {}", s.seq),
+                })?;
+                slot.insert(e);
+            }
+            let e = loaded[&s.seq].clone();
+            out.push((s, e));
+        }
+        Ok(out)
+    }
+
     /// A page of a subject's events; `after` is the seq cursor of the previous page.
     pub fn history(
         &self,
@@ -747,10 +780,11 @@ where
     let mut items = Vec::new();
     let mut last_cursor = None;
     let mut keys = keys.peekable();
+    let tables = EventTables::open(txn)?;
     while items.len() < limit {
         let Some(key) = keys.next() else { break };
         let (seq, cursor) = split(key?);
-        let event = load_event(txn, seq)?.ok_or_else(|| StorageError::Corrupt {
+        let event = tables.load(seq)?.ok_or_else(|| StorageError::Corrupt {
             table: "journal",
             detail: format!("index points at missing entry {seq}"),
         })?;
@@ -766,26 +800,43 @@ where
 }
 
 fn load_event(txn: &ReadTransaction, seq: u64) -> Result<Option<StoredEvent>, StorageError> {
-    let journal = txn.open_table(JOURNAL)?;
-    let Some(v) = journal.get(seq)? else {
-        return Ok(None);
-    };
-    let bytes = v.value().to_vec();
-    let entry = Entry::decode(&bytes).map_err(|e| StorageError::Corrupt {
-        table: "journal",
-        detail: format!("entry {seq}: {e}"),
-    })?;
-    let personal = txn.open_table(PERSONAL)?;
-    let personal = match personal.get(seq)? {
-        None => None,
-        Some(p) => Some(split_personal(seq, p.value())?),
-    };
-    Ok(Some(StoredEvent {
-        entry_hash: entry_hash(&bytes),
-        entry,
-        entry_bytes: bytes,
-        personal,
-    }))
+    EventTables::open(txn)?.load(seq)
+}
+
+/// The journal and personal-record tables of one snapshot, opened once for many loads.
+struct EventTables {
+    journal: ReadOnlyTable<u64, &'static [u8]>,
+    personal: ReadOnlyTable<u64, &'static [u8]>,
+}
+
+impl EventTables {
+    fn open(txn: &ReadTransaction) -> Result<EventTables, StorageError> {
+        Ok(EventTables {
+            journal: txn.open_table(JOURNAL)?,
+            personal: txn.open_table(PERSONAL)?,
+        })
+    }
+
+    fn load(&self, seq: u64) -> Result<Option<StoredEvent>, StorageError> {
+        let Some(v) = self.journal.get(seq)? else {
+            return Ok(None);
+        };
+        let bytes = v.value().to_vec();
+        let entry = Entry::decode(&bytes).map_err(|e| StorageError::Corrupt {
+            table: "journal",
+            detail: format!("entry {seq}: {e}"),
+        })?;
+        let personal = match self.personal.get(seq)? {
+            None => None,
+            Some(p) => Some(split_personal(seq, p.value())?),
+        };
+        Ok(Some(StoredEvent {
+            entry_hash: entry_hash(&bytes),
+            entry,
+            entry_bytes: bytes,
+            personal,
+        }))
+    }
 }
 
 fn split_personal(seq: u64, bytes: &[u8]) -> Result<StoredPersonal, StorageError> {
