@@ -21,4 +21,4 @@ pub use reader::{
     ConsistencyProof, DailyCount, InclusionProof, IndexMismatch, IndexReport, MAX_PAGE_SIZE, Order,
     Page, ShardReader, StoredEvent, StoredPersonal,
 };
-pub use store::{Appended, STORE_FORMAT_VERSION, Store, WriteStats};
+pub use store::{Appended, SHARD_CACHE_BYTES, STORE_FORMAT_VERSION, Store, WriteStats};

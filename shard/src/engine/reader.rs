@@ -447,7 +447,7 @@ impl ShardReader {
                 detail: format!("{} does not exist", path.display()),
             });
         }
-        let db = Database::open(path)?;
+        let db = super::store::open_db(path, false)?;
         Ok(ShardReader::new(Arc::new(db), shard_id))
     }
 

@@ -24,6 +24,22 @@ use crate::hash::{Hash, entry_hash, personal_commitment, subject_key};
 use crate::merkle::{Blake3Tree, Frontier, TreeHasher};
 use crate::verify::ShardHead;
 
+/// redb's page cache per shard file. redb's default (1 GiB per database) made a 4-shard
+/// server's RSS grow to 5.9 GB while 10M events were loaded; the OS page cache still holds
+/// hot pages beyond this.
+pub const SHARD_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Opens or creates a shard file with the bounded cache.
+pub(crate) fn open_db(path: &Path, create: bool) -> Result<Database, redb::DatabaseError> {
+    let mut builder = Database::builder();
+    builder.set_cache_size(SHARD_CACHE_BYTES);
+    if create {
+        builder.create(path)
+    } else {
+        builder.open(path)
+    }
+}
+
 /// Storage layout version written to `meta.format_version`.
 pub const STORE_FORMAT_VERSION: u32 = 1;
 
@@ -74,7 +90,7 @@ impl Store {
     /// Opens (or creates) the shard file at `path` for `shard_id` and checks that its
     /// head agrees with its journal; brings lagging indexes up to date.
     pub fn open(path: &Path, shard_id: u32) -> Result<Store, OpenError> {
-        let db = Database::create(path).map_err(StorageError::from)?;
+        let db = open_db(path, true).map_err(StorageError::from)?;
         init_if_new(&db, shard_id)?;
         check_identity(&db, shard_id)?;
         let (head, last_recorded_at_ms) = read_head(&db, shard_id)?;
@@ -263,7 +279,7 @@ impl Store {
     /// Empties every secondary index so that the next open rebuilds them from the
     /// journal (operator repair, and the test that proves indexes are derivable).
     pub fn reset_indexes(path: &Path) -> Result<(), StorageError> {
-        let db = Database::create(path)?;
+        let db = open_db(path, true)?;
         let txn = db.begin_write()?;
         txn.delete_table(SUBJECT_EVENTS)?;
         txn.delete_table(CURRENT_STATE)?;
