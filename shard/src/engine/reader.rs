@@ -839,7 +839,7 @@ impl EventTables {
     }
 }
 
-fn split_personal(seq: u64, bytes: &[u8]) -> Result<StoredPersonal, StorageError> {
+pub(crate) fn split_personal(seq: u64, bytes: &[u8]) -> Result<StoredPersonal, StorageError> {
     let corrupt = |detail: String| StorageError::Corrupt {
         table: "personal_records",
         detail,

@@ -14,7 +14,7 @@ use redb::{
 
 use super::error::{AppendError, OpenError, StorageError};
 use super::index::IndexTables;
-use super::reader::{RedbNodes, ShardReader, read_head};
+use super::reader::{RedbNodes, ShardReader, read_head, split_personal};
 use super::tables::*;
 use crate::format::limits::MAX_BATCH_EVENTS;
 use crate::format::{
@@ -158,6 +158,8 @@ impl Store {
                 results.push(result);
             }
             if appended > 0 {
+                // The root costs O(log n) hashes: once per commit, not once per event.
+                self.head.root = self.frontier.root(&Blake3Tree);
                 t.indexes.flush_counts()?;
                 t.write_head(&self.head, self.last_recorded_at_ms)?;
             }
@@ -244,7 +246,6 @@ impl Store {
         t.indexes.apply(&entry, customer, Some(subject))?;
         self.head.size += 1;
         self.head.chain_head = hash;
-        self.head.root = self.frontier.root(&Blake3Tree);
         self.last_recorded_at_ms = recorded_at_ms;
         Ok(Appended {
             entry,
@@ -457,58 +458,21 @@ impl<'t> WriteTables<'t> {
     fn reindex(&mut self, seq: u64) -> Result<(), StorageError> {
         let Appended { entry, .. } = self.stored(seq)?;
         let (customer, secret) = self.customer_or_create(&entry.customer_id)?;
-        let personal = self.personal.get(seq)?.map(|v| v.value().to_vec());
-        let subject = match personal {
-            Some(p) if p.len() > 32 => {
-                let record = crate::format::PersonalRecord::decode(&p[32..]).map_err(|e| {
-                    StorageError::Corrupt {
-                        table: "personal_records",
-                        detail: format!("record {seq}: {e}"),
-                    }
-                })?;
-                Some(subject_key(&secret, &record.subject_id))
-            }
-            _ => None,
+        // An erased entry has no personal record: it is counted but linked to no one, and
+        // its idempotency key (whose digest covers the personal part) is not restored.
+        let personal = match self.personal.get(seq)? {
+            Some(p) => Some(split_personal(seq, p.value())?.record),
+            None => None,
         };
-        if let Some(key) = &entry.consent().idempotency_key {
-            // The digest needs the full request, personal part included; rebuild it from
-            // the entry and personal record when both exist.
-            if let Some(digest) = self.rebuild_digest(seq, &entry)? {
+        if let Some(record) = &personal {
+            if let Some(key) = &entry.consent().idempotency_key {
+                let digest = request_digest(&ConsentEvent::reassemble(&entry, record.clone()));
                 self.idempotency
                     .insert((customer, key.as_str()), (seq, digest.0))?;
             }
         }
+        let subject = personal.map(|r| subject_key(&secret, &r.subject_id));
         self.indexes.apply(&entry, customer, subject)
-    }
-
-    fn rebuild_digest(&self, seq: u64, entry: &Entry) -> Result<Option<Hash>, StorageError> {
-        let Some(p) = self.personal.get(seq)? else {
-            return Ok(None);
-        };
-        let record = crate::format::PersonalRecord::decode(&p.value()[32..]).map_err(|e| {
-            StorageError::Corrupt {
-                table: "personal_records",
-                detail: format!("record {seq}: {e}"),
-            }
-        })?;
-        let c = entry.consent();
-        let event = ConsentEvent {
-            customer_id: entry.customer_id.clone(),
-            subject_id: record.subject_id,
-            purposes: c.purposes.iter().cloned().collect(),
-            notice_id: c.notice_id.clone(),
-            notice_version: c.notice_version.clone(),
-            capture_method: c.capture_method,
-            jurisdiction: c.jurisdiction.clone(),
-            gpc: c.gpc,
-            tcf_string: record.tcf_string,
-            gpp_string: record.gpp_string,
-            evidence: record.evidence,
-            occurred_at_ms: c.occurred_at_ms,
-            expires_at_ms: c.expires_at_ms,
-            idempotency_key: c.idempotency_key.clone(),
-        };
-        Ok(Some(request_digest(&event)))
     }
 }
 

@@ -245,6 +245,30 @@ impl PersonalRecord {
     }
 }
 
+impl ConsentEvent {
+    /// The event a stored entry and its personal record were made from (inverse of the
+    /// split in the append path; used to rebuild idempotency digests from the journal).
+    pub fn reassemble(entry: &Entry, personal: PersonalRecord) -> ConsentEvent {
+        let c = entry.consent();
+        ConsentEvent {
+            customer_id: entry.customer_id.clone(),
+            subject_id: personal.subject_id,
+            purposes: c.purposes.iter().cloned().collect(),
+            notice_id: c.notice_id.clone(),
+            notice_version: c.notice_version.clone(),
+            capture_method: c.capture_method,
+            jurisdiction: c.jurisdiction.clone(),
+            gpc: c.gpc,
+            tcf_string: personal.tcf_string,
+            gpp_string: personal.gpp_string,
+            evidence: personal.evidence,
+            occurred_at_ms: c.occurred_at_ms,
+            expires_at_ms: c.expires_at_ms,
+            idempotency_key: c.idempotency_key.clone(),
+        }
+    }
+}
+
 /// Digest of everything a client submitted in one event, used only to tell an
 /// idempotent retry (same digest) from a conflicting reuse of a key. Not part of any proof.
 pub fn request_digest(event: &ConsentEvent) -> Hash {

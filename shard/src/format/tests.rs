@@ -254,3 +254,16 @@ fn golden_personal_record_and_commitment_match_an_independent_implementation() {
         "7154404f678e840cb2998cdd6e1688aea63a0ef38200abeed6cdffe997170dbc"
     );
 }
+
+#[test]
+fn reassembling_an_entry_and_its_personal_record_gives_back_the_submitted_event() {
+    let event = sample_event();
+    let entry = Entry {
+        body: EntryBody::Consent(ConsentRecord::from_event(&event, Hash([7; 32]))),
+        ..sample_entry()
+    };
+    assert_eq!(
+        ConsentEvent::reassemble(&entry, event.personal_record()),
+        event
+    );
+}
