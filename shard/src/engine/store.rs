@@ -464,12 +464,10 @@ impl<'t> WriteTables<'t> {
             Some(p) => Some(split_personal(seq, p.value())?.record),
             None => None,
         };
-        if let Some(record) = &personal {
-            if let Some(key) = &entry.consent().idempotency_key {
-                let digest = request_digest(&ConsentEvent::reassemble(&entry, record.clone()));
-                self.idempotency
-                    .insert((customer, key.as_str()), (seq, digest.0))?;
-            }
+        if let (Some(record), Some(key)) = (&personal, &entry.consent().idempotency_key) {
+            let digest = request_digest(&ConsentEvent::reassemble(&entry, record.clone()));
+            self.idempotency
+                .insert((customer, key.as_str()), (seq, digest.0))?;
         }
         let subject = personal.map(|r| subject_key(&secret, &r.subject_id));
         self.indexes.apply(&entry, customer, subject)
