@@ -8,7 +8,7 @@ use shard::format::{CaptureMethod, Choice, ConsentEvent, Evidence};
 /// A realistic event for `customer`/`subject`; `n` varies the choices and time.
 pub fn event(customer: &str, subject: &str, n: u64) -> ConsentEvent {
     let flip = |k: u64| {
-        if (n + k) % 2 == 0 {
+        if (n + k).is_multiple_of(2) {
             Choice::Granted
         } else {
             Choice::Denied
