@@ -1,31 +1,10 @@
-//! Opaque identifiers: event ids and page cursors.
-//!
-//! An event id is `ev` followed by 8 hex digits of shard id and 16 of sequence number:
-//! stable for the life of the ledger, and enough to route a lookup to its shard.
+//! Opaque identifiers: event ids (defined with the format in `shard::format`, since
+//! receipts carry them) and page cursors.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 
-/// The API id of entry `seq` of `shard`.
-pub(crate) fn event_id(shard: u32, seq: u64) -> String {
-    format!("ev{shard:08x}{seq:016x}")
-}
-
-/// Inverse of [`event_id`]; `None` for anything that is not an event id.
-pub(crate) fn parse_event_id(id: &str) -> Option<(u32, u64)> {
-    let hex = id.strip_prefix("ev")?;
-    if hex.len() != 24
-        || !hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return None;
-    }
-    Some((
-        u32::from_str_radix(&hex[..8], 16).ok()?,
-        u64::from_str_radix(&hex[8..], 16).ok()?,
-    ))
-}
+pub(crate) use shard::format::{event_id, parse_event_id};
 
 /// An opaque cursor for `kind` holding numbers.
 pub(crate) fn cursor(kind: &str, parts: &[i128]) -> String {

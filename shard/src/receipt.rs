@@ -145,7 +145,7 @@ pub fn verify_receipt(
     let entry_bytes = b64("entry", &r.entry)?;
     let entry = Entry::decode(&entry_bytes).map_err(|e| ReceiptError::Entry(e.to_string()))?;
     let p = &r.shard_proof;
-    if r.event_id != format!("ev{:08x}{:016x}", entry.shard_id, entry.seq) {
+    if r.event_id != crate::format::event_id(entry.shard_id, entry.seq) {
         return Err(ReceiptError::Entry(
             "eventId does not name this entry's shard and sequence number".into(),
         ));

@@ -245,6 +245,28 @@ impl PersonalRecord {
     }
 }
 
+/// The API id of entry `seq` of `shard`: `ev`, 8 hex digits of shard id, 16 of sequence
+/// number (docs/receipts.md). Stable for the life of the ledger, and enough to route a lookup.
+pub fn event_id(shard: u32, seq: u64) -> String {
+    format!("ev{shard:08x}{seq:016x}")
+}
+
+/// Inverse of [`event_id`]; `None` for anything that is not an event id.
+pub fn parse_event_id(id: &str) -> Option<(u32, u64)> {
+    let hex = id.strip_prefix("ev")?;
+    if hex.len() != 24
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return None;
+    }
+    Some((
+        u32::from_str_radix(&hex[..8], 16).ok()?,
+        u64::from_str_radix(&hex[8..], 16).ok()?,
+    ))
+}
+
 impl ConsentEvent {
     /// The event a stored entry and its personal record were made from (inverse of the
     /// split in the append path; used to rebuild idempotency digests from the journal).
