@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, ID, Object, Result};
 use chrono::{DateTime, Utc};
-use shard::engine::{MAX_PAGE_SIZE, Order, PurposeState};
+use shard::engine::{MAX_PAGE_SIZE, Order, PurposeState, apply_to_state};
 
 use super::mutation::{check_customer, check_subject};
 use super::scalars::{HashHex, UInt64};
@@ -356,20 +356,7 @@ async fn state_as_of(
             if e.entry.recorded_at_ms > as_of_ms {
                 return Ok(states);
             }
-            let c = e.entry.consent();
-            for (purpose, choice) in &c.purposes {
-                let new = PurposeState {
-                    purpose: purpose.clone(),
-                    choice: *choice,
-                    seq: e.entry.seq,
-                    occurred_at_ms: c.occurred_at_ms,
-                    expires_at_ms: c.expires_at_ms,
-                };
-                match states.binary_search_by(|s| s.purpose.as_str().cmp(purpose)) {
-                    Ok(i) => states[i] = new,
-                    Err(i) => states.insert(i, new),
-                }
-            }
+            apply_to_state(&mut states, &e.entry);
         }
         if !page.has_more {
             return Ok(states);

@@ -28,6 +28,25 @@ pub struct PurposeState {
     pub expires_at_ms: Option<i64>,
 }
 
+/// Updates a subject's state (sorted by purpose) with the choices of `entry`, a later event
+/// of the same subject: the one rule behind the stored current state and `asOf` replays.
+pub fn apply_to_state(states: &mut Vec<PurposeState>, entry: &Entry) {
+    let consent = entry.consent();
+    for (purpose, choice) in &consent.purposes {
+        let new = PurposeState {
+            purpose: purpose.clone(),
+            choice: *choice,
+            seq: entry.seq,
+            occurred_at_ms: consent.occurred_at_ms,
+            expires_at_ms: consent.expires_at_ms,
+        };
+        match states.binary_search_by(|s| s.purpose.as_str().cmp(purpose)) {
+            Ok(i) => states[i] = new,
+            Err(i) => states.insert(i, new),
+        }
+    }
+}
+
 /// Value layout of `current_state`: u32 count, then per purpose (sorted by name):
 /// str name, u8 choice, u64 seq, i64 occurred_at_ms, opt i64 expires_at_ms.
 pub(crate) fn encode_state(states: &[PurposeState]) -> Vec<u8> {
@@ -131,19 +150,7 @@ impl IndexTables<'_> {
             Some(v) => decode_state(v.value())?,
             None => Vec::new(),
         };
-        for (purpose, choice) in &consent.purposes {
-            let new = PurposeState {
-                purpose: purpose.clone(),
-                choice: *choice,
-                seq: entry.seq,
-                occurred_at_ms: consent.occurred_at_ms,
-                expires_at_ms: consent.expires_at_ms,
-            };
-            match states.binary_search_by(|s| s.purpose.as_str().cmp(purpose)) {
-                Ok(i) => states[i] = new,
-                Err(i) => states.insert(i, new),
-            }
-        }
+        apply_to_state(&mut states, entry);
         self.current_state
             .insert(key, encode_state(&states).as_slice())?;
         Ok(())

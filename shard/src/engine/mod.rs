@@ -16,7 +16,7 @@ pub use actor::{
     GetWriteStats, MAILBOX_CAPACITY, Published, ShardActor, ShardHandle, Stop, Submit,
 };
 pub use error::{AppendError, OpenError, QueryError, StorageError, VerifyJournalError};
-pub use index::PurposeState;
+pub use index::{PurposeState, apply_to_state};
 pub use reader::{
     ConsistencyProof, DailyCount, InclusionProof, IndexMismatch, IndexReport, MAX_PAGE_SIZE, Order,
     Page, ShardReader, StoredEvent, StoredPersonal,
