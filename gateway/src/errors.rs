@@ -38,6 +38,16 @@ pub(crate) fn err(code: Code, message: impl Into<String>) -> Error {
     Error::new(message.into()).extend_with(|_, e| e.set("code", code.as_str()))
 }
 
+/// A request-level error with `extensions.code`, for errors raised outside resolvers
+/// (transport, access control).
+pub(crate) fn server_error(code: Code, message: impl Into<String>) -> async_graphql::ServerError {
+    let mut e = async_graphql::ServerError::new(message, None);
+    e.extensions
+        .get_or_insert_with(Default::default)
+        .set("code", code.as_str());
+    e
+}
+
 /// Shorthand for `BAD_USER_INPUT`.
 pub(crate) fn bad_input(message: impl Into<String>) -> Error {
     err(Code::BadUserInput, message)

@@ -7,13 +7,13 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use async_graphql::parser::types::OperationType;
-use async_graphql::{BatchRequest, BatchResponse, Response, ServerError};
+use async_graphql::{BatchRequest, BatchResponse, Response};
 use futures::StreamExt;
 
 use crate::auth::{Caller, Gatekeeper, KeyStore, Refusal, Role};
 use crate::checkpoints::Checkpointer;
 use crate::config::ServeConfig;
-use crate::errors::Code;
+use crate::errors::{Code, server_error};
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::schema::{AppState, AssentSchema, build};
@@ -74,13 +74,13 @@ async fn admit(server: &Server, req: &HttpRequest) -> Result<Caller, HttpRespons
                 .errors
                 .with_label_values(&[Code::RateLimited.as_str()])
                 .inc();
-            let mut err = ServerError::new(
+            let mut err = server_error(
+                Code::RateLimited,
                 format!("rate limit of this key exceeded; retry after {retry_after_ms} ms"),
-                None,
             );
-            let ext = err.extensions.get_or_insert_with(Default::default);
-            ext.set("code", Code::RateLimited.as_str());
-            ext.set("retryAfterMs", retry_after_ms);
+            err.extensions
+                .get_or_insert_with(Default::default)
+                .set("retryAfterMs", retry_after_ms);
             Err(HttpResponse::TooManyRequests()
                 .insert_header(("Retry-After", retry_after_ms.div_ceil(1000).to_string()))
                 .json(Response::from_errors(vec![err])))
@@ -208,11 +208,7 @@ async fn checkpoint_loop(checkpoints: Arc<Checkpointer>, interval_ms: u64) {
 }
 
 fn error_body(status: StatusCode, code: Code, message: &str) -> HttpResponse {
-    let mut err = ServerError::new(message, None);
-    err.extensions
-        .get_or_insert_with(Default::default)
-        .set("code", code.as_str());
-    HttpResponse::build(status).json(Response::from_errors(vec![err]))
+    HttpResponse::build(status).json(Response::from_errors(vec![server_error(code, message)]))
 }
 
 /// Every error leaves with a code: those async-graphql raises itself (syntax, validation,

@@ -8,11 +8,10 @@
 use std::sync::{Arc, Mutex};
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextResolve,
-    ResolveInfo,
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextResolve, ResolveInfo,
 };
 use async_graphql::parser::types::{ExecutableDocument, Field, OperationType, Selection};
-use async_graphql::{Request, ServerError, ServerResult, Value, Variables};
+use async_graphql::{ServerResult, Value, Variables};
 
 use super::keys::{Principal, Role};
 use crate::errors::Code;
@@ -67,13 +66,7 @@ fn rule(field: &str) -> Option<(Scope, &'static [Role])> {
     })
 }
 
-fn refuse(code: Code, message: impl Into<String>) -> ServerError {
-    let mut e = ServerError::new(message, None);
-    e.extensions
-        .get_or_insert_with(Default::default)
-        .set("code", code.as_str());
-    e
-}
+use crate::errors::server_error as refuse;
 
 fn role_name(r: Role) -> &'static str {
     match r {
@@ -117,8 +110,9 @@ impl AccessCheck {
         }
     }
 
-    /// Keeps the request's string variables: only strings can name a customer or an
-    /// event, and copying just those keeps a 1,000-event batch's values from being cloned.
+    /// Keeps the request's string variables (from `parse_query`, which every request passes
+    /// through before any resolver): only strings can name a customer or an event, and
+    /// copying just those keeps a 1,000-event batch's values from being cloned.
     fn remember(&self, variables: &Variables) {
         let mut strings = Variables::default();
         for (name, value) in variables.iter() {
@@ -207,16 +201,6 @@ impl AccessCheck {
 
 #[async_trait::async_trait]
 impl Extension for AccessCheck {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        self.remember(&request.variables);
-        next.run(ctx, request).await
-    }
-
     async fn resolve(
         &self,
         ctx: &ExtensionContext<'_>,
