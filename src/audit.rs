@@ -7,7 +7,8 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use gateway::{CHECKPOINTS, LEDGER_META};
+use redb::{ReadableDatabase, ReadableTable};
 use serde_json::{Value, json};
 use shard::checkpoint::Checkpoint;
 use shard::engine::ShardReader;
@@ -16,9 +17,6 @@ use shard::merkle::{Blake3Tree, TreeHasher, verify_consistency};
 use shard::verify::ChainError;
 
 use crate::verify_cmd::{KeyArgs, Trusted, open_with, trusted};
-
-const LEDGER_META: TableDefinition<&str, &[u8]> = TableDefinition::new("ledger_meta");
-const CHECKPOINTS: TableDefinition<u64, &str> = TableDefinition::new("checkpoints");
 
 /// Options of `assent audit`.
 #[derive(clap::Args)]

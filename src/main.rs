@@ -347,7 +347,7 @@ mod admin {
                 let rec = CustomerRecord {
                     id: id.to_string(),
                     name: name.to_string(),
-                    created_at_ms: chrono_now_ms(),
+                    created_at_ms: chrono::Utc::now().timestamp_millis(),
                     retention_days: None,
                     default_consent_lifetime_days: None,
                 };
@@ -358,11 +358,5 @@ mod admin {
         }
         eprintln!("created customer {id}");
         Ok(())
-    }
-
-    fn chrono_now_ms() -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64)
     }
 }

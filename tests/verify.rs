@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 
 use base64::Engine;
 use common::{RECORD, RECORD_MANY, Server, event};
+use gateway::CHECKPOINTS;
 use redb::ReadableTable;
 use serde_json::{Value, json};
 
@@ -254,7 +255,6 @@ fn receipts_checkpoints_and_consistency_verify_offline_and_every_changed_byte_is
 }
 
 const JOURNAL: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("journal");
-const CHECKPOINTS: redb::TableDefinition<u64, &str> = redb::TableDefinition::new("checkpoints");
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

@@ -16,8 +16,10 @@ use shard::engine::{CommitObserver, ShardHandle};
 use crate::config::{DEFAULT_LEDGER_NAME, DEFAULT_SHARDS, MAX_SHARDS, ServeConfig};
 use crate::shards::ShardClient;
 
-pub(crate) const LEDGER_META: TableDefinition<&str, &[u8]> = TableDefinition::new("ledger_meta");
-pub(crate) const CHECKPOINTS: TableDefinition<u64, &str> = TableDefinition::new("checkpoints");
+/// `ledger.redb`: `shard_count` (u32 BE) and `ledger_name` (UTF-8).
+pub const LEDGER_META: TableDefinition<&str, &[u8]> = TableDefinition::new("ledger_meta");
+/// `ledger.redb`: checkpoint number → signed note.
+pub const CHECKPOINTS: TableDefinition<u64, &str> = TableDefinition::new("checkpoints");
 
 /// Why the ledger could not be opened. Each message says what to do.
 #[derive(Debug, thiserror::Error)]

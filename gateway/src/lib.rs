@@ -32,4 +32,5 @@ mod ws;
 pub use config::{LogFormat, ServeConfig};
 pub use feed::FEED_CAPACITY;
 pub use http::serve;
+pub use ledger::{CHECKPOINTS, LEDGER_META};
 pub use schema::sdl;
