@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, TimeZone, Utc};
 use shard::checkpoint::key_id;
-use shard::format::{CaptureMethod, Choice, Entry, PersonalRecord};
+use shard::format::{Entry, PersonalRecord};
 use shard::hash::Hash;
 use shard::verify::ShardHead;
 
@@ -22,7 +22,7 @@ pub(crate) fn ms_to_time(ms: i64) -> DateTime<Utc> {
 
 /// A person's choice for one purpose.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
-#[graphql(name = "Choice")]
+#[graphql(name = "Choice", remote = "shard::format::Choice")]
 pub enum ChoiceGql {
     /// The person agreed to the purpose.
     Granted,
@@ -30,27 +30,9 @@ pub enum ChoiceGql {
     Denied,
 }
 
-impl From<Choice> for ChoiceGql {
-    fn from(c: Choice) -> Self {
-        match c {
-            Choice::Granted => ChoiceGql::Granted,
-            Choice::Denied => ChoiceGql::Denied,
-        }
-    }
-}
-
-impl From<ChoiceGql> for Choice {
-    fn from(c: ChoiceGql) -> Self {
-        match c {
-            ChoiceGql::Granted => Choice::Granted,
-            ChoiceGql::Denied => Choice::Denied,
-        }
-    }
-}
-
 /// How a consent was captured.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
-#[graphql(name = "CaptureMethod")]
+#[graphql(name = "CaptureMethod", remote = "shard::format::CaptureMethod")]
 pub enum CaptureMethodGql {
     /// "Accept all" on a banner.
     BannerAcceptAll,
@@ -69,27 +51,6 @@ pub enum CaptureMethodGql {
     /// A withdrawal recorded by `withdrawConsent`.
     Withdrawal,
 }
-
-macro_rules! map_methods {
-    ($($v:ident),*) => {
-        impl From<CaptureMethod> for CaptureMethodGql {
-            fn from(m: CaptureMethod) -> Self { match m { $(CaptureMethod::$v => CaptureMethodGql::$v),* } }
-        }
-        impl From<CaptureMethodGql> for CaptureMethod {
-            fn from(m: CaptureMethodGql) -> Self { match m { $(CaptureMethodGql::$v => CaptureMethod::$v),* } }
-        }
-    };
-}
-map_methods!(
-    BannerAcceptAll,
-    BannerRejectAll,
-    BannerCustom,
-    PreferenceCentre,
-    GpcSignal,
-    Api,
-    Import,
-    Withdrawal
-);
 
 /// Order of a history page.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
