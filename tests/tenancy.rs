@@ -369,91 +369,56 @@ fn rate_limits_failed_logins_and_a_supplied_admin_token() {
 #[test]
 fn the_cli_creates_keys_offline_and_through_the_running_server() {
     let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("admin-token");
+    let data_dir = dir.path().to_str().unwrap().to_string();
+    // Runs `assent <args>`; returns (success, trimmed stdout, stderr).
+    let cli = |args: &[&str]| -> (bool, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_assent"))
+            .args(args)
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    };
     let s = Server::start(dir.path(), &[]);
     // Through the running server, with the admin token read from a file.
-    let out = Command::new(env!("CARGO_BIN_EXE_assent"))
-        .args([
-            "customers",
-            "create",
-            "--id",
-            "alpha",
-            "--name",
-            "Alpha",
-            "--url",
-            &s.url,
-            "--token-file",
-        ])
-        .arg(dir.path().join("admin-token"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(env!("CARGO_BIN_EXE_assent"))
-        .args([
-            "keys",
-            "create",
-            "--customer",
-            "alpha",
-            "--role",
-            "WRITER",
-            "--url",
-            &s.url,
-            "--token-file",
-        ])
-        .arg(dir.path().join("admin-token"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let online = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let via_url = [
+        "--url",
+        &s.url,
+        "--token-file",
+        token_file.to_str().unwrap(),
+    ];
+    let (ok, _, err) = cli(&[
+        &["customers", "create", "--id", "alpha", "--name", "Alpha"][..],
+        &via_url,
+    ]
+    .concat());
+    assert!(ok, "{err}");
+    let (ok, online, err) = cli(&[
+        &["keys", "create", "--customer", "alpha", "--role", "WRITER"][..],
+        &via_url,
+    ]
+    .concat());
+    assert!(ok, "{err}");
     assert!(online.starts_with("asnt_"));
     // Offline on the running server's directory is refused with a clear message.
-    let out = Command::new(env!("CARGO_BIN_EXE_assent"))
-        .args([
-            "keys",
-            "create",
-            "--customer",
-            "alpha",
-            "--role",
-            "READER",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("running"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let offline_reader = [
+        "keys",
+        "create",
+        "--customer",
+        "alpha",
+        "--role",
+        "READER",
+        "--data-dir",
+        &data_dir,
+    ];
+    let (ok, _, err) = cli(&offline_reader);
+    assert!(!ok);
+    assert!(err.contains("running"), "{err}");
     s.stop();
     // Offline on the stopped server's directory.
-    let out = Command::new(env!("CARGO_BIN_EXE_assent"))
-        .args([
-            "keys",
-            "create",
-            "--customer",
-            "alpha",
-            "--role",
-            "READER",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let offline = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let (ok, offline, err) = cli(&offline_reader);
+    assert!(ok, "{err}");
     let s = Server::start(dir.path(), &[]);
     let rec = s.gql_as(
         Some(&online),
