@@ -162,7 +162,12 @@ pub fn verify_receipt(
                 .try_into()
                 .map_err(|_| ReceiptError::Malformed("personal.salt is not 32 bytes".into()))?;
             let record = b64("personal.record", &rp.record)?;
-            if personal_commitment(&salt, &record) != entry.consent().personal_commitment {
+            let Some(consent) = entry.consent() else {
+                return Err(ReceiptError::Malformed(
+                    "personal: only consent entries have a personal record".into(),
+                ));
+            };
+            if personal_commitment(&salt, &record) != consent.personal_commitment {
                 return Err(ReceiptError::PersonalCommitment);
             }
             Some(

@@ -308,7 +308,7 @@ fn stored_personal_records_open_their_commitments_and_indexes_rebuild() {
     let personal = ev.personal.clone().unwrap();
     assert_eq!(personal.record.subject_id, "s1");
     let commitment = personal_commitment(&personal.salt, &personal.record.encode());
-    assert_eq!(commitment, ev.entry.consent().personal_commitment);
+    assert_eq!(commitment, ev.entry.consent().unwrap().personal_commitment);
     assert_eq!(
         PersonalRecord::decode(&personal.record.encode()).unwrap(),
         personal.record
@@ -420,7 +420,7 @@ fn a_flipped_byte_in_a_stored_entry_is_named_by_sequence_number() {
             .value()
             .to_vec();
         let e = Entry::decode(&bytes).unwrap();
-        let needle = e.consent().notice_id.as_bytes().to_vec();
+        let needle = e.consent().unwrap().notice_id.as_bytes().to_vec();
         bytes
             .windows(needle.len())
             .position(|w| w == needle.as_slice())

@@ -95,7 +95,11 @@ impl AppState {
         let Some(client) = self.ledger.shards.get(shard as usize) else {
             return Ok(None);
         };
-        Ok(client.event(seq).await?.map(EventView::from))
+        Ok(client
+            .event(seq)
+            .await?
+            .filter(|e| e.entry.consent().is_some())
+            .map(EventView::from))
     }
 }
 

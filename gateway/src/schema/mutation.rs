@@ -69,7 +69,10 @@ impl ConsentMutation {
                 .find_idempotent(customer_id.to_string(), key.clone())
                 .await?
         {
-            let same = prior.entry.consent().capture_method == CaptureMethod::Withdrawal
+            let same = prior
+                .entry
+                .consent()
+                .is_some_and(|c| c.capture_method == CaptureMethod::Withdrawal)
                 && prior
                     .personal
                     .as_ref()
@@ -116,7 +119,11 @@ impl ConsentMutation {
                     )
                     .await?;
                 match last.items.first() {
-                    Some(e) => e.entry.consent().jurisdiction.clone(),
+                    Some(e) => e
+                        .entry
+                        .consent()
+                        .map(|c| c.jurisdiction.clone())
+                        .unwrap_or_default(),
                     None => {
                         return Err(bad_input(
                             "jurisdiction: the subject has no events; give a jurisdiction",

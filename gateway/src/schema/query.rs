@@ -173,9 +173,11 @@ impl ConsentQuery {
                 scanned += 1;
                 let key = (e.entry.recorded_at_ms, e.entry.seq);
                 after = Some(key);
-                let matches = purpose
-                    .as_ref()
-                    .is_none_or(|p| e.entry.consent().purposes.iter().any(|(n, _)| n == p));
+                let matches = purpose.as_ref().is_none_or(|p| {
+                    e.entry
+                        .consent()
+                        .is_some_and(|c| c.purposes.iter().any(|(n, _)| n == p))
+                });
                 if matches {
                     conn.edges.push(Edge::new(
                         cursor("c", &[i128::from(key.0), i128::from(key.1)]),

@@ -36,10 +36,11 @@ impl Filter {
     fn matches(&self, entry: &Entry, subject: Option<&str>) -> bool {
         entry.customer_id == self.customer
             && self.subject.as_deref().is_none_or(|s| subject == Some(s))
-            && self
-                .purposes
-                .as_ref()
-                .is_none_or(|ps| entry.consent().purposes.iter().any(|(p, _)| ps.contains(p)))
+            && self.purposes.as_ref().is_none_or(|ps| {
+                entry
+                    .consent()
+                    .is_some_and(|c| c.purposes.iter().any(|(p, _)| ps.contains(p)))
+            })
     }
 }
 

@@ -154,6 +154,16 @@ impl From<shard::engine::StoredEvent> for EventView {
     }
 }
 
+impl EventView {
+    /// The consent part. Every `EventView` is built from a consent entry: the indexes hold
+    /// only those, and lookups by id refuse other kinds (`event_by_id`).
+    fn consent(&self) -> &shard::format::ConsentRecord {
+        self.entry
+            .consent()
+            .expect("an EventView is only built from a consent entry")
+    }
+}
+
 /// A consent event as stored in the ledger.
 #[Object(name = "ConsentEvent")]
 impl EventView {
@@ -183,16 +193,15 @@ impl EventView {
     }
     /// When the client says the choice was made.
     async fn occurred_at(&self) -> DateTime<Utc> {
-        ms_to_time(self.entry.consent().occurred_at_ms)
+        ms_to_time(self.consent().occurred_at_ms)
     }
     /// When the consent lapses, if it does.
     async fn expires_at(&self) -> Option<DateTime<Utc>> {
-        self.entry.consent().expires_at_ms.map(ms_to_time)
+        self.consent().expires_at_ms.map(ms_to_time)
     }
     /// The choice per purpose, sorted by purpose name.
     async fn purposes(&self) -> Vec<PurposeChoice> {
-        self.entry
-            .consent()
+        self.consent()
             .purposes
             .iter()
             .map(|(p, c)| PurposeChoice {
@@ -203,23 +212,23 @@ impl EventView {
     }
     /// Notice shown.
     async fn notice_id(&self) -> &str {
-        &self.entry.consent().notice_id
+        &self.consent().notice_id
     }
     /// Version of the notice shown.
     async fn notice_version(&self) -> &str {
-        &self.entry.consent().notice_version
+        &self.consent().notice_version
     }
     /// How the choice was captured.
     async fn capture_method(&self) -> CaptureMethodGql {
-        self.entry.consent().capture_method.into()
+        self.consent().capture_method.into()
     }
     /// Legal regime applied.
     async fn jurisdiction(&self) -> &str {
-        &self.entry.consent().jurisdiction
+        &self.consent().jurisdiction
     }
     /// Whether a Global Privacy Control signal was present.
     async fn gpc(&self) -> bool {
-        self.entry.consent().gpc
+        self.consent().gpc
     }
     /// IAB TCF string (null once erased).
     async fn tcf_string(&self) -> Option<&str> {
@@ -239,7 +248,7 @@ impl EventView {
     }
     /// The client's idempotency key, if any.
     async fn idempotency_key(&self) -> Option<&str> {
-        self.entry.consent().idempotency_key.as_deref()
+        self.consent().idempotency_key.as_deref()
     }
     /// blake3 of the canonical entry bytes (the chain hash).
     async fn entry_hash(&self) -> HashHex {
@@ -251,7 +260,7 @@ impl EventView {
     }
     /// blake3(salt ‖ personal record): binds the entry to its erasable personal record.
     async fn personal_commitment(&self) -> HashHex {
-        HashHex(self.entry.consent().personal_commitment)
+        HashHex(self.consent().personal_commitment)
     }
 }
 

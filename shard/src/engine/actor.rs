@@ -9,11 +9,13 @@ use std::path::Path;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use super::error::{AppendError, OpenError, QueryError, StorageError};
+use super::erase::{Erased, ErasureRequest};
+use super::error::{AppendError, ErasureError, OpenError, QueryError, StorageError};
 use super::index::PurposeState;
 use super::reader::{
     ConsistencyProof, DailyCount, InclusionProof, Order, Page, ShardReader, StoredEvent,
 };
+use super::scrub::ScrubReport;
 use super::store::{Appended, Store, WriteStats};
 use crate::format::ConsentEvent;
 use crate::format::limits::MAX_BATCH_EVENTS;
@@ -100,6 +102,20 @@ struct Flush;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Stop;
+
+/// Erase personal records (after committing what is pending). Answered once durable.
+#[derive(Message)]
+#[rtype(result = "Result<Erased, ErasureError>")]
+pub struct Erase(pub ErasureRequest);
+
+/// Rewrite the shard file if an erasure happened since its last rewrite (or always, with
+/// `force`), so that no erased byte remains in it. `None` when there was nothing to do.
+#[derive(Message)]
+#[rtype(result = "Result<Option<ScrubReport>, StorageError>")]
+pub struct Scrub {
+    /// Rewrite even when no erasure is pending.
+    pub force: bool,
+}
 
 /// Write-path counters.
 #[derive(Message)]
@@ -219,6 +235,40 @@ impl Handler<Stop> for ShardActor {
         self.flush();
         self.store = None;
         ctx.stop();
+    }
+}
+
+impl Handler<Erase> for ShardActor {
+    type Result = Result<Erased, ErasureError>;
+
+    fn handle(&mut self, msg: Erase, _: &mut Context<Self>) -> Self::Result {
+        self.flush();
+        let store = self.store.as_mut().ok_or(ErasureError::ShardStopped)?;
+        store.erase(&msg.0)
+    }
+}
+
+impl Handler<Scrub> for ShardActor {
+    type Result = Result<Option<ScrubReport>, StorageError>;
+
+    fn handle(&mut self, msg: Scrub, _: &mut Context<Self>) -> Self::Result {
+        self.flush();
+        let Some(store) = self.store.as_mut() else {
+            return Ok(None);
+        };
+        if !msg.force && !store.scrub_pending() {
+            return Ok(None);
+        }
+        let started = std::time::Instant::now();
+        let report = store.scrub()?;
+        tracing::info!(
+            shard = store.head().shard_id,
+            bytes_before = report.bytes_before,
+            bytes_after = report.bytes_after,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "shard file rewritten; erased records are gone from it"
+        );
+        Ok(Some(report))
     }
 }
 

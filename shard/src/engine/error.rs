@@ -9,6 +9,14 @@ pub enum StorageError {
     /// redb reported an error.
     #[error("storage: {0}")]
     Db(#[from] redb::Error),
+    /// A file operation outside redb failed (scrub: rename, directory sync).
+    #[error("{what}: {source}")]
+    File {
+        /// What was being done.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The OS random source failed (salts and keys cannot be made).
     #[error("random source unavailable: {0}")]
     Random(String),
@@ -94,6 +102,17 @@ pub enum AppendError {
         /// The key.
         key: String,
     },
+    /// The idempotency key recorded an event whose personal record was since erased; a
+    /// retry must not silently record the person again.
+    #[error(
+        "event {index}: idempotency key {key:?} belongs to an event that was erased; record a new event with a new key if the person consents again"
+    )]
+    IdempotencyErased {
+        /// Position of the event in the batch.
+        index: u32,
+        /// The key.
+        key: String,
+    },
     /// A batch must hold 1..=MAX_BATCH_EVENTS events.
     #[error("a batch holds {count} events; it must hold between 1 and {max}")]
     BatchSize {
@@ -144,4 +163,32 @@ pub enum VerifyJournalError {
     /// Reading failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+/// Why an erasure did not happen. Nothing was erased.
+#[derive(Debug, thiserror::Error)]
+pub enum ErasureError {
+    /// The reason is longer than `MAX_ERASURE_REASON_BYTES`.
+    #[error("reason: at most {max} bytes; give a ticket number or policy name, not a story")]
+    ReasonTooLong {
+        /// The limit.
+        max: u64,
+    },
+    /// The subject id is empty or longer than `MAX_SUBJECT_ID_BYTES`.
+    #[error("subjectId: must be 1..={max} bytes")]
+    BadSubject {
+        /// The limit.
+        max: u64,
+    },
+    /// Nothing matched: the customer has no such subject (or it was erased already).
+    #[error(
+        "nothing to erase: no stored personal record matches (never recorded, or erased already)"
+    )]
+    NothingToErase,
+    /// The commit failed; nothing was erased.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The shard is shutting down or has stopped.
+    #[error("the shard is shutting down; retry against the restarted service")]
+    ShardStopped,
 }

@@ -30,8 +30,11 @@ pub struct PurposeState {
 
 /// Updates a subject's state (sorted by purpose) with the choices of `entry`, a later event
 /// of the same subject: the one rule behind the stored current state and `asOf` replays.
+/// Entries that are not consent events change nothing.
 pub fn apply_to_state(states: &mut Vec<PurposeState>, entry: &Entry) {
-    let consent = entry.consent();
+    let Some(consent) = entry.consent() else {
+        return;
+    };
     for (purpose, choice) in &consent.purposes {
         let new = PurposeState {
             purpose: purpose.clone(),
@@ -96,6 +99,8 @@ pub(crate) struct IndexTables<'t> {
     pub(crate) current_state: Table<'t, (u32, [u8; 32]), &'static [u8]>,
     pub(crate) customer_events: Table<'t, (u32, i64, u64), ()>,
     pub(crate) daily_counts: Table<'t, (u32, i64, &'static str), (u64, u64)>,
+    pub(crate) erasures: Table<'t, (u32, u64), ()>,
+    pub(crate) expiries: Table<'t, (u32, i64, [u8; 32], &'static str), ()>,
     /// Counter increments of this transaction, written once per key by
     /// [`IndexTables::flush_counts`] (a 1,000-event commit touches a handful of counters
     /// thousands of times).
@@ -126,7 +131,12 @@ impl IndexTables<'_> {
         customer: u32,
         subject: Option<Hash>,
     ) -> Result<(), StorageError> {
-        let consent = entry.consent();
+        let Some(consent) = entry.consent() else {
+            // An erasure: its effects were applied when it was written (and a rebuild finds
+            // the personal records already gone); only the listing row is derived here.
+            self.erasures.insert((customer, entry.seq), ())?;
+            return Ok(());
+        };
         self.customer_events
             .insert((customer, entry.recorded_at_ms, entry.seq), ())?;
         let day = entry.recorded_at_ms.div_euclid(MS_PER_DAY);
@@ -146,13 +156,51 @@ impl IndexTables<'_> {
         self.subject_events
             .insert((customer, subject.0, entry.seq), ())?;
         let key = (customer, subject.0);
-        let mut states = match self.current_state.get(key)? {
+        let old = match self.current_state.get(key)? {
             Some(v) => decode_state(v.value())?,
             None => Vec::new(),
         };
+        let mut states = old.clone();
         apply_to_state(&mut states, entry);
-        self.current_state
-            .insert(key, encode_state(&states).as_slice())?;
+        self.set_state(customer, subject, &old, &states)
+    }
+
+    /// Replaces a subject's current state `old` by `new` (empty: the subject has no
+    /// state), keeping the expiry rows in step.
+    pub(crate) fn set_state(
+        &mut self,
+        customer: u32,
+        subject: Hash,
+        old: &[PurposeState],
+        new: &[PurposeState],
+    ) -> Result<(), StorageError> {
+        for s in old {
+            if let Some(at) = expiry_row(s) {
+                self.expiries
+                    .remove((customer, at, subject.0, s.purpose.as_str()))?;
+            }
+        }
+        for s in new {
+            if let Some(at) = expiry_row(s) {
+                self.expiries
+                    .insert((customer, at, subject.0, s.purpose.as_str()), ())?;
+            }
+        }
+        let key = (customer, subject.0);
+        if new.is_empty() {
+            self.current_state.remove(key)?;
+        } else {
+            self.current_state
+                .insert(key, encode_state(new).as_slice())?;
+        }
         Ok(())
+    }
+}
+
+/// The expiry index holds GRANTED purposes that lapse: those are what must be renewed.
+pub(crate) fn expiry_row(s: &PurposeState) -> Option<i64> {
+    match s.choice {
+        Choice::Granted => s.expires_at_ms,
+        Choice::Denied => None,
     }
 }

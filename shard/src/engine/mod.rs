@@ -4,21 +4,27 @@
 //! messages of [`actor`].
 
 mod actor;
+mod erase;
 mod error;
 mod index;
 mod reader;
+mod scrub;
 mod store;
 mod tables;
 
 pub use actor::{
-    Append, AppendReply, CommitObserver, CommitReport, GetConsistencyProof, GetCurrentState,
+    Append, AppendReply, CommitObserver, CommitReport, Erase, GetConsistencyProof, GetCurrentState,
     GetCustomerEvents, GetDailyCounts, GetEvent, GetHead, GetHistory, GetInclusionProof,
-    GetWriteStats, MAILBOX_CAPACITY, Published, ShardActor, ShardHandle, Stop, Submit,
+    GetWriteStats, MAILBOX_CAPACITY, Published, Scrub, ShardActor, ShardHandle, Stop, Submit,
 };
-pub use error::{AppendError, OpenError, QueryError, StorageError, VerifyJournalError};
+pub use erase::{Erased, ErasureRequest, ErasureTarget};
+pub use error::{
+    AppendError, ErasureError, OpenError, QueryError, StorageError, VerifyJournalError,
+};
 pub use index::{PurposeState, apply_to_state};
 pub use reader::{
-    ConsistencyProof, DailyCount, InclusionProof, IndexMismatch, IndexReport, MAX_PAGE_SIZE, Order,
-    Page, ShardReader, StoredEvent, StoredPersonal,
+    ConsistencyProof, DailyCount, Expiring, ExpiryCursor, InclusionProof, IndexMismatch,
+    IndexReport, MAX_PAGE_SIZE, Order, Page, ShardReader, StoredEvent, StoredPersonal,
 };
+pub use scrub::ScrubReport;
 pub use store::{Appended, SHARD_CACHE_BYTES, STORE_FORMAT_VERSION, Store, WriteStats};

@@ -62,6 +62,28 @@ pub struct Page<C> {
     pub has_more: bool,
 }
 
+/// Position in the expiry index, to resume a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiryCursor {
+    /// When the purpose lapses (Unix ms).
+    pub expires_at_ms: i64,
+    /// The subject key (never the subject id).
+    pub subject_key: [u8; 32],
+    /// The purpose.
+    pub purpose: String,
+}
+
+/// A GRANTED purpose that lapses, with the event that granted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expiring {
+    /// Where it is in the listing.
+    pub cursor: ExpiryCursor,
+    /// The purpose's current state.
+    pub state: PurposeState,
+    /// The granting event (with its personal record: who must be asked again).
+    pub event: StoredEvent,
+}
+
 /// Granted and denied counts of one purpose on one UTC day.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DailyCount {
@@ -116,6 +138,11 @@ pub struct IndexReport {
     pub history_rows: u64,
     /// Current state rows (subjects).
     pub state_rows: u64,
+    /// Expiry index rows.
+    pub expiry_rows: u64,
+    /// Erasure entries (each checked: its entries exist, are consent events of the same
+    /// customer, and have no personal record left).
+    pub erasure_rows: u64,
 }
 
 /// An index that disagrees with the journal.
@@ -126,6 +153,28 @@ pub struct IndexMismatch {
     pub shard_id: u32,
     /// What disagrees.
     pub detail: String,
+}
+
+/// The shard's open database, replaceable as a whole: a scrub rewrites the file and swaps
+/// the new one in, and every reader (they share this cell) moves to it at its next read.
+/// A read already running keeps its snapshot of the old file until it ends.
+pub(crate) struct DbCell(std::sync::RwLock<Arc<Database>>);
+
+impl DbCell {
+    pub(crate) fn new(db: Database) -> DbCell {
+        DbCell(std::sync::RwLock::new(Arc::new(db)))
+    }
+
+    /// The current database.
+    pub(crate) fn get(&self) -> Arc<Database> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the database; returns the old one (dropped by its last reader).
+    pub(crate) fn replace(&self, db: Database) -> Arc<Database> {
+        let mut slot = self.0.write().unwrap_or_else(|p| p.into_inner());
+        std::mem::replace(&mut *slot, Arc::new(db))
+    }
 }
 
 /// Stored Merkle nodes as a [`NodeSource`].
@@ -183,12 +232,12 @@ fn head_in(txn: &ReadTransaction, shard_id: u32) -> Result<(ShardHead, i64), Sto
 /// A cheap, cloneable read handle on one shard file, usable from any thread.
 #[derive(Clone)]
 pub struct ShardReader {
-    db: Arc<Database>,
+    db: Arc<DbCell>,
     shard_id: u32,
 }
 
 impl ShardReader {
-    pub(crate) fn new(db: Arc<Database>, shard_id: u32) -> ShardReader {
+    pub(crate) fn new(db: Arc<DbCell>, shard_id: u32) -> ShardReader {
         ShardReader { db, shard_id }
     }
 
@@ -199,12 +248,12 @@ impl ShardReader {
 
     /// The latest committed head.
     pub fn head(&self) -> Result<ShardHead, StorageError> {
-        Ok(read_head(&self.db, self.shard_id)?.0)
+        Ok(read_head(&self.db.get(), self.shard_id)?.0)
     }
 
     /// The event at `seq`, if it exists.
     pub fn event(&self, seq: u64) -> Result<Option<StoredEvent>, StorageError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get().begin_read()?;
         load_event(&txn, seq)
     }
 
@@ -214,7 +263,7 @@ impl ShardReader {
         customer_id: &str,
         key: &str,
     ) -> Result<Option<StoredEvent>, StorageError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get().begin_read()?;
         let Some((c, _)) = customer_ref(&txn, customer_id)? else {
             return Ok(None);
         };
@@ -231,7 +280,7 @@ impl ShardReader {
         customer_id: &str,
         subject_id: &str,
     ) -> Result<Vec<PurposeState>, StorageError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get().begin_read()?;
         let Some((customer, subject)) = subject_ref(&txn, customer_id, subject_id)? else {
             return Ok(Vec::new());
         };
@@ -249,7 +298,7 @@ impl ShardReader {
         customer_id: &str,
         subject_id: &str,
     ) -> Result<Vec<(PurposeState, StoredEvent)>, StorageError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get().begin_read()?;
         let Some((customer, subject)) = subject_ref(&txn, customer_id, subject_id)? else {
             return Ok(Vec::new());
         };
@@ -284,7 +333,7 @@ impl ShardReader {
         after: Option<u64>,
         limit: u32,
     ) -> Result<Page<u64>, StorageError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get().begin_read()?;
         let Some((c, s)) = subject_ref(&txn, customer_id, subject_id)? else {
             return Ok(Page {
                 items: vec![],
@@ -324,7 +373,7 @@ impl ShardReader {
         after: Option<(i64, u64)>,
         limit: u32,
     ) -> Result<Page<(i64, u64)>, StorageError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get().begin_read()?;
         let Some((c, _)) = customer_ref(&txn, customer_id)? else {
             return Ok(empty_page());
         };
@@ -343,6 +392,66 @@ impl ShardReader {
         collect_page(&txn, keys, limit, |x| x)
     }
 
+    /// A page of the customer's GRANTED purposes that lapse before `before_ms` (already
+    /// lapsed ones included), soonest first; `after` is the cursor of the previous page.
+    pub fn expiring(
+        &self,
+        customer_id: &str,
+        before_ms: i64,
+        after: Option<ExpiryCursor>,
+        limit: u32,
+    ) -> Result<(Vec<Expiring>, bool), StorageError> {
+        let txn = self.db.get().begin_read()?;
+        let Some((c, _)) = customer_ref(&txn, customer_id)? else {
+            return Ok((Vec::new(), false));
+        };
+        let expiries = txn.open_table(EXPIRIES)?;
+        let states = txn.open_table(CURRENT_STATE)?;
+        let tables = EventTables::open(&txn)?;
+        let resuming = after.is_some();
+        let start = after.map_or((i64::MIN, [0u8; 32], String::new()), |a| {
+            (a.expires_at_ms, a.subject_key, a.purpose)
+        });
+        let range = expiries
+            .range((c, start.0, start.1, start.2.as_str())..(c, before_ms, [0u8; 32], ""))?;
+        let mut out = Vec::new();
+        for row in range {
+            let (k, _) = row?;
+            let (_, at, subject, purpose) = k.value();
+            if resuming && (at, subject, purpose) == (start.0, start.1, start.2.as_str()) {
+                continue;
+            }
+            if out.len() == limit as usize {
+                return Ok((out, true));
+            }
+            let state = match states.get((c, subject))? {
+                Some(v) => decode_state(v.value())?,
+                None => Vec::new(),
+            };
+            let s = state
+                .into_iter()
+                .find(|s| s.purpose == purpose)
+                .ok_or_else(|| StorageError::Corrupt {
+                    table: "expiries",
+                    detail: format!("row for {purpose} without a current state"),
+                })?;
+            let event = tables.load(s.seq)?.ok_or_else(|| StorageError::Corrupt {
+                table: "expiries",
+                detail: format!("points at missing entry {}", s.seq),
+            })?;
+            out.push(Expiring {
+                cursor: ExpiryCursor {
+                    expires_at_ms: at,
+                    subject_key: subject,
+                    purpose: purpose.to_string(),
+                },
+                state: s,
+                event,
+            });
+        }
+        Ok((out, false))
+    }
+
     /// Granted/denied counts per purpose per UTC day, for days in `[since_ms, until_ms)`.
     pub fn daily_counts(
         &self,
@@ -350,7 +459,7 @@ impl ShardReader {
         since_ms: i64,
         until_ms: i64,
     ) -> Result<Vec<DailyCount>, StorageError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get().begin_read()?;
         let Some((c, _)) = customer_ref(&txn, customer_id)? else {
             return Ok(Vec::new());
         };
@@ -379,7 +488,7 @@ impl ShardReader {
 
     /// Root of the tree of the first `size` entries (`size` ≤ head size).
     pub fn root_at(&self, size: u64) -> Result<Hash, QueryError> {
-        let txn = self.db.begin_read().map_err(StorageError::from)?;
+        let txn = self.db.get().begin_read().map_err(StorageError::from)?;
         let head = head_in(&txn, self.shard_id)?.0;
         check_size(size, &head)?;
         if size == 0 {
@@ -391,7 +500,7 @@ impl ShardReader {
 
     /// Inclusion proof of entry `seq` in the tree of the first `size` entries.
     pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<InclusionProof, QueryError> {
-        let txn = self.db.begin_read().map_err(StorageError::from)?;
+        let txn = self.db.get().begin_read().map_err(StorageError::from)?;
         let head = head_in(&txn, self.shard_id)?.0;
         check_size(size, &head)?;
         let merkle = txn.open_table(MERKLE).map_err(StorageError::from)?;
@@ -412,7 +521,7 @@ impl ShardReader {
         old_size: u64,
         new_size: u64,
     ) -> Result<ConsistencyProof, QueryError> {
-        let txn = self.db.begin_read().map_err(StorageError::from)?;
+        let txn = self.db.get().begin_read().map_err(StorageError::from)?;
         let head = head_in(&txn, self.shard_id)?.0;
         check_size(new_size, &head)?;
         let merkle = txn.open_table(MERKLE).map_err(StorageError::from)?;
@@ -448,7 +557,7 @@ impl ShardReader {
             });
         }
         let db = super::store::open_db(path, false)?;
-        Ok(ShardReader::new(Arc::new(db), shard_id))
+        Ok(ShardReader::new(Arc::new(DbCell::new(db)), shard_id))
     }
 
     /// Re-hashes the whole journal, checks every link, every stored leaf and the head.
@@ -465,7 +574,7 @@ impl ShardReader {
     ) -> Result<ShardHead, VerifyJournalError> {
         let shard_id = self.shard_id;
         let chain = |source: ChainError| VerifyJournalError::Chain { shard_id, source };
-        let txn = self.db.begin_read().map_err(StorageError::from)?;
+        let txn = self.db.get().begin_read().map_err(StorageError::from)?;
         let head = head_in(&txn, shard_id)?.0;
         let journal = txn.open_table(JOURNAL).map_err(StorageError::from)?;
         let merkle = txn.open_table(MERKLE).map_err(StorageError::from)?;
@@ -501,7 +610,7 @@ impl ShardReader {
         let shard_id = self.shard_id;
         let bad = |detail: String| IndexMismatch { shard_id, detail };
         let io = |e: StorageError| bad(format!("reading: {e}"));
-        let txn = self.db.begin_read().map_err(|e| io(e.into()))?;
+        let txn = self.db.get().begin_read().map_err(|e| io(e.into()))?;
         let open = |e: redb::TableError| io(e.into());
         let st = |e: redb::StorageError| io(e.into());
         let journal = txn.open_table(JOURNAL).map_err(open)?;
@@ -540,12 +649,22 @@ impl ShardReader {
         let mut personal_rows = personal.iter().map_err(st)?.peekable();
         let (mut want_time, mut want_history) = (Multiset::default(), Multiset::default());
         let mut want_history_rows = 0u64;
+        let (mut consents, mut want_erasures) = (0u64, Multiset::default());
+        let mut erasure_count = 0u64;
         for row in journal.iter().map_err(st)? {
             let (_, v) = row.map_err(st)?;
             let e = Entry::decode(v.value()).map_err(|err| bad(format!("entry {size}: {err}")))?;
             let c = *numbers
                 .get(e.customer_id.as_str())
                 .ok_or_else(|| bad(format!("entry {}: customer has no number", e.seq)))?;
+            size += 1;
+            let Some(consent) = e.consent() else {
+                want_erasures.add(&erasure_row(c, e.seq));
+                erasure_count += 1;
+                self.check_erasure(&e, &journal, &personal).map_err(&bad)?;
+                continue;
+            };
+            consents += 1;
             want_time.add(&time_row(c, e.recorded_at_ms, e.seq));
             while personal_rows
                 .peek()
@@ -562,14 +681,13 @@ impl ShardReader {
                 want_history_rows += 1;
             }
             let day = e.recorded_at_ms.div_euclid(MS_PER_DAY);
-            for (p, choice) in &e.consent().purposes {
+            for (p, choice) in &consent.purposes {
                 let slot = expected.entry((c, day, p.clone())).or_default();
                 match choice {
                     crate::format::Choice::Granted => slot.0 += 1,
                     crate::format::Choice::Denied => slot.1 += 1,
                 }
             }
-            size += 1;
         }
         let mut report = IndexReport {
             entries: size,
@@ -628,7 +746,7 @@ impl ShardReader {
         }
         let fast_ok = have_time == want_time
             && have_history == want_history
-            && report.time_rows == size
+            && report.time_rows == consents
             && report.history_rows == want_history_rows;
         if !fast_ok {
             report.time_rows = 0;
@@ -651,9 +769,9 @@ impl ShardReader {
             }
             report.time_rows += 1;
         }
-        if report.time_rows != size {
+        if report.time_rows != consents {
             return Err(bad(format!(
-                "time index has {} rows for {size} entries",
+                "time index has {} rows for {consents} consent entries",
                 report.time_rows
             )));
         }
@@ -679,6 +797,7 @@ impl ShardReader {
                 report.history_rows
             )));
         }
+        let (mut want_expiries, mut want_expiry_rows) = (Multiset::default(), 0u64);
         for row in txn
             .open_table(CURRENT_STATE)
             .map_err(open)?
@@ -687,27 +806,102 @@ impl ShardReader {
         {
             let (k, v) = row.map_err(st)?;
             let states = decode_state(v.value()).map_err(io)?;
+            let (c, subject) = k.value();
             let mut decoded: Option<(u64, Entry)> = None;
             for s in states {
                 if decoded.as_ref().is_none_or(|(seq, _)| *seq != s.seq) {
                     decoded = Some((s.seq, entry_at(s.seq)?));
                 }
                 let e = &decoded.as_ref().expect("just decoded").1;
-                let sets = e
-                    .consent()
-                    .purposes
-                    .iter()
-                    .any(|(p, ch)| p == &s.purpose && *ch == s.choice);
-                if e.customer_id != owner(k.value().0)? || !sets {
+                let sets = e.consent().is_some_and(|consent| {
+                    consent
+                        .purposes
+                        .iter()
+                        .any(|(p, ch)| p == &s.purpose && *ch == s.choice)
+                });
+                if e.customer_id != owner(c)? || !sets {
                     return Err(bad(format!(
                         "current state of a subject names entry {} for {}, which does not set it",
                         s.seq, s.purpose
                     )));
                 }
+                if personal.get(s.seq).map_err(st)?.is_none() {
+                    return Err(bad(format!(
+                        "current state of a subject names entry {}, whose personal record was erased",
+                        s.seq
+                    )));
+                }
+                if let Some(at) = super::index::expiry_row(&s) {
+                    want_expiries.add(&expiry_key(c, at, &subject, &s.purpose));
+                    want_expiry_rows += 1;
+                }
             }
             report.state_rows += 1;
         }
+        let mut have_expiries = Multiset::default();
+        for row in txn.open_table(EXPIRIES).map_err(open)?.iter().map_err(st)? {
+            let (k, _) = row.map_err(st)?;
+            let (c, at, subject, purpose) = k.value();
+            have_expiries.add(&expiry_key(c, at, &subject, purpose));
+            report.expiry_rows += 1;
+        }
+        if have_expiries != want_expiries || report.expiry_rows != want_expiry_rows {
+            return Err(bad(format!(
+                "the expiry index holds {} rows; the current states imply {want_expiry_rows} others",
+                report.expiry_rows
+            )));
+        }
+        let mut have_erasures = Multiset::default();
+        for row in txn.open_table(ERASURES).map_err(open)?.iter().map_err(st)? {
+            let (k, _) = row.map_err(st)?;
+            let (c, seq) = k.value();
+            have_erasures.add(&erasure_row(c, seq));
+            report.erasure_rows += 1;
+        }
+        if have_erasures != want_erasures || report.erasure_rows != erasure_count {
+            return Err(bad(format!(
+                "the erasure index holds {} rows for {erasure_count} erasure entries, or other rows",
+                report.erasure_rows
+            )));
+        }
         Ok(report)
+    }
+}
+
+impl ShardReader {
+    /// Checks that every entry erasure `e` names is an earlier consent entry of the same
+    /// customer whose personal record is gone.
+    fn check_erasure(
+        &self,
+        e: &Entry,
+        journal: &ReadOnlyTable<u64, &'static [u8]>,
+        personal: &ReadOnlyTable<u64, &'static [u8]>,
+    ) -> Result<(), String> {
+        let erasure = e.erasure().expect("called for erasure entries");
+        for &seq in &erasure.erased_seqs {
+            let named = journal
+                .get(seq)
+                .map_err(|err| format!("reading: {err}"))?
+                .map(|v| Entry::decode(v.value()));
+            let ok = matches!(&named, Some(Ok(n)) if n.consent().is_some() && n.customer_id == e.customer_id);
+            if !ok {
+                return Err(format!(
+                    "erasure entry {} names entry {seq}, which is not a consent event of its customer",
+                    e.seq
+                ));
+            }
+            if personal
+                .get(seq)
+                .map_err(|err| format!("reading: {err}"))?
+                .is_some()
+            {
+                return Err(format!(
+                    "erasure entry {} names entry {seq}, whose personal record is still stored",
+                    e.seq
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -723,6 +917,22 @@ impl Multiset {
             *lane = lane.wrapping_add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
         }
     }
+}
+
+fn erasure_row(c: u32, seq: u64) -> [u8; 12] {
+    let mut row = [0u8; 12];
+    row[..4].copy_from_slice(&c.to_be_bytes());
+    row[4..].copy_from_slice(&seq.to_be_bytes());
+    row
+}
+
+fn expiry_key(c: u32, at: i64, subject: &[u8; 32], purpose: &str) -> Vec<u8> {
+    let mut row = Vec::with_capacity(44 + purpose.len());
+    row.extend_from_slice(&c.to_be_bytes());
+    row.extend_from_slice(&at.to_be_bytes());
+    row.extend_from_slice(subject);
+    row.extend_from_slice(purpose.as_bytes());
+    row
 }
 
 fn time_row(c: u32, t: i64, seq: u64) -> [u8; 20] {

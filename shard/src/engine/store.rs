@@ -14,7 +14,7 @@ use redb::{
 
 use super::error::{AppendError, OpenError, StorageError};
 use super::index::IndexTables;
-use super::reader::{RedbNodes, ShardReader, read_head, split_personal};
+use super::reader::{DbCell, RedbNodes, ShardReader, read_head, split_personal};
 use super::tables::*;
 use crate::format::limits::MAX_BATCH_EVENTS;
 use crate::format::{
@@ -41,7 +41,9 @@ pub(crate) fn open_db(path: &Path, create: bool) -> Result<Database, redb::Datab
 }
 
 /// Storage layout version written to `meta.format_version`.
-pub const STORE_FORMAT_VERSION: u32 = 1;
+/// Layout 2 added the `erasures` and `expiries` indexes (a layout-1 file is migrated on
+/// open by rebuilding its indexes).
+pub const STORE_FORMAT_VERSION: u32 = 2;
 
 /// One appended (or idempotently found) event, as returned to the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,11 +69,14 @@ pub struct WriteStats {
 
 /// The single writer of one shard file.
 pub struct Store {
-    db: Arc<Database>,
-    head: ShardHead,
-    last_recorded_at_ms: i64,
-    frontier: Frontier,
-    stats: WriteStats,
+    pub(super) db: Arc<DbCell>,
+    pub(super) path: std::path::PathBuf,
+    pub(super) head: ShardHead,
+    pub(super) last_recorded_at_ms: i64,
+    pub(super) frontier: Frontier,
+    pub(super) stats: WriteStats,
+    /// Personal records were deleted since the file was last rewritten (see `scrub`).
+    pub(super) scrub_pending: bool,
 }
 
 /// The decision for one event of a batch, made before anything is written.
@@ -90,17 +95,24 @@ impl Store {
     /// Opens (or creates) the shard file at `path` for `shard_id` and checks that its
     /// head agrees with its journal; brings lagging indexes up to date.
     pub fn open(path: &Path, shard_id: u32) -> Result<Store, OpenError> {
+        super::scrub::remove_leftover(path).map_err(|source| StorageError::File {
+            what: "removing the file of an interrupted scrub",
+            source,
+        })?;
         let db = open_db(path, true).map_err(StorageError::from)?;
         init_if_new(&db, shard_id)?;
         check_identity(&db, shard_id)?;
         let (head, last_recorded_at_ms) = read_head(&db, shard_id)?;
         let frontier = check_head(&db, &head)?;
+        let scrub_pending = super::scrub::pending_in(&db)?;
         let mut store = Store {
-            db: Arc::new(db),
+            db: Arc::new(DbCell::new(db)),
+            path: path.to_path_buf(),
             head,
             last_recorded_at_ms,
             frontier,
             stats: WriteStats::default(),
+            scrub_pending,
         };
         store.catch_up_indexes()?;
         Ok(store)
@@ -142,7 +154,7 @@ impl Store {
         &mut self,
         batches: &[Vec<ConsentEvent>],
     ) -> Result<Vec<Result<Vec<Appended>, AppendError>>, StorageError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.db.get().begin_write()?;
         let mut results = Vec::with_capacity(batches.len());
         let mut appended = 0u64;
         {
@@ -207,26 +219,49 @@ impl Store {
         let (customer, secret) = t.customer_or_create(&event.customer_id)?;
         let salt = random_32()?;
         let personal_bytes = event.personal_record().encode();
-        let seq = self.head.size;
-        let recorded_at_ms = now_ms().max(self.last_recorded_at_ms);
-        let entry = Entry {
-            shard_id: self.head.shard_id,
-            seq,
-            recorded_at_ms,
-            prev_hash: self.head.chain_head,
-            customer_id: event.customer_id.clone(),
-            body: EntryBody::Consent(ConsentRecord::from_event(
-                event,
-                personal_commitment(&salt, &personal_bytes),
-            )),
-        };
-        let bytes = entry.encode();
-        let hash = entry_hash(&bytes);
-        t.journal.insert(seq, bytes.as_slice())?;
+        let body = EntryBody::Consent(ConsentRecord::from_event(
+            event,
+            personal_commitment(&salt, &personal_bytes),
+        ));
+        let (entry, hash) = self.append_entry(t, &event.customer_id, body)?;
+        let seq = entry.seq;
         let mut stored_personal = Vec::with_capacity(32 + personal_bytes.len());
         stored_personal.extend_from_slice(&salt);
         stored_personal.extend_from_slice(&personal_bytes);
         t.personal.insert(seq, stored_personal.as_slice())?;
+        if let (Some(key), Some(digest)) = (&event.idempotency_key, digest) {
+            t.idempotency
+                .insert((customer, key.as_str()), (seq, digest.0))?;
+        }
+        let subject = subject_key(&secret, &event.subject_id);
+        t.indexes.apply(&entry, customer, Some(subject))?;
+        Ok(Appended {
+            entry,
+            entry_hash: hash,
+            duplicate: false,
+        })
+    }
+
+    /// Appends one entry of any kind at the end of the journal: journal row, Merkle nodes
+    /// and the in-memory head (the stored head is written once per commit).
+    pub(super) fn append_entry(
+        &mut self,
+        t: &mut WriteTables<'_>,
+        customer_id: &str,
+        body: EntryBody,
+    ) -> Result<(Entry, Hash), StorageError> {
+        let recorded_at_ms = now_ms().max(self.last_recorded_at_ms);
+        let entry = Entry {
+            shard_id: self.head.shard_id,
+            seq: self.head.size,
+            recorded_at_ms,
+            prev_hash: self.head.chain_head,
+            customer_id: customer_id.to_string(),
+            body,
+        };
+        let bytes = entry.encode();
+        let hash = entry_hash(&bytes);
+        t.journal.insert(entry.seq, bytes.as_slice())?;
         let mut node_result = Ok(());
         let merkle = &mut t.merkle;
         self.frontier
@@ -238,27 +273,17 @@ impl Store {
                 }
             });
         node_result?;
-        if let (Some(key), Some(digest)) = (&event.idempotency_key, digest) {
-            t.idempotency
-                .insert((customer, key.as_str()), (seq, digest.0))?;
-        }
-        let subject = subject_key(&secret, &event.subject_id);
-        t.indexes.apply(&entry, customer, Some(subject))?;
         self.head.size += 1;
         self.head.chain_head = hash;
         self.last_recorded_at_ms = recorded_at_ms;
-        Ok(Appended {
-            entry,
-            entry_hash: hash,
-            duplicate: false,
-        })
+        Ok((entry, hash))
     }
 
     /// Replays journal entries that the indexes do not yet reflect.
     fn catch_up_indexes(&mut self) -> Result<(), StorageError> {
         const CHUNK: u64 = 10_000;
         loop {
-            let txn = self.db.begin_write()?;
+            let txn = self.db.get().begin_write()?;
             let done = {
                 let mut t = WriteTables::open(&txn)?;
                 let from = t.indexed_upto()?;
@@ -287,6 +312,8 @@ impl Store {
         txn.delete_table(CUSTOMER_EVENTS)?;
         txn.delete_table(DAILY_COUNTS)?;
         txn.delete_table(IDEMPOTENCY)?;
+        txn.delete_table(ERASURES)?;
+        txn.delete_table(EXPIRIES)?;
         txn.open_table(META)?
             .insert(META_INDEXED_UPTO, 0u64.to_be_bytes().as_slice())?;
         txn.commit()?;
@@ -346,6 +373,12 @@ fn plan_batch<'a>(
             None => None,
         };
         match stored {
+            Some((_, d)) if d == Hash::ZERO.0 => {
+                return Err(AppendError::IdempotencyErased {
+                    index: i as u32,
+                    key: key.to_string(),
+                });
+            }
             Some((_, d)) if d != digest.0 => return Err(conflict()),
             Some((seq, _)) => plan.push(Planned::Stored(seq)),
             None => plan.push(Planned::New {
@@ -358,18 +391,18 @@ fn plan_batch<'a>(
 }
 
 /// Every table of the shard, open in one write transaction.
-struct WriteTables<'t> {
-    journal: Table<'t, u64, &'static [u8]>,
-    merkle: Table<'t, (u8, u64), [u8; 32]>,
-    personal: Table<'t, u64, &'static [u8]>,
-    meta: Table<'t, &'static str, &'static [u8]>,
-    customers: Table<'t, &'static str, (u32, [u8; 32])>,
-    idempotency: Table<'t, (u32, &'static str), (u64, [u8; 32])>,
-    indexes: IndexTables<'t>,
+pub(super) struct WriteTables<'t> {
+    pub(super) journal: Table<'t, u64, &'static [u8]>,
+    pub(super) merkle: Table<'t, (u8, u64), [u8; 32]>,
+    pub(super) personal: Table<'t, u64, &'static [u8]>,
+    pub(super) meta: Table<'t, &'static str, &'static [u8]>,
+    pub(super) customers: Table<'t, &'static str, (u32, [u8; 32])>,
+    pub(super) idempotency: Table<'t, (u32, &'static str), (u64, [u8; 32])>,
+    pub(super) indexes: IndexTables<'t>,
 }
 
 impl<'t> WriteTables<'t> {
-    fn open(txn: &'t WriteTransaction) -> Result<WriteTables<'t>, StorageError> {
+    pub(super) fn open(txn: &'t WriteTransaction) -> Result<WriteTables<'t>, StorageError> {
         Ok(WriteTables {
             journal: txn.open_table(JOURNAL)?,
             merkle: txn.open_table(MERKLE)?,
@@ -382,12 +415,14 @@ impl<'t> WriteTables<'t> {
                 current_state: txn.open_table(CURRENT_STATE)?,
                 customer_events: txn.open_table(CUSTOMER_EVENTS)?,
                 daily_counts: txn.open_table(DAILY_COUNTS)?,
+                erasures: txn.open_table(ERASURES)?,
+                expiries: txn.open_table(EXPIRIES)?,
                 pending_counts: HashMap::new(),
             },
         })
     }
 
-    fn customer(&self, id: &str) -> Result<Option<(u32, [u8; 32])>, StorageError> {
+    pub(super) fn customer(&self, id: &str) -> Result<Option<(u32, [u8; 32])>, StorageError> {
         Ok(self.customers.get(id)?.map(|v| v.value()))
     }
 
@@ -404,7 +439,7 @@ impl<'t> WriteTables<'t> {
         Ok(value)
     }
 
-    fn stored(&self, seq: u64) -> Result<Appended, StorageError> {
+    pub(super) fn stored(&self, seq: u64) -> Result<Appended, StorageError> {
         let bytes = self
             .journal
             .get(seq)?
@@ -424,7 +459,7 @@ impl<'t> WriteTables<'t> {
         })
     }
 
-    fn write_head(
+    pub(super) fn write_head(
         &mut self,
         head: &ShardHead,
         last_recorded_at_ms: i64,
@@ -455,17 +490,24 @@ impl<'t> WriteTables<'t> {
     }
 
     /// Applies journal entry `seq` to every index, including the idempotency keys.
-    fn reindex(&mut self, seq: u64) -> Result<(), StorageError> {
+    pub(super) fn reindex(&mut self, seq: u64) -> Result<(), StorageError> {
         let Appended { entry, .. } = self.stored(seq)?;
         let (customer, secret) = self.customer_or_create(&entry.customer_id)?;
+        let Some(consent) = entry.consent() else {
+            return self.indexes.apply(&entry, customer, None);
+        };
         // An erased entry has no personal record: it is counted but linked to no one, and
-        // its idempotency key (whose digest covers the personal part) is not restored.
+        // its idempotency key keeps only the position, with the zero digest that marks it
+        // erased (the real digest covers the personal part).
         let personal = match self.personal.get(seq)? {
             Some(p) => Some(split_personal(seq, p.value())?.record),
             None => None,
         };
-        if let (Some(record), Some(key)) = (&personal, &entry.consent().idempotency_key) {
-            let digest = request_digest(&ConsentEvent::reassemble(&entry, record.clone()));
+        if let Some(key) = &consent.idempotency_key {
+            let digest = match &personal {
+                Some(record) => request_digest(&ConsentEvent::reassemble(&entry, record.clone())),
+                None => Hash::ZERO,
+            };
             self.idempotency
                 .insert((customer, key.as_str()), (seq, digest.0))?;
         }
@@ -500,6 +542,31 @@ fn init_if_new(db: &Database, shard_id: u32) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Layout 1 lacked the `erasures` and `expiries` indexes: every index is rebuilt from the
+/// journal on this open (they are derived), then the file says layout 2.
+fn migrate_from_1(db: &Database) -> Result<(), StorageError> {
+    let txn = db.begin_write()?;
+    txn.delete_table(SUBJECT_EVENTS)?;
+    txn.delete_table(CURRENT_STATE)?;
+    txn.delete_table(CUSTOMER_EVENTS)?;
+    txn.delete_table(DAILY_COUNTS)?;
+    txn.delete_table(IDEMPOTENCY)?;
+    {
+        let mut meta = txn.open_table(META)?;
+        meta.insert(META_INDEXED_UPTO, 0u64.to_be_bytes().as_slice())?;
+        meta.insert(
+            META_FORMAT_VERSION,
+            STORE_FORMAT_VERSION.to_be_bytes().as_slice(),
+        )?;
+    }
+    {
+        // Creates the tables layout 2 added, so readers never meet an absent one.
+        WriteTables::open(&txn)?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
 fn meta_u32(db: &Database, key: &str) -> Result<Option<u32>, StorageError> {
     let txn = db.begin_read()?;
     let meta = txn.open_table(META)?;
@@ -514,7 +581,11 @@ fn meta_u32(db: &Database, key: &str) -> Result<Option<u32>, StorageError> {
 }
 
 fn check_identity(db: &Database, shard_id: u32) -> Result<(), OpenError> {
-    let version = meta_u32(db, META_FORMAT_VERSION)?.unwrap_or(0);
+    let mut version = meta_u32(db, META_FORMAT_VERSION)?.unwrap_or(0);
+    if version == 1 {
+        migrate_from_1(db)?;
+        version = STORE_FORMAT_VERSION;
+    }
     if version != STORE_FORMAT_VERSION {
         return Err(OpenError::UnsupportedFormat {
             found: version,

@@ -31,6 +31,13 @@ pub(crate) const CUSTOMER_EVENTS: TableDefinition<(u32, i64, u64), ()> =
 pub(crate) const DAILY_COUNTS: TableDefinition<(u32, i64, &str), (u64, u64)> =
     TableDefinition::new("daily_counts");
 
+/// (customer number, seq) → (): a customer's erasure entries.
+pub(crate) const ERASURES: TableDefinition<(u32, u64), ()> = TableDefinition::new("erasures");
+/// (customer number, expires_at_ms, subject key, purpose) → (): every GRANTED purpose of a
+/// current state that lapses, for renewal lists.
+pub(crate) const EXPIRIES: TableDefinition<(u32, i64, [u8; 32], &str), ()> =
+    TableDefinition::new("expiries");
+
 /// `u32` BE: storage layout version.
 pub(crate) const META_FORMAT_VERSION: &str = "format_version";
 /// `u32` BE: the shard id this file belongs to.
@@ -39,3 +46,6 @@ pub(crate) const META_SHARD_ID: &str = "shard_id";
 pub(crate) const META_HEAD: &str = "head";
 /// `u64` BE: entries [0, indexed_upto) are reflected in every secondary index.
 pub(crate) const META_INDEXED_UPTO: &str = "indexed_upto";
+/// `u8`: 1 while personal records were deleted since the file was last rewritten, so freed
+/// pages may still hold their bytes (see `scrub`).
+pub(crate) const META_SCRUB_PENDING: &str = "scrub_pending";

@@ -5,14 +5,17 @@
 
 use super::codec::{DecodeError, Reader, Writer};
 use super::event::{CaptureMethod, Choice, ConsentEvent, Evidence, PersonalRecord};
+use super::limits::{MAX_ERASED_PER_ENTRY, MAX_ERASURE_REASON_BYTES};
 use crate::hash::Hash;
 
 /// Version byte that starts every entry this build writes.
 pub const ENTRY_FORMAT_VERSION: u8 = 1;
 /// Version byte that starts every personal record this build writes.
 pub const PERSONAL_FORMAT_VERSION: u8 = 1;
-/// Entry kind byte of a consent event. Other kinds are reserved for later formats.
+/// Entry kind byte of a consent event.
 pub const KIND_CONSENT: u8 = 1;
+/// Entry kind byte of an erasure record. Other kinds are reserved for later formats.
+pub const KIND_ERASURE: u8 = 2;
 
 /// One journal entry: the unit that is hash-chained and becomes a Merkle leaf.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +39,50 @@ pub struct Entry {
 pub enum EntryBody {
     /// A consent event (kind 1).
     Consent(ConsentRecord),
+    /// The erasure of earlier entries' personal records (kind 2).
+    Erasure(ErasureRecord),
+}
+
+/// Why personal records were erased.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErasureCause {
+    /// The person asked (GDPR Art. 17, CCPA deletion): `eraseSubject`.
+    SubjectRequest,
+    /// The customer's retention period ran out.
+    Retention,
+}
+
+impl ErasureCause {
+    /// The byte stored in the entry.
+    pub fn to_byte(self) -> u8 {
+        match self {
+            ErasureCause::SubjectRequest => 1,
+            ErasureCause::Retention => 2,
+        }
+    }
+
+    /// Inverse of [`ErasureCause::to_byte`].
+    pub fn from_byte(b: u8) -> Option<ErasureCause> {
+        match b {
+            1 => Some(ErasureCause::SubjectRequest),
+            2 => Some(ErasureCause::Retention),
+            _ => None,
+        }
+    }
+}
+
+/// An erasure, as recorded in the ledger: which entries lost their personal record, when
+/// (the entry's `recorded_at_ms`) and why. Holds no personal data, so it is never erased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasureRecord {
+    /// What caused the erasure.
+    pub cause: ErasureCause,
+    /// The caller's reason, free text without personal data (a ticket number, a policy).
+    pub reason: String,
+    /// Sequence numbers of the consent entries (same shard and customer, all earlier than
+    /// this entry) whose personal records were deleted; strictly increasing, 1..=
+    /// `MAX_ERASED_PER_ENTRY`.
+    pub erased_seqs: Vec<u64>,
 }
 
 /// The non-personal fields of a consent event, as stored in the ledger.
@@ -92,6 +139,7 @@ impl Entry {
         w.u8(ENTRY_FORMAT_VERSION);
         match &self.body {
             EntryBody::Consent(_) => w.u8(KIND_CONSENT),
+            EntryBody::Erasure(_) => w.u8(KIND_ERASURE),
         }
         w.u32(self.shard_id);
         w.u64(self.seq);
@@ -100,6 +148,7 @@ impl Entry {
         w.str(&self.customer_id);
         match &self.body {
             EntryBody::Consent(c) => encode_consent(&mut w, c),
+            EntryBody::Erasure(e) => encode_erasure(&mut w, e),
         }
         w.buf
     }
@@ -119,6 +168,7 @@ impl Entry {
         let customer_id = r.str()?;
         let body = match kind {
             KIND_CONSENT => EntryBody::Consent(decode_consent(&mut r)?),
+            KIND_ERASURE => EntryBody::Erasure(decode_erasure(&mut r, seq)?),
             other => {
                 return Err(DecodeError::BadValue {
                     field: "kind",
@@ -137,12 +187,64 @@ impl Entry {
         })
     }
 
-    /// The consent record, the only body kind of format v1.
-    pub fn consent(&self) -> &ConsentRecord {
+    /// The consent record, when this entry is a consent event.
+    pub fn consent(&self) -> Option<&ConsentRecord> {
         match &self.body {
-            EntryBody::Consent(c) => c,
+            EntryBody::Consent(c) => Some(c),
+            EntryBody::Erasure(_) => None,
         }
     }
+
+    /// The erasure record, when this entry is an erasure.
+    pub fn erasure(&self) -> Option<&ErasureRecord> {
+        match &self.body {
+            EntryBody::Erasure(e) => Some(e),
+            EntryBody::Consent(_) => None,
+        }
+    }
+}
+
+fn encode_erasure(w: &mut Writer, e: &ErasureRecord) {
+    w.u8(e.cause.to_byte());
+    w.str(&e.reason);
+    let count = u32::try_from(e.erased_seqs.len()).expect("erased count is bounded");
+    w.u32(count);
+    for seq in &e.erased_seqs {
+        w.u64(*seq);
+    }
+}
+
+fn decode_erasure(r: &mut Reader<'_>, own_seq: u64) -> Result<ErasureRecord, DecodeError> {
+    let b = r.u8()?;
+    let cause = ErasureCause::from_byte(b).ok_or(DecodeError::BadValue {
+        field: "erasure cause",
+        value: u64::from(b),
+    })?;
+    let reason = r.str()?;
+    if reason.len() > MAX_ERASURE_REASON_BYTES {
+        return Err(DecodeError::NotCanonical("erasure reason is too long"));
+    }
+    let count = r.u32()?;
+    if count == 0 || count as usize > MAX_ERASED_PER_ENTRY {
+        return Err(DecodeError::NotCanonical(
+            "an erasure names 1..=MAX_ERASED_PER_ENTRY entries",
+        ));
+    }
+    let mut erased_seqs = Vec::with_capacity(count.min(4096) as usize);
+    for _ in 0..count {
+        let seq = r.u64()?;
+        if erased_seqs.last().is_some_and(|last| *last >= seq) || seq >= own_seq {
+            return Err(DecodeError::NotCanonical(
+                "erased sequence numbers must increase and precede the erasure",
+            ));
+        }
+        erased_seqs.push(seq);
+    }
+    Ok(ErasureRecord {
+        cause,
+        reason,
+        erased_seqs,
+    })
 }
 
 fn encode_consent(w: &mut Writer, c: &ConsentRecord) {
@@ -270,8 +372,13 @@ pub fn parse_event_id(id: &str) -> Option<(u32, u64)> {
 impl ConsentEvent {
     /// The event a stored entry and its personal record were made from (inverse of the
     /// split in the append path; used to rebuild idempotency digests from the journal).
+    ///
+    /// # Panics
+    /// When `entry` is not a consent event: only consent entries have personal records.
     pub fn reassemble(entry: &Entry, personal: PersonalRecord) -> ConsentEvent {
-        let c = entry.consent();
+        let c = entry
+            .consent()
+            .expect("only consent entries have personal records");
         ConsentEvent {
             customer_id: entry.customer_id.clone(),
             subject_id: personal.subject_id,

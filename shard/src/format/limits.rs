@@ -32,3 +32,8 @@ pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
 /// Latest accepted instant (9999-12-31T23:59:59.999Z) in Unix milliseconds, so that every
 /// stored time prints as RFC 3339.
 pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
+/// Erasure reason: at most 1,024 bytes (a ticket number or policy name, no personal data).
+pub const MAX_ERASURE_REASON_BYTES: usize = 1_024;
+/// Entries one erasure record names; a larger erasure writes several records in the same
+/// transaction.
+pub const MAX_ERASED_PER_ENTRY: usize = 100_000;

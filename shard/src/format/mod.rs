@@ -12,8 +12,8 @@ mod tests;
 
 pub use codec::DecodeError;
 pub use entry::{
-    ConsentRecord, ENTRY_FORMAT_VERSION, Entry, EntryBody, KIND_CONSENT, PERSONAL_FORMAT_VERSION,
-    event_id, parse_event_id, request_digest,
+    ConsentRecord, ENTRY_FORMAT_VERSION, Entry, EntryBody, ErasureCause, ErasureRecord,
+    KIND_CONSENT, KIND_ERASURE, PERSONAL_FORMAT_VERSION, event_id, parse_event_id, request_digest,
 };
 pub use event::{CaptureMethod, Choice, ConsentEvent, Evidence, PersonalRecord};
 pub use validate::{InvalidEvent, validate_customer_id, validate_event, validate_purpose_name};

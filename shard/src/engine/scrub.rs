@@ -1,0 +1,191 @@
+//! Scrub: rewriting a shard file so that erased personal data is gone from every byte.
+//!
+//! redb is copy-on-write and reuses freed pages without zeroing them, so after an erasure
+//! the deleted personal records still sit in free pages of the file until something
+//! happens to overwrite them. A scrub copies every live row into a fresh file (which never
+//! held the erased bytes), makes it durable, renames it over the old one, syncs the
+//! directory and swaps the readers to it. Cost: one sequential copy of the live data.
+//! See docs/design.md, "Erasure and freed pages".
+
+use std::path::{Path, PathBuf};
+
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    WriteTransaction,
+};
+
+use super::error::StorageError;
+use super::reader::read_head;
+use super::store::{Store, open_db};
+use super::tables::*;
+
+/// Rows copied per (non-durable) transaction of the new file; the last commit is durable.
+const SCRUB_ROWS_PER_TXN: u64 = 200_000;
+
+/// What a scrub did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScrubReport {
+    /// Shard file size before, in bytes.
+    pub bytes_before: u64,
+    /// Shard file size after, in bytes.
+    pub bytes_after: u64,
+    /// Rows copied, every table together.
+    pub rows: u64,
+}
+
+/// The temporary file a scrub writes before renaming it over the shard file.
+fn scrub_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".scrub");
+    PathBuf::from(name)
+}
+
+/// Deletes the temporary file of a scrub cut short (it holds only live data; the shard
+/// file it would have replaced is intact).
+pub(super) fn remove_leftover(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(scrub_path(path)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Whether the file says personal records were deleted since its last rewrite.
+pub(super) fn pending_in(db: &Database) -> Result<bool, StorageError> {
+    let txn = db.begin_read()?;
+    let meta = txn.open_table(META)?;
+    Ok(meta
+        .get(META_SCRUB_PENDING)?
+        .is_some_and(|v| v.value() == [1u8]))
+}
+
+fn io_error(what: &'static str, source: std::io::Error) -> StorageError {
+    StorageError::File { what, source }
+}
+
+impl Store {
+    /// Whether an erasure happened since the file was last rewritten.
+    pub fn scrub_pending(&self) -> bool {
+        self.scrub_pending
+    }
+
+    /// Rewrites the shard file with only its live rows and swaps every reader to it. A cut
+    /// at any point leaves either the old file or the new one in place, both complete.
+    pub fn scrub(&mut self) -> Result<ScrubReport, StorageError> {
+        let tmp = scrub_path(&self.path);
+        remove_leftover(&self.path).map_err(|e| io_error("removing an old scrub file", e))?;
+        let bytes_before = file_len(&self.path)?;
+        let rows = {
+            let dst = open_db(&tmp, true)?;
+            let src = self.db.get().begin_read()?;
+            let rows = copy_all(&src, &dst)?;
+            let (head, _) = read_head(&dst, self.head.shard_id)?;
+            assert_eq!(
+                head, self.head,
+                "a scrub copy must carry the committed head"
+            );
+            rows
+        };
+        std::fs::rename(&tmp, &self.path).map_err(|e| io_error("renaming the scrubbed file", e))?;
+        if let Some(dir) = self.path.parent() {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io_error("syncing the data directory", e))?;
+        }
+        let fresh = open_db(&self.path, false)?;
+        drop(self.db.replace(fresh));
+        self.scrub_pending = false;
+        Ok(ScrubReport {
+            bytes_before,
+            bytes_after: file_len(&self.path)?,
+            rows,
+        })
+    }
+}
+
+fn file_len(path: &Path) -> Result<u64, StorageError> {
+    std::fs::metadata(path)
+        .map(|m| m.len())
+        .map_err(|e| io_error("reading the file size", e))
+}
+
+/// Copies every table from `src` into the empty `dst`, clears the scrub mark in `dst` and
+/// commits durably; returns the rows copied.
+fn copy_all(src: &ReadTransaction, dst: &Database) -> Result<u64, StorageError> {
+    let mut copier = Copier {
+        dst,
+        txn: Some(dst.begin_write()?),
+        in_txn: 0,
+        rows: 0,
+    };
+    copier.table(src, JOURNAL)?;
+    copier.table(src, MERKLE)?;
+    copier.table(src, PERSONAL)?;
+    copier.table(src, META)?;
+    copier.table(src, CUSTOMERS)?;
+    copier.table(src, IDEMPOTENCY)?;
+    copier.table(src, SUBJECT_EVENTS)?;
+    copier.table(src, CURRENT_STATE)?;
+    copier.table(src, CUSTOMER_EVENTS)?;
+    copier.table(src, DAILY_COUNTS)?;
+    copier.table(src, ERASURES)?;
+    copier.table(src, EXPIRIES)?;
+    let txn = copier.txn.take().expect("a transaction is open");
+    txn.open_table(META)?
+        .insert(META_SCRUB_PENDING, [0u8].as_slice())?;
+    // Durability::Immediate is the default: this commit makes the whole copy durable.
+    txn.commit()?;
+    Ok(copier.rows)
+}
+
+/// Streams rows into `dst` in transactions of `SCRUB_ROWS_PER_TXN` rows.
+struct Copier<'d> {
+    dst: &'d Database,
+    txn: Option<WriteTransaction>,
+    in_txn: u64,
+    rows: u64,
+}
+
+impl Copier<'_> {
+    fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &mut self,
+        src: &ReadTransaction,
+        def: TableDefinition<K, V>,
+    ) -> Result<(), StorageError> {
+        let from = src.open_table(def)?;
+        let mut rows = from.iter()?;
+        loop {
+            let txn = self.txn.as_ref().expect("a transaction is open");
+            let mut to = txn.open_table(def)?;
+            let mut full = false;
+            for row in rows.by_ref() {
+                let (k, v) = row?;
+                to.insert(k.value(), v.value())?;
+                self.in_txn += 1;
+                self.rows += 1;
+                if self.in_txn == SCRUB_ROWS_PER_TXN {
+                    full = true;
+                    break;
+                }
+            }
+            drop(to);
+            if !full {
+                return Ok(());
+            }
+            self.rotate()?;
+        }
+    }
+
+    /// Commits the current (non-durable) transaction and starts the next one.
+    fn rotate(&mut self) -> Result<(), StorageError> {
+        let mut txn = self.txn.take().expect("a transaction is open");
+        txn.set_durability(Durability::None)
+            .map_err(|e| StorageError::Corrupt {
+                table: "scrub",
+                detail: e.to_string(),
+            })?;
+        txn.commit()?;
+        self.txn = Some(self.dst.begin_write()?);
+        self.in_txn = 0;
+        Ok(())
+    }
+}
