@@ -52,6 +52,68 @@ fn golden_entry_bytes_match_the_design_document() {
 const GOLDEN_ENTRY_HEX: &str = "01010000000000000000000000000000019b76daa87b00000000000000000000000000000000000000000000000000000000000000000000000461636d6507070707070707070707070707070707070707070707070707070707070707070000000662616e6e657200000002763303000000024555000000019b76daa80001000001a3690a9c0001000000057265712d310000000200000009616e616c797469637302000000096d61726b6574696e6701";
 const GOLDEN_ENTRY_HASH: &str = "5bdd781d905d71deeab9af6a071a9d22f254d7d8c94ac1e6b1f4a4cf3151cc00";
 
+fn sample_erasure() -> Entry {
+    Entry {
+        shard_id: 0,
+        seq: 5,
+        recorded_at_ms: 1_767_225_700_000,
+        prev_hash: Hash([0x11; 32]),
+        customer_id: "acme".into(),
+        body: EntryBody::Erasure(ErasureRecord {
+            cause: ErasureCause::SubjectRequest,
+            reason: "ticket 42".into(),
+            erased_seqs: vec![0, 3],
+        }),
+    }
+}
+
+#[test]
+fn golden_erasure_entry_bytes_match_the_design_document() {
+    // Computed independently (Python struct + blake3) and printed in docs/design.md.
+    let bytes = sample_erasure().encode();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, GOLDEN_ERASURE_HEX);
+    assert_eq!(entry_hash(&bytes).to_hex(), GOLDEN_ERASURE_HASH);
+    assert_eq!(Entry::decode(&bytes).unwrap(), sample_erasure());
+}
+
+const GOLDEN_ERASURE_HEX: &str = "01020000000000000000000000050000019b76dc2ea011111111111111111111111111111111111111111111111111111111111111110000000461636d6501000000097469636b65742034320000000200000000000000000000000000000003";
+const GOLDEN_ERASURE_HASH: &str =
+    "f57193fae86866cac8827dab6a155e3c5df4f79af82c722805f41c95e60d6cd7";
+
+#[test]
+fn erasures_that_name_no_entry_a_later_one_or_out_of_order_ones_do_not_decode() {
+    let with = |seqs: Vec<u64>| {
+        let mut e = sample_erasure();
+        let EntryBody::Erasure(r) = &mut e.body else {
+            panic!("the sample is an erasure")
+        };
+        r.erased_seqs = seqs;
+        Entry::decode(&e.encode())
+    };
+    assert!(with(vec![]).is_err(), "empty");
+    assert!(with(vec![3, 0]).is_err(), "out of order");
+    assert!(with(vec![3, 3]).is_err(), "repeated");
+    assert!(with(vec![0, 5]).is_err(), "names itself");
+    assert!(with(vec![0, 4]).is_ok());
+    let bytes = sample_erasure().encode();
+    for len in 0..bytes.len() {
+        assert!(
+            Entry::decode(&bytes[..len]).is_err(),
+            "prefix {len} decoded"
+        );
+    }
+    let mut bad_cause = bytes.clone();
+    bad_cause[62] = 9;
+    assert!(matches!(
+        Entry::decode(&bad_cause),
+        Err(DecodeError::BadValue {
+            field: "erasure cause",
+            ..
+        })
+    ));
+}
+
 #[test]
 fn entry_decoding_inverts_encoding() {
     let e = sample_entry();
@@ -72,7 +134,9 @@ fn every_truncation_of_an_entry_is_rejected() {
 #[test]
 fn unsorted_purposes_and_unknown_versions_do_not_decode() {
     let mut e = sample_entry();
-    let EntryBody::Consent(c) = &mut e.body;
+    let EntryBody::Consent(c) = &mut e.body else {
+        panic!("the sample is a consent entry")
+    };
     c.purposes.reverse();
     assert_eq!(
         Entry::decode(&e.encode()),
