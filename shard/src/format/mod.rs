@@ -4,16 +4,22 @@
 pub(crate) mod codec;
 mod entry;
 mod event;
+mod gpc;
 pub mod limits;
 mod validate;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+pub(crate) mod tests_support;
 
 pub use codec::DecodeError;
 pub use entry::{
     ConsentRecord, ENTRY_FORMAT_VERSION, Entry, EntryBody, ErasureCause, ErasureRecord,
     KIND_CONSENT, KIND_ERASURE, PERSONAL_FORMAT_VERSION, event_id, parse_event_id, request_digest,
+};
+pub use gpc::{
+    GPC_OPT_OUT_JURISDICTIONS, GPC_SALE_PURPOSE, GPC_SHARING_PURPOSE, apply_gpc, gpc_opts_out,
 };
 pub use event::{CaptureMethod, Choice, ConsentEvent, Evidence, PersonalRecord};
 pub use validate::{InvalidEvent, validate_customer_id, validate_event, validate_purpose_name};

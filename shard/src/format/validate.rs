@@ -105,6 +105,7 @@ pub fn validate_event(event: &ConsentEvent) -> Result<(), InvalidEvent> {
         MAX_NOTICE_VERSION_BYTES,
     )?;
     check_len("jurisdiction", &event.jurisdiction, MAX_JURISDICTION_BYTES)?;
+    super::gpc::check_gpc(event)?;
     check_opt(
         "tcfString",
         event.tcf_string.as_deref(),
