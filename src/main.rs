@@ -138,6 +138,14 @@ struct ServeArgs {
     /// journal instead.
     #[arg(long, env = "ASSENT_FEED_CAPACITY", default_value_t = gateway::FEED_CAPACITY)]
     feed_capacity: usize,
+    /// How often shard files holding erased records in freed pages are rewritten, in ms
+    /// (the longest an erased byte stays on disk); 0 leaves it to `scrubStorage`.
+    #[arg(long, env = "ASSENT_SCRUB_INTERVAL_MS", default_value_t = gateway::privacy::DEFAULT_SCRUB_INTERVAL_MS)]
+    scrub_interval_ms: u64,
+    /// How often every customer's retention period is applied, in ms; 0 (default) leaves
+    /// it to `assent retention apply`.
+    #[arg(long, env = "ASSENT_RETENTION_INTERVAL_MS", default_value_t = 0)]
+    retention_interval_ms: u64,
     /// Log format.
     #[arg(long, env = "ASSENT_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormatArg,
@@ -177,6 +185,8 @@ fn serve(args: ServeArgs) -> ExitCode {
             .filter(|t| !t.is_empty()),
         rate_limit_per_second: args.rate_limit_per_second,
         feed_capacity: args.feed_capacity,
+        scrub_interval_ms: args.scrub_interval_ms,
+        retention_interval_ms: args.retention_interval_ms,
     };
     let system = actix_web::rt::System::new();
     match system.block_on(gateway::serve(config)) {

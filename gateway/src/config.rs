@@ -47,4 +47,10 @@ pub struct ServeConfig {
     pub rate_limit_per_second: u32,
     /// Commits a subscriber may fall behind the live feed before it replays from the journal.
     pub feed_capacity: usize,
+    /// How often shard files with pending erasures are rewritten (bounds how long erased
+    /// bytes may stay in freed pages); 0 turns the timer off (`scrubStorage` still works).
+    pub scrub_interval_ms: u64,
+    /// How often every customer's retention period is applied; 0 (the default) leaves it
+    /// to `applyRetention` / `assent retention apply`.
+    pub retention_interval_ms: u64,
 }

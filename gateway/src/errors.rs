@@ -1,7 +1,7 @@
 //! The one place engine errors become GraphQL errors with `extensions.code`.
 
 use async_graphql::{Error, ErrorExtensions};
-use shard::engine::{AppendError, QueryError, StorageError};
+use shard::engine::{AppendError, ErasureError, QueryError, StorageError};
 
 /// Every `extensions.code` the API produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +62,7 @@ pub(crate) enum ShardCallError {
     Append(AppendError),
     Query(QueryError),
     Storage(StorageError),
+    Erasure(ErasureError),
     Overloaded(u32),
 }
 
@@ -72,6 +73,7 @@ impl ShardCallError {
             ShardCallError::Append(e) => e.to_string(),
             ShardCallError::Query(e) => e.to_string(),
             ShardCallError::Storage(e) => e.to_string(),
+            ShardCallError::Erasure(e) => e.to_string(),
             ShardCallError::Overloaded(id) => format!("shard {id} is overloaded; retry shortly"),
         }
     }
@@ -89,6 +91,12 @@ impl From<QueryError> for ShardCallError {
     }
 }
 
+impl From<ErasureError> for ShardCallError {
+    fn from(e: ErasureError) -> Self {
+        ShardCallError::Erasure(e)
+    }
+}
+
 impl From<StorageError> for ShardCallError {
     fn from(e: StorageError) -> Self {
         ShardCallError::Storage(e)
@@ -101,13 +109,18 @@ impl From<ShardCallError> for Error {
             ShardCallError::Append(AppendError::Invalid { .. })
             | ShardCallError::Append(AppendError::BatchSize { .. })
             | ShardCallError::Append(AppendError::MixedCustomers { .. })
-            | ShardCallError::Query(QueryError::OutOfRange(_)) => Code::BadUserInput,
-            ShardCallError::Append(AppendError::IdempotencyConflict { .. }) => {
+            | ShardCallError::Query(QueryError::OutOfRange(_))
+            | ShardCallError::Erasure(ErasureError::ReasonTooLong { .. })
+            | ShardCallError::Erasure(ErasureError::BadSubject { .. }) => Code::BadUserInput,
+            ShardCallError::Append(AppendError::IdempotencyConflict { .. })
+            | ShardCallError::Append(AppendError::IdempotencyErased { .. }) => {
                 Code::IdempotencyConflict
             }
+            ShardCallError::Erasure(ErasureError::NothingToErase) => Code::NotFound,
             ShardCallError::Overloaded(_)
             | ShardCallError::Append(AppendError::ShardStopped)
-            | ShardCallError::Query(QueryError::ShardStopped) => Code::Overloaded,
+            | ShardCallError::Query(QueryError::ShardStopped)
+            | ShardCallError::Erasure(ErasureError::ShardStopped) => Code::Overloaded,
             _ => Code::Internal,
         };
         if code == Code::Internal {

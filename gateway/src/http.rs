@@ -104,6 +104,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>
     let checkpoints = Arc::new(Checkpointer::open(ledger.clone()).map_err(|e| e.message())?);
     let keys = Arc::new(KeyStore::open(ledger.meta.clone()).map_err(|e| e.message())?);
     bootstrap_admin(&keys, &config)?;
+    let keys_for_retention = keys.clone();
     let gate = Arc::new(Gatekeeper::new(keys.clone(), config.rate_limit_per_second));
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let state = Arc::new(AppState {
@@ -159,12 +160,27 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>
         let _ = shutdown_tx.send(true);
         handle.stop(true).await;
     });
-    let ticker = actix_web::rt::spawn(checkpoint_loop(
+    let mut timers = vec![actix_web::rt::spawn(checkpoint_loop(
         checkpoints.clone(),
         config.checkpoint_interval_ms,
-    ));
+    ))];
+    if config.scrub_interval_ms > 0 {
+        timers.push(actix_web::rt::spawn(crate::privacy::scrub_loop(
+            ledger.clone(),
+            config.scrub_interval_ms,
+        )));
+    }
+    if config.retention_interval_ms > 0 {
+        timers.push(actix_web::rt::spawn(crate::privacy::retention_loop(
+            ledger.clone(),
+            keys_for_retention,
+            config.retention_interval_ms,
+        )));
+    }
     running.await?;
-    ticker.abort();
+    for timer in timers {
+        timer.abort();
+    }
     tracing::info!("HTTP stopped; closing shards");
     if let Err(e) = checkpoints.issue_if_changed().await {
         tracing::warn!(error = %e.message(), "final checkpoint failed");

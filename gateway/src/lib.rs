@@ -12,6 +12,7 @@
 //! - `ids`: opaque event ids and page cursors.
 //! - `http`: the actix-web routes, body limits, health, metrics, GraphiQL page.
 //! - `metrics`: Prometheus metrics.
+//! - `privacy`: retention runs and storage scrubs, on demand and on a schedule.
 //! - `ws`: GraphQL over WebSocket on actix-ws, with backpressure and close on shutdown.
 //!
 //! Only this crate knows HTTP and GraphQL.
@@ -25,6 +26,7 @@ mod http;
 mod ids;
 mod ledger;
 mod metrics;
+pub mod privacy;
 mod schema;
 mod shards;
 mod ws;

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use actix::dev::SendError;
 use shard::engine::{
-    Appended, ConsistencyProof, DailyCount, InclusionProof, Order, Page, PurposeState, ShardHandle,
-    ShardReader, StoredEvent, Submit,
+    Appended, ConsistencyProof, DailyCount, Erase, Erased, ErasureError, ErasureRequest, Expiring,
+    ExpiryCursor, InclusionProof, Order, Page, PurposeState, QueryError, Scrub, ScrubReport,
+    ShardHandle, ShardReader, StoredEvent, Submit,
 };
 use shard::format::ConsentEvent;
 use shard::verify::ShardHead;
@@ -177,6 +178,34 @@ impl ShardClient {
 }
 
 impl ShardClient {
+    /// Erases what `req` names; answered once durable.
+    pub(crate) async fn erase(&self, req: ErasureRequest) -> Result<Erased, ShardCallError> {
+        match self.local.handle.addr.send(Erase(req)).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(ErasureError::ShardStopped.into()),
+        }
+    }
+
+    /// Rewrites the shard file if an erasure is pending (or always, with `force`).
+    pub(crate) async fn scrub(&self, force: bool) -> Result<Option<ScrubReport>, ShardCallError> {
+        match self.local.handle.addr.send(Scrub { force }).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(QueryError::ShardStopped.into()),
+        }
+    }
+
+    /// A page of the customer's granted purposes lapsing before `before_ms`.
+    pub(crate) async fn expiring(
+        &self,
+        customer: String,
+        before_ms: i64,
+        after: Option<ExpiryCursor>,
+        limit: u32,
+    ) -> Result<(Vec<Expiring>, bool), ShardCallError> {
+        self.read(move |r| Ok(r.expiring(&customer, before_ms, after, limit)?))
+            .await
+    }
+
     pub(crate) async fn current_state_with_events(
         &self,
         customer: String,

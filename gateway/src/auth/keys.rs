@@ -342,6 +342,14 @@ impl KeyStore {
         self.customers.get(id).map(|r| r.clone())
     }
 
+    /// Every customer that has a retention period, with it (days).
+    pub fn retention_periods(&self) -> Vec<(String, u32)> {
+        self.customers
+            .iter()
+            .filter_map(|r| r.retention_days.map(|d| (r.id.clone(), d)))
+            .collect()
+    }
+
     /// Customers with ids after `after`, in id order, and whether more follow.
     pub fn customers_page(&self, after: Option<&str>, limit: usize) -> (Vec<CustomerRecord>, bool) {
         let mut ids: Vec<String> = self

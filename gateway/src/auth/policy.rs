@@ -50,18 +50,17 @@ const ADMIN: &[Role] = &[Role::Admin];
 fn rule(field: &str) -> Option<(Scope, &'static [Role])> {
     use Scope::*;
     Some(match field {
-        "recordConsent" | "recordConsents" | "withdrawConsent" => {
+        "recordConsent" | "recordConsents" | "withdrawConsent" | "eraseSubject" => {
             (CustomerArg("customerId"), WRITE)
         }
-        "consent" | "consentHistory" | "consentEvents" | "consentStats" | "consentChanges" => {
-            (CustomerArg("customerId"), READ)
-        }
+        "consent" | "consentHistory" | "consentEvents" | "consentStats" | "consentChanges"
+        | "subjectExport" | "expiringConsents" => (CustomerArg("customerId"), READ),
         "event" => (EventArg("id"), READ),
         "receipt" => (EventArg("eventId"), RECEIPTS),
         "checkpoint" | "checkpoints" | "consistencyProof" | "publicKeys" => (Global, ALL),
         "__schema" | "__type" | "__typename" => (Global, ALL),
         "createCustomer" | "updateCustomer" | "customers" | "createApiKey" | "apiKeys"
-        | "revokeApiKey" => (Global, ADMIN),
+        | "revokeApiKey" | "applyRetention" | "scrubStorage" => (Global, ADMIN),
         _ => return None,
     })
 }

@@ -2,6 +2,7 @@
 
 mod admin;
 mod mutation;
+mod privacy;
 mod query;
 mod scalars;
 mod subscription;
@@ -18,6 +19,7 @@ use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use admin::{AdminMutation, AdminQuery};
 use mutation::ConsentMutation;
+use privacy::{PrivacyMutation, PrivacyQuery};
 use query::ConsentQuery;
 use types::{EventView, ReceiptView};
 
@@ -33,12 +35,12 @@ pub const DEFAULT_PAGE_SIZE: i32 = 50;
 /// Every read: consent data for customers' keys, customers and keys for admins.
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Query")]
-pub(crate) struct QueryRoot(ConsentQuery, AdminQuery);
+pub(crate) struct QueryRoot(ConsentQuery, PrivacyQuery, AdminQuery);
 
 /// Every write: consent for writer keys, customers and keys for admins.
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub(crate) struct MutationRoot(ConsentMutation, AdminMutation);
+pub(crate) struct MutationRoot(ConsentMutation, PrivacyMutation, AdminMutation);
 
 /// The executable schema.
 pub(crate) type AssentSchema = Schema<QueryRoot, MutationRoot, subscription::SubscriptionRoot>;

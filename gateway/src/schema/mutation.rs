@@ -211,13 +211,21 @@ async fn record(
     inputs: Vec<ConsentEventInput>,
 ) -> Result<Vec<RecordResult>> {
     check_customer(customer_id)?;
+    let st = state(ctx);
+    let lifetime_days = st
+        .keys
+        .customer(customer_id)
+        .and_then(|c| c.default_consent_lifetime_days);
     let events: Vec<ConsentEvent> = inputs
         .into_iter()
         .enumerate()
-        .map(|(i, e)| to_event(customer_id, i, e))
+        .map(|(i, e)| {
+            let mut event = to_event(customer_id, i, e)?;
+            complete(&mut event, lifetime_days).map_err(|e| bad_input(format!("event {i}: {e}")))?;
+            Ok(event)
+        })
         .collect::<Result<_>>()?;
     let personal: Vec<_> = events.iter().map(|e| e.personal_record()).collect();
-    let st = state(ctx);
     let shard = st.ledger.shard_for(customer_id);
     let appended = shard.append(events).await?;
     count_new(&st.metrics, &appended);
@@ -233,6 +241,25 @@ async fn record(
         }
     }
     Ok(out)
+}
+
+/// What the server adds to a submitted event: the customer's default consent lifetime when
+/// the event has no `expiresAt`, and the sale/sharing opt-out a GPC signal means under a
+/// CCPA-type jurisdiction (`shard::format::apply_gpc`).
+fn complete(
+    event: &mut ConsentEvent,
+    lifetime_days: Option<u32>,
+) -> Result<(), shard::format::InvalidEvent> {
+    if event.expires_at_ms.is_none()
+        && let Some(days) = lifetime_days
+    {
+        let expires = event
+            .occurred_at_ms
+            .saturating_add(i64::from(days) * 86_400_000)
+            .min(shard::format::limits::MAX_TIME_MS);
+        event.expires_at_ms = Some(expires);
+    }
+    shard::format::apply_gpc(event)
 }
 
 fn count_new(metrics: &crate::metrics::Metrics, appended: &[Appended]) {

@@ -19,6 +19,17 @@ pub const MAX_STATS_DAYS: i64 = 731;
 /// Most events `consentEvents` scans for one page when filtering by purpose.
 pub const MAX_FILTER_SCAN: usize = 100_000;
 
+/// What a purpose's state means at `at_ms`: a grant whose expiry has passed is EXPIRED.
+pub(crate) fn status_at(s: &PurposeState, at_ms: i64) -> ConsentStatus {
+    match s.choice {
+        shard::format::Choice::Denied => ConsentStatus::Denied,
+        shard::format::Choice::Granted if s.expires_at_ms.is_some_and(|e| e <= at_ms) => {
+            ConsentStatus::Expired
+        }
+        shard::format::Choice::Granted => ConsentStatus::Granted,
+    }
+}
+
 /// Consent reads: state, history, statistics, events, receipts, checkpoints, keys.
 #[derive(Default)]
 pub(crate) struct ConsentQuery;
@@ -78,9 +89,11 @@ impl ConsentQuery {
                 out
             }
         };
+        let at_ms = as_of.unwrap_or_else(Utc::now).timestamp_millis();
         let purposes = pairs
             .into_iter()
             .map(|(s, event)| PurposeConsent {
+                status: status_at(&s, at_ms),
                 purpose: s.purpose,
                 choice: s.choice.into(),
                 expires_at: s.expires_at_ms.map(ms_to_time),

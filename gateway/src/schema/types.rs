@@ -20,6 +20,28 @@ pub(crate) fn ms_to_time(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
+/// Whether a purpose may be relied on at a given instant.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum ConsentStatus {
+    /// Granted and not lapsed.
+    Granted,
+    /// Denied (or withdrawn).
+    Denied,
+    /// Granted, but the grant lapsed (`expiresAt` passed): ask again.
+    Expired,
+}
+
+impl ConsentStatus {
+    /// The GraphQL name, for JSON documents.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConsentStatus::Granted => "GRANTED",
+            ConsentStatus::Denied => "DENIED",
+            ConsentStatus::Expired => "EXPIRED",
+        }
+    }
+}
+
 /// A person's choice for one purpose.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(name = "Choice", remote = "shard::format::Choice")]
@@ -444,7 +466,10 @@ impl PublicKey {
 pub struct PurposeConsent {
     /// Purpose name.
     pub purpose: String,
-    /// Latest choice.
+    /// What holds now (or at `asOf`): GRANTED, DENIED, or EXPIRED for a grant whose
+    /// `expiresAt` has passed. Read this, not `choice`, to decide whether to process.
+    pub status: ConsentStatus,
+    /// The choice recorded by the latest event (an expired grant is still GRANTED here).
     pub choice: ChoiceGql,
     /// When the choice lapses, if it does.
     pub expires_at: Option<DateTime<Utc>>,
