@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod audit;
 mod bench;
+mod privacy_cmd;
 mod verify_cmd;
 
 /// The server allocates and frees many small values per request (GraphQL values, JSON);
@@ -43,6 +44,18 @@ enum Command {
     Verify(verify_cmd::VerifyCommand),
     /// Audit a whole ledger on disk, or monitor a server's checkpoints.
     Audit(audit::AuditArgs),
+    /// Export a customer's events (with personal records, and receipts on request) from a
+    /// running server as JSON lines.
+    Export(privacy_cmd::ExportArgs),
+    /// Apply customers' retention periods on a running server (admin key).
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// Erase the personal records of events older than each customer's retention period.
+    Apply(privacy_cmd::RetentionArgs),
 }
 
 /// Where an admin command acts: a stopped server's data directory, or a running server.
@@ -232,6 +245,10 @@ fn main() -> ExitCode {
             return ExitCode::from(outcome.report(json));
         }
         Command::Audit(args) => return ExitCode::from(audit::run(args)),
+        Command::Export(args) => return ExitCode::from(privacy_cmd::export(args)),
+        Command::Retention(RetentionCommand::Apply(args)) => {
+            return ExitCode::from(privacy_cmd::retention_apply(args));
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -160,6 +160,10 @@ fn erasing_a_subject_keeps_every_proof_and_leaves_nothing_that_links_to_the_pers
     ));
 
     // Freed pages may still hold the bytes until the file is rewritten; after it, none do.
+    assert!(
+        file_contains(&path, victim),
+        "redb keeps deleted bytes in freed pages (the reason scrub exists); if this changes, revisit docs/design.md"
+    );
     assert!(store.scrub_pending());
     let scrub = store.scrub().unwrap();
     assert!(scrub.rows > 0);

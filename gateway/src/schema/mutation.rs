@@ -221,7 +221,8 @@ async fn record(
         .enumerate()
         .map(|(i, e)| {
             let mut event = to_event(customer_id, i, e)?;
-            complete(&mut event, lifetime_days).map_err(|e| bad_input(format!("event {i}: {e}")))?;
+            complete(&mut event, lifetime_days)
+                .map_err(|e| bad_input(format!("event {i}: {e}")))?;
             Ok(event)
         })
         .collect::<Result<_>>()?;

@@ -5,7 +5,9 @@ use async_graphql::{Context, ID, Object, Result, SimpleObject};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use chrono::{DateTime, Utc};
-use shard::engine::{ErasureRequest, ErasureTarget, ExpiryCursor, MAX_PAGE_SIZE, Order, StoredEvent};
+use shard::engine::{
+    ErasureRequest, ErasureTarget, ExpiryCursor, MAX_PAGE_SIZE, Order, StoredEvent,
+};
 
 use super::mutation::{check_customer, check_subject};
 use super::query::page_size;
@@ -128,7 +130,10 @@ impl PrivacyMutation {
         }
         let last = erased.entries.last().expect("an erasure writes an entry");
         Ok(ErasureResult {
-            erasure_event_ids: ids(erased.entries.iter().map(|a| (a.entry.shard_id, a.entry.seq))),
+            erasure_event_ids: ids(erased
+                .entries
+                .iter()
+                .map(|a| (a.entry.shard_id, a.entry.seq))),
             erased_events: UInt64(erased.erased_events),
             recorded_at: ms_to_time(last.entry.recorded_at_ms),
             receipts,
@@ -138,11 +143,14 @@ impl PrivacyMutation {
 
     /// Applies the retention period of `customerId` (or of every customer that has one):
     /// erases, as `eraseSubject` does, the personal records of events recorded longer ago
-    /// than the period. Admin only; `assent retention apply` calls it.
+    /// than the period, counted back from `asOf` (default: now; a later instant erases what
+    /// will have expired by then, e.g. before a planned export). Admin only; `assent
+    /// retention apply` calls it.
     async fn apply_retention(
         &self,
         ctx: &Context<'_>,
         customer_id: Option<ID>,
+        as_of: Option<DateTime<Utc>>,
     ) -> Result<Vec<RetentionResult>> {
         let st = state(ctx);
         if let Some(c) = &customer_id {
@@ -157,7 +165,7 @@ impl PrivacyMutation {
                 Some(_) => {}
             }
         }
-        let now_ms = Utc::now().timestamp_millis();
+        let now_ms = as_of.unwrap_or_else(Utc::now).timestamp_millis();
         let done = crate::privacy::apply_retention(
             &st.ledger,
             &st.keys,
@@ -273,16 +281,29 @@ impl PrivacyQuery {
         let limit = page_size(first)?;
         let cursor = match &after {
             None => None,
-            Some(c) => Some(parse_expiry_cursor(c).ok_or_else(|| bad_input("after: not a cursor of this list"))?),
+            Some(c) => Some(
+                parse_expiry_cursor(c)
+                    .ok_or_else(|| bad_input("after: not a cursor of this list"))?,
+            ),
         };
         let shard = state(ctx).ledger.shard_for(&customer_id);
         let (rows, more) = shard
-            .expiring(customer_id.to_string(), before.timestamp_millis(), cursor, limit)
+            .expiring(
+                customer_id.to_string(),
+                before.timestamp_millis(),
+                cursor,
+                limit,
+            )
             .await?;
         let now_ms = Utc::now().timestamp_millis();
         let mut conn = Connection::new(after.is_some(), more);
         for row in rows {
-            let Some(subject_id) = row.event.personal.as_ref().map(|p| p.record.subject_id.clone()) else {
+            let Some(subject_id) = row
+                .event
+                .personal
+                .as_ref()
+                .map(|p| p.record.subject_id.clone())
+            else {
                 continue; // erased between the index read and the event read: not due
             };
             let at = row.cursor.expires_at_ms;
@@ -332,7 +353,13 @@ async fn subject_events(
     let mut after = None;
     loop {
         let page = shard
-            .history(customer_id.to_string(), subject_id.to_string(), Order::Ascending, after, MAX_PAGE_SIZE)
+            .history(
+                customer_id.to_string(),
+                subject_id.to_string(),
+                Order::Ascending,
+                after,
+                MAX_PAGE_SIZE,
+            )
             .await?;
         after = page.last_cursor;
         out.extend(page.items);

@@ -91,7 +91,10 @@ mod tests {
         granting.purposes.insert("sale".into(), Choice::Granted);
         assert!(apply_gpc(&mut granting).is_err());
         assert!(check_gpc(&granting).is_err());
-        assert!(check_gpc(&event("CPRA", true)).is_err(), "not applied: refused");
+        assert!(
+            check_gpc(&event("CPRA", true)).is_err(),
+            "not applied: refused"
+        );
     }
 
     #[test]

@@ -18,8 +18,8 @@ pub use entry::{
     ConsentRecord, ENTRY_FORMAT_VERSION, Entry, EntryBody, ErasureCause, ErasureRecord,
     KIND_CONSENT, KIND_ERASURE, PERSONAL_FORMAT_VERSION, event_id, parse_event_id, request_digest,
 };
+pub use event::{CaptureMethod, Choice, ConsentEvent, Evidence, PersonalRecord};
 pub use gpc::{
     GPC_OPT_OUT_JURISDICTIONS, GPC_SALE_PURPOSE, GPC_SHARING_PURPOSE, apply_gpc, gpc_opts_out,
 };
-pub use event::{CaptureMethod, Choice, ConsentEvent, Evidence, PersonalRecord};
 pub use validate::{InvalidEvent, validate_customer_id, validate_event, validate_purpose_name};
