@@ -190,5 +190,66 @@ fn proofs(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, encode_and_hash, append, proofs);
+/// A fresh shard holding `subject_events` events of one subject among as many of others.
+fn shard_with_subject(dir: &Path, subject_events: u64) -> Store {
+    let mut store = Store::open(&dir.join("s.redb"), 0).unwrap();
+    for chunk in 0..(2 * subject_events).div_ceil(1000) {
+        let batch: Vec<_> = (chunk * 1000..(chunk + 1) * 1000)
+            .map(|i| {
+                let mut e = event(i);
+                e.customer_id = "customer-0001".into();
+                if i % 2 == 0 {
+                    e.subject_id = "the-subject".into();
+                }
+                e
+            })
+            .collect();
+        store.append_batches(&[batch]).unwrap().remove(0).unwrap();
+    }
+    store
+}
+
+/// Erasing a subject with 10,000 events (one durable transaction), and the scrub that
+/// then rewrites the 20,000-event shard file.
+fn erasure(c: &mut Criterion) {
+    use shard::engine::{ErasureRequest, ErasureTarget};
+    let mut group = c.benchmark_group("erasure");
+    group.sample_size(10);
+    let request = ErasureRequest {
+        customer_id: "customer-0001".into(),
+        target: ErasureTarget::Subject("the-subject".into()),
+        reason: "bench".into(),
+    };
+    group.bench_function("erase_subject_10k_events", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let dir = tempfile::tempdir().unwrap();
+                let mut store = shard_with_subject(dir.path(), 10_000);
+                let started = Instant::now();
+                let erased = store.erase(&request).unwrap();
+                total += started.elapsed();
+                assert_eq!(erased.erased_events, 10_000);
+            }
+            total
+        })
+    });
+    group.bench_function("scrub_20k_event_shard", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let dir = tempfile::tempdir().unwrap();
+                let mut store = shard_with_subject(dir.path(), 10_000);
+                store.erase(&request).unwrap();
+                let started = Instant::now();
+                black_box(store.scrub().unwrap());
+                total += started.elapsed();
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, encode_and_hash, append, proofs, erasure);
 criterion_main!(benches);

@@ -30,7 +30,7 @@ fn event_of(subject: &str, n: u32) -> Value {
     json!({
         "subjectId": subject,
         "purposes": [
-            { "purpose": "analytics", "choice": if n % 2 == 0 { "GRANTED" } else { "DENIED" } },
+            { "purpose": "analytics", "choice": if n.is_multiple_of(2) { "GRANTED" } else { "DENIED" } },
             { "purpose": "ads", "choice": "GRANTED" },
         ],
         "noticeId": "cookie-banner", "noticeVersion": "2026-11",
