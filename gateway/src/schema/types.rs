@@ -120,7 +120,11 @@ pub struct ConsentEventInput {
     pub capture_method: CaptureMethodGql,
     /// Legal regime the CMP applied, e.g. `EU` or `US-CA` (1-32 bytes).
     pub jurisdiction: String,
-    /// Whether the browser sent a Global Privacy Control signal.
+    /// Whether the browser sent a Global Privacy Control signal. Under a CCPA-type
+    /// jurisdiction (CCPA, CPRA, US-CA, US-CO, US-CT, US-DE, US-MD, US-MN, US-MT, US-NH,
+    /// US-NJ, US-OR, US-TX) it is an opt-out of sale and sharing: the purposes `sale` and
+    /// `sharing` are recorded as DENIED (added when absent; an event granting either is
+    /// refused with BAD_USER_INPUT). Elsewhere it is recorded as evidence only.
     #[graphql(default)]
     pub gpc: bool,
     /// IAB TCF consent string (at most 16 KiB). Personal data.
@@ -131,10 +135,12 @@ pub struct ConsentEventInput {
     pub evidence: Option<EvidenceInput>,
     /// When the person made the choice, as the client saw it.
     pub occurred_at: DateTime<Utc>,
-    /// When the consent lapses, if it does (after `occurredAt`).
+    /// When the consent lapses, if it does (after `occurredAt`). When absent and the
+    /// customer has a `defaultConsentLifetimeDays`, it is `occurredAt` plus that lifetime.
     pub expires_at: Option<DateTime<Utc>>,
     /// Makes retries safe: the same key returns the original event; the same key with
-    /// different content is an `IDEMPOTENCY_CONFLICT` (1-128 bytes).
+    /// different content is an `IDEMPOTENCY_CONFLICT` (1-128 bytes). Stored in the ledger
+    /// for good, even after erasure: never put personal data (an email, a user id) in it.
     pub idempotency_key: Option<String>,
 }
 
