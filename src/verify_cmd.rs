@@ -288,8 +288,16 @@ pub fn receipt(file: &str, keys: &KeyArgs) -> Outcome {
         .unwrap_or_default();
     Outcome::Valid {
         summary: format!(
-            "event {} of customer {}, recorded {}, included in checkpoint {} of {}, {}: VALID",
-            receipt.event_id,
+            "{} of customer {}, recorded {}, included in checkpoint {} of {}, {}: VALID",
+            match summary.entry.erasure() {
+                Some(e) => format!(
+                    "erasure {} (personal records of {} events erased, reason {:?})",
+                    receipt.event_id,
+                    e.erased_seqs.len(),
+                    e.reason
+                ),
+                None => format!("event {}", receipt.event_id),
+            },
             summary.entry.customer_id,
             recorded,
             summary.checkpoint_number,
@@ -301,6 +309,7 @@ pub fn receipt(file: &str, keys: &KeyArgs) -> Outcome {
             "sequence": summary.entry.seq, "recordedAt": recorded, "entryHash": summary.entry_hash.to_hex(),
             "checkpoint": summary.checkpoint_number, "origin": summary.origin, "signerKeyId": signer,
             "subjectId": summary.personal.map(|p| p.subject_id),
+            "erasedSequences": summary.entry.erasure().map(|e| e.erased_seqs.clone()),
         }),
     }
 }

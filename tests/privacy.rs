@@ -144,6 +144,10 @@ fn erasing_a_subject_keeps_old_receipts_valid_and_leaves_no_byte_of_it_on_disk()
     }
     let (c, text) = verify_receipt(dir.path(), erasure_doc, "erasure.json");
     assert_eq!(c, 0, "the erasure receipt does not verify: {text}");
+    assert!(
+        text.contains("personal records of 5 events erased"),
+        "{text}"
+    );
 
     // The subject is gone from every query; the bystander is untouched.
     let gone = s.gql_as(Some(&reader), consent_q, json!({ "s": victim }));
