@@ -443,3 +443,30 @@ fn expiry_renewal_lists_gpc_subject_export_and_the_export_tool() {
     assert_eq!(c, 1);
     assert!(err.contains("FORBIDDEN"), "{err}");
 }
+
+#[test]
+fn the_scrub_timer_rewrites_a_shard_file_after_an_erasure_and_only_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir.path().join("data"), &["--scrub-interval-ms", "100"]);
+    s.customers(&["shop"]);
+    let writer = s.key(Some("shop"), "WRITER");
+    record(&s, &writer, "shop", event_of("timer-subject", 0));
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let rewritten = |s: &Server| s.log.lock().unwrap().contains("shard file rewritten");
+    assert!(!rewritten(&s), "no erasure, no rewrite");
+    let erase = "mutation { eraseSubject(customerId: \"shop\", subjectId: \"timer-subject\", reason: \"t\") { erasedEvents } }";
+    let v = s.gql_as(Some(&writer), erase, json!({}));
+    assert_eq!(
+        v["data"]["eraseSubject"]["erasedEvents"],
+        json!("1"),
+        "{v:#}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !rewritten(&s) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(rewritten(&s), "the timer did not scrub the shard");
+    let data = s.data_dir.clone();
+    s.stop();
+    assert!(files_containing(&data, "timer-subject").is_empty());
+}
