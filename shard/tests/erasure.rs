@@ -278,3 +278,45 @@ fn expiring_lists_granted_purposes_that_lapse_and_forgets_erased_subjects() {
     assert_eq!(left.len(), 4);
     r.verify_indexes().unwrap();
 }
+
+#[test]
+fn a_layout_1_file_is_migrated_by_rebuilding_its_indexes_including_the_new_ones() {
+    use redb::{Database, TableDefinition};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let mut store = open(&path);
+    for i in 0..6 {
+        append(
+            &mut store,
+            vec![personal_event(&format!("s{}", i % 3), i, None)],
+        )
+        .unwrap();
+    }
+    let (listed, _) = store
+        .reader()
+        .expiring("acme", i64::MAX, None, 100)
+        .unwrap();
+    drop(store);
+    {
+        // What layout 1 looked like: version 1, no erasure or expiry index.
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        let erasures: TableDefinition<(u32, u64), ()> = TableDefinition::new("erasures");
+        let expiries: TableDefinition<(u32, i64, [u8; 32], &str), ()> =
+            TableDefinition::new("expiries");
+        assert!(txn.delete_table(erasures).unwrap());
+        assert!(txn.delete_table(expiries).unwrap());
+        let meta: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+        txn.open_table(meta)
+            .unwrap()
+            .insert("format_version", 1u32.to_be_bytes().as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let store = open(&path);
+    let r = store.reader();
+    r.verify_indexes().unwrap();
+    let (again, _) = r.expiring("acme", i64::MAX, None, 100).unwrap();
+    assert_eq!(again, listed);
+    assert!(!listed.is_empty());
+}

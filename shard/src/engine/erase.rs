@@ -75,12 +75,7 @@ impl Store {
             subjects: 0,
         };
         loop {
-            let saved = (self.head, self.last_recorded_at_ms, self.frontier.clone());
-            let step = self.erase_step(req);
-            if step.is_err() {
-                (self.head, self.last_recorded_at_ms, self.frontier) = saved;
-            }
-            match step? {
+            match self.undo_on_error(|store| store.erase_step(req))? {
                 Some((appended, events, subjects)) => {
                     out.entries.push(appended);
                     out.erased_events += events;
@@ -126,8 +121,7 @@ impl Store {
             });
             let (entry, hash) = self.append_entry(&mut t, &req.customer_id, body)?;
             t.indexes.apply(&entry, customer, None)?;
-            self.head.root = self.frontier.root(&crate::merkle::Blake3Tree);
-            t.write_head(&self.head, self.last_recorded_at_ms)?;
+            self.seal(&mut t)?;
             t.meta.insert(META_SCRUB_PENDING, [1u8].as_slice())?;
             let appended = Appended {
                 entry,

@@ -174,17 +174,21 @@ impl IndexTables<'_> {
         old: &[PurposeState],
         new: &[PurposeState],
     ) -> Result<(), StorageError> {
-        for s in old {
-            if let Some(at) = expiry_row(s) {
-                self.expiries
-                    .remove((customer, at, subject.0, s.purpose.as_str()))?;
-            }
+        // Only rows that change are touched: most events carry no expiry, and a purpose
+        // the event does not name keeps its row.
+        fn rows(states: &[PurposeState]) -> Vec<(i64, &str)> {
+            states
+                .iter()
+                .filter_map(|s| expiry_row(s).map(|at| (at, s.purpose.as_str())))
+                .collect()
         }
-        for s in new {
-            if let Some(at) = expiry_row(s) {
-                self.expiries
-                    .insert((customer, at, subject.0, s.purpose.as_str()), ())?;
-            }
+        let (before, after) = (rows(old), rows(new));
+        for (at, purpose) in before.iter().filter(|r| !after.contains(r)) {
+            self.expiries.remove((customer, *at, subject.0, *purpose))?;
+        }
+        for (at, purpose) in after.iter().filter(|r| !before.contains(r)) {
+            self.expiries
+                .insert((customer, *at, subject.0, *purpose), ())?;
         }
         let key = (customer, subject.0);
         if new.is_empty() {

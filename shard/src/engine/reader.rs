@@ -414,7 +414,8 @@ impl ShardReader {
         });
         let range = expiries
             .range((c, start.0, start.1, start.2.as_str())..(c, before_ms, [0u8; 32], ""))?;
-        let mut out = Vec::new();
+        let mut out: Vec<Expiring> = Vec::new();
+        let mut current: Vec<PurposeState> = Vec::new();
         for row in range {
             let (k, _) = row?;
             let (_, at, subject, purpose) = k.value();
@@ -424,21 +425,36 @@ impl ShardReader {
             if out.len() == limit as usize {
                 return Ok((out, true));
             }
-            let state = match states.get((c, subject))? {
-                Some(v) => decode_state(v.value())?,
-                None => Vec::new(),
+            // One event usually grants several purposes with one expiry: their rows are
+            // adjacent, so the subject's state and the event are read once for them.
+            let previous = out
+                .last()
+                .filter(|x: &&Expiring| x.cursor.subject_key == subject);
+            let state = match previous {
+                Some(_) => None,
+                None => Some(match states.get((c, subject))? {
+                    Some(v) => decode_state(v.value())?,
+                    None => Vec::new(),
+                }),
             };
-            let s = state
-                .into_iter()
-                .find(|s| s.purpose == purpose)
-                .ok_or_else(|| StorageError::Corrupt {
-                    table: "expiries",
-                    detail: format!("row for {purpose} without a current state"),
-                })?;
-            let event = tables.load(s.seq)?.ok_or_else(|| StorageError::Corrupt {
+            let found = match &state {
+                Some(list) => list.iter().find(|s| s.purpose == purpose).cloned(),
+                None => current.iter().find(|s| s.purpose == purpose).cloned(),
+            };
+            let s = found.ok_or_else(|| StorageError::Corrupt {
                 table: "expiries",
-                detail: format!("points at missing entry {}", s.seq),
+                detail: format!("row for {purpose} without a current state"),
             })?;
+            let event = match previous.filter(|x| x.event.entry.seq == s.seq) {
+                Some(x) => x.event.clone(),
+                None => tables.load(s.seq)?.ok_or_else(|| StorageError::Corrupt {
+                    table: "expiries",
+                    detail: format!("points at missing entry {}", s.seq),
+                })?,
+            };
+            if let Some(list) = state {
+                current = list;
+            }
             out.push(Expiring {
                 cursor: ExpiryCursor {
                     expires_at_ms: at,
@@ -661,7 +677,7 @@ impl ShardReader {
             let Some(consent) = e.consent() else {
                 want_erasures.add(&erasure_row(c, e.seq));
                 erasure_count += 1;
-                self.check_erasure(&e, &journal, &personal).map_err(&bad)?;
+                check_erasure(&e, &journal, &personal).map_err(&bad)?;
                 continue;
             };
             consents += 1;
@@ -868,41 +884,38 @@ impl ShardReader {
     }
 }
 
-impl ShardReader {
-    /// Checks that every entry erasure `e` names is an earlier consent entry of the same
-    /// customer whose personal record is gone.
-    fn check_erasure(
-        &self,
-        e: &Entry,
-        journal: &ReadOnlyTable<u64, &'static [u8]>,
-        personal: &ReadOnlyTable<u64, &'static [u8]>,
-    ) -> Result<(), String> {
-        let erasure = e.erasure().expect("called for erasure entries");
-        for &seq in &erasure.erased_seqs {
-            let named = journal
-                .get(seq)
-                .map_err(|err| format!("reading: {err}"))?
-                .map(|v| Entry::decode(v.value()));
-            let ok = matches!(&named, Some(Ok(n)) if n.consent().is_some() && n.customer_id == e.customer_id);
-            if !ok {
-                return Err(format!(
-                    "erasure entry {} names entry {seq}, which is not a consent event of its customer",
-                    e.seq
-                ));
-            }
-            if personal
-                .get(seq)
-                .map_err(|err| format!("reading: {err}"))?
-                .is_some()
-            {
-                return Err(format!(
-                    "erasure entry {} names entry {seq}, whose personal record is still stored",
-                    e.seq
-                ));
-            }
+/// Checks that every entry erasure `e` names is an earlier consent entry of the same
+/// customer whose personal record is gone.
+fn check_erasure(
+    e: &Entry,
+    journal: &ReadOnlyTable<u64, &'static [u8]>,
+    personal: &ReadOnlyTable<u64, &'static [u8]>,
+) -> Result<(), String> {
+    let erasure = e.erasure().expect("called for erasure entries");
+    for &seq in &erasure.erased_seqs {
+        let named = journal
+            .get(seq)
+            .map_err(|err| format!("reading: {err}"))?
+            .map(|v| Entry::decode(v.value()));
+        let ok = matches!(&named, Some(Ok(n)) if n.consent().is_some() && n.customer_id == e.customer_id);
+        if !ok {
+            return Err(format!(
+                "erasure entry {} names entry {seq}, which is not a consent event of its customer",
+                e.seq
+            ));
         }
-        Ok(())
+        if personal
+            .get(seq)
+            .map_err(|err| format!("reading: {err}"))?
+            .is_some()
+        {
+            return Err(format!(
+                "erasure entry {} names entry {seq}, whose personal record is still stored",
+                e.seq
+            ));
+        }
     }
+    Ok(())
 }
 
 /// A multiset digest: the lane-wise sum of blake3 hashes of the members. Equal sets give

@@ -7,11 +7,12 @@
 //! directory and swaps the readers to it. Cost: one sequential copy of the live data.
 //! See docs/design.md, "Erasure and freed pages".
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
-    WriteTransaction,
+    TableHandle, WriteTransaction,
 };
 
 use super::error::StorageError;
@@ -130,6 +131,19 @@ fn copy_all(src: &ReadTransaction, dst: &Database) -> Result<u64, StorageError> 
     copier.table(src, ERASURES)?;
     copier.table(src, EXPIRIES)?;
     let txn = copier.txn.take().expect("a transaction is open");
+    // A table added to the layout but not to the list above would be lost by the rename:
+    // refuse to finish instead (the old file stays).
+    let names = |tables: Vec<String>| tables.into_iter().collect::<BTreeSet<_>>();
+    let copied = names(txn.list_tables()?.map(|t| t.name().to_string()).collect());
+    let live = names(src.list_tables()?.map(|t| t.name().to_string()).collect());
+    if let Some(missing) = live.difference(&copied).next() {
+        return Err(StorageError::Corrupt {
+            table: "scrub",
+            detail: format!(
+                "table {missing} is not copied by scrub::copy_all; the file was not replaced"
+            ),
+        });
+    }
     txn.open_table(META)?
         .insert(META_SCRUB_PENDING, [0u8].as_slice())?;
     // Durability::Immediate is the default: this commit makes the whole copy durable.

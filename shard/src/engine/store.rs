@@ -142,12 +142,30 @@ impl Store {
         &mut self,
         batches: &[Vec<ConsentEvent>],
     ) -> Result<Vec<Result<Vec<Appended>, AppendError>>, StorageError> {
+        self.undo_on_error(|store| store.append_in_txn(batches))
+    }
+
+    /// Runs one write transaction; if it fails, the in-memory head, time and frontier go
+    /// back to the last committed state (nothing of the transaction is on disk).
+    pub(super) fn undo_on_error<T, E>(
+        &mut self,
+        txn: impl FnOnce(&mut Store) -> Result<T, E>,
+    ) -> Result<T, E> {
         let saved = (self.head, self.last_recorded_at_ms, self.frontier.clone());
-        let outcome = self.append_in_txn(batches);
+        let outcome = txn(self);
         if outcome.is_err() {
             (self.head, self.last_recorded_at_ms, self.frontier) = saved;
         }
         outcome
+    }
+
+    /// Writes the head of the entries appended in `t` (the root costs O(log n) hashes:
+    /// once per commit, not once per entry) and the pending counters; the last step before
+    /// the commit.
+    pub(super) fn seal(&mut self, t: &mut WriteTables<'_>) -> Result<(), StorageError> {
+        self.head.root = self.frontier.root(&Blake3Tree);
+        t.indexes.flush_counts()?;
+        t.write_head(&self.head, self.last_recorded_at_ms)
     }
 
     fn append_in_txn(
@@ -170,10 +188,7 @@ impl Store {
                 results.push(result);
             }
             if appended > 0 {
-                // The root costs O(log n) hashes: once per commit, not once per event.
-                self.head.root = self.frontier.root(&Blake3Tree);
-                t.indexes.flush_counts()?;
-                t.write_head(&self.head, self.last_recorded_at_ms)?;
+                self.seal(&mut t)?;
             }
         }
         if appended > 0 {
@@ -307,15 +322,7 @@ impl Store {
     pub fn reset_indexes(path: &Path) -> Result<(), StorageError> {
         let db = open_db(path, true)?;
         let txn = db.begin_write()?;
-        txn.delete_table(SUBJECT_EVENTS)?;
-        txn.delete_table(CURRENT_STATE)?;
-        txn.delete_table(CUSTOMER_EVENTS)?;
-        txn.delete_table(DAILY_COUNTS)?;
-        txn.delete_table(IDEMPOTENCY)?;
-        txn.delete_table(ERASURES)?;
-        txn.delete_table(EXPIRIES)?;
-        txn.open_table(META)?
-            .insert(META_INDEXED_UPTO, 0u64.to_be_bytes().as_slice())?;
+        drop_indexes(&txn)?;
         txn.commit()?;
         Ok(())
     }
@@ -546,24 +553,31 @@ fn init_if_new(db: &Database, shard_id: u32) -> Result<(), StorageError> {
 /// journal on this open (they are derived), then the file says layout 2.
 fn migrate_from_1(db: &Database) -> Result<(), StorageError> {
     let txn = db.begin_write()?;
+    drop_indexes(&txn)?;
+    txn.open_table(META)?.insert(
+        META_FORMAT_VERSION,
+        STORE_FORMAT_VERSION.to_be_bytes().as_slice(),
+    )?;
+    {
+        // Recreates the index tables empty, so readers never meet an absent one.
+        WriteTables::open(&txn)?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// Deletes every derived table and marks nothing indexed: the next open rebuilds them
+/// from the journal (`catch_up_indexes`).
+fn drop_indexes(txn: &WriteTransaction) -> Result<(), StorageError> {
     txn.delete_table(SUBJECT_EVENTS)?;
     txn.delete_table(CURRENT_STATE)?;
     txn.delete_table(CUSTOMER_EVENTS)?;
     txn.delete_table(DAILY_COUNTS)?;
     txn.delete_table(IDEMPOTENCY)?;
-    {
-        let mut meta = txn.open_table(META)?;
-        meta.insert(META_INDEXED_UPTO, 0u64.to_be_bytes().as_slice())?;
-        meta.insert(
-            META_FORMAT_VERSION,
-            STORE_FORMAT_VERSION.to_be_bytes().as_slice(),
-        )?;
-    }
-    {
-        // Creates the tables layout 2 added, so readers never meet an absent one.
-        WriteTables::open(&txn)?;
-    }
-    txn.commit()?;
+    txn.delete_table(ERASURES)?;
+    txn.delete_table(EXPIRIES)?;
+    txn.open_table(META)?
+        .insert(META_INDEXED_UPTO, 0u64.to_be_bytes().as_slice())?;
     Ok(())
 }
 
