@@ -123,7 +123,7 @@ fn erasing_a_subject_keeps_old_receipts_valid_and_leaves_no_byte_of_it_on_disk()
     let bystander_before = s.gql_as(Some(&reader), consent_q, json!({ "s": "bystander-9" }));
 
     // A reader may not erase; the writer may.
-    let erase = "mutation($s: String!) { eraseSubject(customerId: \"shop\", subjectId: $s, reason: \"DSAR-1138\") { erasureEventIds erasedEvents recordedAt scrubbed receipts { eventId document } } }";
+    let erase = "mutation($s: String!) { eraseSubject(customerId: \"shop\", subjectId: $s, reason: \"DSAR-1138\") { erasureEventIds erasedEvents recordedAt receipts { eventId document } } }";
     assert_eq!(
         code(&s.gql_as(Some(&reader), erase, json!({ "s": victim }))),
         "FORBIDDEN"
@@ -405,6 +405,10 @@ fn expiry_renewal_lists_gpc_subject_export_and_the_export_tool() {
     let r = serde_json::to_string(&events[0]["receipt"]).unwrap();
     assert_eq!(verify_receipt(dir.path(), &r, "export.json").0, 0);
     assert_eq!(doc["currentState"].as_array().unwrap().len(), 2);
+    assert_eq!(doc["currentState"][0]["purpose"], "ads");
+    assert_eq!(doc["currentState"][0]["choice"], "GRANTED");
+    assert_eq!(doc["currentState"][0]["status"], "GRANTED");
+    assert_eq!(doc["currentState"][1]["status"], "DENIED");
 
     // `assent export`: every event of the customer as JSON lines, receipts included.
     let (c, out, err) = assent(

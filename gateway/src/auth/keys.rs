@@ -342,6 +342,14 @@ impl KeyStore {
         self.customers.get(id).map(|r| r.clone())
     }
 
+    /// The customer's default consent lifetime (days), read without copying its record
+    /// (every recorded event asks).
+    pub fn default_consent_lifetime_days(&self, id: &str) -> Option<u32> {
+        self.customers
+            .get(id)
+            .and_then(|r| r.default_consent_lifetime_days)
+    }
+
     /// Every customer that has a retention period, with it (days).
     pub fn retention_periods(&self) -> Vec<(String, u32)> {
         self.customers

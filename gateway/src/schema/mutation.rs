@@ -212,10 +212,7 @@ async fn record(
 ) -> Result<Vec<RecordResult>> {
     check_customer(customer_id)?;
     let st = state(ctx);
-    let lifetime_days = st
-        .keys
-        .customer(customer_id)
-        .and_then(|c| c.default_consent_lifetime_days);
+    let lifetime_days = st.keys.default_consent_lifetime_days(customer_id);
     let events: Vec<ConsentEvent> = inputs
         .into_iter()
         .enumerate()

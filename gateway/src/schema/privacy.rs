@@ -6,13 +6,13 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use chrono::{DateTime, Utc};
 use shard::engine::{
-    ErasureRequest, ErasureTarget, ExpiryCursor, MAX_PAGE_SIZE, Order, StoredEvent,
+    ErasureRequest, ErasureTarget, ExpiryCursor, MAX_PAGE_SIZE, Order, StoredEvent, apply_to_state,
 };
 
 use super::mutation::{check_customer, check_subject};
 use super::query::page_size;
 use super::scalars::UInt64;
-use super::types::{EventView, ReceiptView, ms_to_time};
+use super::types::{ChoiceGql, EventView, ReceiptView, ms_to_time};
 use super::{AppState, state};
 use crate::errors::{Code, bad_input, err};
 use crate::ids::event_id;
@@ -41,9 +41,6 @@ pub(crate) struct ErasureResult {
     /// A receipt for each erasure entry: the proof, for a regulator, that the erasure is
     /// in the ledger (verify with `assent verify receipt`).
     receipts: Vec<ReceiptView>,
-    /// False until the shard file has been rewritten; until then erased bytes may remain in
-    /// freed pages of the file (at most `--scrub-interval-ms`, see `scrubStorage`).
-    scrubbed: bool,
 }
 
 /// What a retention run erased for one customer.
@@ -105,7 +102,8 @@ impl PrivacyMutation {
     /// hashes and every receipt stay valid; the erasure itself is recorded as a ledger
     /// entry (which entries, when, `reason`; no personal data). `reason` (≤ 1,024 bytes)
     /// must not contain personal data: a ticket number or policy name. NOT_FOUND when
-    /// nothing of the subject is stored.
+    /// nothing of the subject is stored. The erased bytes may stay in freed pages of the
+    /// shard file until it is rewritten: within `--scrub-interval-ms`, or `scrubStorage`.
     async fn erase_subject(
         &self,
         ctx: &Context<'_>,
@@ -137,7 +135,6 @@ impl PrivacyMutation {
             erased_events: UInt64(erased.erased_events),
             recorded_at: ms_to_time(last.entry.recorded_at_ms),
             receipts,
-            scrubbed: false,
         })
     }
 
@@ -235,21 +232,22 @@ impl PrivacyQuery {
                 "receipt": receipt.receipt,
             }));
         }
-        let state_now = st
-            .ledger
-            .shard_for(&customer_id)
-            .current_state(customer_id.to_string(), subject_id.clone())
-            .await?;
+        // The state the exported events imply, by the one rule the index uses.
+        let mut states = Vec::new();
+        for e in &events {
+            apply_to_state(&mut states, &e.entry);
+        }
         let now = Utc::now();
-        let current: Vec<_> = state_now
+        let shard_id = events[0].entry.shard_id;
+        let current: Vec<_> = states
             .iter()
             .map(|s| {
                 serde_json::json!({
                     "purpose": s.purpose,
-                    "choice": choice_name(s.choice),
-                    "status": super::query::status_at(s, now.timestamp_millis()).name(),
+                    "choice": gql_name(ChoiceGql::from(s.choice)),
+                    "status": gql_name(super::query::status_at(s, now.timestamp_millis())),
                     "expiresAt": s.expires_at_ms.map(rfc3339),
-                    "eventId": event_id(e_shard(&events), s.seq),
+                    "eventId": event_id(shard_id, s.seq),
                 })
             })
             .collect();
@@ -331,15 +329,9 @@ fn ids(list: impl Iterator<Item = (u32, u64)>) -> Vec<ID> {
     list.map(|(s, q)| ID(event_id(s, q))).collect()
 }
 
-fn e_shard(events: &[StoredEvent]) -> u32 {
-    events.first().map_or(0, |e| e.entry.shard_id)
-}
-
-fn choice_name(c: shard::format::Choice) -> &'static str {
-    match c {
-        shard::format::Choice::Granted => "GRANTED",
-        shard::format::Choice::Denied => "DENIED",
-    }
+/// A GraphQL enum value as JSON: its name in the schema, from the one definition.
+fn gql_name<T: async_graphql::InputType>(v: T) -> serde_json::Value {
+    serde_json::to_value(v.to_value()).unwrap_or_default()
 }
 
 /// Every stored event of a subject, oldest first, at most `MAX_EXPORT_EVENTS`.
@@ -385,7 +377,7 @@ pub(crate) fn event_json(e: &StoredEvent) -> serde_json::Value {
         "recordedAt": rfc3339(e.entry.recorded_at_ms),
         "occurredAt": c.map(|c| rfc3339(c.occurred_at_ms)),
         "expiresAt": c.and_then(|c| c.expires_at_ms.map(rfc3339)),
-        "purposes": c.map(|c| c.purposes.iter().map(|(n, ch)| serde_json::json!({"purpose": n, "choice": choice_name(*ch)})).collect::<Vec<_>>()),
+        "purposes": c.map(|c| c.purposes.iter().map(|(n, ch)| serde_json::json!({"purpose": n, "choice": gql_name(ChoiceGql::from(*ch))})).collect::<Vec<_>>()),
         "noticeId": c.map(|c| &c.notice_id),
         "noticeVersion": c.map(|c| &c.notice_version),
         "jurisdiction": c.map(|c| &c.jurisdiction),

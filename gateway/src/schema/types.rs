@@ -31,17 +31,6 @@ pub enum ConsentStatus {
     Expired,
 }
 
-impl ConsentStatus {
-    /// The GraphQL name, for JSON documents.
-    pub fn name(self) -> &'static str {
-        match self {
-            ConsentStatus::Granted => "GRANTED",
-            ConsentStatus::Denied => "DENIED",
-            ConsentStatus::Expired => "EXPIRED",
-        }
-    }
-}
-
 /// A person's choice for one purpose.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(name = "Choice", remote = "shard::format::Choice")]
