@@ -333,18 +333,12 @@ fn monitor(url: &str, args: &AuditArgs) -> Result<Value, Failure> {
         .state
         .as_ref()
         .expect("clap requires --state with --server");
-    let token = match (&args.token_file, std::env::var("ASSENT_AUDIT_TOKEN")) {
-        (Some(f), _) => std::fs::read_to_string(f)
-            .map_err(unusable)?
-            .trim()
-            .to_string(),
-        (None, Ok(t)) if !t.is_empty() => t,
-        _ => {
-            return Err(Failure::Unusable(
-                "give a READER or ADMIN key in ASSENT_AUDIT_TOKEN or --token-file".into(),
-            ));
-        }
-    };
+    let token = crate::remote::token(
+        args.token_file.as_deref(),
+        "ASSENT_AUDIT_TOKEN",
+        "a READER or ADMIN key",
+    )
+    .map_err(Failure::Unusable)?;
     let client = reqwest::blocking::Client::new();
     let gql = |query: &str, vars: Value| -> Result<Value, Failure> {
         let v: Value = client

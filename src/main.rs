@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod audit;
 mod bench;
 mod privacy_cmd;
+mod remote;
 mod verify_cmd;
 
 /// The server allocates and frees many small values per request (GraphQL values, JSON);
@@ -287,34 +288,18 @@ mod admin {
     }
 
     fn call(target: &Target, url: &str, query: &str, variables: Value) -> Result<Value, String> {
-        let token = match (&target.token_file, std::env::var("ASSENT_ADMIN_TOKEN")) {
-            (Some(f), _) => std::fs::read_to_string(f)
-                .map_err(|e| format!("{}: {e}", f.display()))?
-                .trim()
-                .to_string(),
-            (None, Ok(t)) if !t.is_empty() => t,
-            _ => {
-                return Err(
-                    "with --url, give the admin token in ASSENT_ADMIN_TOKEN or --token-file".into(),
-                );
-            }
-        };
-        let resp: Value = reqwest::blocking::Client::new()
-            .post(format!("{}/graphql", url.trim_end_matches('/')))
-            .bearer_auth(token)
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .map_err(|e| format!("{url}: {e}"))?
-            .json()
-            .map_err(|e| format!("{url}: not a GraphQL response: {e}"))?;
-        if let Some(err) = resp["errors"].get(0) {
-            return Err(format!(
-                "{} ({})",
-                err["message"].as_str().unwrap_or("error"),
-                err["extensions"]["code"].as_str().unwrap_or("?")
-            ));
-        }
-        Ok(resp["data"].clone())
+        let token = crate::remote::token(
+            target.token_file.as_deref(),
+            "ASSENT_ADMIN_TOKEN",
+            "the admin token (with --url)",
+        )?;
+        crate::remote::graphql(
+            &reqwest::blocking::Client::new(),
+            url,
+            &token,
+            query,
+            variables,
+        )
     }
 
     pub(crate) fn create_key(

@@ -23,16 +23,9 @@ pub(crate) struct Remote {
 
 impl Remote {
     fn token(&self) -> Result<String, String> {
-        match (&self.token_file, std::env::var("ASSENT_TOKEN")) {
-            (Some(f), _) => std::fs::read_to_string(f)
-                .map(|t| t.trim().to_string())
-                .map_err(|e| format!("reading {}: {e}", f.display())),
-            (None, Ok(t)) => Ok(t),
-            (None, Err(_)) => Err("give the API key in ASSENT_TOKEN or --token-file".into()),
-        }
+        crate::remote::token(self.token_file.as_deref(), "ASSENT_TOKEN", "the API key")
     }
 
-    /// Runs one GraphQL request; any GraphQL error becomes `Err` with its code.
     fn call(
         &self,
         client: &reqwest::blocking::Client,
@@ -40,22 +33,7 @@ impl Remote {
         query: &str,
         variables: Value,
     ) -> Result<Value, String> {
-        let resp: Value = client
-            .post(format!("{}/graphql", self.url.trim_end_matches('/')))
-            .bearer_auth(token)
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .map_err(|e| format!("{}: {e}", self.url))?
-            .json()
-            .map_err(|e| format!("{}: not a GraphQL response: {e}", self.url))?;
-        if let Some(err) = resp["errors"].get(0) {
-            return Err(format!(
-                "{} ({})",
-                err["message"].as_str().unwrap_or("error"),
-                err["extensions"]["code"].as_str().unwrap_or("no code")
-            ));
-        }
-        Ok(resp["data"].clone())
+        crate::remote::graphql(client, &self.url, token, query, variables)
     }
 }
 
