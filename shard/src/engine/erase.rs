@@ -229,5 +229,6 @@ fn recompute_state(
     for seq in seqs {
         apply_to_state(&mut states, &t.stored(seq)?.entry);
     }
-    t.indexes.set_state(customer, subject, &old, &states)
+    t.indexes
+        .set_state(customer, subject, &super::index::expiry_rows(&old), &states)
 }

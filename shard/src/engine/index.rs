@@ -156,39 +156,35 @@ impl IndexTables<'_> {
         self.subject_events
             .insert((customer, subject.0, entry.seq), ())?;
         let key = (customer, subject.0);
-        let old = match self.current_state.get(key)? {
+        let mut states = match self.current_state.get(key)? {
             Some(v) => decode_state(v.value())?,
             None => Vec::new(),
         };
-        let mut states = old.clone();
+        let before = expiry_rows(&states);
         apply_to_state(&mut states, entry);
-        self.set_state(customer, subject, &old, &states)
+        self.set_state(customer, subject, &before, &states)
     }
 
-    /// Replaces a subject's current state `old` by `new` (empty: the subject has no
-    /// state), keeping the expiry rows in step.
+    /// Stores `new` as a subject's current state (empty: the subject has no state) whose
+    /// previous state had the expiry rows `before` (see [`expiry_rows`]), keeping the
+    /// expiry index in step.
     pub(crate) fn set_state(
         &mut self,
         customer: u32,
         subject: Hash,
-        old: &[PurposeState],
+        before: &[(i64, String)],
         new: &[PurposeState],
     ) -> Result<(), StorageError> {
         // Only rows that change are touched: most events carry no expiry, and a purpose
         // the event does not name keeps its row.
-        fn rows(states: &[PurposeState]) -> Vec<(i64, &str)> {
-            states
-                .iter()
-                .filter_map(|s| expiry_row(s).map(|at| (at, s.purpose.as_str())))
-                .collect()
-        }
-        let (before, after) = (rows(old), rows(new));
+        let after = expiry_rows(new);
         for (at, purpose) in before.iter().filter(|r| !after.contains(r)) {
-            self.expiries.remove((customer, *at, subject.0, *purpose))?;
+            self.expiries
+                .remove((customer, *at, subject.0, purpose.as_str()))?;
         }
         for (at, purpose) in after.iter().filter(|r| !before.contains(r)) {
             self.expiries
-                .insert((customer, *at, subject.0, *purpose), ())?;
+                .insert((customer, *at, subject.0, purpose.as_str()), ())?;
         }
         let key = (customer, subject.0);
         if new.is_empty() {
@@ -199,6 +195,15 @@ impl IndexTables<'_> {
         }
         Ok(())
     }
+}
+
+/// The expiry rows a state implies: (expires_at_ms, purpose) of each GRANTED purpose that
+/// lapses. Allocates nothing for the common state without expiries.
+pub(crate) fn expiry_rows(states: &[PurposeState]) -> Vec<(i64, String)> {
+    states
+        .iter()
+        .filter_map(|s| expiry_row(s).map(|at| (at, s.purpose.clone())))
+        .collect()
 }
 
 /// The expiry index holds GRANTED purposes that lapse: those are what must be renewed.
