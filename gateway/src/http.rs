@@ -213,14 +213,26 @@ async fn wait_for_signal() {
     }
 }
 
-async fn checkpoint_loop(checkpoints: Arc<Checkpointer>, interval_ms: u64) {
+/// Runs `task` every `interval_ms` (at least 10 ms) until aborted: the server's timers.
+pub(crate) async fn every<F, Fut>(interval_ms: u64, mut task: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let mut tick = actix_web::rt::time::interval(Duration::from_millis(interval_ms.max(10)));
     loop {
         tick.tick().await;
+        task().await;
+    }
+}
+
+async fn checkpoint_loop(checkpoints: Arc<Checkpointer>, interval_ms: u64) {
+    every(interval_ms, || async {
         if let Err(e) = checkpoints.issue_if_changed().await {
             tracing::error!(error = %e.message(), "periodic checkpoint failed");
         }
-    }
+    })
+    .await
 }
 
 fn error_body(status: StatusCode, code: Code, message: &str) -> HttpResponse {

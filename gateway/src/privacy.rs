@@ -5,7 +5,6 @@
 //! shard file is rewritten so that erased bytes leave the disk (docs/design.md, "Erasure").
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use shard::engine::{ErasureError, ErasureRequest, ErasureTarget, ScrubReport};
 
@@ -90,20 +89,17 @@ pub(crate) async fn scrub_all(
 
 /// Scrubs shards with pending erasures every `interval_ms`.
 pub(crate) async fn scrub_loop(ledger: Arc<Ledger>, interval_ms: u64) {
-    let mut tick = actix_web::rt::time::interval(Duration::from_millis(interval_ms.max(10)));
-    loop {
-        tick.tick().await;
+    crate::http::every(interval_ms, || async {
         if let Err(e) = scrub_all(&ledger, false).await {
             tracing::error!(error = %e.message(), "scheduled scrub failed");
         }
-    }
+    })
+    .await
 }
 
 /// Applies every customer's retention period every `interval_ms`.
 pub(crate) async fn retention_loop(ledger: Arc<Ledger>, keys: Arc<KeyStore>, interval_ms: u64) {
-    let mut tick = actix_web::rt::time::interval(Duration::from_millis(interval_ms.max(10)));
-    loop {
-        tick.tick().await;
+    crate::http::every(interval_ms, || async {
         let now_ms = chrono::Utc::now().timestamp_millis();
         match apply_retention(&ledger, &keys, None, now_ms).await {
             Ok(done) => {
@@ -113,5 +109,6 @@ pub(crate) async fn retention_loop(ledger: Arc<Ledger>, keys: Arc<KeyStore>, int
             }
             Err(e) => tracing::error!(error = %e.message(), "scheduled retention failed"),
         }
-    }
+    })
+    .await
 }
