@@ -473,8 +473,7 @@ fn a_shard_refuses_a_file_of_another_shard_or_a_truncated_journal() {
 
 #[test]
 fn index_verification_passes_a_true_index_and_names_a_tampered_one() {
-    const SUBJECT_EVENTS: TableDefinition<(u32, [u8; 32], u64), ()> =
-        TableDefinition::new("subject_events");
+    const SUBJECTS: TableDefinition<(u32, [u8; 32], u64), &[u8]> = TableDefinition::new("subjects");
     const CUSTOMER_EVENTS: TableDefinition<(u32, i64, u64), ()> =
         TableDefinition::new("customer_events");
     const DAILY_COUNTS: TableDefinition<(u32, i64, &str), (u64, u64)> =
@@ -514,8 +513,10 @@ fn index_verification_passes_a_true_index_and_names_a_tampered_one() {
             .to_string()
     };
     let err = tamper(&|t| {
-        let mut tab = t.open_table(SUBJECT_EVENTS).unwrap();
+        let mut tab = t.open_table(SUBJECTS).unwrap();
+        // The first key of a subject is one of its history rows (the state row is last).
         let first = tab.first().unwrap().unwrap().0.value();
+        assert_ne!(first.2, u64::MAX, "a history row");
         tab.remove(first).unwrap();
     });
     assert!(err.contains("subject history"), "{err}");

@@ -263,13 +263,20 @@ fn expiring_lists_granted_purposes_that_lapse_and_forgets_erased_subjects() {
             .all(|w| w[0].cursor.expires_at_ms <= w[1].cursor.expires_at_ms)
     );
     assert!(all.iter().all(|x| x.state.choice == Choice::Granted));
-    // Paging returns the same rows in the same order.
-    let (first, more) = r.expiring("acme", i64::MAX, None, 4).unwrap();
-    assert!(more);
-    let (rest, _) = r
-        .expiring("acme", i64::MAX, Some(first[3].cursor.clone()), 4)
-        .unwrap();
-    assert_eq!([first, rest].concat(), all);
+    // Paging returns the same rows in the same order, whether a page ends between the two
+    // purposes one event granted (one index row) or after them.
+    for size in 1..=5 {
+        let (mut paged, mut cursor) = (Vec::new(), None);
+        loop {
+            let (page, more) = r.expiring("acme", i64::MAX, cursor, size).unwrap();
+            cursor = page.last().map(|x| x.cursor.clone());
+            paged.extend(page);
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(paged, all, "pages of {size}");
+    }
     // `before` bounds the listing.
     let (soon, _) = r.expiring("acme", 2_000_000_000_001, None, 100).unwrap();
     assert_eq!(soon.len(), 2);
@@ -280,43 +287,92 @@ fn expiring_lists_granted_purposes_that_lapse_and_forgets_erased_subjects() {
 }
 
 #[test]
-fn a_layout_1_file_is_migrated_by_rebuilding_its_indexes_including_the_new_ones() {
-    use redb::{Database, TableDefinition};
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.redb");
-    let mut store = open(&path);
-    for i in 0..6 {
-        append(
-            &mut store,
-            vec![personal_event(&format!("s{}", i % 3), i, None)],
-        )
-        .unwrap();
-    }
-    let (listed, _) = store
-        .reader()
-        .expiring("acme", i64::MAX, None, 100)
-        .unwrap();
-    drop(store);
-    {
-        // What layout 1 looked like: version 1, no erasure or expiry index.
-        let db = Database::create(&path).unwrap();
-        let txn = db.begin_write().unwrap();
-        let erasures: TableDefinition<(u32, u64), ()> = TableDefinition::new("erasures");
-        let expiries: TableDefinition<(u32, i64, [u8; 32], &str), ()> =
-            TableDefinition::new("expiries");
-        assert!(txn.delete_table(erasures).unwrap());
-        assert!(txn.delete_table(expiries).unwrap());
-        let meta: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-        txn.open_table(meta)
-            .unwrap()
-            .insert("format_version", 1u32.to_be_bytes().as_slice())
+fn files_of_layouts_1_and_2_are_migrated_by_rebuilding_their_indexes_from_the_journal() {
+    use redb::{Database, ReadableDatabase, TableDefinition, TableHandle};
+    for old_version in [1u32, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let mut store = open(&path);
+        for i in 0..6 {
+            append(
+                &mut store,
+                vec![personal_event(&format!("s{}", i % 3), i, None)],
+            )
             .unwrap();
-        txn.commit().unwrap();
+        }
+        let r = store.reader();
+        let listed = r.expiring("acme", i64::MAX, None, 100).unwrap().0;
+        let history = r
+            .history("acme", "s1", Order::Ascending, None, 100)
+            .unwrap();
+        let state = r.current_state("acme", "s1").unwrap();
+        drop((r, store));
+        {
+            // What the old layouts looked like: separate history and state tables, an
+            // expiry table keyed by subject and purpose (layout 2) or none (layout 1).
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            let subjects: TableDefinition<(u32, [u8; 32], u64), &[u8]> =
+                TableDefinition::new("subjects");
+            let expiries: TableDefinition<(u32, i64, u64), [u8; 32]> =
+                TableDefinition::new("expiries");
+            assert!(txn.delete_table(subjects).unwrap());
+            assert!(txn.delete_table(expiries).unwrap());
+            let history: TableDefinition<(u32, [u8; 32], u64), ()> =
+                TableDefinition::new("subject_events");
+            txn.open_table(history)
+                .unwrap()
+                .insert((0, [7; 32], 1), ())
+                .unwrap();
+            let states: TableDefinition<(u32, [u8; 32]), &[u8]> =
+                TableDefinition::new("current_state");
+            txn.open_table(states)
+                .unwrap()
+                .insert((0, [7; 32]), [1u8].as_slice())
+                .unwrap();
+            if old_version == 2 {
+                let old: TableDefinition<(u32, i64, [u8; 32], &str), ()> =
+                    TableDefinition::new("expiries");
+                txn.open_table(old)
+                    .unwrap()
+                    .insert((0, 5, [7; 32], "ads"), ())
+                    .unwrap();
+            } else {
+                let erasures: TableDefinition<(u32, u64), ()> = TableDefinition::new("erasures");
+                assert!(txn.delete_table(erasures).unwrap());
+            }
+            let meta: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+            txn.open_table(meta)
+                .unwrap()
+                .insert("format_version", old_version.to_be_bytes().as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let store = open(&path);
+        let r = store.reader();
+        r.verify_indexes().unwrap();
+        assert_eq!(r.expiring("acme", i64::MAX, None, 100).unwrap().0, listed);
+        assert_eq!(
+            r.history("acme", "s1", Order::Ascending, None, 100)
+                .unwrap(),
+            history
+        );
+        assert_eq!(r.current_state("acme", "s1").unwrap(), state);
+        assert!(!listed.is_empty() && !state.is_empty());
+        drop((r, store));
+        let db = Database::open(&path).unwrap();
+        let names: Vec<String> = db
+            .begin_read()
+            .unwrap()
+            .list_tables()
+            .unwrap()
+            .map(|t| t.name().to_string())
+            .collect();
+        assert!(
+            !names
+                .iter()
+                .any(|n| n == "subject_events" || n == "current_state"),
+            "old tables are gone: {names:?}"
+        );
     }
-    let store = open(&path);
-    let r = store.reader();
-    r.verify_indexes().unwrap();
-    let (again, _) = r.expiring("acme", i64::MAX, None, 100).unwrap();
-    assert_eq!(again, listed);
-    assert!(!listed.is_empty());
 }

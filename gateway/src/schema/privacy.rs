@@ -392,19 +392,18 @@ pub(crate) fn event_json(e: &StoredEvent) -> serde_json::Value {
 }
 
 fn expiry_cursor(c: &ExpiryCursor) -> String {
-    let subject: String = c.subject_key.iter().map(|b| format!("{b:02x}")).collect();
-    B64.encode(format!("x:{}:{subject}:{}", c.expires_at_ms, c.purpose))
+    B64.encode(format!("x:{}:{}:{}", c.expires_at_ms, c.seq, c.purpose))
 }
 
 fn parse_expiry_cursor(s: &str) -> Option<ExpiryCursor> {
     let text = String::from_utf8(B64.decode(s).ok()?).ok()?;
     let mut parts = text.strip_prefix("x:")?.splitn(3, ':');
     let expires_at_ms = parts.next()?.parse().ok()?;
-    let hash = shard::hash::Hash::from_hex(parts.next()?)?;
+    let seq = parts.next()?.parse().ok()?;
     let purpose = parts.next()?.to_string();
     Some(ExpiryCursor {
         expires_at_ms,
-        subject_key: hash.0,
+        seq,
         purpose,
     })
 }

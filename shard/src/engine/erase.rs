@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use redb::ReadableTable;
 
 use super::error::{ErasureError, StorageError};
-use super::index::apply_to_state;
+use super::index::{STATE_ROW, apply_to_state};
 use super::reader::split_personal;
 use super::store::{Appended, Store, WriteTables};
 use super::tables::META_SCRUB_PENDING;
@@ -151,8 +151,8 @@ fn matching_seqs(
             let s = subject_key(secret, id).0;
             for row in t
                 .indexes
-                .subject_events
-                .range((customer, s, 0)..=(customer, s, u64::MAX))?
+                .subjects
+                .range((customer, s, 0)..(customer, s, STATE_ROW))?
                 .take(MAX_ERASED_PER_ENTRY)
             {
                 out.push(row?.0.value().2);
@@ -197,9 +197,7 @@ fn erase_one(
         split_personal(seq, stored.value())?.record
     };
     let subject = subject_key(secret, &record.subject_id);
-    t.indexes
-        .subject_events
-        .remove((customer, subject.0, seq))?;
+    t.indexes.subjects.remove((customer, subject.0, seq))?;
     let entry = t.stored(seq)?.entry;
     if let Some(key) = entry.consent().and_then(|c| c.idempotency_key.as_deref()) {
         t.idempotency.insert((customer, key), (seq, Hash::ZERO.0))?;
@@ -213,20 +211,9 @@ fn recompute_state(
     customer: u32,
     subject: Hash,
 ) -> Result<(), StorageError> {
-    let old = match t.indexes.current_state.get((customer, subject.0))? {
-        Some(v) => super::index::decode_state(v.value())?,
-        None => Vec::new(),
-    };
-    let mut seqs = Vec::new();
-    for row in t
-        .indexes
-        .subject_events
-        .range((customer, subject.0, 0)..=(customer, subject.0, u64::MAX))?
-    {
-        seqs.push(row?.0.value().2);
-    }
+    let old = t.indexes.state(customer, subject)?;
     let mut states = Vec::new();
-    for seq in seqs {
+    for seq in t.indexes.history(customer, subject)? {
         apply_to_state(&mut states, &t.stored(seq)?.entry);
     }
     t.indexes

@@ -93,14 +93,21 @@ pub(crate) fn decode_state(bytes: &[u8]) -> Result<Vec<PurposeState>, StorageErr
     Ok(out)
 }
 
+/// Key of a subject's current-state row in the `subjects` table: after every history row
+/// of the subject (history rows are keyed by entry seq, which never reaches `u64::MAX`), so
+/// the state and the newest history row usually share a B-tree page.
+pub(crate) const STATE_ROW: u64 = u64::MAX;
+
 /// The index tables open in one write transaction.
 pub(crate) struct IndexTables<'t> {
-    pub(crate) subject_events: Table<'t, (u32, [u8; 32], u64), ()>,
-    pub(crate) current_state: Table<'t, (u32, [u8; 32]), &'static [u8]>,
+    /// History rows `(customer, subject, seq) → []` and the state row
+    /// `(customer, subject, STATE_ROW) → encoded state`.
+    pub(crate) subjects: Table<'t, (u32, [u8; 32], u64), &'static [u8]>,
     pub(crate) customer_events: Table<'t, (u32, i64, u64), ()>,
     pub(crate) daily_counts: Table<'t, (u32, i64, &'static str), (u64, u64)>,
     pub(crate) erasures: Table<'t, (u32, u64), ()>,
-    pub(crate) expiries: Table<'t, (u32, i64, [u8; 32], &'static str), ()>,
+    /// `(customer, expires_at_ms, seq of the granting event) → subject key`.
+    pub(crate) expiries: Table<'t, (u32, i64, u64), [u8; 32]>,
     /// Counter increments of this transaction, written once per key by
     /// [`IndexTables::flush_counts`] (a 1,000-event commit touches a handful of counters
     /// thousands of times).
@@ -123,6 +130,30 @@ impl IndexTables<'_> {
         Ok(())
     }
 
+    /// A subject's stored current state (empty when it has none).
+    pub(crate) fn state(
+        &self,
+        customer: u32,
+        subject: Hash,
+    ) -> Result<Vec<PurposeState>, StorageError> {
+        match self.subjects.get((customer, subject.0, STATE_ROW))? {
+            Some(v) => decode_state(v.value()),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The seqs of a subject's history rows, oldest first.
+    pub(crate) fn history(&self, customer: u32, subject: Hash) -> Result<Vec<u64>, StorageError> {
+        let mut seqs = Vec::new();
+        for row in self
+            .subjects
+            .range((customer, subject.0, 0)..(customer, subject.0, STATE_ROW))?
+        {
+            seqs.push(row?.0.value().2);
+        }
+        Ok(seqs)
+    }
+
     /// Reflects `entry` in every index. `subject` is `None` when the entry's personal
     /// record no longer exists (erased): such an entry is counted but linked to no one.
     pub(crate) fn apply(
@@ -137,6 +168,10 @@ impl IndexTables<'_> {
             self.erasures.insert((customer, entry.seq), ())?;
             return Ok(());
         };
+        assert!(
+            entry.seq < STATE_ROW,
+            "a seq never reaches the state row key"
+        );
         self.customer_events
             .insert((customer, entry.recorded_at_ms, entry.seq), ())?;
         let day = entry.recorded_at_ms.div_euclid(MS_PER_DAY);
@@ -153,13 +188,9 @@ impl IndexTables<'_> {
         let Some(subject) = subject else {
             return Ok(());
         };
-        self.subject_events
-            .insert((customer, subject.0, entry.seq), ())?;
-        let key = (customer, subject.0);
-        let mut states = match self.current_state.get(key)? {
-            Some(v) => decode_state(v.value())?,
-            None => Vec::new(),
-        };
+        self.subjects
+            .insert((customer, subject.0, entry.seq), [].as_slice())?;
+        let mut states = self.state(customer, subject)?;
         let before = expiry_rows(&states);
         apply_to_state(&mut states, entry);
         self.set_state(customer, subject, &before, &states)
@@ -172,38 +203,40 @@ impl IndexTables<'_> {
         &mut self,
         customer: u32,
         subject: Hash,
-        before: &[(i64, String)],
+        before: &[(i64, u64)],
         new: &[PurposeState],
     ) -> Result<(), StorageError> {
         // Only rows that change are touched: most events carry no expiry, and a purpose
         // the event does not name keeps its row.
         let after = expiry_rows(new);
-        for (at, purpose) in before.iter().filter(|r| !after.contains(r)) {
-            self.expiries
-                .remove((customer, *at, subject.0, purpose.as_str()))?;
+        for &(at, seq) in before.iter().filter(|r| !after.contains(r)) {
+            self.expiries.remove((customer, at, seq))?;
         }
-        for (at, purpose) in after.iter().filter(|r| !before.contains(r)) {
-            self.expiries
-                .insert((customer, *at, subject.0, purpose.as_str()), ())?;
+        for &(at, seq) in after.iter().filter(|r| !before.contains(r)) {
+            self.expiries.insert((customer, at, seq), subject.0)?;
         }
-        let key = (customer, subject.0);
+        let key = (customer, subject.0, STATE_ROW);
         if new.is_empty() {
-            self.current_state.remove(key)?;
+            self.subjects.remove(key)?;
         } else {
-            self.current_state
-                .insert(key, encode_state(new).as_slice())?;
+            self.subjects.insert(key, encode_state(new).as_slice())?;
         }
         Ok(())
     }
 }
 
-/// The expiry rows a state implies: (expires_at_ms, purpose) of each GRANTED purpose that
-/// lapses. Allocates nothing for the common state without expiries.
-pub(crate) fn expiry_rows(states: &[PurposeState]) -> Vec<(i64, String)> {
-    states
+/// The expiry rows a state implies: the distinct (expires_at_ms, seq) of its GRANTED
+/// purposes that lapse, sorted. One event usually grants several purposes with one expiry:
+/// they share one row, and new rows land at the end of the index (expiry times grow with
+/// time, seqs grow), not at random places.
+pub(crate) fn expiry_rows(states: &[PurposeState]) -> Vec<(i64, u64)> {
+    let mut rows: Vec<(i64, u64)> = states
         .iter()
-        .filter_map(|s| expiry_row(s).map(|at| (at, s.purpose.clone())))
-        .collect()
+        .filter_map(|s| expiry_row(s).map(|at| (at, s.seq)))
+        .collect();
+    rows.sort_unstable();
+    rows.dedup();
+    rows
 }
 
 /// The expiry index holds GRANTED purposes that lapse: those are what must be renewed.

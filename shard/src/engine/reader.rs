@@ -8,7 +8,7 @@ use std::sync::Arc;
 use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::error::{QueryError, StorageError, VerifyJournalError};
-use super::index::{MS_PER_DAY, PurposeState, decode_state};
+use super::index::{MS_PER_DAY, PurposeState, STATE_ROW, decode_state};
 use super::tables::*;
 use crate::format::{Entry, PersonalRecord};
 use crate::hash::{Hash, entry_hash, subject_key};
@@ -67,8 +67,8 @@ pub struct Page<C> {
 pub struct ExpiryCursor {
     /// When the purpose lapses (Unix ms).
     pub expires_at_ms: i64,
-    /// The subject key (never the subject id).
-    pub subject_key: [u8; 32],
+    /// The event that granted it.
+    pub seq: u64,
     /// The purpose.
     pub purpose: String,
 }
@@ -284,8 +284,8 @@ impl ShardReader {
         let Some((customer, subject)) = subject_ref(&txn, customer_id, subject_id)? else {
             return Ok(Vec::new());
         };
-        let table = txn.open_table(CURRENT_STATE)?;
-        match table.get((customer, subject.0))? {
+        let table = txn.open_table(SUBJECTS)?;
+        match table.get((customer, subject.0, STATE_ROW))? {
             Some(v) => decode_state(v.value()),
             None => Ok(Vec::new()),
         }
@@ -302,7 +302,10 @@ impl ShardReader {
         let Some((customer, subject)) = subject_ref(&txn, customer_id, subject_id)? else {
             return Ok(Vec::new());
         };
-        let states = match txn.open_table(CURRENT_STATE)?.get((customer, subject.0))? {
+        let states = match txn
+            .open_table(SUBJECTS)?
+            .get((customer, subject.0, STATE_ROW))?
+        {
             Some(v) => decode_state(v.value())?,
             None => return Ok(Vec::new()),
         };
@@ -341,12 +344,12 @@ impl ShardReader {
                 has_more: false,
             });
         };
-        let table = txn.open_table(SUBJECT_EVENTS)?;
+        let table = txn.open_table(SUBJECTS)?;
         let range = match (order, after) {
-            (Order::Ascending, Some(a)) if a == u64::MAX => return Ok(empty_page()),
-            (Order::Ascending, Some(a)) => table.range((c, s.0, a + 1)..=(c, s.0, u64::MAX))?,
+            (Order::Ascending, Some(a)) if a >= STATE_ROW - 1 => return Ok(empty_page()),
+            (Order::Ascending, Some(a)) => table.range((c, s.0, a + 1)..(c, s.0, STATE_ROW))?,
             (Order::Ascending, None) | (Order::Descending, None) => {
-                table.range((c, s.0, 0)..=(c, s.0, u64::MAX))?
+                table.range((c, s.0, 0)..(c, s.0, STATE_ROW))?
             }
             (Order::Descending, Some(0)) => return Ok(empty_page()),
             (Order::Descending, Some(a)) => table.range((c, s.0, 0)..(c, s.0, a))?,
@@ -406,64 +409,57 @@ impl ShardReader {
             return Ok((Vec::new(), false));
         };
         let expiries = txn.open_table(EXPIRIES)?;
-        let states = txn.open_table(CURRENT_STATE)?;
+        let subjects = txn.open_table(SUBJECTS)?;
         let tables = EventTables::open(&txn)?;
-        let resuming = after.is_some();
-        let start = after.map_or((i64::MIN, [0u8; 32], String::new()), |a| {
-            (a.expires_at_ms, a.subject_key, a.purpose)
-        });
-        let range = expiries
-            .range((c, start.0, start.1, start.2.as_str())..(c, before_ms, [0u8; 32], ""))?;
+        let start = after
+            .as_ref()
+            .map_or((i64::MIN, 0), |a| (a.expires_at_ms, a.seq));
         let mut out: Vec<Expiring> = Vec::new();
-        let mut current: Vec<PurposeState> = Vec::new();
-        for row in range {
-            let (k, _) = row?;
-            let (_, at, subject, purpose) = k.value();
-            if resuming && (at, subject, purpose) == (start.0, start.1, start.2.as_str()) {
+        for row in expiries.range((c, start.0, start.1)..(c, before_ms, 0))? {
+            let (k, v) = row?;
+            let (_, at, seq) = k.value();
+            let subject = v.value();
+            // The purposes this row stands for: those of the subject's current state that
+            // entry `seq` granted with this expiry (sorted by purpose, as the state is).
+            let states = match subjects.get((c, subject, STATE_ROW))? {
+                Some(v) => decode_state(v.value())?,
+                None => Vec::new(),
+            };
+            let resumed = after
+                .as_ref()
+                .filter(|a| (a.expires_at_ms, a.seq) == (at, seq));
+            let mut rows = states
+                .into_iter()
+                .filter(|s| s.seq == seq && super::index::expiry_row(s) == Some(at))
+                .filter(|s| resumed.is_none_or(|a| s.purpose.as_str() > a.purpose.as_str()))
+                .peekable();
+            if rows.peek().is_none() {
+                if resumed.is_none() {
+                    return Err(StorageError::Corrupt {
+                        table: "expiries",
+                        detail: format!("row for entry {seq} without a current state"),
+                    });
+                }
                 continue;
             }
-            if out.len() == limit as usize {
-                return Ok((out, true));
-            }
-            // One event usually grants several purposes with one expiry: their rows are
-            // adjacent, so the subject's state and the event are read once for them.
-            let previous = out
-                .last()
-                .filter(|x: &&Expiring| x.cursor.subject_key == subject);
-            let state = match previous {
-                Some(_) => None,
-                None => Some(match states.get((c, subject))? {
-                    Some(v) => decode_state(v.value())?,
-                    None => Vec::new(),
-                }),
-            };
-            let found = match &state {
-                Some(list) => list.iter().find(|s| s.purpose == purpose).cloned(),
-                None => current.iter().find(|s| s.purpose == purpose).cloned(),
-            };
-            let s = found.ok_or_else(|| StorageError::Corrupt {
+            let event = tables.load(seq)?.ok_or_else(|| StorageError::Corrupt {
                 table: "expiries",
-                detail: format!("row for {purpose} without a current state"),
+                detail: format!("points at missing entry {seq}"),
             })?;
-            let event = match previous.filter(|x| x.event.entry.seq == s.seq) {
-                Some(x) => x.event.clone(),
-                None => tables.load(s.seq)?.ok_or_else(|| StorageError::Corrupt {
-                    table: "expiries",
-                    detail: format!("points at missing entry {}", s.seq),
-                })?,
-            };
-            if let Some(list) = state {
-                current = list;
+            for state in rows {
+                if out.len() == limit as usize {
+                    return Ok((out, true));
+                }
+                out.push(Expiring {
+                    cursor: ExpiryCursor {
+                        expires_at_ms: at,
+                        seq,
+                        purpose: state.purpose.clone(),
+                    },
+                    state,
+                    event: event.clone(),
+                });
             }
-            out.push(Expiring {
-                cursor: ExpiryCursor {
-                    expires_at_ms: at,
-                    subject_key: subject,
-                    purpose: purpose.to_string(),
-                },
-                state: s,
-                event,
-            });
         }
         Ok((out, false))
     }
@@ -749,16 +745,13 @@ impl ShardReader {
             have_time.add(&time_row(c, t, seq));
             report.time_rows += 1;
         }
-        for row in txn
-            .open_table(SUBJECT_EVENTS)
-            .map_err(open)?
-            .iter()
-            .map_err(st)?
-        {
+        for row in txn.open_table(SUBJECTS).map_err(open)?.iter().map_err(st)? {
             let (k, _) = row.map_err(st)?;
             let (c, subject, seq) = k.value();
-            have_history.add(&history_row(c, &subject, seq));
-            report.history_rows += 1;
+            if seq != STATE_ROW {
+                have_history.add(&history_row(c, &subject, seq));
+                report.history_rows += 1;
+            }
         }
         let fast_ok = have_time == want_time
             && have_history == want_history
@@ -792,7 +785,7 @@ impl ShardReader {
             )));
         }
         for row in txn
-            .open_table(SUBJECT_EVENTS)
+            .open_table(SUBJECTS)
             .map_err(open)?
             .iter()
             .map_err(st)?
@@ -800,6 +793,9 @@ impl ShardReader {
         {
             let (k, _) = row.map_err(st)?;
             let (c, _, seq) = k.value();
+            if seq == STATE_ROW {
+                continue;
+            }
             if entry_at(seq)?.customer_id != owner(c)? || personal.get(seq).map_err(st)?.is_none() {
                 return Err(bad(format!(
                     "subject history row for entry {seq} has no matching entry or personal record"
@@ -814,15 +810,17 @@ impl ShardReader {
             )));
         }
         let (mut want_expiries, mut want_expiry_rows) = (Multiset::default(), 0u64);
-        for row in txn
-            .open_table(CURRENT_STATE)
-            .map_err(open)?
-            .iter()
-            .map_err(st)?
-        {
+        for row in txn.open_table(SUBJECTS).map_err(open)?.iter().map_err(st)? {
             let (k, v) = row.map_err(st)?;
+            let (c, subject, seq) = k.value();
+            if seq != STATE_ROW {
+                continue;
+            }
             let states = decode_state(v.value()).map_err(io)?;
-            let (c, subject) = k.value();
+            for (at, seq) in super::index::expiry_rows(&states) {
+                want_expiries.add(&expiry_key(c, at, seq, &subject));
+                want_expiry_rows += 1;
+            }
             let mut decoded: Option<(u64, Entry)> = None;
             for s in states {
                 if decoded.as_ref().is_none_or(|(seq, _)| *seq != s.seq) {
@@ -847,18 +845,14 @@ impl ShardReader {
                         s.seq
                     )));
                 }
-                if let Some(at) = super::index::expiry_row(&s) {
-                    want_expiries.add(&expiry_key(c, at, &subject, &s.purpose));
-                    want_expiry_rows += 1;
-                }
             }
             report.state_rows += 1;
         }
         let mut have_expiries = Multiset::default();
         for row in txn.open_table(EXPIRIES).map_err(open)?.iter().map_err(st)? {
-            let (k, _) = row.map_err(st)?;
-            let (c, at, subject, purpose) = k.value();
-            have_expiries.add(&expiry_key(c, at, &subject, purpose));
+            let (k, v) = row.map_err(st)?;
+            let (c, at, seq) = k.value();
+            have_expiries.add(&expiry_key(c, at, seq, &v.value()));
             report.expiry_rows += 1;
         }
         if have_expiries != want_expiries || report.expiry_rows != want_expiry_rows {
@@ -939,12 +933,12 @@ fn erasure_row(c: u32, seq: u64) -> [u8; 12] {
     row
 }
 
-fn expiry_key(c: u32, at: i64, subject: &[u8; 32], purpose: &str) -> Vec<u8> {
-    let mut row = Vec::with_capacity(44 + purpose.len());
-    row.extend_from_slice(&c.to_be_bytes());
-    row.extend_from_slice(&at.to_be_bytes());
-    row.extend_from_slice(subject);
-    row.extend_from_slice(purpose.as_bytes());
+fn expiry_key(c: u32, at: i64, seq: u64, subject: &[u8; 32]) -> [u8; 52] {
+    let mut row = [0u8; 52];
+    row[..4].copy_from_slice(&c.to_be_bytes());
+    row[4..12].copy_from_slice(&at.to_be_bytes());
+    row[12..20].copy_from_slice(&seq.to_be_bytes());
+    row[20..].copy_from_slice(subject);
     row
 }
 

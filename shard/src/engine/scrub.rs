@@ -124,8 +124,7 @@ fn copy_all(src: &ReadTransaction, dst: &Database) -> Result<u64, StorageError> 
     copier.table(src, META)?;
     copier.table(src, CUSTOMERS)?;
     copier.table(src, IDEMPOTENCY)?;
-    copier.table(src, SUBJECT_EVENTS)?;
-    copier.table(src, CURRENT_STATE)?;
+    copier.table(src, SUBJECTS)?;
     copier.table(src, CUSTOMER_EVENTS)?;
     copier.table(src, DAILY_COUNTS)?;
     copier.table(src, ERASURES)?;

@@ -41,9 +41,10 @@ pub(crate) fn open_db(path: &Path, create: bool) -> Result<Database, redb::Datab
 }
 
 /// Storage layout version written to `meta.format_version`.
-/// Layout 2 added the `erasures` and `expiries` indexes (a layout-1 file is migrated on
-/// open by rebuilding its indexes).
-pub const STORE_FORMAT_VERSION: u32 = 2;
+/// Layout 2 added the `erasures` and `expiries` indexes; layout 3 merged the subject history
+/// and current state into `subjects` and keyed `expiries` by granting event. A file of
+/// layout 1 or 2 is migrated on open by rebuilding its indexes from the journal.
+pub const STORE_FORMAT_VERSION: u32 = 3;
 
 /// One appended (or idempotently found) event, as returned to the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -418,8 +419,7 @@ impl<'t> WriteTables<'t> {
             customers: txn.open_table(CUSTOMERS)?,
             idempotency: txn.open_table(IDEMPOTENCY)?,
             indexes: IndexTables {
-                subject_events: txn.open_table(SUBJECT_EVENTS)?,
-                current_state: txn.open_table(CURRENT_STATE)?,
+                subjects: txn.open_table(SUBJECTS)?,
                 customer_events: txn.open_table(CUSTOMER_EVENTS)?,
                 daily_counts: txn.open_table(DAILY_COUNTS)?,
                 erasures: txn.open_table(ERASURES)?,
@@ -525,14 +525,14 @@ impl<'t> WriteTables<'t> {
 
 fn init_if_new(db: &Database, shard_id: u32) -> Result<(), StorageError> {
     let txn = db.begin_write()?;
+    if txn.open_table(META)?.get(META_FORMAT_VERSION)?.is_some() {
+        // An existing file: its tables are those of its layout (`check_identity` migrates).
+        txn.abort()?;
+        return Ok(());
+    }
     {
-        // Creates any missing table, so readers never meet an absent one.
+        // Creates every table, so readers never meet an absent one.
         let WriteTables { mut meta, .. } = WriteTables::open(&txn)?;
-        if meta.get(META_FORMAT_VERSION)?.is_some() {
-            drop(meta);
-            txn.commit()?;
-            return Ok(());
-        }
         meta.insert(
             META_FORMAT_VERSION,
             STORE_FORMAT_VERSION.to_be_bytes().as_slice(),
@@ -549,9 +549,9 @@ fn init_if_new(db: &Database, shard_id: u32) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// Layout 1 lacked the `erasures` and `expiries` indexes: every index is rebuilt from the
-/// journal on this open (they are derived), then the file says layout 2.
-fn migrate_from_1(db: &Database) -> Result<(), StorageError> {
+/// Layouts 1 and 2 had other index tables: every index is rebuilt from the journal on this
+/// open (they are derived), then the file says the current layout.
+fn migrate_indexes(db: &Database) -> Result<(), StorageError> {
     let txn = db.begin_write()?;
     drop_indexes(&txn)?;
     txn.open_table(META)?.insert(
@@ -569,8 +569,9 @@ fn migrate_from_1(db: &Database) -> Result<(), StorageError> {
 /// Deletes every derived table and marks nothing indexed: the next open rebuilds them
 /// from the journal (`catch_up_indexes`).
 fn drop_indexes(txn: &WriteTransaction) -> Result<(), StorageError> {
-    txn.delete_table(SUBJECT_EVENTS)?;
-    txn.delete_table(CURRENT_STATE)?;
+    txn.delete_table(SUBJECTS)?;
+    txn.delete_table(OLD_SUBJECT_EVENTS)?;
+    txn.delete_table(OLD_CURRENT_STATE)?;
     txn.delete_table(CUSTOMER_EVENTS)?;
     txn.delete_table(DAILY_COUNTS)?;
     txn.delete_table(IDEMPOTENCY)?;
@@ -596,8 +597,8 @@ fn meta_u32(db: &Database, key: &str) -> Result<Option<u32>, StorageError> {
 
 fn check_identity(db: &Database, shard_id: u32) -> Result<(), OpenError> {
     let mut version = meta_u32(db, META_FORMAT_VERSION)?.unwrap_or(0);
-    if version == 1 {
-        migrate_from_1(db)?;
+    if version == 1 || version == 2 {
+        migrate_indexes(db)?;
         version = STORE_FORMAT_VERSION;
     }
     if version != STORE_FORMAT_VERSION {

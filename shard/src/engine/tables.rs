@@ -18,11 +18,17 @@ pub(crate) const CUSTOMERS: TableDefinition<&str, (u32, [u8; 32])> =
 /// (customer number, idempotency key) → (seq, request digest).
 pub(crate) const IDEMPOTENCY: TableDefinition<(u32, &str), (u64, [u8; 32])> =
     TableDefinition::new("idempotency_keys");
-/// (customer number, subject key, seq) → (): a subject's history.
-pub(crate) const SUBJECT_EVENTS: TableDefinition<(u32, [u8; 32], u64), ()> =
+/// (customer number, subject key, seq) → []: a subject's history; and
+/// (customer number, subject key, `u64::MAX`) → encoded current state (see
+/// `index::encode_state`). One table, so an event's history row and its subject's state
+/// row sit side by side.
+pub(crate) const SUBJECTS: TableDefinition<(u32, [u8; 32], u64), &[u8]> =
+    TableDefinition::new("subjects");
+/// Tables of layouts 1 and 2 replaced by `subjects`, named only to be deleted on migration
+/// (layout 2's `expiries` had another key; it is deleted and recreated).
+pub(crate) const OLD_SUBJECT_EVENTS: TableDefinition<(u32, [u8; 32], u64), ()> =
     TableDefinition::new("subject_events");
-/// (customer number, subject key) → encoded current state (see `index::encode_state`).
-pub(crate) const CURRENT_STATE: TableDefinition<(u32, [u8; 32]), &[u8]> =
+pub(crate) const OLD_CURRENT_STATE: TableDefinition<(u32, [u8; 32]), &[u8]> =
     TableDefinition::new("current_state");
 /// (customer number, recorded_at_ms, seq) → (): a customer's events in time order.
 pub(crate) const CUSTOMER_EVENTS: TableDefinition<(u32, i64, u64), ()> =
@@ -33,9 +39,10 @@ pub(crate) const DAILY_COUNTS: TableDefinition<(u32, i64, &str), (u64, u64)> =
 
 /// (customer number, seq) → (): a customer's erasure entries.
 pub(crate) const ERASURES: TableDefinition<(u32, u64), ()> = TableDefinition::new("erasures");
-/// (customer number, expires_at_ms, subject key, purpose) → (): every GRANTED purpose of a
-/// current state that lapses, for renewal lists.
-pub(crate) const EXPIRIES: TableDefinition<(u32, i64, [u8; 32], &str), ()> =
+/// (customer number, expires_at_ms, seq) → subject key: the GRANTED purposes that entry
+/// `seq` set, that lapse at `expires_at_ms` and that are still the subject's current
+/// choice, for renewal lists.
+pub(crate) const EXPIRIES: TableDefinition<(u32, i64, u64), [u8; 32]> =
     TableDefinition::new("expiries");
 
 /// `u32` BE: storage layout version.
