@@ -86,6 +86,19 @@ impl ShardClient {
         Ok(out.unwrap_or(Err(shard::engine::AppendError::ShardStopped))?)
     }
 
+    /// Reads from the secondary indexes, after waiting until they reflect every write
+    /// acknowledged before this call (the index step runs behind the commit; see
+    /// `ShardHandle::indexes_fresh`).
+    async fn read_indexed<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&ShardReader) -> Result<T, ShardCallError> + Send + 'static,
+    ) -> Result<T, ShardCallError> {
+        self.local.handle.indexes_fresh().await?;
+        self.read(f).await
+    }
+
+    /// Reads what the durable commit itself wrote (journal, proofs, personal records,
+    /// idempotency keys): never waits for the index step.
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&ShardReader) -> Result<T, ShardCallError> + Send + 'static,
@@ -109,7 +122,7 @@ impl ShardClient {
         customer: String,
         subject: String,
     ) -> Result<Vec<PurposeState>, ShardCallError> {
-        self.read(move |r| Ok(r.current_state(&customer, &subject)?))
+        self.read_indexed(move |r| Ok(r.current_state(&customer, &subject)?))
             .await
     }
 
@@ -121,7 +134,7 @@ impl ShardClient {
         after: Option<u64>,
         limit: u32,
     ) -> Result<Page<u64>, ShardCallError> {
-        self.read(move |r| Ok(r.history(&customer, &subject, order, after, limit)?))
+        self.read_indexed(move |r| Ok(r.history(&customer, &subject, order, after, limit)?))
             .await
     }
 
@@ -133,8 +146,10 @@ impl ShardClient {
         after: Option<(i64, u64)>,
         limit: u32,
     ) -> Result<Page<(i64, u64)>, ShardCallError> {
-        self.read(move |r| Ok(r.customer_events(&customer, since_ms, until_ms, after, limit)?))
-            .await
+        self.read_indexed(move |r| {
+            Ok(r.customer_events(&customer, since_ms, until_ms, after, limit)?)
+        })
+        .await
     }
 
     pub(crate) async fn daily_counts(
@@ -143,7 +158,7 @@ impl ShardClient {
         since_ms: i64,
         until_ms: i64,
     ) -> Result<Vec<DailyCount>, ShardCallError> {
-        self.read(move |r| Ok(r.daily_counts(&customer, since_ms, until_ms)?))
+        self.read_indexed(move |r| Ok(r.daily_counts(&customer, since_ms, until_ms)?))
             .await
     }
 
@@ -202,7 +217,7 @@ impl ShardClient {
         after: Option<ExpiryCursor>,
         limit: u32,
     ) -> Result<(Vec<Expiring>, bool), ShardCallError> {
-        self.read(move |r| Ok(r.expiring(&customer, before_ms, after, limit)?))
+        self.read_indexed(move |r| Ok(r.expiring(&customer, before_ms, after, limit)?))
             .await
     }
 
@@ -211,7 +226,7 @@ impl ShardClient {
         customer: String,
         subject: String,
     ) -> Result<Vec<(PurposeState, StoredEvent)>, ShardCallError> {
-        self.read(move |r| Ok(r.current_state_with_events(&customer, &subject)?))
+        self.read_indexed(move |r| Ok(r.current_state_with_events(&customer, &subject)?))
             .await
     }
 

@@ -27,12 +27,11 @@ fn personal_event(subject: &str, n: u64, key: Option<&str>) -> ConsentEvent {
     e
 }
 
+/// Appends one batch and runs the index step, as the shard actor does after a commit.
 fn append(store: &mut Store, events: Vec<ConsentEvent>) -> Result<(), AppendError> {
-    store
-        .append_batches(&[events])
-        .unwrap()
-        .remove(0)
-        .map(|_| ())
+    let result = store.append_batches(&[events]).unwrap().remove(0);
+    store.index_now(false).unwrap();
+    result.map(|_| ())
 }
 
 fn file_contains(path: &Path, needle: &str) -> bool {

@@ -1,8 +1,11 @@
 //! The shard actor: the single writer of one shard, with group commit.
 //!
 //! Appends are queued as they arrive; one `Flush` per burst commits every queued batch in
-//! one durable transaction and only then answers each caller. Reads run on the blocking
-//! pool against redb snapshots, so they never wait for a commit to finish.
+//! one durable transaction and only then answers each caller. The secondary indexes
+//! follow in an index step that covers every entry committed since the last one: run
+//! `INDEX_DELAY_MS` after a commit, within the commit when `MAX_INDEX_LAG_ENTRIES` wait,
+//! and whenever a reader asks for fresh indexes (`IndexUpTo`). Reads run on the blocking pool against
+//! redb snapshots, so they never wait for a commit to finish.
 
 use std::path::Path;
 
@@ -23,6 +26,11 @@ use crate::verify::ShardHead;
 
 /// Messages that may wait in a shard's mailbox; senders wait (backpressure) beyond it.
 pub const MAILBOX_CAPACITY: usize = 1_024;
+
+/// How long after a commit the index step runs if no reader asks for it sooner: commits
+/// within this window share one index transaction (a customer's index pages are copied
+/// once for all of them).
+pub const INDEX_DELAY_MS: u64 = 20;
 
 /// Where the answer to an append goes.
 pub type AppendReply = oneshot::Sender<Result<Vec<Appended>, AppendError>>;
@@ -67,6 +75,8 @@ pub struct ShardActor {
     observer: Option<CommitObserver>,
     /// Bound of the mailbox.
     mailbox_capacity: usize,
+    /// An `IndexStep` is scheduled.
+    index_scheduled: bool,
 }
 
 impl Actor for ShardActor {
@@ -97,6 +107,17 @@ pub struct Submit {
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Flush;
+
+/// Run the index step (sent by the actor to itself, `INDEX_DELAY_MS` after a commit).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct IndexStep;
+
+/// Answered once the secondary indexes reflect at least the first `0` entries (at once
+/// if they already do; otherwise after an index step over everything committed).
+#[derive(Message)]
+#[rtype(result = "Result<(), QueryError>")]
+pub struct IndexUpTo(pub u64);
 
 /// Commit what is pending, close the database and stop.
 #[derive(Message)]
@@ -143,8 +164,46 @@ impl Handler<Submit> for ShardActor {
 impl Handler<Flush> for ShardActor {
     type Result = ();
 
-    fn handle(&mut self, _: Flush, _: &mut Context<Self>) {
+    fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) {
         self.flush();
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        if store.index_pending() && !self.index_scheduled {
+            self.index_scheduled = true;
+            ctx.notify_later(IndexStep, std::time::Duration::from_millis(INDEX_DELAY_MS));
+        }
+    }
+}
+
+impl Handler<IndexStep> for ShardActor {
+    type Result = ();
+
+    fn handle(&mut self, _: IndexStep, _: &mut Context<Self>) {
+        self.index_scheduled = false;
+        if let Some(store) = self.store.as_mut() {
+            index_or_log(store);
+        }
+    }
+}
+
+impl Handler<IndexUpTo> for ShardActor {
+    type Result = Result<(), QueryError>;
+
+    fn handle(&mut self, msg: IndexUpTo, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.as_mut().ok_or(QueryError::ShardStopped)?;
+        if store.indexed_upto() < msg.0 {
+            store.index_now(false)?;
+        }
+        Ok(())
+    }
+}
+
+/// The index step off the request path: a failure leaves the entries queued (nothing of
+/// the step was written) for the next step or the next open.
+fn index_or_log(store: &mut Store) {
+    if let Err(e) = store.index_now(false) {
+        tracing::error!(error = %e, "index step failed; the entries stay queued");
     }
 }
 
@@ -233,6 +292,11 @@ impl Handler<Stop> for ShardActor {
 
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
         self.flush();
+        if let Some(store) = self.store.as_mut()
+            && let Err(e) = store.index_now(true)
+        {
+            tracing::error!(error = %e, "final index step failed; the next open rebuilds it");
+        }
         self.store = None;
         ctx.stop();
     }
@@ -298,9 +362,14 @@ macro_rules! read_message {
             type Result = ResponseFuture<Result<$out, QueryError>>;
 
             fn handle(&mut self, $m: $name, _: &mut Context<Self>) -> Self::Result {
-                let Some($r) = self.store.as_ref().map(Store::reader) else {
+                let Some(store) = self.store.as_mut() else {
                     return Box::pin(async { Err(QueryError::ShardStopped) });
                 };
+                // A read through the actor sees every write acknowledged before it.
+                if let Err(e) = store.index_now(false) {
+                    return Box::pin(async move { Err(e.into()) });
+                }
+                let $r = store.reader();
                 Box::pin(async move {
                     tokio::task::spawn_blocking(move || -> Result<$out, QueryError> { $body })
                         .await
@@ -381,6 +450,7 @@ impl ShardHandle {
             pending: Vec::new(),
             observer,
             mailbox_capacity: mailbox_capacity.max(1),
+            index_scheduled: false,
         });
         Ok(ShardHandle {
             addr,
@@ -392,6 +462,20 @@ impl ShardHandle {
     /// A read handle for direct (non-actor) reads.
     pub fn reader(&self) -> &ShardReader {
         &self.reader
+    }
+
+    /// Waits until the secondary indexes reflect every entry committed before this call,
+    /// so that an index read begun afterwards sees every acknowledged write (the index
+    /// step runs behind the commit). Immediate when they already do.
+    pub async fn indexes_fresh(&self) -> Result<(), QueryError> {
+        let target = self.reader.committed_size();
+        if self.reader.indexed_size() >= target {
+            return Ok(());
+        }
+        self.addr
+            .send(IndexUpTo(target))
+            .await
+            .unwrap_or(Err(QueryError::ShardStopped))
     }
 
     /// Commits what is pending, closes the file and ends the shard's thread.

@@ -69,6 +69,8 @@ impl Store {
                 max: MAX_SUBJECT_ID_BYTES as u64,
             });
         }
+        // The subject's rows must all be in the indexes before they are looked up.
+        self.index_now(false)?;
         let mut out = Erased {
             entries: Vec::new(),
             erased_events: 0,
@@ -121,6 +123,8 @@ impl Store {
             });
             let (entry, hash) = self.append_entry(&mut t, &req.customer_id, body)?;
             t.indexes.apply(&entry, customer, None)?;
+            assert!(self.unindexed.is_empty(), "indexed before the erasure");
+            t.set_indexed_upto(self.head.size)?;
             self.seal(&mut t)?;
             t.meta.insert(META_SCRUB_PENDING, [1u8].as_slice())?;
             let appended = Appended {
@@ -132,6 +136,7 @@ impl Store {
         };
         txn.commit()?;
         self.stats.commits += 1;
+        self.indexed_upto = self.head.size;
         self.scrub_pending = true;
         Ok(Some(result))
     }

@@ -15,7 +15,8 @@ mod tables;
 pub use actor::{
     Append, AppendReply, CommitObserver, CommitReport, Erase, GetConsistencyProof, GetCurrentState,
     GetCustomerEvents, GetDailyCounts, GetEvent, GetHead, GetHistory, GetInclusionProof,
-    GetWriteStats, MAILBOX_CAPACITY, Published, Scrub, ShardActor, ShardHandle, Stop, Submit,
+    GetWriteStats, INDEX_DELAY_MS, IndexUpTo, MAILBOX_CAPACITY, Published, Scrub, ShardActor,
+    ShardHandle, Stop, Submit,
 };
 pub use erase::{Erased, ErasureRequest, ErasureTarget};
 pub use error::{
@@ -27,4 +28,6 @@ pub use reader::{
     IndexReport, MAX_PAGE_SIZE, Order, Page, ShardReader, StoredEvent, StoredPersonal,
 };
 pub use scrub::ScrubReport;
-pub use store::{Appended, SHARD_CACHE_BYTES, STORE_FORMAT_VERSION, Store, WriteStats};
+pub use store::{
+    Appended, MAX_INDEX_LAG_ENTRIES, SHARD_CACHE_BYTES, STORE_FORMAT_VERSION, Store, WriteStats,
+};

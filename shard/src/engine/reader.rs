@@ -128,7 +128,8 @@ pub struct ConsistencyProof {
 /// What [`ShardReader::verify_indexes`] checked.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IndexReport {
-    /// Journal entries.
+    /// Journal entries checked against the indexes: those below `indexed_upto` (all of
+    /// them once a server stopped cleanly).
     pub entries: u64,
     /// Daily counter rows.
     pub counters: u64,
@@ -229,16 +230,73 @@ fn head_in(txn: &ReadTransaction, shard_id: u32) -> Result<(ShardHead, i64), Sto
     Ok((head, i64::from_be_bytes(arr8(72..80))))
 }
 
+/// Where a shard's writer stands, published to its readers: how many entries are durably
+/// committed and how many of those the secondary indexes reflect. A reader that must see
+/// every acknowledged write in an index waits until `indexed` reaches the `committed` it
+/// saw when it started (see `ShardHandle::indexes_fresh`).
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    committed: std::sync::atomic::AtomicU64,
+    indexed: std::sync::atomic::AtomicU64,
+}
+
+impl Progress {
+    /// Called by the writer after a commit returned, so that a snapshot begun after a
+    /// reader sees these numbers holds at least what they say.
+    pub(crate) fn publish(&self, committed: u64, indexed: u64) {
+        assert!(indexed <= committed, "nothing uncommitted is indexed");
+        use std::sync::atomic::Ordering::Release;
+        self.committed.store(committed, Release);
+        self.indexed.store(indexed, Release);
+    }
+}
+
+/// `meta.indexed_upto` as of `txn`: entries below it are in the secondary indexes.
+pub(crate) fn read_indexed_upto(txn: &ReadTransaction) -> Result<u64, StorageError> {
+    let meta = txn.open_table(META)?;
+    let v = meta.get(META_INDEXED_UPTO)?;
+    let bytes = v.as_ref().map(|v| v.value()).unwrap_or(&[0; 8]);
+    let arr: [u8; 8] = bytes.try_into().map_err(|_| StorageError::Corrupt {
+        table: "meta",
+        detail: "indexed_upto is not 8 bytes".into(),
+    })?;
+    Ok(u64::from_be_bytes(arr))
+}
+
 /// A cheap, cloneable read handle on one shard file, usable from any thread.
 #[derive(Clone)]
 pub struct ShardReader {
     db: Arc<DbCell>,
     shard_id: u32,
+    progress: Arc<Progress>,
 }
 
 impl ShardReader {
-    pub(crate) fn new(db: Arc<DbCell>, shard_id: u32) -> ShardReader {
-        ShardReader { db, shard_id }
+    pub(crate) fn with_progress(
+        db: Arc<DbCell>,
+        shard_id: u32,
+        progress: Arc<Progress>,
+    ) -> ShardReader {
+        ShardReader {
+            db,
+            shard_id,
+            progress,
+        }
+    }
+
+    /// Entries durably committed (the size of the last committed head).
+    pub fn committed_size(&self) -> u64 {
+        self.progress
+            .committed
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Entries the secondary indexes reflect (current state, history, time index,
+    /// counters, expiries); never more than [`ShardReader::committed_size`].
+    pub fn indexed_size(&self) -> u64 {
+        self.progress
+            .indexed
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The shard this reader reads.
@@ -569,7 +627,15 @@ impl ShardReader {
             });
         }
         let db = super::store::open_db(path, false)?;
-        Ok(ShardReader::new(Arc::new(DbCell::new(db)), shard_id))
+        let (head, _) = read_head(&db, shard_id)?;
+        let indexed = read_indexed_upto(&db.begin_read()?)?;
+        let progress = Progress::default();
+        progress.publish(head.size, indexed.min(head.size));
+        Ok(ShardReader::with_progress(
+            Arc::new(DbCell::new(db)),
+            shard_id,
+            Arc::new(progress),
+        ))
     }
 
     /// Re-hashes the whole journal, checks every link, every stored leaf and the head.
@@ -663,7 +729,10 @@ impl ShardReader {
         let mut want_history_rows = 0u64;
         let (mut consents, mut want_erasures) = (0u64, Multiset::default());
         let mut erasure_count = 0u64;
-        for row in journal.iter().map_err(st)? {
+        // Entries at and after `indexed_upto` were committed but not yet indexed (a server
+        // stopped by a crash): the next open indexes them, so no row may exist for them yet.
+        let indexed = read_indexed_upto(&txn).map_err(io)?;
+        for row in journal.range(0..indexed).map_err(st)? {
             let (_, v) = row.map_err(st)?;
             let e = Entry::decode(v.value()).map_err(|err| bad(format!("entry {size}: {err}")))?;
             let c = *numbers

@@ -1,20 +1,24 @@
-//! A shard's redb file: opening and checking it, and the append transaction.
+//! A shard's redb file: opening and checking it, the append transaction and the index step.
 //!
-//! One `Store` is the only writer of its file. Every append commits the journal, the
-//! Merkle nodes, the personal records, the idempotency keys, the head and the secondary
-//! indexes in one durable write transaction (see docs/design.md, "Commit sequence").
+//! One `Store` is the only writer of its file. An append commits the journal, the Merkle
+//! nodes, the personal records, the idempotency keys, the customers and the head in one
+//! durable write transaction; the caller is answered then. The secondary indexes follow in
+//! a later, non-durable transaction ([`Store::index_pending`]) that covers every entry
+//! committed since the last one; they are derived from the journal and rebuilt from
+//! `indexed_upto` after a crash (see docs/design.md, "Commit sequence").
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, WriteTransaction,
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
+    WriteTransaction,
 };
 
 use super::error::{AppendError, OpenError, StorageError};
 use super::index::IndexTables;
-use super::reader::{DbCell, RedbNodes, ShardReader, read_head, split_personal};
+use super::reader::{DbCell, Progress, RedbNodes, ShardReader, read_head, split_personal};
 use super::tables::*;
 use crate::format::limits::MAX_BATCH_EVENTS;
 use crate::format::{
@@ -39,6 +43,11 @@ pub(crate) fn open_db(path: &Path, create: bool) -> Result<Database, redb::Datab
         builder.open(path)
     }
 }
+
+/// Committed entries that may wait for the index step. When an append leaves more than this
+/// many unindexed, the writer indexes them before it takes the next request: the bound on
+/// the memory they hold (≈ 1 KB each) and on how far a reader may have to wait.
+pub const MAX_INDEX_LAG_ENTRIES: usize = 16_384;
 
 /// Storage layout version written to `meta.format_version`.
 /// Layout 2 added the `erasures` and `expiries` indexes; layout 3 merged the subject history
@@ -78,6 +87,20 @@ pub struct Store {
     pub(super) stats: WriteStats,
     /// Personal records were deleted since the file was last rewritten (see `scrub`).
     pub(super) scrub_pending: bool,
+    /// Entries [0, indexed_upto) are in the secondary indexes (as committed, durably or not).
+    pub(super) indexed_upto: u64,
+    /// Committed consent entries not yet in the indexes, in seq order from `indexed_upto`.
+    pub(super) unindexed: Vec<Unindexed>,
+    /// Published to readers: what is committed and what is indexed.
+    pub(super) progress: Arc<Progress>,
+}
+
+/// A committed consent entry waiting for the index step, with what indexing it needs
+/// (kept from the append so the step reads nothing back).
+pub(super) struct Unindexed {
+    entry: Entry,
+    customer: u32,
+    subject: Hash,
 }
 
 /// The decision for one event of a batch, made before anything is written.
@@ -114,8 +137,13 @@ impl Store {
             frontier,
             stats: WriteStats::default(),
             scrub_pending,
+            indexed_upto: 0,
+            unindexed: Vec::new(),
+            progress: Arc::new(Progress::default()),
         };
         store.catch_up_indexes()?;
+        store.indexed_upto = head.size;
+        store.progress.publish(head.size, head.size);
         Ok(store)
     }
 
@@ -131,32 +159,88 @@ impl Store {
 
     /// A read handle that can be used from any thread.
     pub fn reader(&self) -> ShardReader {
-        ShardReader::new(self.db.clone(), self.head.shard_id)
+        ShardReader::with_progress(self.db.clone(), self.head.shard_id, self.progress.clone())
+    }
+
+    /// Entries [0, n) are in the secondary indexes.
+    pub fn indexed_upto(&self) -> u64 {
+        self.indexed_upto
+    }
+
+    /// Whether committed entries wait for the index step.
+    pub fn index_pending(&self) -> bool {
+        !self.unindexed.is_empty()
+    }
+
+    /// The index step: reflects every committed entry not yet indexed in the secondary
+    /// indexes, in one transaction. Durable only when `durable`; otherwise it becomes
+    /// durable with the next durable commit, and a crash before that only means the next
+    /// open replays these entries from the journal (`catch_up_indexes`).
+    /// With `durable` it always commits durably, also with nothing to index, so that
+    /// earlier non-durable index steps reach the disk (shutdown).
+    pub fn index_now(&mut self, durable: bool) -> Result<(), StorageError> {
+        if self.unindexed.is_empty() && !durable {
+            return Ok(());
+        }
+        let mut txn = self.db.get().begin_write()?;
+        if !durable {
+            txn.set_durability(Durability::None)?;
+        }
+        let mut next = self.indexed_upto;
+        {
+            let mut t = WriteTables::open(&txn)?;
+            for item in &self.unindexed {
+                assert_eq!(item.entry.seq, next, "entries are indexed once, in order");
+                t.indexes
+                    .apply(&item.entry, item.customer, Some(item.subject))?;
+                next += 1;
+            }
+            assert!(next <= self.head.size, "only committed entries are indexed");
+            t.indexes.flush_counts()?;
+            t.set_indexed_upto(next)?;
+        }
+        txn.commit()?;
+        self.unindexed.clear();
+        self.indexed_upto = next;
+        self.progress.publish(self.head.size, next);
+        Ok(())
     }
 
     /// Appends several independent batches in one durable transaction (group commit).
     ///
     /// Each batch is all-or-nothing on its own: an invalid batch gets its error and writes
     /// nothing, the others commit. `Err` means the commit itself failed and nothing at all
-    /// was written.
+    /// was written. The new entries reach the secondary indexes at the next
+    /// [`Store::index_now`], or here when more than `MAX_INDEX_LAG_ENTRIES` wait.
     pub fn append_batches(
         &mut self,
         batches: &[Vec<ConsentEvent>],
     ) -> Result<Vec<Result<Vec<Appended>, AppendError>>, StorageError> {
-        self.undo_on_error(|store| store.append_in_txn(batches))
+        let results = self.undo_on_error(|store| store.append_in_txn(batches))?;
+        if self.unindexed.len() > MAX_INDEX_LAG_ENTRIES {
+            // The appends are durable and answered either way; a failed step is retried.
+            if let Err(e) = self.index_now(false) {
+                tracing::error!(error = %e, "index step failed; the entries stay queued");
+            }
+        }
+        Ok(results)
     }
 
-    /// Runs one write transaction; if it fails, the in-memory head, time and frontier go
-    /// back to the last committed state (nothing of the transaction is on disk).
+    /// Runs one write transaction; if it fails, the in-memory head, time, frontier and
+    /// index queue go back to the last committed state (nothing of the transaction is on
+    /// disk). On success the new head is published to readers.
     pub(super) fn undo_on_error<T, E>(
         &mut self,
         txn: impl FnOnce(&mut Store) -> Result<T, E>,
     ) -> Result<T, E> {
         let saved = (self.head, self.last_recorded_at_ms, self.frontier.clone());
+        let queued = self.unindexed.len();
         let outcome = txn(self);
         if outcome.is_err() {
             (self.head, self.last_recorded_at_ms, self.frontier) = saved;
+            self.unindexed.truncate(queued);
         }
+        self.progress.publish(self.head.size, self.indexed_upto);
         outcome
     }
 
@@ -249,8 +333,11 @@ impl Store {
             t.idempotency
                 .insert((customer, key.as_str()), (seq, digest.0))?;
         }
-        let subject = subject_key(&secret, &event.subject_id);
-        t.indexes.apply(&entry, customer, Some(subject))?;
+        self.unindexed.push(Unindexed {
+            entry: entry.clone(),
+            customer,
+            subject: subject_key(&secret, &event.subject_id),
+        });
         Ok(Appended {
             entry,
             entry_hash: hash,
@@ -477,7 +564,7 @@ impl<'t> WriteTables<'t> {
         v.extend_from_slice(&head.chain_head.0);
         v.extend_from_slice(&last_recorded_at_ms.to_be_bytes());
         self.meta.insert(META_HEAD, v.as_slice())?;
-        self.set_indexed_upto(head.size)
+        Ok(())
     }
 
     fn indexed_upto(&self) -> Result<u64, StorageError> {
@@ -490,7 +577,7 @@ impl<'t> WriteTables<'t> {
         Ok(u64::from_be_bytes(arr))
     }
 
-    fn set_indexed_upto(&mut self, upto: u64) -> Result<(), StorageError> {
+    pub(super) fn set_indexed_upto(&mut self, upto: u64) -> Result<(), StorageError> {
         self.meta
             .insert(META_INDEXED_UPTO, upto.to_be_bytes().as_slice())?;
         Ok(())
