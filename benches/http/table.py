@@ -1,0 +1,16 @@
+#!/usr/bin/env python3
+"""Prints the JSON lines of benches/http/run.sh as the Markdown table of docs/benchmarks.md."""
+import json
+import sys
+
+rows = [json.loads(line) for line in sys.stdin if line.strip()]
+noop = next((r["requests_per_s"] for r in rows if r["workload"] == "noop"), None)
+print("| workload | connections | requests/s | events/s | p50 ms | p99 ms | p99.9 ms | ratio to noop | errors | server peak RSS MiB |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for r in rows:
+    lat = r["latency_ms"]
+    ratio = f"{r['requests_per_s'] / noop:.2f}" if noop else "–"
+    print(
+        f"| {r.get('label', r['workload'])} | {r['connections']} | {r['requests_per_s']:,.0f} | {r['events_per_s']:,.0f} "
+        f"| {lat['p50']} | {lat['p99']} | {lat['p999']} | {ratio} | {r['errors'] or 0} | {r['server_peak_rss_mib']:.0f} |"
+    )
