@@ -287,7 +287,7 @@ fn expiring_lists_granted_purposes_that_lapse_and_forgets_erased_subjects() {
 
 #[test]
 fn files_of_layouts_1_and_2_are_migrated_by_rebuilding_their_indexes_from_the_journal() {
-    use redb::{Database, ReadableDatabase, TableDefinition, TableHandle};
+    use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
     for old_version in [1u32, 2] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
@@ -305,6 +305,7 @@ fn files_of_layouts_1_and_2_are_migrated_by_rebuilding_their_indexes_from_the_jo
             .history("acme", "s1", Order::Ascending, None, 100)
             .unwrap();
         let state = r.current_state("acme", "s1").unwrap();
+        let proof = r.inclusion_proof(2, 6).unwrap();
         drop((r, store));
         {
             // What the old layouts looked like: separate history and state tables, an
@@ -340,6 +341,24 @@ fn files_of_layouts_1_and_2_are_migrated_by_rebuilding_their_indexes_from_the_jo
                 let erasures: TableDefinition<(u32, u64), ()> = TableDefinition::new("erasures");
                 assert!(txn.delete_table(erasures).unwrap());
             }
+            // Merkle nodes keyed by (level, index).
+            let merkle: TableDefinition<(u64, u8), [u8; 32]> = TableDefinition::new("merkle");
+            let old_merkle: TableDefinition<(u8, u64), [u8; 32]> =
+                TableDefinition::new("merkle_nodes");
+            let nodes: Vec<((u64, u8), [u8; 32])> = txn
+                .open_table(merkle)
+                .unwrap()
+                .iter()
+                .unwrap()
+                .map(|r| r.map(|(k, v)| (k.value(), v.value())).unwrap())
+                .collect();
+            assert!(txn.delete_table(merkle).unwrap());
+            let mut old = txn.open_table(old_merkle).unwrap();
+            for ((last_leaf, level), hash) in nodes {
+                old.insert((level, ((last_leaf + 1) >> level) - 1), hash)
+                    .unwrap();
+            }
+            drop(old);
             let meta: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
             txn.open_table(meta)
                 .unwrap()
@@ -357,6 +376,8 @@ fn files_of_layouts_1_and_2_are_migrated_by_rebuilding_their_indexes_from_the_jo
             history
         );
         assert_eq!(r.current_state("acme", "s1").unwrap(), state);
+        assert_eq!(r.inclusion_proof(2, 6).unwrap(), proof);
+        assert_eq!(r.verify_journal().unwrap().size, 6);
         assert!(!listed.is_empty() && !state.is_empty());
         drop((r, store));
         let db = Database::open(&path).unwrap();
@@ -370,7 +391,7 @@ fn files_of_layouts_1_and_2_are_migrated_by_rebuilding_their_indexes_from_the_jo
         assert!(
             !names
                 .iter()
-                .any(|n| n == "subject_events" || n == "current_state"),
+                .any(|n| n == "subject_events" || n == "current_state" || n == "merkle_nodes"),
             "old tables are gone: {names:?}"
         );
     }

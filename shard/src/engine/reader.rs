@@ -179,7 +179,7 @@ impl DbCell {
 }
 
 /// Stored Merkle nodes as a [`NodeSource`].
-pub(crate) struct RedbNodes<'a>(pub(crate) &'a ReadOnlyTable<(u8, u64), [u8; 32]>);
+pub(crate) struct RedbNodes<'a>(pub(crate) &'a ReadOnlyTable<(u64, u8), [u8; 32]>);
 
 impl NodeSource for RedbNodes<'_> {
     type Error = StorageError;
@@ -190,10 +190,10 @@ impl NodeSource for RedbNodes<'_> {
 
 impl RedbNodes<'_> {
     pub(crate) fn get(&self, level: u8, index: u64) -> Result<Hash, StorageError> {
-        match self.0.get((level, index))? {
+        match self.0.get(merkle_key(level, index))? {
             Some(v) => Ok(Hash(v.value())),
             None => Err(StorageError::Corrupt {
-                table: "merkle_nodes",
+                table: "merkle",
                 detail: format!("node ({level}, {index}) is missing"),
             }),
         }

@@ -371,7 +371,7 @@ impl Store {
             .push(&Blake3Tree, Blake3Tree.hash_leaf(&bytes), |node| {
                 if node_result.is_ok() {
                     node_result = merkle
-                        .insert((node.level, node.index), node.hash.0)
+                        .insert(merkle_key(node.level, node.index), node.hash.0)
                         .map(|_| ());
                 }
             });
@@ -488,7 +488,7 @@ fn plan_batch<'a>(
 /// Every table of the shard, open in one write transaction.
 pub(super) struct WriteTables<'t> {
     pub(super) journal: Table<'t, u64, &'static [u8]>,
-    pub(super) merkle: Table<'t, (u8, u64), [u8; 32]>,
+    pub(super) merkle: Table<'t, (u64, u8), [u8; 32]>,
     pub(super) personal: Table<'t, u64, &'static [u8]>,
     pub(super) meta: Table<'t, &'static str, &'static [u8]>,
     pub(super) customers: Table<'t, &'static str, (u32, [u8; 32])>,
@@ -636,6 +636,24 @@ fn init_if_new(db: &Database, shard_id: u32) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Layouts 1 and 2 keyed the Merkle nodes by (level, index): they are copied to the table
+/// keyed by completing leaf, in one transaction, and the old table deleted.
+fn migrate_merkle(db: &Database) -> Result<(), StorageError> {
+    let txn = db.begin_write()?;
+    {
+        let old = txn.open_table(OLD_MERKLE)?;
+        let mut new = txn.open_table(MERKLE)?;
+        for row in old.iter()? {
+            let (k, v) = row?;
+            let (level, index) = k.value();
+            new.insert(merkle_key(level, index), v.value())?;
+        }
+    }
+    txn.delete_table(OLD_MERKLE)?;
+    txn.commit()?;
+    Ok(())
+}
+
 /// Layouts 1 and 2 had other index tables: every index is rebuilt from the journal on this
 /// open (they are derived), then the file says the current layout.
 fn migrate_indexes(db: &Database) -> Result<(), StorageError> {
@@ -685,6 +703,7 @@ fn meta_u32(db: &Database, key: &str) -> Result<Option<u32>, StorageError> {
 fn check_identity(db: &Database, shard_id: u32) -> Result<(), OpenError> {
     let mut version = meta_u32(db, META_FORMAT_VERSION)?.unwrap_or(0);
     if version == 1 || version == 2 {
+        migrate_merkle(db)?;
         migrate_indexes(db)?;
         version = STORE_FORMAT_VERSION;
     }

@@ -5,9 +5,27 @@ use redb::TableDefinition;
 
 /// seq → canonical entry bytes. The single source of truth.
 pub(crate) const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
-/// (level, index) → hash of the perfect subtree over leaves [index·2^level, (index+1)·2^level).
-pub(crate) const MERKLE: TableDefinition<(u8, u64), [u8; 32]> =
+/// (last leaf, level) → hash of the perfect subtree of height `level` whose last leaf is
+/// `last leaf`, i.e. node (level, index) with `last leaf = (index + 1)·2^level − 1` (see
+/// [`merkle_key`]). Keyed by the leaf that completes a node, so every node an append writes
+/// lands at the end of the table: one commit dirties one leaf page, not one per level.
+pub(crate) const MERKLE: TableDefinition<(u64, u8), [u8; 32]> = TableDefinition::new("merkle");
+/// Layouts 1 and 2 keyed the nodes by (level, index) (converted on migration).
+pub(crate) const OLD_MERKLE: TableDefinition<(u8, u64), [u8; 32]> =
     TableDefinition::new("merkle_nodes");
+
+/// The `MERKLE` key of node (level, index).
+pub(crate) fn merkle_key(level: u8, index: u64) -> (u64, u8) {
+    let leaves = index
+        .checked_add(1)
+        .expect("a node index is below 2^64 − 1");
+    assert!(
+        level < 64 && leaves <= u64::MAX >> level,
+        "a stored node lies within a tree of fewer than 2^64 leaves"
+    );
+    ((leaves << level) - 1, level)
+}
+
 /// seq → salt (32 bytes) ‖ canonical personal record. Deleted on erasure.
 pub(crate) const PERSONAL: TableDefinition<u64, &[u8]> = TableDefinition::new("personal_records");
 /// Named metadata values (see the `META_*` keys).
@@ -56,3 +74,32 @@ pub(crate) const META_INDEXED_UPTO: &str = "indexed_upto";
 /// `u8`: 1 while personal records were deleted since the file was last rewritten, so freed
 /// pages may still hold their bytes (see `scrub`).
 pub(crate) const META_SCRUB_PENDING: &str = "scrub_pending";
+
+#[cfg(test)]
+mod tests {
+    use super::merkle_key;
+
+    #[test]
+    fn merkle_keys_follow_the_leaf_that_completes_each_node() {
+        // Proves: nodes sort in the order appends write them, and no two nodes share a key.
+        assert_eq!(merkle_key(0, 5), (5, 0));
+        assert_eq!(merkle_key(1, 0), (1, 1));
+        assert_eq!(merkle_key(2, 1), (7, 2));
+        assert_eq!(merkle_key(63, 0), ((1 << 63) - 1, 63));
+        let mut written = Vec::new();
+        for leaf in 0u64..64 {
+            // Appending leaf `leaf` completes node (level, leaf >> level) for every level
+            // up to its number of trailing one bits.
+            for level in 0..=leaf.trailing_ones() as u8 {
+                written.push(merkle_key(level, leaf >> level));
+            }
+        }
+        let mut sorted = written.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(
+            sorted, written,
+            "append order is key order, without repeats"
+        );
+    }
+}
