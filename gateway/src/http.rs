@@ -30,6 +30,7 @@ struct Server {
     state: Arc<AppState>,
     gate: Arc<Gatekeeper>,
     ws: crate::ws::WsContext,
+    queries: crate::query_cache::QueryCache,
 }
 
 /// On a fresh data directory, creates the first admin key and writes it to
@@ -126,6 +127,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>
         state,
         gate,
         ws,
+        queries: Default::default(),
     });
 
     let http = HttpServer::new({
@@ -306,9 +308,9 @@ async fn graphql_post(
         let msg = format!("at most {MAX_BATCH_OPERATIONS} operations per batched request");
         return error_body(StatusCode::BAD_REQUEST, Code::BadUserInput, &msg);
     }
-    match &mut request {
-        BatchRequest::Single(r) => r.data.insert(caller),
-        BatchRequest::Batch(rs) => rs.iter_mut().for_each(|r| r.data.insert(caller.clone())),
+    for r in request.iter_mut() {
+        r.data.insert(caller.clone());
+        server.queries.prepare(r);
     }
     let resp = server.schema.execute_batch(request).await;
     finish(&server, resp)

@@ -11,6 +11,7 @@
 //! - `errors`: the mapping of engine errors to GraphQL `extensions.code`.
 //! - `ids`: opaque event ids and page cursors.
 //! - `http`: the actix-web routes, body limits, health, metrics, GraphiQL page.
+//! - [`query_cache`]: parsed documents of repeated query texts.
 //! - `metrics`: Prometheus metrics.
 //! - `privacy`: retention runs and storage scrubs, on demand and on a schedule.
 //! - `ws`: GraphQL over WebSocket on actix-ws, with backpressure and close on shutdown.
@@ -27,6 +28,7 @@ mod ids;
 mod ledger;
 mod metrics;
 pub mod privacy;
+pub mod query_cache;
 mod schema;
 mod shards;
 mod ws;
