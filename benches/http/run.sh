@@ -12,6 +12,7 @@ set -euo pipefail
 secs=${1:-8}
 conns=${2:-64}
 out=${3:-$(mktemp -d)}
+mkdir -p "$out"
 cd "$(dirname "$0")/../.."
 cargo build --release --bin assent >&2
 bin=target/release/assent

@@ -12,5 +12,5 @@ for r in rows:
     ratio = f"{r['requests_per_s'] / noop:.2f}" if noop else "–"
     print(
         f"| {r.get('label', r['workload'])} | {r['connections']} | {r['requests_per_s']:,.0f} | {r['events_per_s']:,.0f} "
-        f"| {lat['p50']} | {lat['p99']} | {lat['p999']} | {ratio} | {r['errors'] or 0} | {r['server_peak_rss_mib']:.0f} |"
+        f"| {lat['p50']} | {lat['p99']} | {lat['p999']} | {ratio} | {r['errors'] or 0} | {r['server_peak_rss_mib'] or 0:.0f} |"
     )
