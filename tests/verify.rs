@@ -405,6 +405,65 @@ fn the_monitor_checks_that_each_new_checkpoint_extends_the_last() {
 }
 
 #[test]
+fn the_monitor_catches_a_server_that_forks_its_history_under_the_same_key() {
+    // Proves: a real server that signs a different history after a checkpoint the monitor
+    // saw (same key, same checkpoint numbers: a copy of its data directory taken earlier
+    // and written to differently) is named as rewriting history, with exit code 1.
+    let dir = tempfile::tempdir().unwrap();
+    let honest_dir = dir.path().join("honest");
+    let fork_dir = dir.path().join("fork");
+    let state = dir.path().join("monitor.json");
+    let flags = ["--checkpoint-interval-ms", "100000"];
+    let monitor = |s: &Server| {
+        Command::new(env!("CARGO_BIN_EXE_assent"))
+            .args(["audit", "--server", &s.url, "--state"])
+            .arg(&state)
+            .arg("--json")
+            .env("ASSENT_AUDIT_TOKEN", &s.admin)
+            .output()
+            .unwrap()
+    };
+    let record_and_checkpoint = |s: &Server, subject: &str| {
+        let id = s.ok(
+            RECORD,
+            json!({ "c": "c0", "e": event(subject, "GRANTED", None) }),
+        )["recordConsent"]["event"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // A receipt needs a checkpoint that covers the event: the server issues one.
+        s.ok(
+            "query($id: ID!) { receipt(eventId: $id) { eventId } }",
+            json!({ "id": id }),
+        );
+    };
+    let s = Server::start(&honest_dir, &flags);
+    s.customers(&["c0"]);
+    record_and_checkpoint(&s, "alice");
+    let o = monitor(&s);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    s.stop();
+    copy_dir(&honest_dir, &fork_dir);
+
+    // The honest history goes on; the monitor follows it.
+    let s = Server::start(&honest_dir, &flags);
+    record_and_checkpoint(&s, "bob");
+    let o = monitor(&s);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    s.stop();
+
+    // The forked copy signs other events with the same key and the same numbers.
+    let forked = Server::start(&fork_dir, &flags);
+    record_and_checkpoint(&forked, "mallory");
+    record_and_checkpoint(&forked, "mallory-2");
+    let o = monitor(&forked);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap_or(json!({}));
+    let said = format!("{report} {}", text(&o));
+    assert!(said.contains("rewrote history"), "{said}");
+}
+
+#[test]
 fn vectors_verify_as_the_manifest_says() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
     let manifest: Vec<Value> =
