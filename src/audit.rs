@@ -39,6 +39,10 @@ pub struct AuditArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Shards audited at once, with --data-dir (default: the machine's cores). An audit of
+    /// one shard is CPU-bound on one core (docs/benchmarks.md).
+    #[arg(long)]
+    jobs: Option<u32>,
 }
 
 /// Runs the audit and returns the exit code.
@@ -260,18 +264,30 @@ fn audit_dir(dir: &Path, args: &AuditArgs) -> Result<Value, Failure> {
     if !std::io::stderr().is_terminal() {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let mut entries = 0u64;
-    let mut index_rows = 0u64;
-    for (i, (reader, expect)) in readers.iter().zip(&expectations).enumerate() {
+    let jobs = args.jobs.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        |j| j as usize,
+    );
+    let outcomes = in_parallel(readers.len(), jobs, |i| {
         let file = dir.join("shards").join(format!("shard-{i:04}.redb"));
         let _ahead = ReadAhead::start(&file);
-        entries += audit_shard(reader, expect, &bar)?;
-        let r = reader
+        let entries = audit_shard(&readers[i], &expectations[i], &bar)?;
+        let r = readers[i]
             .verify_indexes()
             .map_err(|e| Failure::Problem(format!("index: {e}")))?;
-        index_rows += r.counters + r.time_rows + r.history_rows + r.state_rows;
-    }
+        Ok((
+            entries,
+            r.counters + r.time_rows + r.history_rows + r.state_rows,
+        ))
+    });
     bar.finish_and_clear();
+    let (mut entries, mut index_rows) = (0u64, 0u64);
+    // The first problem in shard order is reported, whichever thread met it first.
+    for outcome in outcomes {
+        let (e, rows) = outcome?;
+        entries += e;
+        index_rows += rows;
+    }
     let secs = started.elapsed().as_secs_f64();
     let signer = if pinned.is_empty() {
         "the data directory's own signing key (pin --public-key to check against a published key)"
@@ -286,6 +302,40 @@ fn audit_dir(dir: &Path, args: &AuditArgs) -> Result<Value, Failure> {
             notes.len(), secs, entries as f64 / secs.max(1e-9)
         ),
     }))
+}
+
+/// Runs `task(0..count)` on up to `jobs` threads (each takes the next undone index) and
+/// returns the outcomes in index order.
+fn in_parallel<T: Send>(
+    count: usize,
+    jobs: usize,
+    task: impl Fn(usize) -> Result<T, Failure> + Sync,
+) -> Vec<Result<T, Failure>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<Result<T, Failure>>>> =
+        (0..count).map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, count.max(1)) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= count {
+                        break;
+                    }
+                    let outcome = task(i);
+                    *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|s| {
+            s.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .expect("every index was run")
+        })
+        .collect()
 }
 
 /// Streams one shard's journal, checking every checkpoint's root and chain head at its size.
