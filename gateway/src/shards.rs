@@ -104,6 +104,9 @@ impl ShardClient {
         f: impl FnOnce(&ShardReader) -> Result<T, ShardCallError> + Send + 'static,
     ) -> Result<T, ShardCallError> {
         let reader = self.local.reader.clone();
+        if std::env::var_os("ASSENT_INLINE_READS").is_some() {
+            return f(&reader);
+        }
         actix_web::rt::task::spawn_blocking(move || f(&reader))
             .await
             .unwrap_or(Err(shard::engine::QueryError::ShardStopped.into()))
