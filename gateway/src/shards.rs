@@ -91,9 +91,10 @@ impl ShardClient {
     /// `ShardHandle::indexes_fresh`).
     async fn read_indexed<T>(
         &self,
+        customer: &str,
         f: impl FnOnce(&ShardReader) -> Result<T, ShardCallError>,
     ) -> Result<T, ShardCallError> {
-        self.local.handle.indexes_fresh().await?;
+        self.local.handle.indexes_fresh(customer).await?;
         self.read(f).await
     }
 
@@ -126,7 +127,7 @@ impl ShardClient {
         customer: String,
         subject: String,
     ) -> Result<Vec<PurposeState>, ShardCallError> {
-        self.read_indexed(move |r| Ok(r.current_state(&customer, &subject)?))
+        self.read_indexed(&customer, |r| Ok(r.current_state(&customer, &subject)?))
             .await
     }
 
@@ -138,8 +139,10 @@ impl ShardClient {
         after: Option<u64>,
         limit: u32,
     ) -> Result<Page<u64>, ShardCallError> {
-        self.read_indexed(move |r| Ok(r.history(&customer, &subject, order, after, limit)?))
-            .await
+        self.read_indexed(&customer, |r| {
+            Ok(r.history(&customer, &subject, order, after, limit)?)
+        })
+        .await
     }
 
     pub(crate) async fn customer_events(
@@ -150,7 +153,7 @@ impl ShardClient {
         after: Option<(i64, u64)>,
         limit: u32,
     ) -> Result<Page<(i64, u64)>, ShardCallError> {
-        self.read_indexed(move |r| {
+        self.read_indexed(&customer, |r| {
             Ok(r.customer_events(&customer, since_ms, until_ms, after, limit)?)
         })
         .await
@@ -162,8 +165,10 @@ impl ShardClient {
         since_ms: i64,
         until_ms: i64,
     ) -> Result<Vec<DailyCount>, ShardCallError> {
-        self.read_indexed(move |r| Ok(r.daily_counts(&customer, since_ms, until_ms)?))
-            .await
+        self.read_indexed(&customer, |r| {
+            Ok(r.daily_counts(&customer, since_ms, until_ms)?)
+        })
+        .await
     }
 
     pub(crate) async fn inclusion_proof(
@@ -221,8 +226,10 @@ impl ShardClient {
         after: Option<ExpiryCursor>,
         limit: u32,
     ) -> Result<(Vec<Expiring>, bool), ShardCallError> {
-        self.read_indexed(move |r| Ok(r.expiring(&customer, before_ms, after, limit)?))
-            .await
+        self.read_indexed(&customer, |r| {
+            Ok(r.expiring(&customer, before_ms, after, limit)?)
+        })
+        .await
     }
 
     pub(crate) async fn current_state_with_events(
@@ -230,8 +237,10 @@ impl ShardClient {
         customer: String,
         subject: String,
     ) -> Result<Vec<(PurposeState, StoredEvent)>, ShardCallError> {
-        self.read_indexed(move |r| Ok(r.current_state_with_events(&customer, &subject)?))
-            .await
+        self.read_indexed(&customer, |r| {
+            Ok(r.current_state_with_events(&customer, &subject)?)
+        })
+        .await
     }
 
     pub(crate) async fn find_idempotent(

@@ -567,6 +567,8 @@ fn entries_committed_but_not_yet_indexed_are_indexed_from_the_journal_on_the_nex
     assert_eq!((store.indexed_upto(), store.head().size), (10, 25));
     let lagging = store.reader();
     assert_eq!((lagging.indexed_size(), lagging.committed_size()), (10, 25));
+    // Only acme's reads must wait for the index step; another customer's need not.
+    assert!(lagging.has_unindexed("acme") && !lagging.has_unindexed("other"));
     assert_eq!(
         lagging
             .history("acme", "s1", Order::Ascending, None, 100)
@@ -588,8 +590,20 @@ fn entries_committed_but_not_yet_indexed_are_indexed_from_the_journal_on_the_nex
     );
     drop(audit);
 
-    let store = open(&path);
+    let mut store = open(&path);
     assert_eq!(store.indexed_upto(), 25);
+    assert!(!store.reader().has_unindexed("acme"), "indexed on open");
+    store
+        .append_batches(&[vec![event("acme", "s9", 99)]])
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    assert!(store.reader().has_unindexed("acme"));
+    store.index_now(false).unwrap();
+    assert!(
+        !store.reader().has_unindexed("acme"),
+        "the index step clears it"
+    );
     let r = store.reader();
     let history = r
         .history("acme", "s1", Order::Ascending, None, 100)
@@ -598,7 +612,7 @@ fn entries_committed_but_not_yet_indexed_are_indexed_from_the_journal_on_the_nex
     assert_eq!(seqs, vec![1, 4, 7, 10, 13, 16, 19, 22]);
     let state = r.current_state("acme", "s1").unwrap();
     assert!(state.iter().all(|s| s.seq == 22), "{state:?}");
-    assert_eq!(r.verify_indexes().unwrap().entries, 25);
+    assert_eq!(r.verify_indexes().unwrap().entries, 26);
 }
 
 #[actix_rt::test]
@@ -613,7 +627,7 @@ async fn a_read_after_indexes_fresh_sees_every_acknowledged_append() {
             .await
             .unwrap()
             .unwrap();
-        shard.indexes_fresh().await.unwrap();
+        shard.indexes_fresh("acme").await.unwrap();
         let r = shard.reader();
         assert!(r.indexed_size() > out[0].entry.seq);
         let state = r.current_state("acme", "alice").unwrap();

@@ -464,12 +464,13 @@ impl ShardHandle {
         &self.reader
     }
 
-    /// Waits until the secondary indexes reflect every entry committed before this call,
-    /// so that an index read begun afterwards sees every acknowledged write (the index
-    /// step runs behind the commit). Immediate when they already do.
-    pub async fn indexes_fresh(&self) -> Result<(), QueryError> {
+    /// Waits until the secondary indexes reflect every entry of `customer_id` committed
+    /// before this call, so that an index read of that customer begun afterwards sees every
+    /// acknowledged write (the index step runs behind the commit). Immediate when they
+    /// already do, and when only other customers' entries wait.
+    pub async fn indexes_fresh(&self, customer_id: &str) -> Result<(), QueryError> {
         let target = self.reader.committed_size();
-        if self.reader.indexed_size() >= target {
+        if self.reader.indexed_size() >= target || !self.reader.has_unindexed(customer_id) {
             return Ok(());
         }
         self.addr

@@ -231,16 +231,48 @@ fn head_in(txn: &ReadTransaction, shard_id: u32) -> Result<(ShardHead, i64), Sto
 }
 
 /// Where a shard's writer stands, published to its readers: how many entries are durably
-/// committed and how many of those the secondary indexes reflect. A reader that must see
-/// every acknowledged write in an index waits until `indexed` reaches the `committed` it
-/// saw when it started (see `ShardHandle::indexes_fresh`).
+/// committed, how many of those the secondary indexes reflect, and which customers have
+/// committed entries that are not indexed yet. A reader that must see every acknowledged
+/// write of a customer in an index waits only if that customer is among them (see
+/// `ShardHandle::indexes_fresh`).
 #[derive(Debug, Default)]
 pub(crate) struct Progress {
     committed: std::sync::atomic::AtomicU64,
     indexed: std::sync::atomic::AtomicU64,
+    /// Customers with committed, unindexed entries. Added to before `committed` is
+    /// published (so before any caller hears of the entries); emptied after the index step
+    /// that covers them has committed.
+    unindexed_customers: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Progress {
+    /// Records that `customer` has committed entries waiting for the index step.
+    pub(crate) fn add_unindexed(&self, customer: &str) {
+        let mut set = self
+            .unindexed_customers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if !set.contains(customer) {
+            set.insert(customer.to_string());
+        }
+    }
+
+    /// Called after an index step that indexed every committed entry.
+    pub(crate) fn clear_unindexed(&self) {
+        self.unindexed_customers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// Whether `customer` has committed entries the indexes do not reflect yet.
+    pub(crate) fn has_unindexed(&self, customer: &str) -> bool {
+        self.unindexed_customers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(customer)
+    }
+
     /// Called by the writer after a commit returned, so that a snapshot begun after a
     /// reader sees these numbers holds at least what they say.
     pub(crate) fn publish(&self, committed: u64, indexed: u64) {
@@ -297,6 +329,12 @@ impl ShardReader {
         self.progress
             .indexed
             .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Whether `customer_id` has committed entries that the indexes do not reflect yet
+    /// (an index read of that customer must then wait for the index step; others need not).
+    pub fn has_unindexed(&self, customer_id: &str) -> bool {
+        self.progress.has_unindexed(customer_id)
     }
 
     /// The shard this reader reads.

@@ -204,6 +204,7 @@ impl Store {
         self.unindexed.clear();
         self.indexed_upto = next;
         self.progress.publish(self.head.size, next);
+        self.progress.clear_unindexed();
         Ok(())
     }
 
@@ -280,6 +281,12 @@ impl Store {
         if appended > 0 {
             txn.commit()?;
             self.stats.commits += 1;
+            // Before the new size is published and any caller answered (undo_on_error).
+            for (batch, result) in batches.iter().zip(&results) {
+                if let (Some(first), Ok(_)) = (batch.first(), result) {
+                    self.progress.add_unindexed(&first.customer_id);
+                }
+            }
         } else {
             txn.abort()?;
         }
