@@ -99,8 +99,11 @@ pub struct Store {
 /// A committed consent entry waiting for the index step, with what indexing it needs
 /// (kept from the append so the step reads nothing back).
 pub(super) struct Unindexed {
+    /// The committed entry (its seq says where it goes in the queue).
     entry: Entry,
+    /// Its customer's number in this shard (the prefix of every index key).
     customer: u32,
+    /// Its subject's keyed hash, computed at the append while the subject id was at hand.
     subject: Hash,
 }
 
