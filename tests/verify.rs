@@ -256,6 +256,22 @@ fn receipts_checkpoints_and_consistency_verify_offline_and_every_changed_byte_is
 
 const JOURNAL: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("journal");
 
+/// Records an event of `subject` for `customer` and asks for its receipt, which makes the
+/// server issue a checkpoint that covers it.
+fn record_and_checkpoint(s: &Server, customer: &str, subject: &str) {
+    let id = s.ok(
+        RECORD,
+        json!({ "c": customer, "e": event(subject, "GRANTED", None) }),
+    )["recordConsent"]["event"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.ok(
+        "query($id: ID!) { receipt(eventId: $id) { eventId } }",
+        json!({ "id": id }),
+    );
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
@@ -374,17 +390,7 @@ fn the_monitor_checks_that_each_new_checkpoint_extends_the_last() {
         assert_eq!(o.status.code(), Some(0), "{}", text(&o));
         serde_json::from_slice::<Value>(&o.stdout).unwrap()
     };
-    let checkpoint_now = |c: &str| {
-        let id = s.ok(RECORD, json!({ "c": c, "e": event("x", "GRANTED", None) }))["recordConsent"]
-            ["event"]["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        s.ok(
-            "query($id: ID!) { receipt(eventId: $id) { eventId } }",
-            json!({ "id": id }),
-        );
-    };
+    let checkpoint_now = |c: &str| record_and_checkpoint(&s, c, "x");
     checkpoint_now("c0");
     let first = monitor();
     assert!(first["checked"].as_u64().unwrap() >= 1, "{first}");
@@ -423,23 +429,9 @@ fn the_monitor_catches_a_server_that_forks_its_history_under_the_same_key() {
             .output()
             .unwrap()
     };
-    let record_and_checkpoint = |s: &Server, subject: &str| {
-        let id = s.ok(
-            RECORD,
-            json!({ "c": "c0", "e": event(subject, "GRANTED", None) }),
-        )["recordConsent"]["event"]["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        // A receipt needs a checkpoint that covers the event: the server issues one.
-        s.ok(
-            "query($id: ID!) { receipt(eventId: $id) { eventId } }",
-            json!({ "id": id }),
-        );
-    };
     let s = Server::start(&honest_dir, &flags);
     s.customers(&["c0"]);
-    record_and_checkpoint(&s, "alice");
+    record_and_checkpoint(&s, "c0", "alice");
     let o = monitor(&s);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     s.stop();
@@ -447,15 +439,15 @@ fn the_monitor_catches_a_server_that_forks_its_history_under_the_same_key() {
 
     // The honest history goes on; the monitor follows it.
     let s = Server::start(&honest_dir, &flags);
-    record_and_checkpoint(&s, "bob");
+    record_and_checkpoint(&s, "c0", "bob");
     let o = monitor(&s);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     s.stop();
 
     // The forked copy signs other events with the same key and the same numbers.
     let forked = Server::start(&fork_dir, &flags);
-    record_and_checkpoint(&forked, "mallory");
-    record_and_checkpoint(&forked, "mallory-2");
+    record_and_checkpoint(&forked, "c0", "mallory");
+    record_and_checkpoint(&forked, "c0", "mallory-2");
     let o = monitor(&forked);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let report: Value = serde_json::from_slice(&o.stdout).unwrap_or(json!({}));

@@ -285,7 +285,13 @@ impl Progress {
 
 /// `meta.indexed_upto` as of `txn`: entries below it are in the secondary indexes.
 pub(crate) fn read_indexed_upto(txn: &ReadTransaction) -> Result<u64, StorageError> {
-    let meta = txn.open_table(META)?;
+    indexed_upto_in(&txn.open_table(META)?)
+}
+
+/// `indexed_upto` from an open `meta` table (of a read or a write transaction).
+pub(crate) fn indexed_upto_in(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<u64, StorageError> {
     let v = meta.get(META_INDEXED_UPTO)?;
     let bytes = v.as_ref().map(|v| v.value()).unwrap_or(&[0; 8]);
     let arr: [u8; 8] = bytes.try_into().map_err(|_| StorageError::Corrupt {

@@ -579,13 +579,7 @@ impl<'t> WriteTables<'t> {
     }
 
     fn indexed_upto(&self) -> Result<u64, StorageError> {
-        let v = self.meta.get(META_INDEXED_UPTO)?;
-        let bytes = v.as_ref().map(|v| v.value()).unwrap_or(&[0; 8]);
-        let arr: [u8; 8] = bytes.try_into().map_err(|_| StorageError::Corrupt {
-            table: "meta",
-            detail: "indexed_upto is not 8 bytes".into(),
-        })?;
-        Ok(u64::from_be_bytes(arr))
+        super::reader::indexed_upto_in(&self.meta)
     }
 
     pub(super) fn set_indexed_upto(&mut self, upto: u64) -> Result<(), StorageError> {
