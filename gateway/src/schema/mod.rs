@@ -32,7 +32,9 @@ pub const MAX_DIRECTIVES: usize = 8;
 /// Page size when `first` is not given.
 pub const DEFAULT_PAGE_SIZE: i32 = 50;
 
-/// Every read: consent data for customers' keys, customers and keys for admins.
+/// Every read: consent data for customers' keys, customers and keys for admins. A read sees
+/// every write of its customer that was acknowledged before the read began, whoever made it
+/// (no consistency token to carry).
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Query")]
 pub(crate) struct QueryRoot(ConsentQuery, PrivacyQuery, AdminQuery);
