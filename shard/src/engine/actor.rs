@@ -4,8 +4,9 @@
 //! one durable transaction and only then answers each caller. The secondary indexes
 //! follow in an index step that covers every entry committed since the last one: run
 //! `INDEX_DELAY_MS` after a commit, within the commit when `MAX_INDEX_LAG_ENTRIES` wait,
-//! and whenever a reader asks for fresh indexes (`IndexUpTo`). Reads run on the blocking pool against
-//! redb snapshots, so they never wait for a commit to finish.
+//! and whenever a reader asks for fresh indexes (`IndexUpTo`). Reads use redb snapshots
+//! (through [`ShardHandle::reader`], or the read messages here, which run on the blocking
+//! pool), so they never wait for a commit to finish.
 
 use std::path::Path;
 
@@ -182,7 +183,7 @@ impl Handler<IndexStep> for ShardActor {
     fn handle(&mut self, _: IndexStep, _: &mut Context<Self>) {
         self.index_scheduled = false;
         if let Some(store) = self.store.as_mut() {
-            index_or_log(store);
+            store.index_or_log();
         }
     }
 }
@@ -196,14 +197,6 @@ impl Handler<IndexUpTo> for ShardActor {
             store.index_now(false)?;
         }
         Ok(())
-    }
-}
-
-/// The index step off the request path: a failure leaves the entries queued (nothing of
-/// the step was written) for the next step or the next open.
-fn index_or_log(store: &mut Store) {
-    if let Err(e) = store.index_now(false) {
-        tracing::error!(error = %e, "index step failed; the entries stay queued");
     }
 }
 

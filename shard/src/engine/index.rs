@@ -98,6 +98,19 @@ pub(crate) fn decode_state(bytes: &[u8]) -> Result<Vec<PurposeState>, StorageErr
 /// the state and the newest history row usually share a B-tree page.
 pub(crate) const STATE_ROW: u64 = u64::MAX;
 
+/// A subject's current state from the `subjects` table of a read or a write transaction
+/// (empty when it has none).
+pub(crate) fn state_in(
+    subjects: &impl ReadableTable<(u32, [u8; 32], u64), &'static [u8]>,
+    customer: u32,
+    subject: &[u8; 32],
+) -> Result<Vec<PurposeState>, StorageError> {
+    match subjects.get((customer, *subject, STATE_ROW))? {
+        Some(v) => decode_state(v.value()),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// The index tables open in one write transaction.
 pub(crate) struct IndexTables<'t> {
     /// History rows `(customer, subject, seq) → []` and the state row
@@ -136,10 +149,7 @@ impl IndexTables<'_> {
         customer: u32,
         subject: Hash,
     ) -> Result<Vec<PurposeState>, StorageError> {
-        match self.subjects.get((customer, subject.0, STATE_ROW))? {
-            Some(v) => decode_state(v.value()),
-            None => Ok(Vec::new()),
-        }
+        state_in(&self.subjects, customer, &subject.0)
     }
 
     /// The seqs of a subject's history rows, oldest first.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::error::{QueryError, StorageError, VerifyJournalError};
-use super::index::{MS_PER_DAY, PurposeState, STATE_ROW, decode_state};
+use super::index::{MS_PER_DAY, PurposeState, STATE_ROW, decode_state, state_in};
 use super::tables::*;
 use crate::format::{Entry, PersonalRecord};
 use crate::hash::{Hash, entry_hash, subject_key};
@@ -386,11 +386,7 @@ impl ShardReader {
         let Some((customer, subject)) = subject_ref(&txn, customer_id, subject_id)? else {
             return Ok(Vec::new());
         };
-        let table = txn.open_table(SUBJECTS)?;
-        match table.get((customer, subject.0, STATE_ROW))? {
-            Some(v) => decode_state(v.value()),
-            None => Ok(Vec::new()),
-        }
+        state_in(&txn.open_table(SUBJECTS)?, customer, &subject.0)
     }
 
     /// The current state of a subject with the event that set each purpose, read from one
@@ -404,13 +400,7 @@ impl ShardReader {
         let Some((customer, subject)) = subject_ref(&txn, customer_id, subject_id)? else {
             return Ok(Vec::new());
         };
-        let states = match txn
-            .open_table(SUBJECTS)?
-            .get((customer, subject.0, STATE_ROW))?
-        {
-            Some(v) => decode_state(v.value())?,
-            None => return Ok(Vec::new()),
-        };
+        let states = state_in(&txn.open_table(SUBJECTS)?, customer, &subject.0)?;
         let tables = EventTables::open(&txn)?;
         let mut loaded: std::collections::HashMap<u64, StoredEvent> =
             std::collections::HashMap::new();
@@ -523,10 +513,7 @@ impl ShardReader {
             let subject = v.value();
             // The purposes this row stands for: those of the subject's current state that
             // entry `seq` granted with this expiry (sorted by purpose, as the state is).
-            let states = match subjects.get((c, subject, STATE_ROW))? {
-                Some(v) => decode_state(v.value())?,
-                None => Vec::new(),
-            };
+            let states = state_in(&subjects, c, &subject)?;
             let resumed = after
                 .as_ref()
                 .filter(|a| (a.expires_at_ms, a.seq) == (at, seq));

@@ -3,7 +3,7 @@
 //! One `Store` is the only writer of its file. An append commits the journal, the Merkle
 //! nodes, the personal records, the idempotency keys, the customers and the head in one
 //! durable write transaction; the caller is answered then. The secondary indexes follow in
-//! a later, non-durable transaction ([`Store::index_pending`]) that covers every entry
+//! a later, non-durable transaction ([`Store::index_now`]) that covers every entry
 //! committed since the last one; they are derived from the journal and rebuilt from
 //! `indexed_upto` after a crash (see docs/design.md, "Commit sequence").
 
@@ -52,8 +52,9 @@ pub const MAX_INDEX_LAG_ENTRIES: usize = 16_384;
 
 /// Storage layout version written to `meta.format_version`.
 /// Layout 2 added the `erasures` and `expiries` indexes; layout 3 merged the subject history
-/// and current state into `subjects` and keyed `expiries` by granting event. A file of
-/// layout 1 or 2 is migrated on open by rebuilding its indexes from the journal.
+/// and current state into `subjects`, keyed `expiries` by granting event and the Merkle
+/// nodes by completing leaf. A file of layout 1 or 2 is migrated on open: its Merkle nodes
+/// are re-keyed and its indexes rebuilt from the journal.
 pub const STORE_FORMAT_VERSION: u32 = 3;
 
 /// One appended (or idempotently found) event, as returned to the caller.
@@ -180,6 +181,7 @@ impl Store {
     /// indexes, in one transaction. Durable only when `durable`; otherwise it becomes
     /// durable with the next durable commit, and a crash before that only means the next
     /// open replays these entries from the journal (`catch_up_indexes`).
+    ///
     /// With `durable` it always commits durably, also with nothing to index, so that
     /// earlier non-durable index steps reach the disk (shutdown).
     pub fn index_now(&mut self, durable: bool) -> Result<(), StorageError> {
@@ -223,12 +225,18 @@ impl Store {
     ) -> Result<Vec<Result<Vec<Appended>, AppendError>>, StorageError> {
         let results = self.undo_on_error(|store| store.append_in_txn(batches))?;
         if self.unindexed.len() > MAX_INDEX_LAG_ENTRIES {
-            // The appends are durable and answered either way; a failed step is retried.
-            if let Err(e) = self.index_now(false) {
-                tracing::error!(error = %e, "index step failed; the entries stay queued");
-            }
+            // The appends are durable and answered either way.
+            self.index_or_log();
         }
         Ok(results)
+    }
+
+    /// The index step off any request path: a failure leaves the entries queued (nothing
+    /// of the step was written) for the next step or the next open.
+    pub fn index_or_log(&mut self) {
+        if let Err(e) = self.index_now(false) {
+            tracing::error!(error = %e, "index step failed; the entries stay queued");
+        }
     }
 
     /// Runs one write transaction; if it fails, the in-memory head, time, frontier and
