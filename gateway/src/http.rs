@@ -308,10 +308,11 @@ async fn graphql_post(
         let msg = format!("at most {MAX_BATCH_OPERATIONS} operations per batched request");
         return error_body(StatusCode::BAD_REQUEST, Code::BadUserInput, &msg);
     }
-    for r in request.iter_mut() {
-        r.data.insert(caller.clone());
-        server.queries.prepare(r);
+    match &mut request {
+        BatchRequest::Single(r) => r.data.insert(caller),
+        BatchRequest::Batch(rs) => rs.iter_mut().for_each(|r| r.data.insert(caller.clone())),
     }
+    request.iter_mut().for_each(|r| server.queries.prepare(r));
     let resp = server.schema.execute_batch(request).await;
     finish(&server, resp)
 }

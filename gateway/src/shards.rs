@@ -145,6 +145,37 @@ impl ShardClient {
         .await
     }
 
+    /// Hands a subject's events to `visit`, oldest first, a page at a time, until it
+    /// returns `false` or the history ends.
+    pub(crate) async fn walk_history(
+        &self,
+        customer: &str,
+        subject: &str,
+        mut visit: impl FnMut(StoredEvent) -> bool,
+    ) -> Result<(), ShardCallError> {
+        let mut after = None;
+        loop {
+            let page = self
+                .history(
+                    customer.to_string(),
+                    subject.to_string(),
+                    Order::Ascending,
+                    after,
+                    shard::engine::MAX_PAGE_SIZE,
+                )
+                .await?;
+            for e in page.items {
+                if !visit(e) {
+                    return Ok(());
+                }
+            }
+            if !page.has_more {
+                return Ok(());
+            }
+            after = page.last_cursor;
+        }
+    }
+
     pub(crate) async fn customer_events(
         &self,
         customer: String,

@@ -5,9 +5,7 @@ use async_graphql::{Context, ID, Object, Result, SimpleObject};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use chrono::{DateTime, Utc};
-use shard::engine::{
-    ErasureRequest, ErasureTarget, ExpiryCursor, MAX_PAGE_SIZE, Order, StoredEvent, apply_to_state,
-};
+use shard::engine::{ErasureRequest, ErasureTarget, ExpiryCursor, StoredEvent, apply_to_state};
 
 use super::mutation::{check_customer, check_subject};
 use super::query::page_size;
@@ -340,30 +338,20 @@ async fn subject_events(
     customer_id: &str,
     subject_id: &str,
 ) -> Result<Vec<StoredEvent>> {
-    let shard = st.ledger.shard_for(customer_id);
     let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let page = shard
-            .history(
-                customer_id.to_string(),
-                subject_id.to_string(),
-                Order::Ascending,
-                after,
-                MAX_PAGE_SIZE,
-            )
-            .await?;
-        after = page.last_cursor;
-        out.extend(page.items);
-        if out.len() > MAX_EXPORT_EVENTS {
-            return Err(bad_input(format!(
-                "the subject has more than {MAX_EXPORT_EVENTS} events; export it with `assent export`"
-            )));
-        }
-        if !page.has_more {
-            return Ok(out);
-        }
+    st.ledger
+        .shard_for(customer_id)
+        .walk_history(customer_id, subject_id, |e| {
+            out.push(e);
+            out.len() <= MAX_EXPORT_EVENTS
+        })
+        .await?;
+    if out.len() > MAX_EXPORT_EVENTS {
+        return Err(bad_input(format!(
+            "the subject has more than {MAX_EXPORT_EVENTS} events; export it with `assent export`"
+        )));
     }
+    Ok(out)
 }
 
 /// An event with its personal record as JSON (the field names of the GraphQL type).

@@ -356,26 +356,14 @@ async fn state_as_of(
     as_of_ms: i64,
 ) -> Result<Vec<PurposeState>> {
     let mut states: Vec<PurposeState> = Vec::new();
-    let mut after = None;
-    loop {
-        let page = shard
-            .history(
-                customer.to_string(),
-                subject.to_string(),
-                Order::Ascending,
-                after,
-                MAX_PAGE_SIZE,
-            )
-            .await?;
-        for e in &page.items {
-            if e.entry.recorded_at_ms > as_of_ms {
-                return Ok(states);
+    shard
+        .walk_history(customer, subject, |e| {
+            let known = e.entry.recorded_at_ms <= as_of_ms;
+            if known {
+                apply_to_state(&mut states, &e.entry);
             }
-            apply_to_state(&mut states, &e.entry);
-        }
-        if !page.has_more {
-            return Ok(states);
-        }
-        after = page.last_cursor;
-    }
+            known
+        })
+        .await?;
+    Ok(states)
 }
