@@ -546,6 +546,47 @@ fn index_verification_passes_a_true_index_and_names_a_tampered_one() {
             .unwrap();
     });
     assert!(err.contains("daily counter"), "{err}");
+    // A current-state row is checked against the entry it names: the subject's own history
+    // must hold it, and the entry must set that purpose to that choice at those times.
+    // Layout of a state: u32 count, then per purpose u32 name length, name, u8 choice,
+    // u64 seq, i64 occurred_at_ms, optional i64 expires_at_ms.
+    fn edit_first_state(t: &redb::WriteTransaction, edit: &dyn Fn(&mut Vec<u8>, usize, &[u64])) {
+        let mut tab = t.open_table(SUBJECTS).unwrap();
+        let mut history = vec![];
+        let (key, mut state) = tab
+            .iter()
+            .unwrap()
+            .map(|r| r.unwrap())
+            .find_map(|(k, v)| {
+                let k = k.value();
+                if k.2 != u64::MAX {
+                    history.push(k.2);
+                    return None;
+                }
+                Some((k, v.value().to_vec()))
+            })
+            .unwrap();
+        let name_len = u32::from_be_bytes(state[4..8].try_into().unwrap()) as usize;
+        edit(&mut state, 8 + name_len, &history);
+        tab.insert(key, state.as_slice()).unwrap();
+    }
+    let err = tamper(&|t| edit_first_state(t, &|state, at, _| state[at] ^= 3));
+    assert!(
+        err.contains("does not set it so"),
+        "a flipped choice: {err}"
+    );
+    let err = tamper(&|t| edit_first_state(t, &|state, at, _| state[at + 16] ^= 1));
+    assert!(err.contains("does not set it so"), "a changed time: {err}");
+    let err = tamper(&|t| {
+        edit_first_state(t, &|state, at, history| {
+            let foreign = (0..60u64).find(|s| !history.contains(s)).unwrap();
+            state[at + 1..at + 9].copy_from_slice(&foreign.to_be_bytes());
+        })
+    });
+    assert!(
+        err.contains("not in that subject's history"),
+        "another subject's entry: {err}"
+    );
 }
 
 #[test]

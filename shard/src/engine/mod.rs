@@ -9,6 +9,7 @@ mod error;
 mod index;
 mod reader;
 mod scrub;
+mod state_check;
 mod store;
 mod tables;
 

@@ -716,6 +716,15 @@ impl ShardReader {
     /// history row is backed by a personal record. Memory is bounded by the number of
     /// (customer, day, purpose) counters, not by the number of events.
     pub fn verify_indexes(&self) -> Result<IndexReport, IndexMismatch> {
+        self.verify_indexes_in_passes(super::state_check::STATE_CLAIMS_PER_PASS)
+    }
+
+    /// [`ShardReader::verify_indexes`], holding at most `claims_per_pass` state claims
+    /// (tests use a small bound to exercise the batched check).
+    pub(crate) fn verify_indexes_in_passes(
+        &self,
+        claims_per_pass: usize,
+    ) -> Result<IndexReport, IndexMismatch> {
         let shard_id = self.shard_id;
         let bad = |detail: String| IndexMismatch { shard_id, detail };
         let io = |e: StorageError| bad(format!("reading: {e}"));
@@ -748,6 +757,38 @@ impl ShardReader {
                 .cloned()
                 .ok_or_else(|| bad(format!("index row of unknown customer number {c}")))
         };
+        let mut report = IndexReport::default();
+        // One pass over the subjects table: the digest of its history rows, the expiry rows
+        // its state rows imply, and their claims (checked in the journal pass below). A
+        // state problem is reported only after the history itself is proven.
+        let (mut have_history, mut want_expiries, mut want_expiry_rows) =
+            (Multiset::default(), Multiset::default(), 0u64);
+        let mut history: (Option<(u32, [u8; 32])>, Vec<u64>) = (None, Vec::new());
+        let mut claims = super::state_check::StateClaims::new(claims_per_pass);
+        let mut state_problem: Option<String> = None;
+        for row in txn.open_table(SUBJECTS).map_err(open)?.iter().map_err(st)? {
+            let (k, v) = row.map_err(st)?;
+            let (c, subject, seq) = k.value();
+            if history.0 != Some((c, subject)) {
+                history = (Some((c, subject)), Vec::new());
+            }
+            if seq != STATE_ROW {
+                have_history.add(&history_row(c, &subject, seq));
+                report.history_rows += 1;
+                history.1.push(seq);
+                continue;
+            }
+            let states = decode_state(v.value()).map_err(io)?;
+            for (at, seq) in super::index::expiry_rows(&states) {
+                want_expiries.add(&expiry_key(c, at, seq, &subject));
+                want_expiry_rows += 1;
+            }
+            if state_problem.is_none() {
+                state_problem = claims.add(&states, &history.1, &journal).err();
+            }
+            report.state_rows += 1;
+        }
+        claims.sort_for_pass();
         // Expected counters and time-index size from one pass over the journal.
         let mut expected: std::collections::HashMap<(u32, i64, String), (u64, u64)> =
             Default::default();
@@ -766,6 +807,9 @@ impl ShardReader {
         for row in journal.range(0..indexed).map_err(st)? {
             let (_, v) = row.map_err(st)?;
             let e = Entry::decode(v.value()).map_err(|err| bad(format!("entry {size}: {err}")))?;
+            if state_problem.is_none() {
+                state_problem = claims.check_entry(e.seq, &e).err();
+            }
             let c = *numbers
                 .get(e.customer_id.as_str())
                 .ok_or_else(|| bad(format!("entry {}: customer has no number", e.seq)))?;
@@ -801,10 +845,10 @@ impl ShardReader {
                 }
             }
         }
-        let mut report = IndexReport {
-            entries: size,
-            ..IndexReport::default()
-        };
+        if state_problem.is_none() {
+            state_problem = claims.finish_pass().err();
+        }
+        report.entries = size;
         for row in txn
             .open_table(DAILY_COUNTS)
             .map_err(open)?
@@ -833,7 +877,7 @@ impl ShardReader {
         // Fast path: the multiset digests of the rows the journal implies and of the rows
         // stored must agree; only when they differ are rows looked up one by one to name
         // the first bad one.
-        let (mut have_time, mut have_history) = (Multiset::default(), Multiset::default());
+        let mut have_time = Multiset::default();
         for row in txn
             .open_table(CUSTOMER_EVENTS)
             .map_err(open)?
@@ -844,14 +888,6 @@ impl ShardReader {
             let (c, t, seq) = k.value();
             have_time.add(&time_row(c, t, seq));
             report.time_rows += 1;
-        }
-        for row in txn.open_table(SUBJECTS).map_err(open)?.iter().map_err(st)? {
-            let (k, _) = row.map_err(st)?;
-            let (c, subject, seq) = k.value();
-            if seq != STATE_ROW {
-                have_history.add(&history_row(c, &subject, seq));
-                report.history_rows += 1;
-            }
         }
         let fast_ok = have_time == want_time
             && have_history == want_history
@@ -909,44 +945,8 @@ impl ShardReader {
                 report.history_rows
             )));
         }
-        let (mut want_expiries, mut want_expiry_rows) = (Multiset::default(), 0u64);
-        for row in txn.open_table(SUBJECTS).map_err(open)?.iter().map_err(st)? {
-            let (k, v) = row.map_err(st)?;
-            let (c, subject, seq) = k.value();
-            if seq != STATE_ROW {
-                continue;
-            }
-            let states = decode_state(v.value()).map_err(io)?;
-            for (at, seq) in super::index::expiry_rows(&states) {
-                want_expiries.add(&expiry_key(c, at, seq, &subject));
-                want_expiry_rows += 1;
-            }
-            let mut decoded: Option<(u64, Entry)> = None;
-            for s in states {
-                if decoded.as_ref().is_none_or(|(seq, _)| *seq != s.seq) {
-                    decoded = Some((s.seq, entry_at(s.seq)?));
-                }
-                let e = &decoded.as_ref().expect("just decoded").1;
-                let sets = e.consent().is_some_and(|consent| {
-                    consent
-                        .purposes
-                        .iter()
-                        .any(|(p, ch)| p == &s.purpose && *ch == s.choice)
-                });
-                if e.customer_id != owner(c)? || !sets {
-                    return Err(bad(format!(
-                        "current state of a subject names entry {} for {}, which does not set it",
-                        s.seq, s.purpose
-                    )));
-                }
-                if personal.get(s.seq).map_err(st)?.is_none() {
-                    return Err(bad(format!(
-                        "current state of a subject names entry {}, whose personal record was erased",
-                        s.seq
-                    )));
-                }
-            }
-            report.state_rows += 1;
+        if let Some(problem) = state_problem {
+            return Err(bad(problem));
         }
         let mut have_expiries = Multiset::default();
         for row in txn.open_table(EXPIRIES).map_err(open)?.iter().map_err(st)? {

@@ -1,0 +1,260 @@
+//! The audit's check of current-state rows against the journal, without one random journal
+//! lookup per state.
+//!
+//! A state row claims, per purpose, "entry `seq` set this choice at `occurred_at_ms`,
+//! lapsing at `expires_at_ms`". The subject-history rows, already proven equal to the
+//! journal's (customer, subject, seq) facts by their multiset digest, sit just before the
+//! state row in the same table: a claimed seq must be one of them, which proves the entry
+//! is this subject's, this customer's, and still has its personal record. What the entry
+//! says (purpose, choice, times) is checked by collecting the claims, sorting them by seq,
+//! and meeting them in the index check's own pass over the journal. Beyond
+//! [`STATE_CLAIMS_PER_PASS`] claims, each full batch is checked at once by reading its
+//! entries in ascending order: memory stays bounded and journal pages are read in key order.
+
+use std::collections::HashMap;
+
+use redb::ReadOnlyTable;
+
+use super::index::PurposeState;
+use crate::format::{Choice, Entry};
+
+/// Claims held before they are checked against the journal (≈ 40 bytes each, so ≈ 40 MiB):
+/// the memory bound of the state check. Each batch costs one ascending walk of the
+/// journal pages it names.
+pub(crate) const STATE_CLAIMS_PER_PASS: usize = 1 << 20;
+
+/// One purpose of one state row, with its purpose name interned.
+#[derive(Debug, Clone, Copy)]
+struct Claim {
+    /// The entry that must set it; first, so that claims sort by journal order.
+    seq: u64,
+    /// Index into [`StateClaims::purposes`].
+    purpose: u32,
+    /// The claimed choice.
+    choice: Choice,
+    /// The claimed occurrence time (Unix ms).
+    occurred_at_ms: i64,
+    /// The claimed lapse time (Unix ms), if any.
+    expires_at_ms: Option<i64>,
+}
+
+/// Collects state claims and checks them against the journal in bounded batches.
+pub(crate) struct StateClaims {
+    /// Claims held before a batch is checked ([`STATE_CLAIMS_PER_PASS`] but in tests).
+    per_pass: usize,
+    /// Claims not yet checked.
+    claims: Vec<Claim>,
+    /// Purpose names of the pending claims (interned: a handful of names per customer).
+    purposes: Vec<String>,
+    /// Name → index into `purposes`.
+    purpose_ids: HashMap<String, u32>,
+    /// The first claim the journal pass has not yet reached.
+    next: usize,
+}
+
+impl StateClaims {
+    /// An empty collector that checks a batch once it holds `per_pass` claims.
+    pub(crate) fn new(per_pass: usize) -> StateClaims {
+        assert!(per_pass > 0, "a batch holds at least one claim");
+        StateClaims {
+            per_pass,
+            claims: Vec::new(),
+            purposes: Vec::new(),
+            purpose_ids: HashMap::new(),
+            next: 0,
+        }
+    }
+
+    /// Takes the claims of one state row whose subject's history (ascending seqs) is
+    /// `history`. Fails when a claimed entry is not in that history; checks the pending
+    /// batch against `journal` when it is full.
+    pub(crate) fn add(
+        &mut self,
+        states: &[PurposeState],
+        history: &[u64],
+        journal: &ReadOnlyTable<u64, &'static [u8]>,
+    ) -> Result<(), String> {
+        for s in states {
+            if history.binary_search(&s.seq).is_err() {
+                return Err(format!(
+                    "current state of a subject names entry {} for {}, which is not in that subject's history (another subject's or customer's, or erased)",
+                    s.seq, s.purpose
+                ));
+            }
+            let purpose = self.intern(&s.purpose);
+            self.claims.push(Claim {
+                seq: s.seq,
+                purpose,
+                choice: s.choice,
+                occurred_at_ms: s.occurred_at_ms,
+                expires_at_ms: s.expires_at_ms,
+            });
+        }
+        if self.claims.len() >= self.per_pass {
+            self.check(journal)?;
+        }
+        Ok(())
+    }
+
+    fn intern(&mut self, purpose: &str) -> u32 {
+        if let Some(&id) = self.purpose_ids.get(purpose) {
+            return id;
+        }
+        let id = u32::try_from(self.purposes.len()).expect("at most one name per claim");
+        self.purposes.push(purpose.to_string());
+        self.purpose_ids.insert(purpose.to_string(), id);
+        id
+    }
+
+    /// Orders the pending claims by seq for [`StateClaims::check_entry`], which a pass over
+    /// the journal then calls for every entry in seq order.
+    pub(crate) fn sort_for_pass(&mut self) {
+        self.claims.sort_unstable_by_key(|c| c.seq);
+        self.next = 0;
+    }
+
+    /// Checks the pending claims on entry `seq` (the journal pass calls this for every
+    /// entry, in order, after [`StateClaims::sort_for_pass`]).
+    pub(crate) fn check_entry(&mut self, seq: u64, entry: &Entry) -> Result<(), String> {
+        while let Some(claim) = self.claims.get(self.next).filter(|c| c.seq <= seq) {
+            if claim.seq < seq || !self.entry_sets(entry, claim) {
+                return Err(self.does_not_set(claim));
+            }
+            self.next += 1;
+        }
+        Ok(())
+    }
+
+    /// Fails when a claim named an entry the journal pass never reached.
+    pub(crate) fn finish_pass(&self) -> Result<(), String> {
+        match self.claims.get(self.next) {
+            Some(claim) => Err(format!(
+                "a current state names entry {}, beyond the indexed journal",
+                claim.seq
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn does_not_set(&self, claim: &Claim) -> String {
+        format!(
+            "current state of a subject names entry {} for {}, which does not set it so",
+            claim.seq, self.purposes[claim.purpose as usize]
+        )
+    }
+
+    /// Checks every pending claim against its entry, reading the journal in seq order,
+    /// and empties the batch.
+    pub(crate) fn check(
+        &mut self,
+        journal: &ReadOnlyTable<u64, &'static [u8]>,
+    ) -> Result<(), String> {
+        self.claims.sort_unstable_by_key(|c| c.seq);
+        let mut decoded: Option<(u64, Entry)> = None;
+        for claim in &self.claims {
+            if decoded.as_ref().is_none_or(|(seq, _)| *seq != claim.seq) {
+                let bytes = journal
+                    .get(claim.seq)
+                    .map_err(|e| format!("reading: {e}"))?
+                    .ok_or_else(|| format!("a current state names missing entry {}", claim.seq))?;
+                let entry = Entry::decode(bytes.value())
+                    .map_err(|e| format!("entry {}: {e}", claim.seq))?;
+                decoded = Some((claim.seq, entry));
+            }
+            let entry = &decoded.as_ref().expect("decoded above").1;
+            if !self.entry_sets(entry, claim) {
+                return Err(self.does_not_set(claim));
+            }
+        }
+        self.claims.clear();
+        self.next = 0;
+        self.purposes.clear();
+        self.purpose_ids.clear();
+        Ok(())
+    }
+
+    fn entry_sets(&self, entry: &Entry, claim: &Claim) -> bool {
+        let name = &self.purposes[claim.purpose as usize];
+        entry.consent().is_some_and(|c| {
+            c.occurred_at_ms == claim.occurred_at_ms
+                && c.expires_at_ms == claim.expires_at_ms
+                && c.purposes
+                    .iter()
+                    .any(|(p, ch)| p == name && *ch == claim.choice)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::Store;
+    use crate::format::Choice;
+    use crate::format::tests_support::sample;
+    use redb::ReadableTable as _;
+
+    #[test]
+    fn claims_checked_in_small_batches_agree_with_one_pass() {
+        // Proves: the batched check (claims beyond the bound read their entries at once)
+        // accepts true states, and names a state that claims a choice its entry lacks.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("s.redb");
+        let mut store = Store::open(&path, 0).expect("open");
+        for i in 0..40u32 {
+            let mut e = sample();
+            e.subject_id = format!("s{}", i % 9);
+            e.occurred_at_ms += i64::from(i);
+            let choice = if i % 2 == 0 {
+                Choice::Granted
+            } else {
+                Choice::Denied
+            };
+            e.purposes.insert("analytics".into(), choice);
+            e.purposes.insert("ads".into(), Choice::Denied);
+            store
+                .append_batches(&[vec![e]])
+                .expect("append")
+                .remove(0)
+                .expect("appended");
+        }
+        store.index_now(true).expect("index");
+        let reader = store.reader();
+        let whole = reader.verify_indexes().expect("true states verify");
+        for per_pass in [1, 2, 3, 7] {
+            let batched = reader
+                .verify_indexes_in_passes(per_pass)
+                .expect("true states verify in batches");
+            assert_eq!(batched, whole, "per_pass {per_pass}");
+        }
+        drop(reader);
+        drop(store);
+        let db = redb::Database::open(&path).expect("reopen");
+        let txn = db.begin_write().expect("write");
+        {
+            let mut tab = txn
+                .open_table(crate::engine::tables::SUBJECTS)
+                .expect("table");
+            let (key, mut state) = {
+                let mut rows = tab.iter().expect("iter").map(|r| r.expect("row"));
+                let (k, v) = rows
+                    .find(|(k, _)| k.value().2 == u64::MAX)
+                    .expect("a state row");
+                (k.value(), v.value().to_vec())
+            };
+            let name_len = u32::from_be_bytes(state[4..8].try_into().expect("4 bytes")) as usize;
+            state[8 + name_len] ^= 3; // GRANTED <-> DENIED
+            tab.insert(key, state.as_slice()).expect("insert");
+        }
+        txn.commit().expect("commit");
+        drop(db);
+        let reader = crate::engine::ShardReader::open_existing(&path, 0).expect("open");
+        for per_pass in [1, 2, 1 << 20] {
+            let err = reader
+                .verify_indexes_in_passes(per_pass)
+                .expect_err("a flipped state is found");
+            assert!(
+                err.to_string().contains("does not set it so"),
+                "per_pass {per_pass}: {err}"
+            );
+        }
+    }
+}
