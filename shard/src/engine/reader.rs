@@ -716,14 +716,14 @@ impl ShardReader {
     /// history row is backed by a personal record. Memory is bounded by the number of
     /// (customer, day, purpose) counters, not by the number of events.
     pub fn verify_indexes(&self) -> Result<IndexReport, IndexMismatch> {
-        self.verify_indexes_in_passes(super::state_check::STATE_CLAIMS_PER_PASS)
+        self.verify_indexes_in_passes(super::state_check::STATE_CLAIM_BYTES_PER_PASS)
     }
 
-    /// [`ShardReader::verify_indexes`], holding at most `claims_per_pass` state claims
-    /// (tests use a small bound to exercise the batched check).
+    /// [`ShardReader::verify_indexes`], holding at most `claim_bytes_per_pass` of state
+    /// claims (tests use a small bound to exercise the batched check).
     pub(crate) fn verify_indexes_in_passes(
         &self,
-        claims_per_pass: usize,
+        claim_bytes_per_pass: usize,
     ) -> Result<IndexReport, IndexMismatch> {
         let shard_id = self.shard_id;
         let bad = |detail: String| IndexMismatch { shard_id, detail };
@@ -764,7 +764,7 @@ impl ShardReader {
         let (mut have_history, mut want_expiries, mut want_expiry_rows) =
             (Multiset::default(), Multiset::default(), 0u64);
         let mut history: (Option<(u32, [u8; 32])>, Vec<u64>) = (None, Vec::new());
-        let mut claims = super::state_check::StateClaims::new(claims_per_pass);
+        let mut claims = super::state_check::StateClaims::new(claim_bytes_per_pass);
         let mut state_problem: Option<String> = None;
         for row in txn.open_table(SUBJECTS).map_err(open)?.iter().map_err(st)? {
             let (k, v) = row.map_err(st)?;

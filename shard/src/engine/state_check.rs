@@ -18,49 +18,59 @@ use redb::ReadOnlyTable;
 use super::index::PurposeState;
 use crate::format::{Choice, Entry};
 
-/// Claims held before they are checked against the journal (≈ 40 bytes each, so ≈ 40 MiB):
-/// the memory bound of the state check. Each batch costs one ascending walk of the
-/// journal pages it names.
-pub(crate) const STATE_CLAIMS_PER_PASS: usize = 1 << 20;
+/// Bytes of claims held before they are checked against the journal: the memory bound of
+/// the state check. A state's purposes set by one entry make one 40-byte claim plus 4 bytes
+/// per purpose, so 64 MiB holds about a million five-purpose states. Each batch beyond
+/// the first costs one ascending walk of the journal pages it names.
+pub(crate) const STATE_CLAIM_BYTES_PER_PASS: usize = 64 << 20;
 
-/// One purpose of one state row, with its purpose name interned.
+/// The purposes of one state row that name the same entry and times.
 #[derive(Debug, Clone, Copy)]
 struct Claim {
-    /// The entry that must set it; first, so that claims sort by journal order.
+    /// The entry that must set them; claims sort by it into journal order.
     seq: u64,
-    /// Index into [`StateClaims::purposes`].
-    purpose: u32,
-    /// The claimed choice.
-    choice: Choice,
     /// The claimed occurrence time (Unix ms).
     occurred_at_ms: i64,
     /// The claimed lapse time (Unix ms), if any.
     expires_at_ms: Option<i64>,
+    /// First of this claim's purposes in [`StateClaims::choices`].
+    first: u32,
+    /// How many purposes.
+    len: u32,
 }
+
+/// An interned purpose and its claimed choice in one `u32`: id × 2 + (1 if DENIED).
+type PackedChoice = u32;
 
 /// Collects state claims and checks them against the journal in bounded batches.
 pub(crate) struct StateClaims {
-    /// Claims held before a batch is checked ([`STATE_CLAIMS_PER_PASS`] but in tests).
-    per_pass: usize,
+    /// Bytes held before a batch is checked ([`STATE_CLAIM_BYTES_PER_PASS`] but in tests).
+    bytes_per_pass: usize,
     /// Claims not yet checked.
     claims: Vec<Claim>,
+    /// The purposes of `claims`, each claim's contiguous.
+    choices: Vec<PackedChoice>,
     /// Purpose names of the pending claims (interned: a handful of names per customer).
     purposes: Vec<String>,
     /// Name → index into `purposes`.
     purpose_ids: HashMap<String, u32>,
+    /// One state's purposes sorted by (seq, times), reused between states.
+    scratch: Vec<(u64, i64, Option<i64>, PackedChoice)>,
     /// The first claim the journal pass has not yet reached.
     next: usize,
 }
 
 impl StateClaims {
-    /// An empty collector that checks a batch once it holds `per_pass` claims.
-    pub(crate) fn new(per_pass: usize) -> StateClaims {
-        assert!(per_pass > 0, "a batch holds at least one claim");
+    /// An empty collector that checks a batch once it holds `bytes_per_pass` bytes.
+    pub(crate) fn new(bytes_per_pass: usize) -> StateClaims {
+        assert!(bytes_per_pass > 0, "a batch holds at least one claim");
         StateClaims {
-            per_pass,
+            bytes_per_pass,
             claims: Vec::new(),
+            choices: Vec::new(),
             purposes: Vec::new(),
             purpose_ids: HashMap::new(),
+            scratch: Vec::new(),
             next: 0,
         }
     }
@@ -74,6 +84,7 @@ impl StateClaims {
         history: &[u64],
         journal: &ReadOnlyTable<u64, &'static [u8]>,
     ) -> Result<(), String> {
+        self.scratch.clear();
         for s in states {
             if history.binary_search(&s.seq).is_err() {
                 return Err(format!(
@@ -81,16 +92,34 @@ impl StateClaims {
                     s.seq, s.purpose
                 ));
             }
-            let purpose = self.intern(&s.purpose);
-            self.claims.push(Claim {
-                seq: s.seq,
-                purpose,
-                choice: s.choice,
-                occurred_at_ms: s.occurred_at_ms,
-                expires_at_ms: s.expires_at_ms,
-            });
+            let packed = self.intern(&s.purpose) * 2 + u32::from(s.choice == Choice::Denied);
+            self.scratch
+                .push((s.seq, s.occurred_at_ms, s.expires_at_ms, packed));
         }
-        if self.claims.len() >= self.per_pass {
+        self.scratch.sort_unstable();
+        for (i, &(seq, occurred_at_ms, expires_at_ms, packed)) in self.scratch.iter().enumerate() {
+            let same = i > 0 && {
+                let (s0, o0, e0, _) = self.scratch[i - 1];
+                (s0, o0, e0) == (seq, occurred_at_ms, expires_at_ms)
+            };
+            if same {
+                self.claims.last_mut().expect("a claim was opened").len += 1;
+            } else {
+                let first =
+                    u32::try_from(self.choices.len()).expect("batches stay far below 4 G purposes");
+                self.claims.push(Claim {
+                    seq,
+                    occurred_at_ms,
+                    expires_at_ms,
+                    first,
+                    len: 1,
+                });
+            }
+            self.choices.push(packed);
+        }
+        let held = self.claims.len() * std::mem::size_of::<Claim>()
+            + self.choices.len() * std::mem::size_of::<PackedChoice>();
+        if held >= self.bytes_per_pass {
             self.check(journal)?;
         }
         Ok(())
@@ -117,9 +146,10 @@ impl StateClaims {
     /// entry, in order, after [`StateClaims::sort_for_pass`]).
     pub(crate) fn check_entry(&mut self, seq: u64, entry: &Entry) -> Result<(), String> {
         while let Some(claim) = self.claims.get(self.next).filter(|c| c.seq <= seq) {
-            if claim.seq < seq || !self.entry_sets(entry, claim) {
+            if claim.seq < seq {
                 return Err(self.does_not_set(claim));
             }
+            self.check_claim(entry, claim)?;
             self.next += 1;
         }
         Ok(())
@@ -137,9 +167,11 @@ impl StateClaims {
     }
 
     fn does_not_set(&self, claim: &Claim) -> String {
+        let packed = self.choices[claim.first as usize];
         format!(
             "current state of a subject names entry {} for {}, which does not set it so",
-            claim.seq, self.purposes[claim.purpose as usize]
+            claim.seq,
+            self.purposes[(packed / 2) as usize]
         )
     }
 
@@ -161,27 +193,47 @@ impl StateClaims {
                     .map_err(|e| format!("entry {}: {e}", claim.seq))?;
                 decoded = Some((claim.seq, entry));
             }
-            let entry = &decoded.as_ref().expect("decoded above").1;
-            if !self.entry_sets(entry, claim) {
-                return Err(self.does_not_set(claim));
-            }
+            self.check_claim(&decoded.as_ref().expect("decoded above").1, claim)?;
         }
         self.claims.clear();
+        self.choices.clear();
         self.next = 0;
         self.purposes.clear();
         self.purpose_ids.clear();
         Ok(())
     }
 
-    fn entry_sets(&self, entry: &Entry, claim: &Claim) -> bool {
-        let name = &self.purposes[claim.purpose as usize];
-        entry.consent().is_some_and(|c| {
-            c.occurred_at_ms == claim.occurred_at_ms
-                && c.expires_at_ms == claim.expires_at_ms
-                && c.purposes
-                    .iter()
-                    .any(|(p, ch)| p == name && *ch == claim.choice)
-        })
+    /// Checks that `entry` is a consent event at the claimed times that sets every
+    /// purpose of `claim` to the claimed choice.
+    fn check_claim(&self, entry: &Entry, claim: &Claim) -> Result<(), String> {
+        let Some(consent) = entry.consent() else {
+            return Err(self.does_not_set(claim));
+        };
+        if consent.occurred_at_ms != claim.occurred_at_ms
+            || consent.expires_at_ms != claim.expires_at_ms
+        {
+            return Err(self.does_not_set(claim));
+        }
+        let range = claim.first as usize..(claim.first + claim.len) as usize;
+        for &packed in &self.choices[range] {
+            let name = &self.purposes[(packed / 2) as usize];
+            let choice = if packed % 2 == 1 {
+                Choice::Denied
+            } else {
+                Choice::Granted
+            };
+            if !consent
+                .purposes
+                .iter()
+                .any(|(p, ch)| p == name && *ch == choice)
+            {
+                return Err(format!(
+                    "current state of a subject names entry {} for {name}, which does not set it so",
+                    claim.seq
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -219,9 +271,10 @@ mod tests {
         store.index_now(true).expect("index");
         let reader = store.reader();
         let whole = reader.verify_indexes().expect("true states verify");
+        // 44 bytes: one claim of one purpose.
         for per_pass in [1, 2, 3, 7] {
             let batched = reader
-                .verify_indexes_in_passes(per_pass)
+                .verify_indexes_in_passes(per_pass * 44)
                 .expect("true states verify in batches");
             assert_eq!(batched, whole, "per_pass {per_pass}");
         }
@@ -249,7 +302,7 @@ mod tests {
         let reader = crate::engine::ShardReader::open_existing(&path, 0).expect("open");
         for per_pass in [1, 2, 1 << 20] {
             let err = reader
-                .verify_indexes_in_passes(per_pass)
+                .verify_indexes_in_passes(per_pass * 44)
                 .expect_err("a flipped state is found");
             assert!(
                 err.to_string().contains("does not set it so"),
