@@ -725,10 +725,29 @@ impl ShardReader {
         &self,
         claim_bytes_per_pass: usize,
     ) -> Result<IndexReport, IndexMismatch> {
+        let txn = self.db.get().begin_read().map_err(|e| IndexMismatch {
+            shard_id: self.shard_id,
+            detail: format!("reading: {}", StorageError::from(e)),
+        })?;
+        std::thread::scope(|scope| {
+            // The rows of the time, expiry and erasure indexes are digested on a second
+            // thread while this one walks the subjects table and the journal.
+            let side = scope.spawn(|| SideDigests::of(&txn));
+            self.check_indexes_with(&txn, claim_bytes_per_pass, side)
+        })
+    }
+
+    /// The body of [`ShardReader::verify_indexes_in_passes`]; `side` yields the digests
+    /// of the time, expiry and erasure indexes.
+    fn check_indexes_with(
+        &self,
+        txn: &ReadTransaction,
+        claim_bytes_per_pass: usize,
+        side: std::thread::ScopedJoinHandle<'_, Result<SideDigests, StorageError>>,
+    ) -> Result<IndexReport, IndexMismatch> {
         let shard_id = self.shard_id;
         let bad = |detail: String| IndexMismatch { shard_id, detail };
         let io = |e: StorageError| bad(format!("reading: {e}"));
-        let txn = self.db.get().begin_read().map_err(|e| io(e.into()))?;
         let open = |e: redb::TableError| io(e.into());
         let st = |e: redb::StorageError| io(e.into());
         let journal = txn.open_table(JOURNAL).map_err(open)?;
@@ -790,7 +809,7 @@ impl ShardReader {
         }
         claims.sort_for_pass();
         // Expected counters and time-index size from one pass over the journal.
-        let mut expected: std::collections::HashMap<(u32, i64, String), (u64, u64)> =
+        let mut expected: std::collections::HashMap<(u32, i64), Vec<(String, (u64, u64))>> =
             Default::default();
         let numbers: std::collections::HashMap<&str, u32> =
             customers.iter().map(|(n, id)| (id.as_str(), *n)).collect();
@@ -837,8 +856,15 @@ impl ShardReader {
                 want_history_rows += 1;
             }
             let day = e.recorded_at_ms.div_euclid(MS_PER_DAY);
+            let day_counts = expected.entry((c, day)).or_default();
             for (p, choice) in &consent.purposes {
-                let slot = expected.entry((c, day, p.clone())).or_default();
+                let slot = match day_counts.iter().position(|(name, _)| name == p) {
+                    Some(i) => &mut day_counts[i].1,
+                    None => {
+                        day_counts.push((p.clone(), (0, 0)));
+                        &mut day_counts.last_mut().expect("just pushed").1
+                    }
+                };
                 match choice {
                     crate::format::Choice::Granted => slot.0 += 1,
                     crate::format::Choice::Denied => slot.1 += 1,
@@ -857,7 +883,10 @@ impl ShardReader {
         {
             let (k, v) = row.map_err(st)?;
             let (c, day, p) = k.value();
-            let want = expected.remove(&(c, day, p.to_string()));
+            let want = expected.get_mut(&(c, day)).and_then(|counts| {
+                let i = counts.iter().position(|(name, _)| name == p)?;
+                Some(counts.swap_remove(i).1)
+            });
             if want != Some(v.value()) {
                 return Err(bad(format!(
                     "daily counter ({}, day {day}, {p}) is {:?}, the journal says {:?}",
@@ -868,7 +897,10 @@ impl ShardReader {
             }
             report.counters += 1;
         }
-        if let Some(((c, day, p), _)) = expected.into_iter().next() {
+        if let Some(((c, day), p)) = expected
+            .into_iter()
+            .find_map(|(key, counts)| Some((key, counts.into_iter().next()?.0)))
+        {
             return Err(bad(format!(
                 "daily counter ({}, day {day}, {p}) is missing",
                 owner(c)?
@@ -877,18 +909,12 @@ impl ShardReader {
         // Fast path: the multiset digests of the rows the journal implies and of the rows
         // stored must agree; only when they differ are rows looked up one by one to name
         // the first bad one.
-        let mut have_time = Multiset::default();
-        for row in txn
-            .open_table(CUSTOMER_EVENTS)
-            .map_err(open)?
-            .iter()
-            .map_err(st)?
-        {
-            let (k, _) = row.map_err(st)?;
-            let (c, t, seq) = k.value();
-            have_time.add(&time_row(c, t, seq));
-            report.time_rows += 1;
-        }
+        let side = side
+            .join()
+            .expect("the digest thread does not panic")
+            .map_err(io)?;
+        let have_time = side.time;
+        report.time_rows = side.time_rows;
         let fast_ok = have_time == want_time
             && have_history == want_history
             && report.time_rows == consents
@@ -948,27 +974,15 @@ impl ShardReader {
         if let Some(problem) = state_problem {
             return Err(bad(problem));
         }
-        let mut have_expiries = Multiset::default();
-        for row in txn.open_table(EXPIRIES).map_err(open)?.iter().map_err(st)? {
-            let (k, v) = row.map_err(st)?;
-            let (c, at, seq) = k.value();
-            have_expiries.add(&expiry_key(c, at, seq, &v.value()));
-            report.expiry_rows += 1;
-        }
-        if have_expiries != want_expiries || report.expiry_rows != want_expiry_rows {
+        report.expiry_rows = side.expiry_rows;
+        if side.expiries != want_expiries || report.expiry_rows != want_expiry_rows {
             return Err(bad(format!(
                 "the expiry index holds {} rows; the current states imply {want_expiry_rows} others",
                 report.expiry_rows
             )));
         }
-        let mut have_erasures = Multiset::default();
-        for row in txn.open_table(ERASURES).map_err(open)?.iter().map_err(st)? {
-            let (k, _) = row.map_err(st)?;
-            let (c, seq) = k.value();
-            have_erasures.add(&erasure_row(c, seq));
-            report.erasure_rows += 1;
-        }
-        if have_erasures != want_erasures || report.erasure_rows != erasure_count {
+        report.erasure_rows = side.erasure_rows;
+        if side.erasures != want_erasures || report.erasure_rows != erasure_count {
             return Err(bad(format!(
                 "the erasure index holds {} rows for {erasure_count} erasure entries, or other rows",
                 report.erasure_rows
@@ -1010,6 +1024,53 @@ fn check_erasure(
         }
     }
     Ok(())
+}
+
+/// Digests of the stored rows of the time, expiry and erasure indexes, computed beside the
+/// journal pass of the index check.
+struct SideDigests {
+    /// Digest of the time index rows.
+    time: Multiset,
+    /// How many time index rows.
+    time_rows: u64,
+    /// Digest of the expiry index rows.
+    expiries: Multiset,
+    /// How many expiry index rows.
+    expiry_rows: u64,
+    /// Digest of the erasure index rows.
+    erasures: Multiset,
+    /// How many erasure index rows.
+    erasure_rows: u64,
+}
+
+impl SideDigests {
+    fn of(txn: &ReadTransaction) -> Result<SideDigests, StorageError> {
+        let mut d = SideDigests {
+            time: Multiset::default(),
+            time_rows: 0,
+            expiries: Multiset::default(),
+            expiry_rows: 0,
+            erasures: Multiset::default(),
+            erasure_rows: 0,
+        };
+        for row in txn.open_table(CUSTOMER_EVENTS)?.iter()? {
+            let (c, t, seq) = row?.0.value();
+            d.time.add(&time_row(c, t, seq));
+            d.time_rows += 1;
+        }
+        for row in txn.open_table(EXPIRIES)?.iter()? {
+            let (k, v) = row?;
+            let (c, at, seq) = k.value();
+            d.expiries.add(&expiry_key(c, at, seq, &v.value()));
+            d.expiry_rows += 1;
+        }
+        for row in txn.open_table(ERASURES)?.iter()? {
+            let (c, seq) = row?.0.value();
+            d.erasures.add(&erasure_row(c, seq));
+            d.erasure_rows += 1;
+        }
+        Ok(d)
+    }
 }
 
 /// A multiset digest: the lane-wise sum of blake3 hashes of the members. Equal sets give
