@@ -809,8 +809,7 @@ impl ShardReader {
         }
         claims.sort_for_pass();
         // Expected counters and time-index size from one pass over the journal.
-        let mut expected: std::collections::HashMap<(u32, i64), Vec<(String, (u64, u64))>> =
-            Default::default();
+        let mut expected: std::collections::HashMap<(u32, i64), DayCounts> = Default::default();
         let numbers: std::collections::HashMap<&str, u32> =
             customers.iter().map(|(n, id)| (id.as_str(), *n)).collect();
         let mut size = 0u64;
@@ -822,7 +821,7 @@ impl ShardReader {
         let mut erasure_count = 0u64;
         // Entries at and after `indexed_upto` were committed but not yet indexed (a server
         // stopped by a crash): the next open indexes them, so no row may exist for them yet.
-        let indexed = read_indexed_upto(&txn).map_err(io)?;
+        let indexed = read_indexed_upto(txn).map_err(io)?;
         for row in journal.range(0..indexed).map_err(st)? {
             let (_, v) = row.map_err(st)?;
             let e = Entry::decode(v.value()).map_err(|err| bad(format!("entry {size}: {err}")))?;
@@ -1025,6 +1024,9 @@ fn check_erasure(
     }
     Ok(())
 }
+
+/// One (customer, day)'s expected counters: (purpose, (granted, denied)), a handful each.
+type DayCounts = Vec<(String, (u64, u64))>;
 
 /// Digests of the stored rows of the time, expiry and erasure indexes, computed beside the
 /// journal pass of the index check.
