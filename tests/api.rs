@@ -538,3 +538,72 @@ fn every_type_and_field_of_the_schema_has_a_description() {
         "undocumented types or fields: {missing:#?}"
     );
 }
+
+#[test]
+fn a_query_text_that_passed_validation_still_refuses_bad_variables_and_writes_nothing() {
+    // Proves: once a text has run cleanly (later requests skip the document rules), bad
+    // variable values with the same text are still refused with BAD_USER_INPUT, before
+    // any resolver runs: a batch with one bad event writes none of them.
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    s.customers(&["acme"]);
+    let ok = s.gql(
+        RECORD,
+        json!({ "c": "acme", "e": event("alice", "GRANTED", None) }),
+    );
+    assert!(ok["errors"].is_null(), "{ok}");
+    let ok = s.gql(
+        RECORD_MANY,
+        json!({ "c": "acme", "e": [event("bob", "DENIED", None)] }),
+    );
+    assert!(ok["errors"].is_null(), "{ok}");
+    let read = "query($c: ID!, $s: String!) { consentHistory(customerId: $c, subjectId: $s, first: 10) { edges { node { id } } } }";
+    let ok = s.gql(read, json!({ "c": "acme", "s": "alice" }));
+    assert_eq!(
+        ok["data"]["consentHistory"]["edges"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    for (name, vars) in [
+        (
+            "a number for a string",
+            json!({ "c": "acme", "e": { "subjectId": 5 } }),
+        ),
+        ("a missing variable", json!({ "c": "acme" })),
+        ("an unknown input field", {
+            let mut e = event("carol", "GRANTED", None);
+            e["color"] = json!("red");
+            json!({ "c": "acme", "e": e })
+        }),
+    ] {
+        let v = s.gql(RECORD, vars);
+        assert_eq!(code(&v), "BAD_USER_INPUT", "{name}: {v}");
+        assert!(
+            v["data"].is_null() || v["data"]["recordConsent"].is_null(),
+            "{name}: {v}"
+        );
+    }
+    let mut bad = event("dave", "MAYBE", None);
+    bad["subjectId"] = json!("dave");
+    let v = s.gql(
+        RECORD_MANY,
+        json!({ "c": "acme", "e": [event("dave", "GRANTED", None), bad] }),
+    );
+    assert_eq!(code(&v), "BAD_USER_INPUT", "{v}");
+    let v = s.gql(read, json!({ "c": "acme", "s": 7 }));
+    assert_eq!(code(&v), "BAD_USER_INPUT", "{v}");
+    for subject in ["carol", "dave"] {
+        let v = s.gql(read, json!({ "c": "acme", "s": subject }));
+        assert_eq!(
+            v["data"]["consentHistory"]["edges"]
+                .as_array()
+                .unwrap()
+                .len(),
+            0,
+            "nothing recorded for {subject}: {v}"
+        );
+    }
+}

@@ -16,6 +16,7 @@ use crate::config::ServeConfig;
 use crate::errors::{Code, server_error};
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
+use crate::query_cache::Prepared;
 use crate::schema::{AppState, AssentSchema, build};
 
 /// Largest request body accepted (a full batch of 1,000 events with large TCF strings fits).
@@ -27,6 +28,11 @@ pub const SHUTDOWN_TIMEOUT_S: u64 = 30;
 
 struct Server {
     schema: AssentSchema,
+    /// The same schema in `ValidationMode::Fast`, for query texts the cache has seen pass
+    /// strict validation.
+    fast_schema: AssentSchema,
+    /// Input-object fields of the schema, to refuse unknown ones on the fast path.
+    shapes: crate::input_shapes::InputShapes,
     state: Arc<AppState>,
     gate: Arc<Gatekeeper>,
     ws: crate::ws::WsContext,
@@ -123,6 +129,11 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>
         shutdown: shutdown_rx,
     };
     let server = web::Data::new(Server {
+        shapes: crate::input_shapes::InputShapes::from_sdl(&schema.sdl()),
+        fast_schema: crate::schema::build_with(
+            Some(state.clone()),
+            async_graphql::ValidationMode::Fast,
+        ),
         schema,
         state,
         gate,
@@ -312,9 +323,35 @@ async fn graphql_post(
         BatchRequest::Single(r) => r.data.insert(caller),
         BatchRequest::Batch(rs) => rs.iter_mut().for_each(|r| r.data.insert(caller.clone())),
     }
-    request.iter_mut().for_each(|r| server.queries.prepare(r));
+    let mut request = match request {
+        BatchRequest::Single(r) => return execute_single(&server, r).await,
+        batch => batch,
+    };
+    request.iter_mut().for_each(|r| server.queries.parse(r));
     let resp = server.schema.execute_batch(request).await;
     finish(&server, resp)
+}
+
+/// Executes one request: strictly validated the first time its text is seen, and without
+/// repeating the document rules once the text has passed them (`query_cache`).
+async fn execute_single(server: &Server, mut request: async_graphql::Request) -> HttpResponse {
+    let resp = match server.queries.prepare(&mut request, &server.shapes) {
+        Prepared::Validated => server.fast_schema.execute(request).await,
+        Prepared::Refused(detail) => {
+            let msg = format!("invalid variable value: {detail}");
+            Response::from_errors(vec![server_error(Code::BadUserInput, &msg)])
+        }
+        Prepared::Parsed => {
+            let text = request.query.clone();
+            let resp = server.schema.execute(request).await;
+            if resp.errors.is_empty() {
+                server.queries.mark_validated(&text);
+            }
+            resp
+        }
+        Prepared::NotCached => server.schema.execute(request).await,
+    };
+    finish(server, BatchResponse::Single(resp))
 }
 
 /// Parses one request or a JSON array of them. Deserialising `BatchRequest` directly goes

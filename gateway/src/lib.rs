@@ -25,6 +25,7 @@ mod errors;
 pub mod feed;
 mod http;
 mod ids;
+mod input_shapes;
 mod ledger;
 mod metrics;
 pub mod privacy;

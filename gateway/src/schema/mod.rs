@@ -62,6 +62,18 @@ pub(crate) fn state<'a>(ctx: &Context<'a>) -> &'a AppState {
 
 /// Builds the schema with its limits.
 pub(crate) fn build(state: Option<Arc<AppState>>) -> AssentSchema {
+    build_with(state, async_graphql::ValidationMode::Strict)
+}
+
+/// Builds the schema with its limits and the given validation mode. `Fast` skips the
+/// document rules (known fields, argument and variable types, …) but keeps depth,
+/// complexity and directive limits; it serves only query texts that already passed
+/// `Strict` validation (`query_cache`), whose variables are still type-checked when the
+/// arguments are read.
+pub(crate) fn build_with(
+    state: Option<Arc<AppState>>,
+    mode: async_graphql::ValidationMode,
+) -> AssentSchema {
     let mut builder = Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
@@ -70,7 +82,8 @@ pub(crate) fn build(state: Option<Arc<AppState>>) -> AssentSchema {
     .extension(crate::auth::policy::AccessControl)
     .limit_depth(MAX_QUERY_DEPTH)
     .limit_complexity(MAX_QUERY_COMPLEXITY)
-    .limit_directives(MAX_DIRECTIVES);
+    .limit_directives(MAX_DIRECTIVES)
+    .validation_mode(mode);
     if let Some(s) = state {
         builder = builder.data(s);
     }
