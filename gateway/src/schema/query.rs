@@ -63,13 +63,21 @@ impl ConsentQuery {
         check_customer(&customer_id)?;
         check_subject(&subject_id)?;
         let shard = state(ctx).ledger.shard_for(&customer_id);
-        let pairs: Vec<(PurposeState, EventView)> = match as_of {
-            // Now: the state and its events from one snapshot, in one blocking call.
+        let wants_events = ctx.look_ahead().field("purposes").field("event").exists();
+        let pairs: Vec<(PurposeState, Option<EventView>)> = match as_of {
+            // Now, without events: the state row alone.
+            None if !wants_events => shard
+                .current_state(customer_id.to_string(), subject_id.clone())
+                .await?
+                .into_iter()
+                .map(|s| (s, None))
+                .collect(),
+            // Now: the state and its events from one snapshot.
             None => shard
                 .current_state_with_events(customer_id.to_string(), subject_id.clone())
                 .await?
                 .into_iter()
-                .map(|(s, e)| (s, e.into()))
+                .map(|(s, e)| (s, Some(e.into())))
                 .collect(),
             Some(t) => {
                 let states =
@@ -84,7 +92,7 @@ impl ConsentQuery {
                         slot.insert(e.into());
                     }
                     let view = events[&s.seq].clone();
-                    out.push((s, view));
+                    out.push((s, Some(view)));
                 }
                 out
             }

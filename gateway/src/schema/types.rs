@@ -458,6 +458,7 @@ impl PublicKey {
 
 /// A purpose's current value for a subject.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct PurposeConsent {
     /// Purpose name.
     pub purpose: String,
@@ -468,8 +469,22 @@ pub struct PurposeConsent {
     pub choice: ChoiceGql,
     /// When the choice lapses, if it does.
     pub expires_at: Option<DateTime<Utc>>,
+    /// The event that set it; not loaded when the query does not select `event`.
+    #[graphql(skip)]
+    pub event: Option<EventView>,
+}
+
+#[async_graphql::ComplexObject]
+impl PurposeConsent {
     /// The event that set it.
-    pub event: EventView,
+    async fn event(&self) -> Result<&EventView> {
+        self.event.as_ref().ok_or_else(|| {
+            crate::errors::err(
+                crate::errors::Code::Internal,
+                "the event of a purpose was not loaded",
+            )
+        })
+    }
 }
 
 /// A subject's consent, purpose by purpose.
