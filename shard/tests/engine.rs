@@ -550,7 +550,9 @@ fn index_verification_passes_a_true_index_and_names_a_tampered_one() {
     // must hold it, and the entry must set that purpose to that choice at those times.
     // Layout of a state: u32 count, then per purpose u32 name length, name, u8 choice,
     // u64 seq, i64 occurred_at_ms, optional i64 expires_at_ms.
-    fn edit_first_state(t: &redb::WriteTransaction, edit: &dyn Fn(&mut Vec<u8>, usize, &[u64])) {
+    /// Edits a state's bytes given the offset of its first choice and its subject's history.
+    type StateEdit<'a> = &'a dyn Fn(&mut Vec<u8>, usize, &[u64]);
+    fn edit_first_state(t: &redb::WriteTransaction, edit: StateEdit) {
         let mut tab = t.open_table(SUBJECTS).unwrap();
         let mut history = vec![];
         let (key, mut state) = tab
