@@ -607,3 +607,51 @@ fn a_query_text_that_passed_validation_still_refuses_bad_variables_and_writes_no
         );
     }
 }
+
+#[test]
+fn more_large_batches_than_turns_all_complete_and_record_every_event() {
+    // Proves: large requests beyond MAX_CONCURRENT_LARGE_REQUESTS (2) wait for a turn and
+    // then run: six concurrent batches of 200 events (≈ 80 KB each, above the 64 KiB
+    // threshold) all succeed, and every event is in the journal.
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    s.customers(&["acme"]);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..6)
+            .map(|w| {
+                let s = &s;
+                scope.spawn(move || {
+                    let events: Vec<Value> = (0..200)
+                        .map(|i| event(&format!("w{w}-s{i}"), "GRANTED", None))
+                        .collect();
+                    let body = json!({ "c": "acme", "e": events });
+                    assert!(body.to_string().len() > 64 * 1024, "a large request");
+                    let d = s.ok(RECORD_MANY, body);
+                    d["recordConsents"].as_array().unwrap().len()
+                })
+            })
+            .collect();
+        for w in workers {
+            assert_eq!(w.join().unwrap(), 200);
+        }
+    });
+    let q = "{ consentEvents(customerId: \"acme\", first: 500) { edges { node { id } } pageInfo { hasNextPage endCursor } } }";
+    let mut seen = 0;
+    let mut page = s.ok(q, json!({}));
+    loop {
+        let c = &page["consentEvents"];
+        seen += c["edges"].as_array().unwrap().len();
+        if !c["pageInfo"]["hasNextPage"].as_bool().unwrap() {
+            break;
+        }
+        let next = q.replace(
+            "first: 500)",
+            &format!(
+                "first: 500, after: \"{}\")",
+                c["pageInfo"]["endCursor"].as_str().unwrap()
+            ),
+        );
+        page = s.ok(&next, json!({}));
+    }
+    assert_eq!(seen, 1200);
+}

@@ -23,6 +23,12 @@ use crate::schema::{AppState, AssentSchema, build};
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 /// Most operations in one batched (JSON array) request.
 pub const MAX_BATCH_OPERATIONS: usize = 16;
+/// Request bodies above this size count as large (a batch of more than ≈ 100 events).
+pub const LARGE_REQUEST_BYTES: usize = 64 * 1024;
+/// Large requests decoded and executed at once; others wait for a turn. Each holds its
+/// events several times over while it runs (JSON value tree, argument copy, parsed inputs),
+/// so this bounds the server's memory under batch load; two keep both cores busy.
+pub const MAX_CONCURRENT_LARGE_REQUESTS: usize = 2;
 /// How long shutdown waits for in-flight requests.
 pub const SHUTDOWN_TIMEOUT_S: u64 = 30;
 
@@ -37,6 +43,8 @@ struct Server {
     gate: Arc<Gatekeeper>,
     ws: crate::ws::WsContext,
     queries: crate::query_cache::QueryCache,
+    /// Turns for large requests ([`MAX_CONCURRENT_LARGE_REQUESTS`]).
+    large: tokio::sync::Semaphore,
 }
 
 /// On a fresh data directory, creates the first admin key and writes it to
@@ -139,6 +147,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>
         gate,
         ws,
         queries: Default::default(),
+        large: tokio::sync::Semaphore::new(MAX_CONCURRENT_LARGE_REQUESTS),
     });
 
     let http = HttpServer::new({
@@ -306,6 +315,16 @@ async fn graphql_post(
         }
         body.extend_from_slice(&chunk);
     }
+    let _turn = match body.len() > LARGE_REQUEST_BYTES {
+        true => Some(
+            server
+                .large
+                .acquire()
+                .await
+                .expect("the semaphore is never closed"),
+        ),
+        false => None,
+    };
     let mut request: BatchRequest = match parse_body(&body) {
         Ok(r) => r,
         Err(e) => {
