@@ -145,6 +145,10 @@ struct ServeArgs {
     /// Requests that may queue at one shard before writers are told OVERLOADED.
     #[arg(long, env = "ASSENT_SHARD_MAILBOX_CAPACITY", default_value_t = shard::engine::MAILBOX_CAPACITY)]
     shard_mailbox_capacity: usize,
+    /// Requests with a body above 64 KiB (large batches) decoded and executed at once;
+    /// others wait for a turn. Bounds the server's memory under batch load.
+    #[arg(long, env = "ASSENT_LARGE_REQUEST_TURNS", default_value_t = gateway::MAX_CONCURRENT_LARGE_REQUESTS)]
+    large_request_turns: usize,
     /// Requests per second allowed per non-admin API key (token bucket); 0 turns it off.
     #[arg(long, env = "ASSENT_RATE_LIMIT_PER_SECOND", default_value_t = gateway::auth::DEFAULT_RATE_LIMIT_PER_SECOND)]
     rate_limit_per_second: u32,
@@ -193,6 +197,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         checkpoint_interval_ms: args.checkpoint_interval_ms,
         signing_key_file: args.signing_key_file,
         shard_mailbox_capacity: args.shard_mailbox_capacity,
+        large_request_turns: args.large_request_turns,
         // A secret: read from the environment only, never from argv (visible to `ps`).
         admin_token: std::env::var("ASSENT_ADMIN_TOKEN")
             .ok()

@@ -392,7 +392,15 @@ fn a_full_shard_queue_answers_overloaded_and_writes_stay_whole() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(
         dir.path(),
-        &["--shards", "1", "--shard-mailbox-capacity", "1"],
+        // Every batch decoded at once (no turns), so that they all reach the shard's queue.
+        &[
+            "--shards",
+            "1",
+            "--shard-mailbox-capacity",
+            "1",
+            "--large-request-turns",
+            "24",
+        ],
     );
     s.customers(&["acme"]);
     let admin = s.admin.clone();

@@ -40,6 +40,10 @@ pub struct ServeConfig {
     /// Appends that may wait in one shard's mailbox; beyond it a writer waits up to
     /// `OVERLOAD_WAIT_MS` and then gets `OVERLOADED`.
     pub shard_mailbox_capacity: usize,
+    /// Large requests (body above `LARGE_REQUEST_BYTES`) decoded and executed at once; the
+    /// others wait for a turn. Bounds memory under batch load (default
+    /// `MAX_CONCURRENT_LARGE_REQUESTS`); at least 1.
+    pub large_request_turns: usize,
     /// Admin token supplied by the operator (`ASSENT_ADMIN_TOKEN`) instead of a generated
     /// `<data-dir>/admin-token`.
     pub admin_token: Option<String>,

@@ -25,7 +25,8 @@ pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 pub const MAX_BATCH_OPERATIONS: usize = 16;
 /// Request bodies above this size count as large (a batch of more than ≈ 100 events).
 pub const LARGE_REQUEST_BYTES: usize = 64 * 1024;
-/// Large requests decoded and executed at once; others wait for a turn. Each holds its
+/// Default of `--large-request-turns`: large requests decoded and executed at once;
+/// others wait for a turn. Each holds its
 /// events several times over while it runs (JSON value tree, argument copy, parsed inputs),
 /// so this bounds the server's memory under batch load; two keep both cores busy.
 pub const MAX_CONCURRENT_LARGE_REQUESTS: usize = 2;
@@ -43,7 +44,8 @@ struct Server {
     gate: Arc<Gatekeeper>,
     ws: crate::ws::WsContext,
     queries: crate::query_cache::QueryCache,
-    /// Turns for large requests ([`MAX_CONCURRENT_LARGE_REQUESTS`]).
+    /// Turns for large requests (`--large-request-turns`, default
+    /// [`MAX_CONCURRENT_LARGE_REQUESTS`]).
     large: tokio::sync::Semaphore,
 }
 
@@ -147,7 +149,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>
         gate,
         ws,
         queries: Default::default(),
-        large: tokio::sync::Semaphore::new(MAX_CONCURRENT_LARGE_REQUESTS),
+        large: tokio::sync::Semaphore::new(config.large_request_turns.max(1)),
     });
 
     let http = HttpServer::new({

@@ -36,6 +36,6 @@ mod ws;
 
 pub use config::{LogFormat, ServeConfig};
 pub use feed::FEED_CAPACITY;
-pub use http::serve;
+pub use http::{LARGE_REQUEST_BYTES, MAX_CONCURRENT_LARGE_REQUESTS, serve};
 pub use ledger::{CHECKPOINTS, LEDGER_META};
 pub use schema::sdl;
