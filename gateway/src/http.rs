@@ -356,7 +356,7 @@ async fn graphql_post(
 /// Executes one request: strictly validated the first time its text is seen, and without
 /// repeating the document rules once the text has passed them (`query_cache`).
 async fn execute_single(server: &Server, mut request: async_graphql::Request) -> HttpResponse {
-    let resp = match server.queries.prepare(&mut request, &server.shapes) {
+    let resp = match server.queries.prepare(&mut request, Some(&server.shapes)) {
         Prepared::Validated => server.fast_schema.execute(request).await,
         Prepared::Refused(detail) => {
             let msg = format!("invalid variable value: {detail}");

@@ -44,13 +44,6 @@ impl InputShapes {
         InputShapes { objects }
     }
 
-    /// No input objects: checks nothing (for callers that only parse).
-    pub(crate) fn none() -> InputShapes {
-        InputShapes {
-            objects: HashMap::new(),
-        }
-    }
-
     /// Fails with a message naming the first object field in `variables` that its input
     /// type does not define (for the operation `operation_name` selects in `doc`).
     pub(crate) fn check(

@@ -46,29 +46,27 @@ pub(crate) struct QueryCache {
 impl QueryCache {
     /// Gives `request` its parsed document (see [`QueryCache::parse`]) and says whether
     /// its text has passed strict validation before; if so, checks its variables against
-    /// `shapes` first.
+    /// `shapes` first (when given).
     pub(crate) fn prepare(
         &self,
         request: &mut async_graphql::Request,
-        shapes: &InputShapes,
+        shapes: Option<&InputShapes>,
     ) -> Prepared {
         if request.query.len() > MAX_CACHED_QUERY_BYTES {
             return Prepared::NotCached;
         }
         if let Some(hit) = self.parsed.get(&request.query) {
             let (doc, validated) = hit.value();
-            if *validated {
-                let op = request.operation_name.as_deref();
-                if let Err(detail) = shapes.check(doc, op, &request.variables) {
-                    return Prepared::Refused(detail);
-                }
+            if !*validated {
+                request.set_parsed_query(doc.clone());
+                return Prepared::Parsed;
+            }
+            let op = request.operation_name.as_deref();
+            if let Some(Err(detail)) = shapes.map(|s| s.check(doc, op, &request.variables)) {
+                return Prepared::Refused(detail);
             }
             request.set_parsed_query(doc.clone());
-            return if *validated {
-                Prepared::Validated
-            } else {
-                Prepared::Parsed
-            };
+            return Prepared::Validated;
         }
         let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
             return Prepared::NotCached;
@@ -85,7 +83,7 @@ impl QueryCache {
     /// Gives `request` its parsed document, from the cache or by parsing (and caching) it.
     /// A text that does not parse is left to async-graphql, which reports the error.
     pub(crate) fn parse(&self, request: &mut async_graphql::Request) {
-        let _ = self.prepare(request, &InputShapes::none());
+        let _ = self.prepare(request, None);
     }
 
     /// Records that a request with this text passed strict validation (and ran without
@@ -111,7 +109,7 @@ mod tests {
         for _ in 0..2 {
             let mut r = async_graphql::Request::new(text);
             assert_eq!(
-                cache.prepare(&mut r, &InputShapes::none()),
+                cache.prepare(&mut r, None),
                 Prepared::Parsed,
                 "not yet validated"
             );

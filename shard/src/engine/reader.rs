@@ -713,8 +713,9 @@ impl ShardReader {
     /// Checks every secondary index against the journal: each index row points at an
     /// entry of the same customer that says what the row says, the per-customer time index
     /// and the daily counters hold exactly what the journal implies, and every subject
-    /// history row is backed by a personal record. Memory is bounded by the number of
-    /// (customer, day, purpose) counters, not by the number of events.
+    /// history row is backed by a personal record, and every current state is set by an
+    /// entry of its subject's history. Memory is bounded by the number of (customer, day,
+    /// purpose) counters and by `STATE_CLAIM_BYTES_PER_PASS`, not by the number of events.
     pub fn verify_indexes(&self) -> Result<IndexReport, IndexMismatch> {
         self.verify_indexes_in_passes(super::state_check::STATE_CLAIM_BYTES_PER_PASS)
     }
@@ -1030,6 +1031,7 @@ type DayCounts = Vec<(String, (u64, u64))>;
 
 /// Digests of the stored rows of the time, expiry and erasure indexes, computed beside the
 /// journal pass of the index check.
+#[derive(Default)]
 struct SideDigests {
     /// Digest of the time index rows.
     time: Multiset,
@@ -1047,14 +1049,7 @@ struct SideDigests {
 
 impl SideDigests {
     fn of(txn: &ReadTransaction) -> Result<SideDigests, StorageError> {
-        let mut d = SideDigests {
-            time: Multiset::default(),
-            time_rows: 0,
-            expiries: Multiset::default(),
-            expiry_rows: 0,
-            erasures: Multiset::default(),
-            erasure_rows: 0,
-        };
+        let mut d = SideDigests::default();
         for row in txn.open_table(CUSTOMER_EVENTS)?.iter()? {
             let (c, t, seq) = row?.0.value();
             d.time.add(&time_row(c, t, seq));
