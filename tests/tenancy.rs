@@ -259,6 +259,105 @@ fn every_role_against_every_operation_for_its_own_and_another_customer() {
 }
 
 #[test]
+fn root_fragments_directives_introspection_get_and_batches_meet_the_same_access_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    s.customers(&["alpha", "beta"]);
+    s.ok(
+        RECORD,
+        json!({ "c": "alpha", "e": event("s", "GRANTED", None) }),
+    );
+    let reader_b = s.key(Some("beta"), "READER");
+    let writer_b = s.key(Some("beta"), "WRITER");
+    let alpha_read = "consent(customerId: \"alpha\", subjectId: \"s\") { purposes { purpose } }";
+    let hidden_reads = [
+        format!("query {{ ...F }} fragment F on Query {{ {alpha_read} }}"),
+        format!("query {{ ... on Query {{ {alpha_read} }} }}"),
+        format!("query {{ ... @include(if: true) {{ {alpha_read} }} }}"),
+        format!("query {{ mine: __typename ...F }} fragment F on Query {{ x: {alpha_read} }}"),
+    ];
+    for q in &hidden_reads {
+        let v = s.gql_as(Some(&reader_b), q, json!({}));
+        assert_eq!(code(&v), "FORBIDDEN", "{q}: {v}");
+        assert!(
+            v["data"].is_null() || v["data"].get("x").is_none_or(Value::is_null),
+            "{q}: {v}"
+        );
+    }
+    let mut rec = event("by-fragment", "GRANTED", None);
+    rec["subjectId"] = json!("by-fragment");
+    let write = "mutation($e: ConsentEventInput!) { ...M } fragment M on Mutation { recordConsent(customerId: \"alpha\", event: $e) { duplicate } }";
+    let v = s.gql_as(Some(&writer_b), write, json!({ "e": rec }));
+    assert_eq!(code(&v), "FORBIDDEN", "{v}");
+    let h = s.ok(
+        "{ consentHistory(customerId: \"alpha\", subjectId: \"by-fragment\") { edges { cursor } } }",
+        json!({}),
+    );
+    assert_eq!(
+        h["consentHistory"]["edges"],
+        json!([]),
+        "the refused write wrote nothing"
+    );
+
+    // Introspection needs a valid key, as every other field does.
+    for q in [
+        "{ __schema { queryType { name } } }",
+        "{ __type(name: \"Query\") { name } }",
+    ] {
+        let v = s.gql_as(None, q, json!({}));
+        assert_eq!(code(&v), "UNAUTHENTICATED", "{q} without a key: {v}");
+        let v = s.gql_as(
+            Some("asnt_0123456789abcdef_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            q,
+            json!({}),
+        );
+        assert_eq!(code(&v), "UNAUTHENTICATED", "{q} with an unknown key: {v}");
+        let v = s.gql_as(Some(&reader_b), q, json!({}));
+        assert!(v.get("errors").is_none(), "{q} with a key: {v}");
+        assert!(v.to_string().contains("\"Query\""), "{q} with a key: {v}");
+    }
+    // GET and JSON-array batches go through the same check.
+    let client = reqwest::blocking::Client::new();
+    let url = format!("{}/graphql", s.url);
+    let get = |token: &str, q: &str| -> Value {
+        client
+            .get(&url)
+            .query(&[("query", q)])
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    assert_eq!(code(&get(&reader_b, &hidden_reads[0])), "FORBIDDEN");
+    let v: Value = client
+        .get(&url)
+        .query(&[("query", "{ __schema { queryType { name } } }")])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        code(&v),
+        "UNAUTHENTICATED",
+        "GET introspection without a key: {v}"
+    );
+    let batch: Value = client
+        .post(&url)
+        .bearer_auth(&reader_b)
+        .json(&json!([
+            { "query": "{ publicKeys { keyId } }" },
+            { "query": hidden_reads[1] },
+        ]))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(batch[0].get("errors").is_none(), "{batch}");
+    assert_eq!(code(&batch[1]), "FORBIDDEN", "{batch}");
+}
+
+#[test]
 fn secrets_are_stored_only_hashed_and_the_admin_token_file_is_private() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &[]);

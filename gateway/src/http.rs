@@ -10,6 +10,7 @@ use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, BatchResponse, Response};
 use futures::StreamExt;
 
+use crate::auth::policy::for_caller;
 use crate::auth::{Caller, Gatekeeper, KeyStore, Refusal, Role};
 use crate::checkpoints::Checkpointer;
 use crate::config::ServeConfig;
@@ -133,7 +134,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>
     });
     let schema = build(Some(state.clone()));
     let ws = crate::ws::WsContext {
-        schema: schema.clone(),
+        schema: crate::schema::build_ws(state.clone()),
         gate: gate.clone(),
         metrics: state.metrics.clone(),
         shutdown: shutdown_rx,
@@ -327,7 +328,7 @@ async fn graphql_post(
         ),
         false => None,
     };
-    let mut request: BatchRequest = match parse_body(&body) {
+    let request: BatchRequest = match parse_body(&body) {
         Ok(r) => r,
         Err(e) => {
             let msg = format!("the body is not a GraphQL request in JSON: {e}");
@@ -340,13 +341,11 @@ async fn graphql_post(
         let msg = format!("at most {MAX_BATCH_OPERATIONS} operations per batched request");
         return error_body(StatusCode::BAD_REQUEST, Code::BadUserInput, &msg);
     }
-    match &mut request {
-        BatchRequest::Single(r) => r.data.insert(caller),
-        BatchRequest::Batch(rs) => rs.iter_mut().for_each(|r| r.data.insert(caller.clone())),
-    }
     let mut request = match request {
-        BatchRequest::Single(r) => return execute_single(&server, r).await,
-        batch => batch,
+        BatchRequest::Single(r) => return execute_single(&server, for_caller(r, &caller)).await,
+        BatchRequest::Batch(rs) => {
+            BatchRequest::Batch(rs.into_iter().map(|r| for_caller(r, &caller)).collect())
+        }
     };
     request.iter_mut().for_each(|r| server.queries.parse(r));
     let resp = server.schema.execute_batch(request).await;
@@ -426,7 +425,7 @@ async fn graphql_get(
             "mutations must be sent with POST",
         );
     }
-    let resp = server.schema.execute(request.data(caller)).await;
+    let resp = server.schema.execute(for_caller(request, &caller)).await;
     finish(&server, BatchResponse::Single(resp))
 }
 

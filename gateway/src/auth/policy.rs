@@ -1,9 +1,20 @@
 //! Access control: the one place every top-level field passes through.
 //!
-//! An async-graphql extension checks, before any top-level resolver runs, that the caller
-//! is authenticated, that its role may use the field, and that the customer the field
-//! touches (its `customerId` argument, or the owner of the event it names) is the key's
-//! own. A field without a rule is refused: new fields are closed until a rule opens them.
+//! Before any top-level resolver runs, [`check`] makes sure that the caller is
+//! authenticated, that its role may use the field, and that the customer the field touches
+//! (its `customerId` argument, or the owner of the event it names) is the key's own. A
+//! field without a rule is refused: new fields are closed until a rule opens them.
+//!
+//! Two doors lead to it. [`Checked`] wraps the query and mutation roots, so every root
+//! field of every request is checked as it resolves. The [`AccessControl`] extension is
+//! installed only on the WebSocket schema: subscription root fields start streams instead
+//! of resolving, so it checks them on the parsed document. It is not on the HTTP schemas
+//! because any extension sends every field of every response through async-graphql's
+//! extension path (a boxed future, a registry lookup and a type-name string per field and
+//! list item): measured as 30 % of a read's cost (docs/benchmarks.md). Introspection
+//! fields (`__schema`, `__type`) are answered by async-graphql before a root sees them:
+//! HTTP requests without a valid key get introspection turned off ([`for_caller`]), so
+//! those names reach [`Checked`] and are refused like any other field.
 
 use std::sync::{Arc, Mutex};
 
@@ -11,7 +22,13 @@ use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextResolve, ResolveInfo,
 };
 use async_graphql::parser::types::{ExecutableDocument, Field, OperationType, Selection};
-use async_graphql::{ServerResult, Value, Variables};
+use async_graphql::registry::Registry;
+use async_graphql::resolver_utils::{ContainerType, resolve_container};
+use async_graphql::{
+    Context, ContextSelectionSet, ObjectType, OutputType, Positioned, Request, ServerResult, Value,
+    Variables,
+};
+use std::borrow::Cow;
 
 use super::keys::{Principal, Role};
 use crate::errors::Code;
@@ -75,7 +92,7 @@ fn role_name(r: Role) -> &'static str {
     }
 }
 
-/// Factory installed on the schema.
+/// Factory installed on the WebSocket schema (see the module doc).
 pub(crate) struct AccessControl;
 
 impl ExtensionFactory for AccessControl {
@@ -121,93 +138,97 @@ impl AccessCheck {
         }
         *self.variables.lock().expect("lock") = strings;
     }
+}
 
-    async fn check(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        name: &str,
-        field: &Field,
-    ) -> ServerResult<()> {
-        let principal = match ctx.data_opt::<Caller>() {
-            Some(Caller::Key(p)) => p,
-            Some(Caller::Invalid) => {
-                return Err(refuse(
-                    Code::Unauthenticated,
-                    "the API key is unknown or revoked",
-                ));
-            }
-            _ => {
-                return Err(refuse(
-                    Code::Unauthenticated,
-                    "send an API key: Authorization: Bearer <key>",
-                ));
-            }
-        };
-        let Some((scope, roles)) = rule(name) else {
+/// Refuses `name` unless the caller may use it for the customer it touches; `arg` reads a
+/// string argument of the field (a literal or a variable).
+async fn check(
+    caller: Option<&Caller>,
+    state: &AppState,
+    name: &str,
+    arg: impl Fn(&str) -> Option<String>,
+) -> ServerResult<()> {
+    let principal = match caller {
+        Some(Caller::Key(p)) => p,
+        Some(Caller::Invalid) => {
             return Err(refuse(
-                Code::Forbidden,
-                format!("no access rule allows {name}"),
+                Code::Unauthenticated,
+                "the API key is unknown or revoked",
             ));
-        };
-        if !roles.contains(&principal.role) {
-            let msg = format!("a {} key may not use {name}", role_name(principal.role));
-            return Err(refuse(Code::Forbidden, msg));
         }
-        let state = ctx.data_unchecked::<Arc<AppState>>();
-        let customer = match scope {
-            Scope::Global => return Ok(()),
-            Scope::CustomerArg(arg) => self.string_arg(field, arg),
-            Scope::EventArg(arg) => match self
-                .string_arg(field, arg)
-                .as_deref()
-                .and_then(parse_event_id)
-            {
-                // Malformed ids and missing events are the resolver's to report.
+        _ => {
+            return Err(refuse(
+                Code::Unauthenticated,
+                "send an API key: Authorization: Bearer <key>",
+            ));
+        }
+    };
+    let Some((scope, roles)) = rule(name) else {
+        return Err(refuse(
+            Code::Forbidden,
+            format!("no access rule allows {name}"),
+        ));
+    };
+    if !roles.contains(&principal.role) {
+        let msg = format!("a {} key may not use {name}", role_name(principal.role));
+        return Err(refuse(Code::Forbidden, msg));
+    }
+    let customer = match scope {
+        Scope::Global => return Ok(()),
+        Scope::CustomerArg(a) => arg(a),
+        Scope::EventArg(a) => match arg(a).as_deref().and_then(parse_event_id) {
+            // Malformed ids and missing events are the resolver's to report.
+            None => return Ok(()),
+            Some((shard, seq)) => match state.ledger.shards.get(shard as usize) {
                 None => return Ok(()),
-                Some((shard, seq)) => match state.ledger.shards.get(shard as usize) {
-                    None => return Ok(()),
-                    Some(s) => match s.event(seq).await {
-                        Ok(Some(e)) => Some(e.entry.customer_id),
-                        _ => return Ok(()),
-                    },
+                Some(s) => match s.event(seq).await {
+                    Ok(Some(e)) => Some(e.entry.customer_id),
+                    _ => return Ok(()),
                 },
             },
-        };
-        let Some(customer) = customer else {
-            // A customer-scoped field whose customer cannot be read is refused, not waved on.
-            return Err(refuse(
-                Code::Forbidden,
-                format!("{name}: the customer could not be read from the arguments"),
-            ));
-        };
-        if principal.role != Role::Admin
-            && principal.customer_id.as_deref() != Some(customer.as_str())
-        {
-            return Err(refuse(
-                Code::Forbidden,
-                "this key belongs to another customer",
-            ));
-        }
-        if matches!(scope, Scope::CustomerArg(_)) && state.keys.customer(&customer).is_none() {
-            return Err(refuse(
-                Code::NotFound,
-                format!("unknown customer {customer:?}; an admin creates it with createCustomer"),
-            ));
-        }
-        Ok(())
+        },
+    };
+    let Some(customer) = customer else {
+        // A customer-scoped field whose customer cannot be read is refused, not waved on.
+        return Err(refuse(
+            Code::Forbidden,
+            format!("{name}: the customer could not be read from the arguments"),
+        ));
+    };
+    if principal.role != Role::Admin && principal.customer_id.as_deref() != Some(customer.as_str())
+    {
+        return Err(refuse(
+            Code::Forbidden,
+            "this key belongs to another customer",
+        ));
     }
+    if matches!(scope, Scope::CustomerArg(_)) && state.keys.customer(&customer).is_none() {
+        return Err(refuse(
+            Code::NotFound,
+            format!("unknown customer {customer:?}; an admin creates it with createCustomer"),
+        ));
+    }
+    Ok(())
 }
 
 #[async_trait::async_trait]
 impl Extension for AccessCheck {
+    /// Root query and mutation fields are checked by [`Checked`]; only the introspection
+    /// fields, which async-graphql answers before the root sees them, are checked here.
     async fn resolve(
         &self,
         ctx: &ExtensionContext<'_>,
         info: ResolveInfo<'_>,
         next: NextResolve<'_>,
     ) -> ServerResult<Option<Value>> {
-        if matches!(info.parent_type, "Query" | "Mutation") && info.name != "__typename" {
-            self.check(ctx, info.name, info.field).await?;
+        if matches!(info.parent_type, "Query" | "Mutation")
+            && matches!(info.name, "__schema" | "__type")
+        {
+            let state = ctx.data_unchecked::<Arc<AppState>>();
+            check(ctx.data_opt::<Caller>(), state, info.name, |a| {
+                self.string_arg(info.field, a)
+            })
+            .await?;
         }
         next.run(ctx, info).await
     }
@@ -223,6 +244,7 @@ impl Extension for AccessCheck {
     ) -> ServerResult<ExecutableDocument> {
         let doc = next.run(ctx, query, variables).await?;
         self.remember(variables);
+        let state = ctx.data_unchecked::<Arc<AppState>>();
         for (_, op) in doc.operations.iter() {
             if op.node.ty != OperationType::Subscription {
                 continue;
@@ -231,10 +253,69 @@ impl Extension for AccessCheck {
                 if let Selection::Field(f) = &sel.node
                     && f.node.name.node.as_str() != "__typename"
                 {
-                    self.check(ctx, f.node.name.node.as_str(), &f.node).await?;
+                    let name = f.node.name.node.as_str();
+                    check(ctx.data_opt::<Caller>(), state, name, |a| {
+                        self.string_arg(&f.node, a)
+                    })
+                    .await?;
                 }
             }
         }
         Ok(doc)
+    }
+}
+
+/// A query or mutation root whose every field is checked by [`check`] before it resolves.
+/// It is the root it wraps to GraphQL: same name, same fields, same SDL.
+#[derive(Default)]
+pub(crate) struct Checked<T>(pub(crate) T);
+
+impl<T: ObjectType> OutputType for Checked<T> {
+    fn type_name() -> Cow<'static, str> {
+        T::type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        T::create_type_info(registry)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ContextSelectionSet<'_>,
+        _field: &Positioned<Field>,
+    ) -> ServerResult<Value> {
+        resolve_container(ctx, self).await
+    }
+}
+
+impl<T: ObjectType> ContainerType for Checked<T> {
+    async fn resolve_field(&self, ctx: &Context<'_>) -> ServerResult<Option<Value>> {
+        let name = ctx.item.node.name.node.as_str();
+        if name != "__typename" {
+            let state = ctx.data_unchecked::<Arc<AppState>>();
+            check(ctx.data_opt::<Caller>(), state, name, |a| {
+                ctx.param_value::<Option<String>>(a, None)
+                    .ok()
+                    .and_then(|(_, v)| v)
+            })
+            .await?;
+        }
+        self.0.resolve_field(ctx).await
+    }
+
+    async fn find_entity(&self, ctx: &Context<'_>, params: &Value) -> ServerResult<Option<Value>> {
+        self.0.find_entity(ctx, params).await
+    }
+}
+
+impl<T: ObjectType> ObjectType for Checked<T> {}
+
+/// An HTTP request as its caller may send it: introspection is off unless the caller
+/// presented a valid key, so that `__schema` and `__type` reach [`Checked`] and are refused.
+pub(crate) fn for_caller(request: Request, caller: &Caller) -> Request {
+    let request = request.data(caller.clone());
+    match caller {
+        Caller::Key(_) => request,
+        Caller::Anonymous | Caller::Invalid => request.disable_introspection(),
     }
 }

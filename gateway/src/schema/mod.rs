@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use async_graphql::{Context, Result, Schema};
 
+use crate::auth::policy::Checked;
 use crate::checkpoints::Checkpointer;
 use crate::errors::{Code, bad_input, err};
 use crate::ids::parse_event_id;
@@ -44,8 +45,9 @@ pub(crate) struct QueryRoot(ConsentQuery, PrivacyQuery, AdminQuery);
 #[graphql(name = "Mutation")]
 pub(crate) struct MutationRoot(ConsentMutation, PrivacyMutation, AdminMutation);
 
-/// The executable schema.
-pub(crate) type AssentSchema = Schema<QueryRoot, MutationRoot, subscription::SubscriptionRoot>;
+/// The executable schema: every root query and mutation field passes the access check.
+pub(crate) type AssentSchema =
+    Schema<Checked<QueryRoot>, Checked<MutationRoot>, subscription::SubscriptionRoot>;
 
 /// What resolvers reach through the context.
 pub(crate) struct AppState {
@@ -60,9 +62,17 @@ pub(crate) fn state<'a>(ctx: &Context<'a>) -> &'a AppState {
     ctx.data_unchecked::<Arc<AppState>>()
 }
 
-/// Builds the schema with its limits.
+/// Builds the HTTP schema with its limits.
 pub(crate) fn build(state: Option<Arc<AppState>>) -> AssentSchema {
     build_with(state, async_graphql::ValidationMode::Strict)
+}
+
+/// Builds the WebSocket schema: the HTTP schema plus the access-control extension that
+/// checks subscription root fields (`auth::policy`).
+pub(crate) fn build_ws(state: Arc<AppState>) -> AssentSchema {
+    builder(Some(state), async_graphql::ValidationMode::Strict)
+        .extension(crate::auth::policy::AccessControl)
+        .finish()
 }
 
 /// Builds the schema with its limits and the given validation mode. `Fast` skips the
@@ -74,12 +84,22 @@ pub(crate) fn build_with(
     state: Option<Arc<AppState>>,
     mode: async_graphql::ValidationMode,
 ) -> AssentSchema {
+    builder(state, mode).finish()
+}
+
+fn builder(
+    state: Option<Arc<AppState>>,
+    mode: async_graphql::ValidationMode,
+) -> async_graphql::SchemaBuilder<
+    Checked<QueryRoot>,
+    Checked<MutationRoot>,
+    subscription::SubscriptionRoot,
+> {
     let mut builder = Schema::build(
-        QueryRoot::default(),
-        MutationRoot::default(),
+        Checked(QueryRoot::default()),
+        Checked(MutationRoot::default()),
         subscription::SubscriptionRoot,
     )
-    .extension(crate::auth::policy::AccessControl)
     .limit_depth(MAX_QUERY_DEPTH)
     .limit_complexity(MAX_QUERY_COMPLEXITY)
     .limit_directives(MAX_DIRECTIVES)
@@ -87,7 +107,7 @@ pub(crate) fn build_with(
     if let Some(s) = state {
         builder = builder.data(s);
     }
-    builder.finish()
+    builder
 }
 
 /// The schema in SDL: what `schema.graphql` must contain.
