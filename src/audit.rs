@@ -93,34 +93,53 @@ fn unusable(e: impl std::fmt::Display) -> Failure {
     Failure::Unusable(e.to_string())
 }
 
-/// Reads a file front to back on a thread of its own while the audit walks it in key order:
-/// redb's pages are not laid out in key order, and sequential reads fill the page cache at
-/// disk speed instead of one page fault at a time. Stops when dropped.
+/// Asks the kernel to read a file front to back, ahead of the audit that walks it in key
+/// order: redb's pages are not laid out in key order, and sequential reads fill the page
+/// cache at disk speed instead of one page fault at a time. On Linux the thread only
+/// advises (`posix_fadvise(WILLNEED)`, no copy to user space: reading into a buffer cost
+/// 4 % of a warm audit's CPU); elsewhere it reads. Stops when dropped.
 struct ReadAhead {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// Bytes read per call by [`ReadAhead`].
-const READ_AHEAD_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+/// Bytes advised (or read) per call by [`ReadAhead`].
+const READ_AHEAD_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
 
 impl ReadAhead {
     fn start(path: &Path) -> ReadAhead {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (flag, path) = (stop.clone(), path.to_path_buf());
         std::thread::spawn(move || {
-            let Ok(mut f) = std::fs::File::open(&path) else {
+            let Ok(f) = std::fs::File::open(&path) else {
                 return;
             };
-            let mut buf = vec![0u8; READ_AHEAD_CHUNK_BYTES];
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                match std::io::Read::read(&mut f, &mut buf) {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
+            let len = f.metadata().map_or(0, |m| m.len());
+            let mut offset = 0u64;
+            while offset < len && !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                if !read_ahead(&f, offset) {
+                    return;
                 }
+                offset += READ_AHEAD_CHUNK_BYTES;
             }
         });
         ReadAhead { stop }
     }
+}
+
+/// Brings `READ_AHEAD_CHUNK_BYTES` at `offset` towards the page cache; false on error.
+#[cfg(target_os = "linux")]
+fn read_ahead(f: &std::fs::File, offset: u64) -> bool {
+    let len = std::num::NonZeroU64::new(READ_AHEAD_CHUNK_BYTES);
+    rustix::fs::fadvise(f, offset, len, rustix::fs::Advice::WillNeed).is_ok()
+}
+
+/// Brings `READ_AHEAD_CHUNK_BYTES` at `offset` towards the page cache; false on error.
+#[cfg(not(target_os = "linux"))]
+fn read_ahead(f: &std::fs::File, offset: u64) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = f;
+    let mut buf = vec![0u8; READ_AHEAD_CHUNK_BYTES as usize];
+    f.seek(SeekFrom::Start(offset)).is_ok() && f.read(&mut buf).is_ok_and(|n| n > 0)
 }
 
 impl Drop for ReadAhead {
