@@ -8,6 +8,9 @@
 # directory (rate limit off), runs noop, record, record --hot-customer, batch 1000, read,
 # mixed (90 % reads), receipt and withdraw, then stops the server. Client and server share
 # the machine: the noop line is the HTTP ceiling of this client in the same run.
+# NOOP_EACH=1 runs a noop right before every workload, and table.py divides each workload
+# by the noop just before it: this host's speed drifts within minutes, so a ratio to a
+# noop measured at the start of the run can be off by a third.
 set -euo pipefail
 secs=${1:-8}
 conns=${2:-64}
@@ -29,6 +32,15 @@ done
 export ASSENT_BENCH_TOKEN=$(cat "$data/data/admin-token")
 # run LABEL CONNECTIONS BENCH-ARGS...: one JSON line, with the label added.
 run() {
+  local label=$1 c=$2
+  shift 2
+  if [ -n "${NOOP_EACH:-}" ] && [ "$label" != noop ]; then
+    one "noop before $label" "$c" --workload noop
+  fi
+  one "$label" "$c" "$@"
+}
+# one LABEL CONNECTIONS BENCH-ARGS...: runs one workload.
+one() {
   local label=$1 c=$2
   shift 2
   "$bin" bench --url "http://127.0.0.1:$port" --server-pid "$pid" --json \

@@ -4,10 +4,14 @@ import json
 import sys
 
 rows = [json.loads(line) for line in sys.stdin if line.strip()]
-noop = next((r["requests_per_s"] for r in rows if r["workload"] == "noop"), None)
+# Each workload is divided by the latest noop before it (run.sh with NOOP_EACH=1 runs one
+# before every workload), else by the first noop of the run.
+noop = None
 print("| workload | connections | requests/s | events/s | p50 ms | p99 ms | p99.9 ms | ratio to noop | errors | server peak RSS MiB |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
+    if r["workload"] == "noop":
+        noop = r["requests_per_s"]
     lat = r["latency_ms"]
     ratio = f"{r['requests_per_s'] / noop:.2f}" if noop else "–"
     print(
