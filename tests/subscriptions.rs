@@ -56,13 +56,17 @@ async fn next_json(ws: &mut Ws) -> Value {
 }
 
 async fn start(ws: &mut Ws, protocol: &str, id: &str, vars: Value) {
+    start_query(ws, protocol, id, SUB, vars).await;
+}
+
+async fn start_query(ws: &mut Ws, protocol: &str, id: &str, query: &str, vars: Value) {
     let kind = if protocol == "graphql-ws" {
         "start"
     } else {
         "subscribe"
     };
     ws.send(Message::text(
-        json!({ "id": id, "type": kind, "payload": { "query": SUB, "variables": vars } })
+        json!({ "id": id, "type": kind, "payload": { "query": query, "variables": vars } })
             .to_string(),
     ))
     .await
@@ -238,6 +242,49 @@ async fn subscriptions_need_a_key_of_the_customer_and_the_legacy_protocol_works(
     .await
     .unwrap();
     assert_eq!(change(&mut legacy).await["event"]["id"], id.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_inside_a_root_fragment_is_refused_not_silently_ended() {
+    let (_dir, s) = server(&[], &["acme", "other"]).await;
+    let other = tokio::task::spawn_blocking({
+        let s = s.clone();
+        move || s.key(Some("other"), "READER")
+    })
+    .await
+    .unwrap();
+    let hidden = [
+        "subscription($c: ID!) { ...F } fragment F on Subscription { consentChanges(customerId: $c) { cursor } }",
+        "subscription($c: ID!) { ... on Subscription { consentChanges(customerId: $c) { cursor } } }",
+        "subscription($c: ID!) { ... @include(if: true) { consentChanges(customerId: $c) { cursor } } }",
+    ];
+    for (i, q) in hidden.iter().enumerate() {
+        let (mut ws, _) = connect(&s.url, "graphql-transport-ws", Some(&other)).await;
+        let id = format!("{i}");
+        start_query(
+            &mut ws,
+            "graphql-transport-ws",
+            &id,
+            q,
+            json!({ "c": "acme" }),
+        )
+        .await;
+        let v = next_json(&mut ws).await;
+        assert_eq!(v["type"], "next", "{q}: {v}");
+        assert_eq!(
+            v["payload"]["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+            "{q}: {v}"
+        );
+        assert_eq!(next_json(&mut ws).await["type"], "complete", "{q}");
+    }
+    // The same subscription written directly is refused for this key.
+    let (mut ws, _) = connect(&s.url, "graphql-transport-ws", Some(&other)).await;
+    start(&mut ws, "graphql-transport-ws", "d", json!({ "c": "acme" })).await;
+    let v = next_json(&mut ws).await;
+    assert_eq!(
+        v["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{v}"
+    );
 }
 
 #[test]

@@ -250,9 +250,16 @@ impl Extension for AccessCheck {
                 continue;
             }
             for sel in &op.node.selection_set.node.items {
-                if let Selection::Field(f) = &sel.node
-                    && f.node.name.node.as_str() != "__typename"
-                {
+                let Selection::Field(f) = &sel.node else {
+                    // async-graphql starts streams only for fields written directly at the
+                    // root and silently ends the rest; say so instead, and keep this check
+                    // and the executor looking at the same fields.
+                    return Err(refuse(
+                        Code::BadUserInput,
+                        "write subscription fields directly in the subscription, not in fragments",
+                    ));
+                };
+                if f.node.name.node.as_str() != "__typename" {
                     let name = f.node.name.node.as_str();
                     check(ctx.data_opt::<Caller>(), state, name, |a| {
                         self.string_arg(&f.node, a)
