@@ -11,7 +11,7 @@ use gateway::{CHECKPOINTS, LEDGER_META};
 use redb::{ReadableDatabase, ReadableTable};
 use serde_json::{Value, json};
 use shard::checkpoint::Checkpoint;
-use shard::engine::ShardReader;
+use shard::engine::{AuditOpen, ShardReader, StorageError};
 use shard::hash::Hash;
 use shard::merkle::{Blake3Tree, TreeHasher, verify_consistency};
 use shard::verify::ChainError;
@@ -21,9 +21,14 @@ use crate::verify_cmd::{KeyArgs, Trusted, open_with, trusted};
 /// Options of `assent audit`.
 #[derive(clap::Args)]
 pub struct AuditArgs {
-    /// Data directory of a stopped server (or a copy of one).
+    /// Data directory of a stopped server (or a copy of one). Opened read-only: the audit
+    /// never changes what it checks.
     #[arg(long, conflicts_with = "server")]
     data_dir: Option<PathBuf>,
+    /// Let redb repair files that were not shut down cleanly (a crash, or a copy taken
+    /// while a server ran) before auditing them. This changes the files: use it on a copy.
+    #[arg(long, requires = "data_dir")]
+    repair: bool,
     /// URL of a running server to monitor: checks every checkpoint issued since the last
     /// audit extends the one before (token in ASSENT_AUDIT_TOKEN or --token-file).
     #[arg(long, requires = "state")]
@@ -156,7 +161,22 @@ struct Expect {
     chain_head: Hash,
 }
 
-fn load_ledger(dir: &Path) -> Result<(u32, String, Vec<String>), Failure> {
+/// `ledger.redb`, opened read-only unless the user asked for repair.
+enum Ledger {
+    Writable(redb::Database),
+    ReadOnly(redb::ReadOnlyDatabase),
+}
+
+impl Ledger {
+    fn begin_read(&self) -> Result<redb::ReadTransaction, redb::TransactionError> {
+        match self {
+            Ledger::Writable(db) => db.begin_read(),
+            Ledger::ReadOnly(db) => db.begin_read(),
+        }
+    }
+}
+
+fn load_ledger(dir: &Path, repair: bool) -> Result<(u32, String, Vec<String>), Failure> {
     let path = dir.join("ledger.redb");
     if !path.exists() {
         return Err(Failure::Unusable(format!(
@@ -164,10 +184,20 @@ fn load_ledger(dir: &Path) -> Result<(u32, String, Vec<String>), Failure> {
             path.display()
         )));
     }
-    let db = redb::Database::open(&path).map_err(|e| match e {
+    let opened = if repair {
+        redb::Database::open(&path).map(Ledger::Writable)
+    } else {
+        redb::Database::builder()
+            .open_read_only(&path)
+            .map(Ledger::ReadOnly)
+    };
+    let db = opened.map_err(|e| match e {
         redb::DatabaseError::DatabaseAlreadyOpen => Failure::Unusable(
             "a server is running on this data directory; stop it or audit a copy".into(),
         ),
+        redb::DatabaseError::RepairAborted => {
+            Failure::Unusable(format!("{}: {}", path.display(), StorageError::NeedsRepair))
+        }
         other => Failure::Problem(format!("{}: {other}", path.display())),
     })?;
     let txn = db.begin_read().map_err(unusable)?;
@@ -260,7 +290,12 @@ fn check_checkpoints(
 
 fn audit_dir(dir: &Path, args: &AuditArgs) -> Result<Value, Failure> {
     let started = Instant::now();
-    let (count, name, notes) = load_ledger(dir)?;
+    let (count, name, notes) = load_ledger(dir, args.repair)?;
+    let mode = if args.repair {
+        AuditOpen::Repair
+    } else {
+        AuditOpen::ReadOnly
+    };
     let pinned = trusted(&args.keys).map_err(Failure::Unusable)?;
     let keys = if pinned.is_empty() {
         local_key(dir)?
@@ -271,8 +306,13 @@ fn audit_dir(dir: &Path, args: &AuditArgs) -> Result<Value, Failure> {
     let readers: Vec<ShardReader> = (0..count)
         .map(|i| {
             let path = dir.join("shards").join(format!("shard-{i:04}.redb"));
-            ShardReader::open_existing(&path, i)
-                .map_err(|e| Failure::Problem(format!("shard {i} ({}): {e}", path.display())))
+            ShardReader::open_existing(&path, i, mode).map_err(|e| {
+                let m = format!("shard {i} ({}): {e}", path.display());
+                match e {
+                    StorageError::NeedsRepair => Failure::Unusable(m),
+                    _ => Failure::Problem(m),
+                }
+            })
         })
         .collect::<Result<_, _>>()?;
     let total: u64 = readers

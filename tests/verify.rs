@@ -368,6 +368,59 @@ fn audit_passes_an_intact_ledger_and_names_each_kind_of_tampering() {
     assert!(out.contains("shard") || out.contains("redb"), "{out}");
 }
 
+/// Every file under `dir` with its bytes, to compare before and after.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            files.extend(snapshot(&p));
+        } else {
+            files.push((p.clone(), std::fs::read(&p).unwrap()));
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn audit_never_changes_what_it_checks_and_repairs_an_unclean_copy_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let s = Server::start(&data, &["--shards", "2"]);
+    s.customers(&["c0"]);
+    let batch: Vec<Value> = (0..30)
+        .map(|i| event(&format!("s{i}"), "GRANTED", None))
+        .collect();
+    s.ok(RECORD_MANY, json!({ "c": "c0", "e": batch }));
+    drop(s); // SIGKILL: the files were not shut down cleanly.
+
+    let before = snapshot(&data);
+    let (code, out) = audit(&data);
+    assert_eq!(
+        code, 2,
+        "an unclean ledger is unusable without --repair: {out}"
+    );
+    assert!(
+        out.contains("not shut down cleanly") && out.contains("--repair"),
+        "{out}"
+    );
+    assert!(
+        snapshot(&data) == before,
+        "the refused audit changed a file"
+    );
+
+    let o = assent(&["audit", "--data-dir", data.to_str().unwrap(), "--repair"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("30 entries"), "{}", text(&o));
+
+    // Now clean: the plain audit passes and leaves every byte as it was.
+    let before = snapshot(&data);
+    let (code, out) = audit(&data);
+    assert_eq!(code, 0, "{out}");
+    assert!(snapshot(&data) == before, "the audit changed a file");
+}
+
 #[test]
 fn the_monitor_checks_that_each_new_checkpoint_extends_the_last() {
     let dir = tempfile::tempdir().unwrap();

@@ -623,7 +623,9 @@ fn entries_committed_but_not_yet_indexed_are_indexed_from_the_journal_on_the_nex
     );
     drop((lagging, store));
 
-    let audit = shard::engine::ShardReader::open_existing(&path, 0).unwrap();
+    let audit =
+        shard::engine::ShardReader::open_existing(&path, 0, shard::engine::AuditOpen::ReadOnly)
+            .unwrap();
     let report = audit
         .verify_indexes()
         .expect("lagging indexes are consistent");

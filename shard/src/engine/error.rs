@@ -20,6 +20,12 @@ pub enum StorageError {
     /// The OS random source failed (salts and keys cannot be made).
     #[error("random source unavailable: {0}")]
     Random(String),
+    /// The file was not shut down cleanly (a crash, or a copy of a running server's file)
+    /// and redb must repair it before it can be read; a read-only open does not.
+    #[error(
+        "the file was not shut down cleanly (a crash, or a copy taken while a server ran): redb must repair it before it can be read; audit a copy with --repair"
+    )]
+    NeedsRepair,
     /// A stored value does not have the layout this build writes.
     #[error("corrupt stored value in {table}: {detail}")]
     Corrupt {

@@ -25,7 +25,7 @@ pub use error::{
 };
 pub use index::{PurposeState, apply_to_state};
 pub use reader::{
-    ConsistencyProof, DailyCount, Expiring, ExpiryCursor, InclusionProof, IndexMismatch,
+    AuditOpen, ConsistencyProof, DailyCount, Expiring, ExpiryCursor, InclusionProof, IndexMismatch,
     IndexReport, MAX_PAGE_SIZE, Order, Page, ShardReader, StoredEvent, StoredPersonal,
 };
 pub use scrub::ScrubReport;

@@ -156,25 +156,55 @@ pub struct IndexMismatch {
     pub detail: String,
 }
 
+/// A shard's database: the writer's, or a read-only one that never changes the file (audits).
+pub(crate) enum Db {
+    /// Opened by the shard's writer (`Store`).
+    Writable(Database),
+    /// Opened by `ShardReader::open_existing` without repair.
+    ReadOnly(redb::ReadOnlyDatabase),
+}
+
+impl Db {
+    /// A read snapshot.
+    pub(crate) fn begin_read(&self) -> Result<ReadTransaction, redb::TransactionError> {
+        match self {
+            Db::Writable(db) => db.begin_read(),
+            Db::ReadOnly(db) => db.begin_read(),
+        }
+    }
+
+    /// A write transaction. Only the writer's database is written.
+    pub(crate) fn begin_write(&self) -> Result<redb::WriteTransaction, redb::TransactionError> {
+        match self {
+            Db::Writable(db) => db.begin_write(),
+            Db::ReadOnly(_) => panic!("a shard opened read-only is never written"),
+        }
+    }
+}
+
 /// The shard's open database, replaceable as a whole: a scrub rewrites the file and swaps
 /// the new one in, and every reader (they share this cell) moves to it at its next read.
 /// A read already running keeps its snapshot of the old file until it ends.
-pub(crate) struct DbCell(std::sync::RwLock<Arc<Database>>);
+pub(crate) struct DbCell(std::sync::RwLock<Arc<Db>>);
 
 impl DbCell {
     pub(crate) fn new(db: Database) -> DbCell {
-        DbCell(std::sync::RwLock::new(Arc::new(db)))
+        DbCell(std::sync::RwLock::new(Arc::new(Db::Writable(db))))
+    }
+
+    fn read_only(db: redb::ReadOnlyDatabase) -> DbCell {
+        DbCell(std::sync::RwLock::new(Arc::new(Db::ReadOnly(db))))
     }
 
     /// The current database.
-    pub(crate) fn get(&self) -> Arc<Database> {
+    pub(crate) fn get(&self) -> Arc<Db> {
         self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Replaces the database; returns the old one (dropped by its last reader).
-    pub(crate) fn replace(&self, db: Database) -> Arc<Database> {
+    pub(crate) fn replace(&self, db: Database) -> Arc<Db> {
         let mut slot = self.0.write().unwrap_or_else(|p| p.into_inner());
-        std::mem::replace(&mut *slot, Arc::new(db))
+        std::mem::replace(&mut *slot, Arc::new(Db::Writable(db)))
     }
 }
 
@@ -202,6 +232,11 @@ impl RedbNodes<'_> {
 
 /// Reads the committed head (and the last recorded time) of a shard file.
 pub(crate) fn read_head(db: &Database, shard_id: u32) -> Result<(ShardHead, i64), StorageError> {
+    head_in(&db.begin_read()?, shard_id)
+}
+
+/// [`read_head`] of a shard's current database.
+fn read_head_of(db: &Db, shard_id: u32) -> Result<(ShardHead, i64), StorageError> {
     let txn = db.begin_read()?;
     head_in(&txn, shard_id)
 }
@@ -301,6 +336,16 @@ pub(crate) fn indexed_upto_in(
     Ok(u64::from_be_bytes(arr))
 }
 
+/// How [`ShardReader::open_existing`] opens a shard file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditOpen {
+    /// Read only: the file is never changed, and one that needs repair is refused.
+    ReadOnly,
+    /// Let redb repair a file that was not shut down cleanly (changes the file: use on a
+    /// copy).
+    Repair,
+}
+
 /// A cheap, cloneable read handle on one shard file, usable from any thread.
 #[derive(Clone)]
 pub struct ShardReader {
@@ -350,7 +395,7 @@ impl ShardReader {
 
     /// The latest committed head.
     pub fn head(&self) -> Result<ShardHead, StorageError> {
-        Ok(read_head(&self.db.get(), self.shard_id)?.0)
+        Ok(read_head_of(&self.db.get(), self.shard_id)?.0)
     }
 
     /// The event at `seq`, if it exists.
@@ -645,11 +690,14 @@ impl ShardReader {
         })
     }
 
-    /// Opens an existing shard file for reading only (audits): nothing is created,
-    /// repaired or rebuilt. Fails if the file is missing or in use by a server.
+    /// Opens an existing shard file for an audit: nothing is created or rebuilt. With
+    /// [`AuditOpen::ReadOnly`] the file is not changed at all, and a file that was not shut
+    /// down cleanly is refused ([`StorageError::NeedsRepair`]) rather than repaired. Fails
+    /// if the file is missing or in use by a server.
     pub fn open_existing(
         path: &std::path::Path,
         shard_id: u32,
+        mode: AuditOpen,
     ) -> Result<ShardReader, StorageError> {
         if !path.exists() {
             return Err(StorageError::Corrupt {
@@ -657,13 +705,28 @@ impl ShardReader {
                 detail: format!("{} does not exist", path.display()),
             });
         }
-        let db = super::store::open_db(path, false)?;
-        let (head, _) = read_head(&db, shard_id)?;
+        let cell = match mode {
+            AuditOpen::ReadOnly => {
+                let mut builder = Database::builder();
+                builder.set_cache_size(super::store::SHARD_CACHE_BYTES);
+                match builder.open_read_only(path) {
+                    Ok(db) => DbCell::read_only(db),
+                    Err(redb::DatabaseError::RepairAborted) => {
+                        return Err(StorageError::NeedsRepair);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            AuditOpen::Repair => DbCell::new(super::store::open_db(path, false)?),
+        };
+        let db = cell.get();
+        let (head, _) = read_head_of(&db, shard_id)?;
         let indexed = read_indexed_upto(&db.begin_read()?)?;
         let progress = Progress::default();
         progress.publish(head.size, indexed.min(head.size));
+        drop(db);
         Ok(ShardReader::with_progress(
-            Arc::new(DbCell::new(db)),
+            Arc::new(cell),
             shard_id,
             Arc::new(progress),
         ))

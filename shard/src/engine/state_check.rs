@@ -299,7 +299,9 @@ mod tests {
         }
         txn.commit().expect("commit");
         drop(db);
-        let reader = crate::engine::ShardReader::open_existing(&path, 0).expect("open");
+        let reader =
+            crate::engine::ShardReader::open_existing(&path, 0, crate::engine::AuditOpen::ReadOnly)
+                .expect("open");
         for per_pass in [1, 2, 1 << 20] {
             let err = reader
                 .verify_indexes_in_passes(per_pass * 44)
