@@ -287,6 +287,52 @@ async fn a_subscription_inside_a_root_fragment_is_refused_not_silently_ended() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_open_subscriptions_leaves_files_that_open_without_repair() {
+    // Proves: shutdown closes every shard file cleanly even while subscriptions (and the
+    // server's timers) still hold the ledger, so the read-only audit accepts the files.
+    for round in 0..3 {
+        let (dir, s) = server(&["--shards", "2"], &["acme"]).await;
+        let mut sockets = Vec::new();
+        for i in 0..3 {
+            let (mut ws, _) = connect(&s.url, "graphql-transport-ws", Some(&s.admin)).await;
+            start(
+                &mut ws,
+                "graphql-transport-ws",
+                &format!("{i}"),
+                json!({ "c": "acme" }),
+            )
+            .await;
+            sockets.push(ws);
+        }
+        tokio::task::spawn_blocking({
+            let s = s.clone();
+            move || {
+                for i in 0..10 {
+                    record(&s, "acme", &format!("s{i}"));
+                }
+            }
+        })
+        .await
+        .unwrap();
+        let s = std::sync::Arc::try_unwrap(s).ok().expect("one owner");
+        tokio::task::spawn_blocking(move || s.stop()).await.unwrap();
+        drop(sockets);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_assent"))
+            .args(["audit", "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "round {round}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn the_graphql_ws_npm_client_subscribes_unchanged() {
     // Installs graphql-ws and ws from the npm registry into the test's own folder.

@@ -212,13 +212,46 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>
     }
     drop(server);
     drop(checkpoints);
-    if let Ok(ledger) = Arc::try_unwrap(ledger) {
-        for shard in ledger.shards {
-            shard.stop().await;
+    // Aborted timers and closing sockets let go of the ledger a little later: wait for
+    // them, so that every file (shards and ledger.redb) is shut down cleanly; a file left
+    // open at exit needs a repair (a scan of the whole file) at its next open.
+    match sole_owner(ledger).await {
+        Ok(ledger) => {
+            for shard in ledger.shards {
+                shard.stop().await;
+            }
+        }
+        Err(ledger) => {
+            tracing::warn!(
+                "tasks still hold the ledger after {SHUTDOWN_RELEASE_WAIT_MS} ms; closing the shards under them (ledger.redb may need a repair at the next start)"
+            );
+            for shard in &ledger.shards {
+                shard.close().await;
+            }
         }
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How long shutdown waits for aborted tasks and closing sockets to let go of the ledger.
+pub const SHUTDOWN_RELEASE_WAIT_MS: u64 = 5_000;
+
+/// The ledger itself once nothing else holds it, or the shared handle after
+/// [`SHUTDOWN_RELEASE_WAIT_MS`].
+async fn sole_owner(mut ledger: Arc<Ledger>) -> Result<Ledger, Arc<Ledger>> {
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_millis(SHUTDOWN_RELEASE_WAIT_MS);
+    loop {
+        match Arc::try_unwrap(ledger) {
+            Ok(owned) => return Ok(owned),
+            Err(shared) if std::time::Instant::now() < deadline => {
+                ledger = shared;
+                actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Err(shared) => return Err(shared),
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).

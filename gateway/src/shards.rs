@@ -218,6 +218,13 @@ impl ShardClient {
         self.read(move |r| Ok(r.consistency_proof(old, new)?)).await
     }
 
+    /// Commits what is pending and closes the shard file while others may still hold this
+    /// client (shutdown, when a task has not yet let go of the ledger): their later calls
+    /// fail with "shard stopped" or "database closed".
+    pub(crate) async fn close(&self) {
+        let _ = self.local.handle.addr.send(shard::engine::Stop).await;
+    }
+
     /// Commits what is pending and closes the shard (shutdown).
     pub(crate) async fn stop(self) {
         match Arc::try_unwrap(self.local) {

@@ -290,7 +290,9 @@ impl Handler<Stop> for ShardActor {
         {
             tracing::error!(error = %e, "final index step failed; the next open rebuilds it");
         }
-        self.store = None;
+        if let Some(store) = self.store.take() {
+            store.close();
+        }
         ctx.stop();
     }
 }

@@ -162,6 +162,8 @@ pub(crate) enum Db {
     Writable(Database),
     /// Opened by `ShardReader::open_existing` without repair.
     ReadOnly(redb::ReadOnlyDatabase),
+    /// Closed by the writer's `Store::close`; every read fails.
+    Closed,
 }
 
 impl Db {
@@ -170,6 +172,7 @@ impl Db {
         match self {
             Db::Writable(db) => db.begin_read(),
             Db::ReadOnly(db) => db.begin_read(),
+            Db::Closed => Err(closed()),
         }
     }
 
@@ -178,8 +181,13 @@ impl Db {
         match self {
             Db::Writable(db) => db.begin_write(),
             Db::ReadOnly(_) => panic!("a shard opened read-only is never written"),
+            Db::Closed => Err(closed()),
         }
     }
+}
+
+fn closed() -> redb::TransactionError {
+    redb::TransactionError::Storage(redb::StorageError::DatabaseClosed)
 }
 
 /// The shard's open database, replaceable as a whole: a scrub rewrites the file and swaps
@@ -199,6 +207,13 @@ impl DbCell {
     /// The current database.
     pub(crate) fn get(&self) -> Arc<Db> {
         self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Takes the database out, leaving every holder of the cell a closed one; returns it
+    /// so that the caller drops it (redb records a clean shutdown when it is dropped).
+    pub(crate) fn close(&self) -> Arc<Db> {
+        let mut slot = self.0.write().unwrap_or_else(|p| p.into_inner());
+        std::mem::replace(&mut *slot, Arc::new(Db::Closed))
     }
 
     /// Replaces the database; returns the old one (dropped by its last reader).

@@ -152,6 +152,19 @@ impl Store {
         Ok(store)
     }
 
+    /// Closes the shard file now. Readers (the gateway's handles) share the file with the
+    /// writer and may live until the process exits, so dropping the writer alone does not
+    /// close it, and redb records a clean shutdown only when the database is dropped: a file
+    /// left open at exit must be repaired (a scan of the whole file) at its next open. Later
+    /// reads through any handle fail with "database closed".
+    pub fn close(self) {
+        let db = self.db.close();
+        drop(self);
+        if Arc::strong_count(&db) > 1 {
+            tracing::warn!("a read still holds the shard file; it closes when that read ends");
+        }
+    }
+
     /// The committed head.
     pub fn head(&self) -> ShardHead {
         self.head
