@@ -603,15 +603,32 @@ fn a_query_text_that_passed_validation_still_refuses_bad_variables_and_writes_no
     assert_eq!(code(&v), "BAD_USER_INPUT", "{v}");
     let v = s.gql(read, json!({ "c": "acme", "s": 7 }));
     assert_eq!(code(&v), "BAD_USER_INPUT", "{v}");
-    for subject in ["carol", "dave"] {
+    // GET and JSON-array batches take the same path.
+    let url = reqwest::Url::parse_with_params(
+        &format!("{}/graphql", s.url),
+        &[("query", read), ("variables", r#"{"c": "acme", "s": 7}"#)],
+    )
+    .unwrap();
+    let v: Value = s.get(&url.as_str()[s.url.len()..]).json().unwrap();
+    assert_eq!(code(&v), "BAD_USER_INPUT", "GET: {v}");
+    let mut unknown = event("frank", "GRANTED", None);
+    unknown["color"] = json!("red");
+    let body = json!([
+        { "query": RECORD, "variables": { "c": "acme", "e": event("erin", "GRANTED", None) } },
+        { "query": RECORD, "variables": { "c": "acme", "e": unknown } },
+    ]);
+    let v: Value = s.post_raw(body.to_string().into_bytes()).json().unwrap();
+    assert!(v[0]["errors"].is_null(), "batch, first: {v}");
+    assert_eq!(code(&v[1]), "BAD_USER_INPUT", "batch, second: {v}");
+    for (subject, stored) in [("carol", 0), ("dave", 0), ("erin", 1), ("frank", 0)] {
         let v = s.gql(read, json!({ "c": "acme", "s": subject }));
         assert_eq!(
             v["data"]["consentHistory"]["edges"]
                 .as_array()
                 .unwrap()
                 .len(),
-            0,
-            "nothing recorded for {subject}: {v}"
+            stored,
+            "events recorded for {subject}: {v}"
         );
     }
 }

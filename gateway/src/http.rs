@@ -374,21 +374,26 @@ async fn graphql_post(
         let msg = format!("at most {MAX_BATCH_OPERATIONS} operations per batched request");
         return error_body(StatusCode::BAD_REQUEST, Code::BadUserInput, &msg);
     }
-    let mut request = match request {
-        BatchRequest::Single(r) => return execute_single(&server, for_caller(r, &caller)).await,
+    let resp = match request {
+        BatchRequest::Single(r) => {
+            BatchResponse::Single(execute(&server, for_caller(r, &caller)).await)
+        }
         BatchRequest::Batch(rs) => {
-            BatchRequest::Batch(rs.into_iter().map(|r| for_caller(r, &caller)).collect())
+            // One after the other, as async-graphql's own `execute_batch` does.
+            let mut resps = Vec::with_capacity(rs.len());
+            for r in rs {
+                resps.push(execute(&server, for_caller(r, &caller)).await);
+            }
+            BatchResponse::Batch(resps)
         }
     };
-    request.iter_mut().for_each(|r| server.queries.parse(r));
-    let resp = server.schema.execute_batch(request).await;
     finish(&server, resp)
 }
 
 /// Executes one request: strictly validated the first time its text is seen, and without
 /// repeating the document rules once the text has passed them (`query_cache`).
-async fn execute_single(server: &Server, mut request: async_graphql::Request) -> HttpResponse {
-    let resp = match server.queries.prepare(&mut request, Some(&server.shapes)) {
+async fn execute(server: &Server, mut request: async_graphql::Request) -> Response {
+    match server.queries.prepare(&mut request, Some(&server.shapes)) {
         Prepared::Validated => server.fast_schema.execute(request).await,
         Prepared::Refused(detail) => {
             let msg = format!("invalid variable value: {detail}");
@@ -403,8 +408,7 @@ async fn execute_single(server: &Server, mut request: async_graphql::Request) ->
             resp
         }
         Prepared::NotCached => server.schema.execute(request).await,
-    };
-    finish(server, BatchResponse::Single(resp))
+    }
 }
 
 /// Parses one request or a JSON array of them. Deserialising `BatchRequest` directly goes
@@ -458,7 +462,7 @@ async fn graphql_get(
             "mutations must be sent with POST",
         );
     }
-    let resp = server.schema.execute(for_caller(request, &caller)).await;
+    let resp = execute(&server, for_caller(request, &caller)).await;
     finish(&server, BatchResponse::Single(resp))
 }
 

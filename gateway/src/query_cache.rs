@@ -44,9 +44,10 @@ pub(crate) struct QueryCache {
 }
 
 impl QueryCache {
-    /// Gives `request` its parsed document (see [`QueryCache::parse`]) and says whether
-    /// its text has passed strict validation before; if so, checks its variables against
-    /// `shapes` first (when given).
+    /// Gives `request` its parsed document, from the cache or by parsing (and caching) it,
+    /// and says whether its text has passed strict validation before; if so, checks its
+    /// variables against `shapes` first (when given). A text that does not parse is left
+    /// to async-graphql, which reports the error.
     pub(crate) fn prepare(
         &self,
         request: &mut async_graphql::Request,
@@ -78,12 +79,6 @@ impl QueryCache {
             .insert(request.query.clone(), (doc.clone(), false));
         request.set_parsed_query(doc);
         Prepared::Parsed
-    }
-
-    /// Gives `request` its parsed document, from the cache or by parsing (and caching) it.
-    /// A text that does not parse is left to async-graphql, which reports the error.
-    pub(crate) fn parse(&self, request: &mut async_graphql::Request) {
-        let _ = self.prepare(request, None);
     }
 
     /// Records that a request with this text passed strict validation (and ran without
@@ -120,11 +115,11 @@ mod tests {
             );
         }
         let mut bad = async_graphql::Request::new("query {");
-        cache.parse(&mut bad);
+        assert_eq!(cache.prepare(&mut bad, None), Prepared::NotCached);
         assert!(!cache.parsed.contains_key("query {"));
         for i in 0..(MAX_CACHED_QUERIES * 2) {
             let mut r = async_graphql::Request::new(format!("query {{ f{i} }}"));
-            cache.parse(&mut r);
+            let _ = cache.prepare(&mut r, None);
             assert!(cache.parsed.len() <= MAX_CACHED_QUERIES);
         }
     }
