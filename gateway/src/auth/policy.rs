@@ -16,6 +16,7 @@
 //! HTTP requests without a valid key get introspection turned off ([`for_caller`]), so
 //! those names reach [`Checked`] and are refused like any other field.
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
 use async_graphql::extensions::{
@@ -28,7 +29,6 @@ use async_graphql::{
     Context, ContextSelectionSet, ObjectType, OutputType, Positioned, Request, ServerResult, Value,
     Variables,
 };
-use std::borrow::Cow;
 
 use super::keys::{Principal, Role};
 use crate::errors::Code;
