@@ -115,36 +115,40 @@ impl ReadAhead {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (flag, path) = (stop.clone(), path.to_path_buf());
         std::thread::spawn(move || {
-            let Ok(f) = std::fs::File::open(&path) else {
-                return;
-            };
-            let len = f.metadata().map_or(0, |m| m.len());
-            let mut offset = 0u64;
-            while offset < len && !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                if !read_ahead(&f, offset) {
-                    return;
-                }
-                offset += READ_AHEAD_CHUNK_BYTES;
+            if let Ok(f) = std::fs::File::open(&path) {
+                read_ahead(f, &flag);
             }
         });
         ReadAhead { stop }
     }
 }
 
-/// Brings `READ_AHEAD_CHUNK_BYTES` at `offset` towards the page cache; false on error.
+/// Advises the kernel to read `f` in [`READ_AHEAD_CHUNK_BYTES`] steps until done, an error,
+/// or `stop`.
 #[cfg(target_os = "linux")]
-fn read_ahead(f: &std::fs::File, offset: u64) -> bool {
-    let len = std::num::NonZeroU64::new(READ_AHEAD_CHUNK_BYTES);
-    rustix::fs::fadvise(f, offset, len, rustix::fs::Advice::WillNeed).is_ok()
+fn read_ahead(f: std::fs::File, stop: &std::sync::atomic::AtomicBool) {
+    let len = f.metadata().map_or(0, |m| m.len());
+    let chunk = std::num::NonZeroU64::new(READ_AHEAD_CHUNK_BYTES);
+    let mut offset = 0u64;
+    while offset < len && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if rustix::fs::fadvise(&f, offset, chunk, rustix::fs::Advice::WillNeed).is_err() {
+            return;
+        }
+        offset += READ_AHEAD_CHUNK_BYTES;
+    }
 }
 
-/// Brings `READ_AHEAD_CHUNK_BYTES` at `offset` towards the page cache; false on error.
+/// Reads `f` front to back in [`READ_AHEAD_CHUNK_BYTES`] steps until done, an error, or
+/// `stop` (no advice call on this system).
 #[cfg(not(target_os = "linux"))]
-fn read_ahead(f: &std::fs::File, offset: u64) -> bool {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = f;
+fn read_ahead(mut f: std::fs::File, stop: &std::sync::atomic::AtomicBool) {
     let mut buf = vec![0u8; READ_AHEAD_CHUNK_BYTES as usize];
-    f.seek(SeekFrom::Start(offset)).is_ok() && f.read(&mut buf).is_ok_and(|n| n > 0)
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        match std::io::Read::read(&mut f, &mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
 }
 
 impl Drop for ReadAhead {
@@ -161,21 +165,6 @@ struct Expect {
     chain_head: Hash,
 }
 
-/// `ledger.redb`, opened read-only unless the user asked for repair.
-enum Ledger {
-    Writable(redb::Database),
-    ReadOnly(redb::ReadOnlyDatabase),
-}
-
-impl Ledger {
-    fn begin_read(&self) -> Result<redb::ReadTransaction, redb::TransactionError> {
-        match self {
-            Ledger::Writable(db) => db.begin_read(),
-            Ledger::ReadOnly(db) => db.begin_read(),
-        }
-    }
-}
-
 fn load_ledger(dir: &Path, repair: bool) -> Result<(u32, String, Vec<String>), Failure> {
     let path = dir.join("ledger.redb");
     if !path.exists() {
@@ -184,14 +173,7 @@ fn load_ledger(dir: &Path, repair: bool) -> Result<(u32, String, Vec<String>), F
             path.display()
         )));
     }
-    let opened = if repair {
-        redb::Database::open(&path).map(Ledger::Writable)
-    } else {
-        redb::Database::builder()
-            .open_read_only(&path)
-            .map(Ledger::ReadOnly)
-    };
-    let db = opened.map_err(|e| match e {
+    let open_error = |e: redb::DatabaseError| match e {
         redb::DatabaseError::DatabaseAlreadyOpen => Failure::Unusable(
             "a server is running on this data directory; stop it or audit a copy".into(),
         ),
@@ -199,7 +181,14 @@ fn load_ledger(dir: &Path, repair: bool) -> Result<(u32, String, Vec<String>), F
             Failure::Unusable(format!("{}: {}", path.display(), StorageError::NeedsRepair))
         }
         other => Failure::Problem(format!("{}: {other}", path.display())),
-    })?;
+    };
+    if repair {
+        // redb repairs a file that was not shut down cleanly when it opens it writable.
+        drop(redb::Database::open(&path).map_err(open_error)?);
+    }
+    let db = redb::Database::builder()
+        .open_read_only(&path)
+        .map_err(open_error)?;
     let txn = db.begin_read().map_err(unusable)?;
     let meta = txn.open_table(LEDGER_META).map_err(unusable)?;
     let count = meta

@@ -376,13 +376,13 @@ async fn graphql_post(
     }
     let resp = match request {
         BatchRequest::Single(r) => {
-            BatchResponse::Single(execute(&server, for_caller(r, &caller)).await)
+            BatchResponse::Single(execute(&server, for_caller(r, caller)).await)
         }
         BatchRequest::Batch(rs) => {
             // One after the other, as async-graphql's own `execute_batch` does.
             let mut resps = Vec::with_capacity(rs.len());
             for r in rs {
-                resps.push(execute(&server, for_caller(r, &caller)).await);
+                resps.push(execute(&server, for_caller(r, caller.clone())).await);
             }
             BatchResponse::Batch(resps)
         }
@@ -462,7 +462,7 @@ async fn graphql_get(
             "mutations must be sent with POST",
         );
     }
-    let resp = execute(&server, for_caller(request, &caller)).await;
+    let resp = execute(&server, for_caller(request, caller)).await;
     finish(&server, BatchResponse::Single(resp))
 }
 

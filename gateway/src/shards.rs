@@ -222,7 +222,7 @@ impl ShardClient {
     /// client (shutdown, when a task has not yet let go of the ledger): their later calls
     /// fail with "shard stopped" or "database closed".
     pub(crate) async fn close(&self) {
-        let _ = self.local.handle.addr.send(shard::engine::Stop).await;
+        self.local.send_stop().await;
     }
 
     /// Commits what is pending and closes the shard (shutdown).
@@ -232,10 +232,15 @@ impl ShardClient {
                 drop(local.reader);
                 local.handle.stop().await;
             }
-            Err(shared) => {
-                let _ = shared.handle.addr.send(shard::engine::Stop).await;
-            }
+            Err(shared) => shared.send_stop().await,
         }
+    }
+}
+
+impl LocalShard {
+    /// Commits what is pending and closes the shard file (its readers then fail).
+    async fn send_stop(&self) {
+        let _ = self.handle.addr.send(shard::engine::Stop).await;
     }
 }
 

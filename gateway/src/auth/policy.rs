@@ -319,10 +319,12 @@ impl<T: ObjectType> ObjectType for Checked<T> {}
 
 /// An HTTP request as its caller may send it: introspection is off unless the caller
 /// presented a valid key, so that `__schema` and `__type` reach [`Checked`] and are refused.
-pub(crate) fn for_caller(request: Request, caller: &Caller) -> Request {
-    let request = request.data(caller.clone());
-    match caller {
-        Caller::Key(_) => request,
-        Caller::Anonymous | Caller::Invalid => request.disable_introspection(),
+pub(crate) fn for_caller(request: Request, caller: Caller) -> Request {
+    let keyed = matches!(caller, Caller::Key(_));
+    let request = request.data(caller);
+    if keyed {
+        request
+    } else {
+        request.disable_introspection()
     }
 }

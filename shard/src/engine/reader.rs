@@ -160,7 +160,7 @@ pub struct IndexMismatch {
 pub(crate) enum Db {
     /// Opened by the shard's writer (`Store`).
     Writable(Database),
-    /// Opened by `ShardReader::open_existing` without repair.
+    /// Opened by `ShardReader::open_existing` (audits).
     ReadOnly(redb::ReadOnlyDatabase),
     /// Closed by the writer's `Store::close`; every read fails.
     Closed,
@@ -198,10 +198,6 @@ pub(crate) struct DbCell(std::sync::RwLock<Arc<Db>>);
 impl DbCell {
     pub(crate) fn new(db: Database) -> DbCell {
         DbCell(std::sync::RwLock::new(Arc::new(Db::Writable(db))))
-    }
-
-    fn read_only(db: redb::ReadOnlyDatabase) -> DbCell {
-        DbCell(std::sync::RwLock::new(Arc::new(Db::ReadOnly(db))))
     }
 
     /// The current database.
@@ -248,12 +244,6 @@ impl RedbNodes<'_> {
 /// Reads the committed head (and the last recorded time) of a shard file.
 pub(crate) fn read_head(db: &Database, shard_id: u32) -> Result<(ShardHead, i64), StorageError> {
     head_in(&db.begin_read()?, shard_id)
-}
-
-/// [`read_head`] of a shard's current database.
-fn read_head_of(db: &Db, shard_id: u32) -> Result<(ShardHead, i64), StorageError> {
-    let txn = db.begin_read()?;
-    head_in(&txn, shard_id)
 }
 
 fn head_in(txn: &ReadTransaction, shard_id: u32) -> Result<(ShardHead, i64), StorageError> {
@@ -356,8 +346,8 @@ pub(crate) fn indexed_upto_in(
 pub enum AuditOpen {
     /// Read only: the file is never changed, and one that needs repair is refused.
     ReadOnly,
-    /// Let redb repair a file that was not shut down cleanly (changes the file: use on a
-    /// copy).
+    /// First let redb repair a file that was not shut down cleanly (changes the file: use
+    /// on a copy), then read it as `ReadOnly` does.
     Repair,
 }
 
@@ -410,7 +400,7 @@ impl ShardReader {
 
     /// The latest committed head.
     pub fn head(&self) -> Result<ShardHead, StorageError> {
-        Ok(read_head_of(&self.db.get(), self.shard_id)?.0)
+        Ok(head_in(&self.db.get().begin_read()?, self.shard_id)?.0)
     }
 
     /// The event at `seq`, if it exists.
@@ -720,26 +710,24 @@ impl ShardReader {
                 detail: format!("{} does not exist", path.display()),
             });
         }
-        let cell = match mode {
-            AuditOpen::ReadOnly => {
-                let mut builder = Database::builder();
-                builder.set_cache_size(super::store::SHARD_CACHE_BYTES);
-                match builder.open_read_only(path) {
-                    Ok(db) => DbCell::read_only(db),
-                    Err(redb::DatabaseError::RepairAborted) => {
-                        return Err(StorageError::NeedsRepair);
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            AuditOpen::Repair => DbCell::new(super::store::open_db(path, false)?),
+        if mode == AuditOpen::Repair {
+            // redb repairs a file that was not shut down cleanly when it opens it writable.
+            drop(super::store::open_db(path, false)?);
+        }
+        let mut builder = Database::builder();
+        builder.set_cache_size(super::store::SHARD_CACHE_BYTES);
+        let db = match builder.open_read_only(path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::RepairAborted) => return Err(StorageError::NeedsRepair),
+            Err(e) => return Err(e.into()),
         };
-        let db = cell.get();
-        let (head, _) = read_head_of(&db, shard_id)?;
-        let indexed = read_indexed_upto(&db.begin_read()?)?;
+        let txn = db.begin_read()?;
+        let (head, _) = head_in(&txn, shard_id)?;
+        let indexed = read_indexed_upto(&txn)?;
+        drop(txn);
         let progress = Progress::default();
         progress.publish(head.size, indexed.min(head.size));
-        drop(db);
+        let cell = DbCell(std::sync::RwLock::new(Arc::new(Db::ReadOnly(db))));
         Ok(ShardReader::with_progress(
             Arc::new(cell),
             shard_id,
