@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use common::{RECORD, Server, event};
 use serde_json::{Value, json};
@@ -92,16 +91,6 @@ fn acknowledged_events_survive_kill_9_and_the_restarted_indexes_show_each() {
         );
     }
     s.stop();
-    let out = Command::new(env!("CARGO_BIN_EXE_assent"))
-        .args(["audit", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, out) = common::audit(dir.path(), &[]);
+    assert_eq!(code, 0, "{out}");
 }

@@ -91,11 +91,6 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
     hits
 }
 
-fn audit(data: &Path) -> (i32, String) {
-    let (code, out, err) = assent(&["audit", "--data-dir", data.to_str().unwrap()], &[]);
-    (code, format!("{out}{err}"))
-}
-
 #[test]
 fn erasing_a_subject_keeps_old_receipts_valid_and_leaves_no_byte_of_it_on_disk() {
     let dir = tempfile::tempdir().unwrap();
@@ -193,7 +188,7 @@ fn erasing_a_subject_keeps_old_receipts_valid_and_leaves_no_byte_of_it_on_disk()
         "{scrub:#}"
     );
     s.stop();
-    let (c, text) = audit(&data);
+    let (c, text) = common::audit(&data, &[]);
     assert_eq!(c, 0, "audit after erasure: {text}");
     for needle in [victim, &ip_of(victim), "Agent-victim", "TCF-victim"] {
         assert_eq!(
@@ -277,7 +272,7 @@ fn retention_erases_old_records_in_bulk_with_the_same_guarantees() {
 
     s.ok("mutation { scrubStorage { shard } }", json!({}));
     s.stop();
-    assert_eq!(audit(&data).0, 0);
+    assert_eq!(common::audit(&data, &[]).0, 0);
     for subject in subjects {
         for needle in [
             subject.to_string(),

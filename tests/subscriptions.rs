@@ -318,18 +318,8 @@ async fn sigterm_with_open_subscriptions_leaves_files_that_open_without_repair()
         let s = std::sync::Arc::try_unwrap(s).ok().expect("one owner");
         tokio::task::spawn_blocking(move || s.stop()).await.unwrap();
         drop(sockets);
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_assent"))
-            .args(["audit", "--data-dir"])
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "round {round}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (code, out) = common::audit(dir.path(), &[]);
+        assert_eq!(code, 0, "round {round}: {out}");
     }
 }
 

@@ -293,22 +293,17 @@ fn with_journal(data: &Path, shard: u32, f: impl FnOnce(&mut redb::Table<u64, &[
     txn.commit().unwrap();
 }
 
-fn audit(data: &Path) -> (i32, String) {
-    let o = assent(&["audit", "--data-dir", data.to_str().unwrap()]);
-    (o.status.code().unwrap_or(-1), text(&o))
-}
-
 #[test]
 fn audit_passes_an_intact_ledger_and_names_each_kind_of_tampering() {
     let f = fixture();
-    let (code, out) = audit(&f.data);
+    let (code, out) = common::audit(&f.data, &[]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("INTACT"), "{out}");
     let run = |name: &str, tamper: &dyn Fn(&Path)| -> String {
         let copy = f.data.parent().unwrap().join(name);
         copy_dir(&f.data, &copy);
         tamper(&copy);
-        let (code, out) = audit(&copy);
+        let (code, out) = common::audit(&copy, &[]);
         assert_ne!(code, 0, "{name}: audit passed a tampered ledger: {out}");
         eprintln!("{name}: {out}");
         out
@@ -396,7 +391,7 @@ fn audit_never_changes_what_it_checks_and_repairs_an_unclean_copy_only_when_aske
     drop(s); // SIGKILL: the files were not shut down cleanly.
 
     let before = snapshot(&data);
-    let (code, out) = audit(&data);
+    let (code, out) = common::audit(&data, &[]);
     assert_eq!(
         code, 2,
         "an unclean ledger is unusable without --repair: {out}"
@@ -410,13 +405,13 @@ fn audit_never_changes_what_it_checks_and_repairs_an_unclean_copy_only_when_aske
         "the refused audit changed a file"
     );
 
-    let o = assent(&["audit", "--data-dir", data.to_str().unwrap(), "--repair"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(text(&o).contains("30 entries"), "{}", text(&o));
+    let (code, out) = common::audit(&data, &["--repair"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("30 entries"), "{out}");
 
     // Now clean: the plain audit passes and leaves every byte as it was.
     let before = snapshot(&data);
-    let (code, out) = audit(&data);
+    let (code, out) = common::audit(&data, &[]);
     assert_eq!(code, 0, "{out}");
     assert!(snapshot(&data) == before, "the audit changed a file");
 }

@@ -171,6 +171,23 @@ impl Drop for Server {
     }
 }
 
+/// Runs `assent audit --data-dir DIR` with `extra` flags: its exit code and its output
+/// (stdout then stderr).
+pub fn audit(data_dir: &Path, extra: &[&str]) -> (i32, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_assent"))
+        .args(["audit", "--data-dir"])
+        .arg(data_dir)
+        .args(extra)
+        .output()
+        .expect("assent runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.code().unwrap_or(-1), text)
+}
+
 /// The first error's `extensions.code`.
 pub fn code(v: &Value) -> String {
     v["errors"][0]["extensions"]["code"]
