@@ -5,7 +5,9 @@
 
 use crate::format::{DecodeError, Entry};
 use crate::hash::{Hash, entry_hash};
-use crate::merkle::{Blake3Tree, Frontier, MerkleVerifyError, TreeHasher, verify_inclusion};
+use crate::merkle::{
+    Blake3Tree, Frontier, MerkleVerifyError, NewNode, TreeHasher, verify_inclusion,
+};
 
 /// What a shard claims about its journal: the values a checkpoint signs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +70,23 @@ pub enum ChainError {
     LeafMismatch {
         /// Position in the journal.
         seq: u64,
+    },
+    /// A stored inner Merkle node differs from the one the entries imply (proofs built
+    /// from it would not verify), or is missing.
+    #[error(
+        "Merkle node at level {level} completed by entry {seq} is missing or differs from the one the entries imply (the stored tree was altered)"
+    )]
+    NodeMismatch {
+        /// The entry whose append completed the node.
+        seq: u64,
+        /// Height of the node above the leaves.
+        level: u8,
+    },
+    /// The stored Merkle tree holds nodes that no entry completes.
+    #[error("the stored Merkle tree holds a node beyond the journal's {size} entries")]
+    ExtraNodes {
+        /// Entries in the journal.
+        size: u64,
     },
     /// Entries are missing: the journal skips from `seq` to `found`.
     #[error("entry {seq} is missing: the journal continues at {found} (entries were deleted)")]
@@ -150,6 +169,16 @@ impl ChainVerifier {
 
     /// Checks the next entry's bytes and extends the chain and tree with it.
     pub fn push(&mut self, bytes: &[u8]) -> Result<VerifiedEntry, ChainError> {
+        self.push_with_nodes(bytes, |_| {})
+    }
+
+    /// [`ChainVerifier::push`], handing `node` every Merkle node the entry completes (its
+    /// leaf first, then upwards), so that a caller can compare them with stored nodes.
+    pub fn push_with_nodes(
+        &mut self,
+        bytes: &[u8],
+        node: impl FnMut(NewNode),
+    ) -> Result<VerifiedEntry, ChainError> {
         let seq = self.frontier.size();
         let entry =
             Entry::decode(bytes).map_err(|source| ChainError::Undecodable { seq, source })?;
@@ -174,7 +203,7 @@ impl ChainVerifier {
         }
         let hash = entry_hash(bytes);
         let leaf_hash = Blake3Tree.hash_leaf(bytes);
-        self.frontier.push(&Blake3Tree, leaf_hash, |_| {});
+        self.frontier.push(&Blake3Tree, leaf_hash, node);
         self.prev_hash = hash;
         self.last_recorded_at_ms = entry.recorded_at_ms;
         Ok(VerifiedEntry {

@@ -18,6 +18,7 @@ use shard::merkle::{Blake3Tree, verify_consistency};
 use shard::verify::{ChainError, verify_entry_inclusion};
 
 const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
+const MERKLE: TableDefinition<(u64, u8), [u8; 32]> = TableDefinition::new("merkle");
 
 fn open(path: &Path) -> Store {
     Store::open(path, 0).expect("shard opens")
@@ -445,6 +446,58 @@ fn a_flipped_byte_in_a_stored_entry_is_named_by_sequence_number() {
         Err(other) => panic!("expected Inconsistent, got {other}"),
         Ok(_) => panic!("a shard with a damaged tail opened"),
     }
+}
+
+/// Rewrites the stored Merkle table of the file at `path` with `f`.
+fn with_merkle(path: &Path, f: impl FnOnce(&mut redb::Table<(u64, u8), [u8; 32]>)) {
+    let db = Database::create(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    f(&mut txn.open_table(MERKLE).unwrap());
+    txn.commit().unwrap();
+}
+
+#[test]
+fn a_changed_missing_or_extra_inner_merkle_node_is_named_by_the_verifier() {
+    // Proves: the journal check compares every stored Merkle node (not only leaves and the
+    // root) with the tree the entries imply, since proofs are served from stored nodes.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let mut store = open(&path);
+    append_one_by_one(&mut store, 50);
+    drop(store);
+    let expect = |want: ChainError| match open(&path).reader().verify_journal() {
+        Err(VerifyJournalError::Chain { source, .. }) if source == want => {}
+        other => panic!("expected {want:?}, got {other:?}"),
+    };
+    // Node (level 2, index 2) covers leaves 8..=11: completed by entry 11, not a peak of
+    // the 50-leaf tree, so the shard still opens.
+    let original = Database::create(&path)
+        .unwrap()
+        .begin_read()
+        .unwrap()
+        .open_table(MERKLE)
+        .unwrap()
+        .get((11, 2))
+        .unwrap()
+        .unwrap()
+        .value();
+    with_merkle(&path, |t| {
+        t.insert((11, 2), [7u8; 32]).unwrap();
+    });
+    expect(ChainError::NodeMismatch { seq: 11, level: 2 });
+    with_merkle(&path, |t| {
+        t.remove((11, 2)).unwrap();
+    });
+    expect(ChainError::NodeMismatch { seq: 11, level: 2 });
+    with_merkle(&path, |t| {
+        t.insert((11, 2), original).unwrap();
+        t.insert((50, 0), [1u8; 32]).unwrap();
+    });
+    expect(ChainError::ExtraNodes { size: 50 });
+    with_merkle(&path, |t| {
+        t.remove((50, 0)).unwrap();
+    });
+    assert_eq!(open(&path).reader().verify_journal().unwrap().size, 50);
 }
 
 #[test]

@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
+use redb::{
+    AccessGuard, Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
+};
 
 use super::error::{QueryError, StorageError, VerifyJournalError};
 use super::index::{MS_PER_DAY, PurposeState, STATE_ROW, decode_state, state_in};
@@ -753,7 +755,9 @@ impl ShardReader {
         let head = head_in(&txn, shard_id)?.0;
         let journal = txn.open_table(JOURNAL).map_err(StorageError::from)?;
         let merkle = txn.open_table(MERKLE).map_err(StorageError::from)?;
-        let nodes = RedbNodes(&merkle);
+        // The stored nodes, in key order, are exactly the nodes the entries complete in
+        // append order (see `merkle_key`): one walk beside the journal checks them all.
+        let mut stored = merkle.iter().map_err(StorageError::from)?;
         let mut verifier = ChainVerifier::new(shard_id);
         for row in journal.iter().map_err(StorageError::from)? {
             let (k, v) = row.map_err(StorageError::from)?;
@@ -764,15 +768,26 @@ impl ShardReader {
                     found: k.value(),
                 }));
             }
-            let bytes = v.value();
-            let stored_leaf = nodes.get(0, seq)?;
-            if stored_leaf != crate::merkle::TreeHasher::hash_leaf(&Blake3Tree, bytes) {
-                return Err(chain(ChainError::LeafMismatch { seq }));
+            let mut node_problem: Option<Result<u8, StorageError>> = None;
+            let entry = verifier
+                .push_with_nodes(v.value(), |node| {
+                    if node_problem.is_none() {
+                        node_problem = stored_node_differs(stored.next(), &node);
+                    }
+                })
+                .map_err(chain)?;
+            match node_problem {
+                None => {}
+                Some(Ok(0)) => return Err(chain(ChainError::LeafMismatch { seq })),
+                Some(Ok(level)) => return Err(chain(ChainError::NodeMismatch { seq, level })),
+                Some(Err(e)) => return Err(e.into()),
             }
-            let entry = verifier.push(bytes).map_err(chain)?;
             observe(&entry, &verifier).map_err(chain)?;
         }
         verifier.finish(&head).map_err(chain)?;
+        if stored.next().is_some() {
+            return Err(chain(ChainError::ExtraNodes { size: head.size }));
+        }
         Ok(head)
     }
 
@@ -1055,6 +1070,26 @@ impl ShardReader {
             )));
         }
         Ok(report)
+    }
+}
+
+/// One row of the `merkle` table as its iterator yields it.
+type MerkleRow<'a> = (AccessGuard<'a, (u64, u8)>, AccessGuard<'a, [u8; 32]>);
+
+/// `None` when `row` is the stored copy of `node`; otherwise the node's level (or the read
+/// error).
+fn stored_node_differs(
+    row: Option<Result<MerkleRow<'_>, redb::StorageError>>,
+    node: &crate::merkle::NewNode,
+) -> Option<Result<u8, StorageError>> {
+    match row {
+        Some(Ok((k, v)))
+            if k.value() == merkle_key(node.level, node.index) && v.value() == node.hash.0 =>
+        {
+            None
+        }
+        Some(Err(e)) => Some(Err(e.into())),
+        _ => Some(Ok(node.level)),
     }
 }
 
