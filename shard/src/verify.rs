@@ -3,7 +3,7 @@
 //! Pure and streaming: entries are fed one at a time in sequence order and memory stays
 //! O(log n), so the same code checks a ten-entry test ledger and a billion-entry audit.
 
-use crate::format::{DecodeError, Entry};
+use crate::format::{DecodeError, EntryView};
 use crate::hash::{Hash, entry_hash};
 use crate::merkle::{
     Blake3Tree, Frontier, MerkleVerifyError, NewNode, TreeHasher, verify_inclusion,
@@ -127,10 +127,10 @@ pub enum ChainError {
 }
 
 /// An entry accepted by [`ChainVerifier::push`], with its hashes.
-#[derive(Debug, Clone)]
-pub struct VerifiedEntry {
-    /// The decoded entry.
-    pub entry: Entry,
+#[derive(Debug, Clone, Copy)]
+pub struct VerifiedEntry<'a> {
+    /// The decoded entry, borrowing from the bytes pushed.
+    pub entry: EntryView<'a>,
     /// Its chain hash.
     pub entry_hash: Hash,
     /// Its Merkle leaf hash.
@@ -168,20 +168,20 @@ impl ChainVerifier {
     }
 
     /// Checks the next entry's bytes and extends the chain and tree with it.
-    pub fn push(&mut self, bytes: &[u8]) -> Result<VerifiedEntry, ChainError> {
+    pub fn push<'a>(&mut self, bytes: &'a [u8]) -> Result<VerifiedEntry<'a>, ChainError> {
         self.push_with_nodes(bytes, |_| {})
     }
 
     /// [`ChainVerifier::push`], handing `node` every Merkle node the entry completes (its
     /// leaf first, then upwards), so that a caller can compare them with stored nodes.
-    pub fn push_with_nodes(
+    pub fn push_with_nodes<'a>(
         &mut self,
-        bytes: &[u8],
+        bytes: &'a [u8],
         node: impl FnMut(NewNode),
-    ) -> Result<VerifiedEntry, ChainError> {
+    ) -> Result<VerifiedEntry<'a>, ChainError> {
         let seq = self.frontier.size();
         let entry =
-            Entry::decode(bytes).map_err(|source| ChainError::Undecodable { seq, source })?;
+            EntryView::decode(bytes).map_err(|source| ChainError::Undecodable { seq, source })?;
         if entry.seq != seq {
             return Err(ChainError::WrongSeq {
                 seq,

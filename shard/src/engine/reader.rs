@@ -12,7 +12,7 @@ use redb::{
 use super::error::{QueryError, StorageError, VerifyJournalError};
 use super::index::{MS_PER_DAY, PurposeState, STATE_ROW, decode_state, state_in};
 use super::tables::*;
-use crate::format::{Entry, PersonalRecord};
+use crate::format::{Entry, EntryView, PersonalRecord};
 use crate::hash::{Hash, entry_hash, subject_key};
 use crate::merkle::{
     Blake3Tree, NodeSource, ProofError, consistency_proof, inclusion_proof, subtree_root,
@@ -906,12 +906,13 @@ impl ShardReader {
         let indexed = read_indexed_upto(txn).map_err(io)?;
         for row in journal.range(0..indexed).map_err(st)? {
             let (_, v) = row.map_err(st)?;
-            let e = Entry::decode(v.value()).map_err(|err| bad(format!("entry {size}: {err}")))?;
+            let e =
+                EntryView::decode(v.value()).map_err(|err| bad(format!("entry {size}: {err}")))?;
             if state_problem.is_none() {
                 state_problem = claims.check_entry(e.seq, &e).err();
             }
             let c = *numbers
-                .get(e.customer_id.as_str())
+                .get(e.customer_id)
                 .ok_or_else(|| bad(format!("entry {}: customer has no number", e.seq)))?;
             size += 1;
             let Some(consent) = e.consent() else {
@@ -931,18 +932,19 @@ impl ShardReader {
             if let Some(Ok((k, p))) = personal_rows.peek()
                 && k.value() == e.seq
             {
-                let record = split_personal(e.seq, p.value()).map_err(io)?.record;
-                let subject = subject_key(&secrets[&c].1, &record.subject_id);
+                let subject_id = personal_subject_id(e.seq, p.value()).map_err(io)?;
+                let subject = subject_key(&secrets[&c].1, subject_id);
                 want_history.add(&history_row(c, &subject.0, e.seq));
                 want_history_rows += 1;
             }
             let day = e.recorded_at_ms.div_euclid(MS_PER_DAY);
             let day_counts = expected.entry((c, day)).or_default();
-            for (p, choice) in &consent.purposes {
-                let slot = match day_counts.iter().position(|(name, _)| name == p) {
+            for (p, choice) in consent.purposes.iter_bytes() {
+                let slot = match day_counts.iter().position(|(name, _)| name.as_bytes() == p) {
                     Some(i) => &mut day_counts[i].1,
                     None => {
-                        day_counts.push((p.clone(), (0, 0)));
+                        let name = String::from_utf8_lossy(p).into_owned();
+                        day_counts.push((name, (0, 0)));
                         &mut day_counts.last_mut().expect("just pushed").1
                     }
                 };
@@ -1096,17 +1098,16 @@ fn stored_node_differs(
 /// Checks that every entry erasure `e` names is an earlier consent entry of the same
 /// customer whose personal record is gone.
 fn check_erasure(
-    e: &Entry,
+    e: &EntryView<'_>,
     journal: &ReadOnlyTable<u64, &'static [u8]>,
     personal: &ReadOnlyTable<u64, &'static [u8]>,
 ) -> Result<(), String> {
     let erasure = e.erasure().expect("called for erasure entries");
-    for &seq in &erasure.erased_seqs {
-        let named = journal
-            .get(seq)
-            .map_err(|err| format!("reading: {err}"))?
-            .map(|v| Entry::decode(v.value()));
-        let ok = matches!(&named, Some(Ok(n)) if n.consent().is_some() && n.customer_id == e.customer_id);
+    for seq in erasure.erased_seqs() {
+        let named = journal.get(seq).map_err(|err| format!("reading: {err}"))?;
+        let ok = named.as_ref().is_some_and(|v| {
+            matches!(EntryView::decode(v.value()), Ok(n) if n.consent().is_some() && n.customer_id == e.customer_id)
+        });
         if !ok {
             return Err(format!(
                 "erasure entry {} names entry {seq}, which is not a consent event of its customer",
@@ -1313,6 +1314,20 @@ impl EventTables {
             personal,
         }))
     }
+}
+
+/// The subject id of stored personal record `seq` (salt ‖ record), borrowed.
+fn personal_subject_id(seq: u64, bytes: &[u8]) -> Result<&str, StorageError> {
+    bytes
+        .get(32..)
+        .ok_or_else(|| format!("record {seq} is shorter than its salt"))
+        .and_then(|record| {
+            PersonalRecord::decode_subject_id(record).map_err(|e| format!("record {seq}: {e}"))
+        })
+        .map_err(|detail| StorageError::Corrupt {
+            table: "personal_records",
+            detail,
+        })
 }
 
 pub(crate) fn split_personal(seq: u64, bytes: &[u8]) -> Result<StoredPersonal, StorageError> {

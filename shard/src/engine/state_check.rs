@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use redb::ReadOnlyTable;
 
 use super::index::PurposeState;
-use crate::format::{Choice, Entry};
+use crate::format::{Choice, EntryView};
 
 /// Bytes of claims held before they are checked against the journal: the memory bound of
 /// the state check. A state's purposes set by one entry make one 40-byte claim plus 4 bytes
@@ -144,7 +144,7 @@ impl StateClaims {
 
     /// Checks the pending claims on entry `seq` (the journal pass calls this for every
     /// entry, in order, after [`StateClaims::sort_for_pass`]).
-    pub(crate) fn check_entry(&mut self, seq: u64, entry: &Entry) -> Result<(), String> {
+    pub(crate) fn check_entry(&mut self, seq: u64, entry: &EntryView<'_>) -> Result<(), String> {
         while let Some(claim) = self.claims.get(self.next).filter(|c| c.seq <= seq) {
             if claim.seq < seq {
                 return Err(self.does_not_set(claim));
@@ -182,18 +182,19 @@ impl StateClaims {
         journal: &ReadOnlyTable<u64, &'static [u8]>,
     ) -> Result<(), String> {
         self.claims.sort_unstable_by_key(|c| c.seq);
-        let mut decoded: Option<(u64, Entry)> = None;
+        let mut read: Option<(u64, redb::AccessGuard<'_, &'static [u8]>)> = None;
         for claim in &self.claims {
-            if decoded.as_ref().is_none_or(|(seq, _)| *seq != claim.seq) {
+            if read.as_ref().is_none_or(|(seq, _)| *seq != claim.seq) {
                 let bytes = journal
                     .get(claim.seq)
                     .map_err(|e| format!("reading: {e}"))?
                     .ok_or_else(|| format!("a current state names missing entry {}", claim.seq))?;
-                let entry = Entry::decode(bytes.value())
-                    .map_err(|e| format!("entry {}: {e}", claim.seq))?;
-                decoded = Some((claim.seq, entry));
+                read = Some((claim.seq, bytes));
             }
-            self.check_claim(&decoded.as_ref().expect("decoded above").1, claim)?;
+            let bytes = read.as_ref().expect("read above").1.value();
+            let entry =
+                EntryView::decode(bytes).map_err(|e| format!("entry {}: {e}", claim.seq))?;
+            self.check_claim(&entry, claim)?;
         }
         self.claims.clear();
         self.choices.clear();
@@ -205,7 +206,7 @@ impl StateClaims {
 
     /// Checks that `entry` is a consent event at the claimed times that sets every
     /// purpose of `claim` to the claimed choice.
-    fn check_claim(&self, entry: &Entry, claim: &Claim) -> Result<(), String> {
+    fn check_claim(&self, entry: &EntryView<'_>, claim: &Claim) -> Result<(), String> {
         let Some(consent) = entry.consent() else {
             return Err(self.does_not_set(claim));
         };
@@ -224,8 +225,8 @@ impl StateClaims {
             };
             if !consent
                 .purposes
-                .iter()
-                .any(|(p, ch)| p == name && *ch == choice)
+                .iter_bytes()
+                .any(|(p, ch)| p == name.as_bytes() && ch == choice)
             {
                 return Err(format!(
                     "current state of a subject names entry {} for {name}, which does not set it so",

@@ -141,10 +141,25 @@ impl<'a> Reader<'a> {
         }
     }
     pub(crate) fn str(&mut self) -> Result<String, DecodeError> {
+        self.str_ref().map(str::to_string)
+    }
+    /// A length-prefixed UTF-8 string, borrowed from the bytes.
+    pub(crate) fn str_ref(&mut self) -> Result<&'a str, DecodeError> {
+        let offset = self.pos as u64 + 4;
+        std::str::from_utf8(self.bytes()?).map_err(|_| DecodeError::BadUtf8 { offset })
+    }
+    /// A length-prefixed byte string, borrowed.
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
         let len = self.u32()? as usize;
-        let offset = self.pos as u64;
-        let raw = self.take(len)?;
-        String::from_utf8(raw.to_vec()).map_err(|_| DecodeError::BadUtf8 { offset })
+        self.take(len)
+    }
+    /// The offset of the next byte to read.
+    pub(crate) fn position(&self) -> usize {
+        self.pos
+    }
+    /// The bytes read since offset `start` (from [`Reader::position`]).
+    pub(crate) fn since(&self, start: usize) -> &'a [u8] {
+        &self.bytes[start..self.pos]
     }
     pub(crate) fn opt_str(&mut self, field: &'static str) -> Result<Option<String>, DecodeError> {
         if self.bool(field)? {

@@ -5,7 +5,7 @@
 
 use super::codec::{DecodeError, Reader, Writer};
 use super::event::{CaptureMethod, Choice, ConsentEvent, Evidence, PersonalRecord};
-use super::limits::{MAX_ERASED_PER_ENTRY, MAX_ERASURE_REASON_BYTES};
+use super::view::EntryView;
 use crate::hash::Hash;
 
 /// Version byte that starts every entry this build writes.
@@ -153,38 +153,10 @@ impl Entry {
         w.buf
     }
 
-    /// Strict inverse of [`Entry::encode`]: only canonical bytes decode.
+    /// Strict inverse of [`Entry::encode`]: only canonical bytes decode
+    /// ([`EntryView::decode`], then owned copies of its strings).
     pub fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
-        let mut r = Reader::new(bytes);
-        let version = r.u8()?;
-        if version != ENTRY_FORMAT_VERSION {
-            return Err(DecodeError::UnsupportedVersion(version));
-        }
-        let kind = r.u8()?;
-        let shard_id = r.u32()?;
-        let seq = r.u64()?;
-        let recorded_at_ms = r.i64()?;
-        let prev_hash = r.hash()?;
-        let customer_id = r.str()?;
-        let body = match kind {
-            KIND_CONSENT => EntryBody::Consent(decode_consent(&mut r)?),
-            KIND_ERASURE => EntryBody::Erasure(decode_erasure(&mut r, seq)?),
-            other => {
-                return Err(DecodeError::BadValue {
-                    field: "kind",
-                    value: u64::from(other),
-                });
-            }
-        };
-        r.finish()?;
-        Ok(Entry {
-            shard_id,
-            seq,
-            recorded_at_ms,
-            prev_hash,
-            customer_id,
-            body,
-        })
+        EntryView::decode(bytes).map(|v| v.to_entry())
     }
 
     /// The consent record, when this entry is a consent event.
@@ -214,39 +186,6 @@ fn encode_erasure(w: &mut Writer, e: &ErasureRecord) {
     }
 }
 
-fn decode_erasure(r: &mut Reader<'_>, own_seq: u64) -> Result<ErasureRecord, DecodeError> {
-    let b = r.u8()?;
-    let cause = ErasureCause::from_byte(b).ok_or(DecodeError::BadValue {
-        field: "erasure cause",
-        value: u64::from(b),
-    })?;
-    let reason = r.str()?;
-    if reason.len() > MAX_ERASURE_REASON_BYTES {
-        return Err(DecodeError::NotCanonical("erasure reason is too long"));
-    }
-    let count = r.u32()?;
-    if count == 0 || count as usize > MAX_ERASED_PER_ENTRY {
-        return Err(DecodeError::NotCanonical(
-            "an erasure names 1..=MAX_ERASED_PER_ENTRY entries",
-        ));
-    }
-    let mut erased_seqs = Vec::with_capacity(count.min(4096) as usize);
-    for _ in 0..count {
-        let seq = r.u64()?;
-        if erased_seqs.last().is_some_and(|last| *last >= seq) || seq >= own_seq {
-            return Err(DecodeError::NotCanonical(
-                "erased sequence numbers must increase and precede the erasure",
-            ));
-        }
-        erased_seqs.push(seq);
-    }
-    Ok(ErasureRecord {
-        cause,
-        reason,
-        erased_seqs,
-    })
-}
-
 fn encode_consent(w: &mut Writer, c: &ConsentRecord) {
     w.hash(&c.personal_commitment);
     w.str(&c.notice_id);
@@ -265,52 +204,6 @@ fn encode_consent(w: &mut Writer, c: &ConsentRecord) {
     }
 }
 
-fn decode_consent(r: &mut Reader<'_>) -> Result<ConsentRecord, DecodeError> {
-    let personal_commitment = r.hash()?;
-    let notice_id = r.str()?;
-    let notice_version = r.str()?;
-    let method = r.u8()?;
-    let capture_method = CaptureMethod::from_byte(method).ok_or(DecodeError::BadValue {
-        field: "capture_method",
-        value: u64::from(method),
-    })?;
-    let jurisdiction = r.str()?;
-    let gpc = r.bool("gpc")?;
-    let occurred_at_ms = r.i64()?;
-    let expires_at_ms = r.opt_i64("expires_at_ms")?;
-    let idempotency_key = r.opt_str("idempotency_key")?;
-    let count = r.u32()?;
-    let mut purposes: Vec<(String, Choice)> = Vec::new();
-    for _ in 0..count {
-        let name = r.str()?;
-        let b = r.u8()?;
-        let choice = Choice::from_byte(b).ok_or(DecodeError::BadValue {
-            field: "choice",
-            value: u64::from(b),
-        })?;
-        if let Some((last, _)) = purposes.last()
-            && last.as_bytes() >= name.as_bytes()
-        {
-            return Err(DecodeError::NotCanonical(
-                "purposes must be sorted by name and unique",
-            ));
-        }
-        purposes.push((name, choice));
-    }
-    Ok(ConsentRecord {
-        personal_commitment,
-        notice_id,
-        notice_version,
-        capture_method,
-        jurisdiction,
-        gpc,
-        occurred_at_ms,
-        expires_at_ms,
-        idempotency_key,
-        purposes,
-    })
-}
-
 impl PersonalRecord {
     /// The canonical bytes the entry's commitment covers (after the salt).
     pub fn encode(&self) -> Vec<u8> {
@@ -323,6 +216,17 @@ impl PersonalRecord {
         w.opt_str(self.evidence.user_agent.as_deref());
         w.opt_str(self.evidence.page_url.as_deref());
         w.buf
+    }
+
+    /// The subject id of an encoded personal record, borrowed, without decoding the rest
+    /// (the audit's index check needs only it, once per record).
+    pub fn decode_subject_id(bytes: &[u8]) -> Result<&str, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let version = r.u8()?;
+        if version != PERSONAL_FORMAT_VERSION {
+            return Err(DecodeError::UnsupportedVersion(version));
+        }
+        r.str_ref()
     }
 
     /// Strict inverse of [`PersonalRecord::encode`].

@@ -121,6 +121,39 @@ fn entry_decoding_inverts_encoding() {
 }
 
 #[test]
+fn the_borrowed_view_reads_the_same_fields_as_the_owned_entry() {
+    // Proves: the audit's allocation-free view and `Entry` agree field by field, for both
+    // kinds, through the accessors the audit uses (purposes, erased seqs).
+    for e in [sample_entry(), sample_erasure()] {
+        let bytes = e.encode();
+        let v = EntryView::decode(&bytes).unwrap();
+        assert_eq!(v.to_entry(), e);
+        assert_eq!((v.seq, v.customer_id), (e.seq, e.customer_id.as_str()));
+        match (v.consent(), e.consent()) {
+            (Some(vc), Some(c)) => {
+                let names: Vec<(String, Choice)> = vc
+                    .purposes
+                    .iter()
+                    .map(|(p, ch)| (p.to_string(), ch))
+                    .collect();
+                assert_eq!(names, c.purposes);
+                assert_eq!(vc.purposes.len(), c.purposes.len());
+                assert_eq!(vc.expires_at_ms, c.expires_at_ms);
+            }
+            (None, None) => {}
+            _ => panic!("kinds differ"),
+        }
+        match (v.erasure(), e.erasure()) {
+            (Some(ve), Some(er)) => {
+                assert_eq!(ve.erased_seqs().collect::<Vec<_>>(), er.erased_seqs);
+            }
+            (None, None) => {}
+            _ => panic!("kinds differ"),
+        }
+    }
+}
+
+#[test]
 fn every_truncation_of_an_entry_is_rejected() {
     let bytes = sample_entry().encode();
     for len in 0..bytes.len() {
