@@ -11,7 +11,7 @@ use gateway::{CHECKPOINTS, LEDGER_META};
 use redb::{ReadableDatabase, ReadableTable};
 use serde_json::{Value, json};
 use shard::checkpoint::Checkpoint;
-use shard::engine::{AuditOpen, ShardReader, StorageError};
+use shard::engine::{AuditOpen, ShardAuditError, ShardReader, StorageError};
 use shard::hash::Hash;
 use shard::merkle::{Blake3Tree, TreeHasher, verify_consistency};
 use shard::verify::ChainError;
@@ -44,8 +44,8 @@ pub struct AuditArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
-    /// Shards audited at once, with --data-dir (default: the machine's cores). An audit of
-    /// one shard is CPU-bound on one core (docs/benchmarks.md).
+    /// Shards audited at once, with --data-dir (default: the machine's cores). Each shard's
+    /// audit keeps two threads busy: the chain walk and the index check it feeds.
     #[arg(long)]
     jobs: Option<u32>,
 }
@@ -316,19 +316,12 @@ fn audit_dir(dir: &Path, args: &AuditArgs) -> Result<Value, Failure> {
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         |j| j as usize,
     );
-    // Two tasks per shard, so that even one shard keeps two cores busy: task 2i re-hashes
-    // shard i's journal against its checkpoints, task 2i+1 checks its indexes.
-    let outcomes = in_parallel(2 * readers.len(), jobs, |task| {
-        let i = task / 2;
-        if task % 2 == 1 {
-            let r = readers[i]
-                .verify_indexes()
-                .map_err(|e| Failure::Problem(format!("index: {e}")))?;
-            return Ok((0, r.counters + r.time_rows + r.history_rows + r.state_rows));
-        }
+    // One task per shard; each keeps two threads busy (the chain walk and the index check
+    // it feeds) and a third briefly (the side digests).
+    let outcomes = in_parallel(readers.len(), jobs, |i| {
         let file = dir.join("shards").join(format!("shard-{i:04}.redb"));
         let _ahead = ReadAhead::start(&file);
-        Ok((audit_shard(&readers[i], &expectations[i], &bar)?, 0))
+        audit_shard(&readers[i], &expectations[i], &bar)
     });
     bar.finish_and_clear();
     let (mut entries, mut index_rows) = (0u64, 0u64);
@@ -388,12 +381,14 @@ fn in_parallel<T: Send>(
         .collect()
 }
 
-/// Streams one shard's journal, checking every checkpoint's root and chain head at its size.
+/// Audits one shard (journal, stored Merkle tree and indexes, reading the journal once),
+/// checking every checkpoint's root and chain head at its size. Returns (entries, index
+/// rows).
 fn audit_shard(
     reader: &ShardReader,
     expect: &[Expect],
     bar: &indicatif::ProgressBar,
-) -> Result<u64, Failure> {
+) -> Result<(u64, u64), Failure> {
     let shard = reader.shard_id();
     let mut next = expect.iter().peekable();
     while let Some(e) = next.peek().filter(|e| e.size == 0) {
@@ -406,8 +401,8 @@ fn audit_shard(
         next.next();
     }
     let mut mismatch: Option<String> = None;
-    let head = reader
-        .verify_journal_observed(|entry, verifier| {
+    let (head, report) = reader
+        .audit(|entry, verifier| {
             bar.inc(1);
             while let Some(e) = next.peek().filter(|e| e.size == verifier.size()) {
                 if e.root != verifier.root() || e.chain_head != entry.entry_hash {
@@ -418,14 +413,20 @@ fn audit_shard(
             }
             Ok(())
         })
-        .map_err(|e| Failure::Problem(mismatch.clone().unwrap_or_else(|| e.to_string())))?;
+        .map_err(|e| match e {
+            ShardAuditError::Journal(_) if mismatch.is_some() => {
+                Failure::Problem(mismatch.clone().expect("checked"))
+            }
+            e => Failure::Problem(e.to_string()),
+        })?;
     if let Some(e) = next.next() {
         return Err(Failure::Problem(format!(
             "checkpoint {} claims {} entries in shard {shard} but its journal has {} (entries were removed)",
             e.number, e.size, head.size
         )));
     }
-    Ok(head.size)
+    let rows = report.counters + report.time_rows + report.history_rows + report.state_rows;
+    Ok((head.size, rows))
 }
 
 fn monitor(url: &str, args: &AuditArgs) -> Result<Value, Failure> {

@@ -10,7 +10,8 @@ use std::path::Path;
 use common::event;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use shard::engine::{
-    Append, AppendError, GetHead, OpenError, Order, ShardHandle, Store, VerifyJournalError,
+    Append, AppendError, GetHead, OpenError, Order, ShardAuditError, ShardHandle, Store,
+    VerifyJournalError,
 };
 use shard::format::{Choice, Entry, PersonalRecord};
 use shard::hash::{Hash, personal_commitment};
@@ -501,6 +502,110 @@ fn a_changed_missing_or_extra_inner_merkle_node_is_named_by_the_verifier() {
 }
 
 #[test]
+fn the_whole_shard_audit_reads_the_journal_once_and_reports_journal_problems_first() {
+    // Proves: `ShardReader::audit` (the chain walk feeding the index check in batches of
+    // AUDIT_BATCH_BYTES) agrees with the two separate checks on a shard of several batches,
+    // and names a changed entry as a journal problem even when an index is also wrong.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let mut store = open(&path);
+    for round in 0..12u64 {
+        let batches: Vec<_> = ["acme", "globex", "initech"]
+            .iter()
+            .enumerate()
+            .map(|(c, customer)| {
+                (0..333u64)
+                    .map(|i| {
+                        let n = round * 1_000 + c as u64 * 333 + i;
+                        event(customer, &format!("s{}", n % 50), n)
+                    })
+                    .collect()
+            })
+            .collect();
+        for result in store.append_batches(&batches).unwrap() {
+            result.unwrap();
+        }
+    }
+    store.index_now(true).unwrap();
+    let journal_bytes: usize = {
+        let db = store.reader();
+        let mut total = 0;
+        for seq in 0..11_988 {
+            total += db.event(seq).unwrap().unwrap().entry_bytes.len();
+        }
+        total
+    };
+    assert!(
+        journal_bytes > 2 * shard::engine::AUDIT_BATCH_BYTES,
+        "the journal spans several batches ({journal_bytes} bytes)"
+    );
+    let reader = store.reader();
+    let mut seen = 0u64;
+    let (head, report) = reader
+        .audit(|entry, _| {
+            assert_eq!(entry.entry.seq, seen, "entries are observed in order");
+            seen += 1;
+            Ok(())
+        })
+        .expect("an intact shard audits");
+    assert_eq!(head, reader.verify_journal().unwrap());
+    assert_eq!(report, reader.verify_indexes().unwrap());
+    assert_eq!(
+        (seen, report.entries, report.time_rows),
+        (11_988, 11_988, 11_988)
+    );
+    drop((reader, store));
+    // A state row that does not decode stops the index check while the walk still runs.
+    let copy = dir.path().join("copy.redb");
+    std::fs::copy(&path, &copy).unwrap();
+    let db = Database::create(&copy).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut t = txn
+            .open_table(TableDefinition::<(u32, [u8; 32], u64), &[u8]>::new(
+                "subjects",
+            ))
+            .unwrap();
+        let state = t
+            .iter()
+            .unwrap()
+            .map(|r| r.unwrap().0.value())
+            .find(|k| k.2 == u64::MAX)
+            .expect("a state row");
+        t.insert(state, [0xffu8].as_slice()).unwrap();
+    }
+    txn.commit().unwrap();
+    drop(db);
+    match open(&copy).reader().audit(|_, _| Ok(())) {
+        Err(ShardAuditError::Index(e)) => assert!(e.to_string().contains("current_state"), "{e}"),
+        other => panic!("expected the state row to be named, got {other:?}"),
+    }
+    // An index row and an entry both changed: the entry is what is named.
+    let db = Database::create(&path).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut t = txn
+            .open_table(TableDefinition::<(u32, i64, u64), ()>::new(
+                "customer_events",
+            ))
+            .unwrap();
+        let (c, time, seq) = t.first().unwrap().unwrap().0.value();
+        t.remove((c, time, seq)).unwrap();
+    }
+    txn.commit().unwrap();
+    drop(db);
+    match open(&path).reader().audit(|_, _| Ok(())) {
+        Err(ShardAuditError::Index(e)) => assert!(e.to_string().contains("time index"), "{e}"),
+        other => panic!("expected the index problem, got {other:?}"),
+    }
+    tamper(&path, 9_321, 60);
+    match open(&path).reader().audit(|_, _| Ok(())) {
+        Err(ShardAuditError::Journal(e)) => assert!(e.to_string().contains("9321"), "{e}"),
+        other => panic!("expected entry 9321 to be named, got {other:?}"),
+    }
+}
+
+#[test]
 fn a_shard_refuses_a_file_of_another_shard_or_a_truncated_journal() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
@@ -562,11 +667,17 @@ fn index_verification_passes_a_true_index_and_names_a_tampered_one() {
         txn.commit().unwrap();
         drop(db);
         let store = Store::open(&copy, 0).unwrap();
-        store
+        let alone = store
             .reader()
             .verify_indexes()
             .expect_err("a tampered index is found")
-            .to_string()
+            .to_string();
+        // The whole-shard audit (one journal read feeding the same check) finds the same.
+        match store.reader().audit(|_, _| Ok(())) {
+            Err(ShardAuditError::Index(e)) => assert_eq!(e.to_string(), alone),
+            other => panic!("expected the index problem {alone}, got {other:?}"),
+        }
+        alone
     };
     let err = tamper(&|t| {
         let mut tab = t.open_table(SUBJECTS).unwrap();

@@ -1,5 +1,6 @@
 //! Error types of the engine, one per operation.
 
+use super::index_check::IndexMismatch;
 use crate::format::InvalidEvent;
 use crate::verify::ChainError;
 
@@ -170,6 +171,24 @@ pub enum VerifyJournalError {
     /// Reading failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+/// Why a whole-shard audit ([`crate::engine::ShardReader::audit`]) failed: its first
+/// problem, the journal's before the indexes'.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardAuditError {
+    /// The journal, its chain or its stored Merkle tree is inconsistent, or unreadable.
+    #[error(transparent)]
+    Journal(#[from] VerifyJournalError),
+    /// An index disagrees with the journal.
+    #[error("index: {0}")]
+    Index(IndexMismatch),
+}
+
+impl From<StorageError> for ShardAuditError {
+    fn from(e: StorageError) -> ShardAuditError {
+        ShardAuditError::Journal(e.into())
+    }
 }
 
 /// Why an erasure did not happen. Nothing was erased.

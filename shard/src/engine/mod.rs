@@ -7,8 +7,10 @@ mod actor;
 mod erase;
 mod error;
 mod index;
+mod index_check;
 mod reader;
 mod scrub;
+mod shard_audit;
 mod state_check;
 mod store;
 mod tables;
@@ -21,14 +23,17 @@ pub use actor::{
 };
 pub use erase::{Erased, ErasureRequest, ErasureTarget};
 pub use error::{
-    AppendError, ErasureError, OpenError, QueryError, StorageError, VerifyJournalError,
+    AppendError, ErasureError, OpenError, QueryError, ShardAuditError, StorageError,
+    VerifyJournalError,
 };
 pub use index::{PurposeState, apply_to_state};
+pub use index_check::{IndexMismatch, IndexReport};
 pub use reader::{
-    AuditOpen, ConsistencyProof, DailyCount, Expiring, ExpiryCursor, InclusionProof, IndexMismatch,
-    IndexReport, MAX_PAGE_SIZE, Order, Page, ShardReader, StoredEvent, StoredPersonal,
+    AuditOpen, ConsistencyProof, DailyCount, Expiring, ExpiryCursor, InclusionProof, MAX_PAGE_SIZE,
+    Order, Page, ShardReader, StoredEvent, StoredPersonal,
 };
 pub use scrub::ScrubReport;
+pub use shard_audit::{AUDIT_BATCH_BYTES, AUDIT_BATCHES_IN_FLIGHT};
 pub use store::{
     Appended, MAX_INDEX_LAG_ENTRIES, SHARD_CACHE_BYTES, STORE_FORMAT_VERSION, Store, WriteStats,
 };

@@ -10,14 +10,15 @@ use redb::{
 };
 
 use super::error::{QueryError, StorageError, VerifyJournalError};
-use super::index::{MS_PER_DAY, PurposeState, STATE_ROW, decode_state, state_in};
+use super::index::{MS_PER_DAY, PurposeState, STATE_ROW, state_in};
+use super::index_check::{IndexCheck, IndexMismatch, IndexReport, SideDigests};
 use super::tables::*;
-use crate::format::{Entry, EntryView, PersonalRecord};
+use crate::format::{Entry, PersonalRecord};
 use crate::hash::{Hash, entry_hash, subject_key};
 use crate::merkle::{
     Blake3Tree, NodeSource, ProofError, consistency_proof, inclusion_proof, subtree_root,
 };
-use crate::verify::{ChainError, ChainVerifier, ShardHead};
+use crate::verify::{ChainError, ChainVerifier, ShardHead, VerifiedEntry};
 
 /// Largest page any paged read returns.
 pub const MAX_PAGE_SIZE: u32 = 500;
@@ -125,37 +126,6 @@ pub struct ConsistencyProof {
     pub new_root: Hash,
     /// The proof, as RFC 9162 §2.1.4.
     pub path: Vec<Hash>,
-}
-
-/// What [`ShardReader::verify_indexes`] checked.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct IndexReport {
-    /// Journal entries checked against the indexes: those below `indexed_upto` (all of
-    /// them once a server stopped cleanly).
-    pub entries: u64,
-    /// Daily counter rows.
-    pub counters: u64,
-    /// Time index rows.
-    pub time_rows: u64,
-    /// Subject history rows.
-    pub history_rows: u64,
-    /// Current state rows (subjects).
-    pub state_rows: u64,
-    /// Expiry index rows.
-    pub expiry_rows: u64,
-    /// Erasure entries (each checked: its entries exist, are consent events of the same
-    /// customer, and have no personal record left).
-    pub erasure_rows: u64,
-}
-
-/// An index that disagrees with the journal.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("shard {shard_id}: {detail}")]
-pub struct IndexMismatch {
-    /// Shard concerned.
-    pub shard_id: u32,
-    /// What disagrees.
-    pub detail: String,
 }
 
 /// A shard's database: the writer's, or a read-only one that never changes the file (audits).
@@ -747,12 +717,36 @@ impl ShardReader {
     /// (audits use it to check checkpoint roots at their sizes and to report progress).
     pub fn verify_journal_observed(
         &self,
-        mut observe: impl FnMut(&crate::verify::VerifiedEntry, &ChainVerifier) -> Result<(), ChainError>,
+        mut observe: impl FnMut(&VerifiedEntry<'_>, &ChainVerifier) -> Result<(), ChainError>,
+    ) -> Result<ShardHead, VerifyJournalError> {
+        let shard_id = self.shard_id;
+        let txn = self.snapshot()?;
+        self.walk_journal(&txn, |_, entry, verifier| {
+            observe(entry, verifier)
+                .map_err(|source| VerifyJournalError::Chain { shard_id, source })
+        })
+    }
+
+    /// A read snapshot of the whole shard.
+    pub(crate) fn snapshot(&self) -> Result<ReadTransaction, StorageError> {
+        Ok(self.db.get().begin_read()?)
+    }
+
+    /// Streams the journal of `txn` through a [`ChainVerifier`], comparing every Merkle node
+    /// an append completes with the stored one, and calls `observe(bytes, entry, verifier)`
+    /// after each entry; then checks the head. Memory is O(log n).
+    pub(crate) fn walk_journal(
+        &self,
+        txn: &ReadTransaction,
+        mut observe: impl FnMut(
+            &[u8],
+            &VerifiedEntry<'_>,
+            &ChainVerifier,
+        ) -> Result<(), VerifyJournalError>,
     ) -> Result<ShardHead, VerifyJournalError> {
         let shard_id = self.shard_id;
         let chain = |source: ChainError| VerifyJournalError::Chain { shard_id, source };
-        let txn = self.db.get().begin_read().map_err(StorageError::from)?;
-        let head = head_in(&txn, shard_id)?.0;
+        let head = head_in(txn, shard_id)?.0;
         let journal = txn.open_table(JOURNAL).map_err(StorageError::from)?;
         let merkle = txn.open_table(MERKLE).map_err(StorageError::from)?;
         // The stored nodes, in key order, are exactly the nodes the entries complete in
@@ -768,9 +762,10 @@ impl ShardReader {
                     found: k.value(),
                 }));
             }
+            let bytes = v.value();
             let mut node_problem: Option<Result<u8, StorageError>> = None;
             let entry = verifier
-                .push_with_nodes(v.value(), |node| {
+                .push_with_nodes(bytes, |node| {
                     if node_problem.is_none() {
                         node_problem = stored_node_differs(stored.next(), &node);
                     }
@@ -782,7 +777,7 @@ impl ShardReader {
                 Some(Ok(level)) => return Err(chain(ChainError::NodeMismatch { seq, level })),
                 Some(Err(e)) => return Err(e.into()),
             }
-            observe(&entry, &verifier).map_err(chain)?;
+            observe(bytes, &entry, &verifier)?;
         }
         verifier.finish(&head).map_err(chain)?;
         if stored.next().is_some() {
@@ -807,271 +802,28 @@ impl ShardReader {
         &self,
         claim_bytes_per_pass: usize,
     ) -> Result<IndexReport, IndexMismatch> {
-        let txn = self.db.get().begin_read().map_err(|e| IndexMismatch {
-            shard_id: self.shard_id,
-            detail: format!("reading: {}", StorageError::from(e)),
-        })?;
+        let shard_id = self.shard_id;
+        let io = |e: StorageError| IndexMismatch {
+            shard_id,
+            detail: format!("reading: {e}"),
+        };
+        let txn = self.snapshot().map_err(io)?;
         std::thread::scope(|scope| {
             // The rows of the time, expiry and erasure indexes are digested on a second
             // thread while this one walks the subjects table and the journal.
             let side = scope.spawn(|| SideDigests::of(&txn));
-            self.check_indexes_with(&txn, claim_bytes_per_pass, side)
+            let mut check = IndexCheck::open(&txn, shard_id, claim_bytes_per_pass)?;
+            check.subjects_pass(&txn)?;
+            let journal = txn.open_table(JOURNAL).map_err(|e| io(e.into()))?;
+            for row in journal
+                .range(0..check.indexed_upto())
+                .map_err(|e| io(e.into()))?
+            {
+                check.entry_bytes(row.map_err(|e| io(e.into()))?.1.value())?;
+            }
+            let side = side.join().expect("the digest thread does not panic");
+            check.finish(&txn, side.map_err(io)?)
         })
-    }
-
-    /// The body of [`ShardReader::verify_indexes_in_passes`]; `side` yields the digests
-    /// of the time, expiry and erasure indexes.
-    fn check_indexes_with(
-        &self,
-        txn: &ReadTransaction,
-        claim_bytes_per_pass: usize,
-        side: std::thread::ScopedJoinHandle<'_, Result<SideDigests, StorageError>>,
-    ) -> Result<IndexReport, IndexMismatch> {
-        let shard_id = self.shard_id;
-        let bad = |detail: String| IndexMismatch { shard_id, detail };
-        let io = |e: StorageError| bad(format!("reading: {e}"));
-        let open = |e: redb::TableError| io(e.into());
-        let st = |e: redb::StorageError| io(e.into());
-        let journal = txn.open_table(JOURNAL).map_err(open)?;
-        let secrets: std::collections::HashMap<u32, (String, [u8; 32])> = txn
-            .open_table(CUSTOMERS)
-            .map_err(open)?
-            .iter()
-            .map_err(st)?
-            .map(|r| r.map(|(k, v)| (v.value().0, (k.value().to_string(), v.value().1))))
-            .collect::<Result<_, _>>()
-            .map_err(st)?;
-        let customers: std::collections::HashMap<u32, String> = secrets
-            .iter()
-            .map(|(n, (id, _))| (*n, id.clone()))
-            .collect();
-        let entry_at = |seq: u64| -> Result<Entry, IndexMismatch> {
-            let v = journal
-                .get(seq)
-                .map_err(st)?
-                .ok_or_else(|| bad(format!("an index points at missing entry {seq}")))?;
-            Entry::decode(v.value()).map_err(|e| bad(format!("entry {seq}: {e}")))
-        };
-        let owner = |c: u32| {
-            customers
-                .get(&c)
-                .cloned()
-                .ok_or_else(|| bad(format!("index row of unknown customer number {c}")))
-        };
-        let mut report = IndexReport::default();
-        // One pass over the subjects table: the digest of its history rows, the expiry rows
-        // its state rows imply, and their claims (checked in the journal pass below). A
-        // state problem is reported only after the history itself is proven.
-        let (mut have_history, mut want_expiries, mut want_expiry_rows) =
-            (Multiset::default(), Multiset::default(), 0u64);
-        let mut history: (Option<(u32, [u8; 32])>, Vec<u64>) = (None, Vec::new());
-        let mut claims = super::state_check::StateClaims::new(claim_bytes_per_pass);
-        let mut state_problem: Option<String> = None;
-        for row in txn.open_table(SUBJECTS).map_err(open)?.iter().map_err(st)? {
-            let (k, v) = row.map_err(st)?;
-            let (c, subject, seq) = k.value();
-            if history.0 != Some((c, subject)) {
-                history = (Some((c, subject)), Vec::new());
-            }
-            if seq != STATE_ROW {
-                have_history.add(&history_row(c, &subject, seq));
-                report.history_rows += 1;
-                history.1.push(seq);
-                continue;
-            }
-            let states = decode_state(v.value()).map_err(io)?;
-            for (at, seq) in super::index::expiry_rows(&states) {
-                want_expiries.add(&expiry_key(c, at, seq, &subject));
-                want_expiry_rows += 1;
-            }
-            if state_problem.is_none() {
-                state_problem = claims.add(&states, &history.1, &journal).err();
-            }
-            report.state_rows += 1;
-        }
-        claims.sort_for_pass();
-        // Expected counters and time-index size from one pass over the journal.
-        let mut expected: std::collections::HashMap<(u32, i64), DayCounts> = Default::default();
-        let numbers: std::collections::HashMap<&str, u32> =
-            customers.iter().map(|(n, id)| (id.as_str(), *n)).collect();
-        let mut size = 0u64;
-        let personal = txn.open_table(PERSONAL).map_err(open)?;
-        let mut personal_rows = personal.iter().map_err(st)?.peekable();
-        let (mut want_time, mut want_history) = (Multiset::default(), Multiset::default());
-        let mut want_history_rows = 0u64;
-        let (mut consents, mut want_erasures) = (0u64, Multiset::default());
-        let mut erasure_count = 0u64;
-        // Entries at and after `indexed_upto` were committed but not yet indexed (a server
-        // stopped by a crash): the next open indexes them, so no row may exist for them yet.
-        let indexed = read_indexed_upto(txn).map_err(io)?;
-        for row in journal.range(0..indexed).map_err(st)? {
-            let (_, v) = row.map_err(st)?;
-            let e =
-                EntryView::decode(v.value()).map_err(|err| bad(format!("entry {size}: {err}")))?;
-            if state_problem.is_none() {
-                state_problem = claims.check_entry(e.seq, &e).err();
-            }
-            let c = *numbers
-                .get(e.customer_id)
-                .ok_or_else(|| bad(format!("entry {}: customer has no number", e.seq)))?;
-            size += 1;
-            let Some(consent) = e.consent() else {
-                want_erasures.add(&erasure_row(c, e.seq));
-                erasure_count += 1;
-                check_erasure(&e, &journal, &personal).map_err(&bad)?;
-                continue;
-            };
-            consents += 1;
-            want_time.add(&time_row(c, e.recorded_at_ms, e.seq));
-            while personal_rows
-                .peek()
-                .is_some_and(|r| r.as_ref().is_ok_and(|(k, _)| k.value() < e.seq))
-            {
-                personal_rows.next();
-            }
-            if let Some(Ok((k, p))) = personal_rows.peek()
-                && k.value() == e.seq
-            {
-                let subject_id = personal_subject_id(e.seq, p.value()).map_err(io)?;
-                let subject = subject_key(&secrets[&c].1, subject_id);
-                want_history.add(&history_row(c, &subject.0, e.seq));
-                want_history_rows += 1;
-            }
-            let day = e.recorded_at_ms.div_euclid(MS_PER_DAY);
-            let day_counts = expected.entry((c, day)).or_default();
-            for (p, choice) in consent.purposes.iter_bytes() {
-                let slot = match day_counts.iter().position(|(name, _)| name.as_bytes() == p) {
-                    Some(i) => &mut day_counts[i].1,
-                    None => {
-                        let name = String::from_utf8_lossy(p).into_owned();
-                        day_counts.push((name, (0, 0)));
-                        &mut day_counts.last_mut().expect("just pushed").1
-                    }
-                };
-                match choice {
-                    crate::format::Choice::Granted => slot.0 += 1,
-                    crate::format::Choice::Denied => slot.1 += 1,
-                }
-            }
-        }
-        if state_problem.is_none() {
-            state_problem = claims.finish_pass().err();
-        }
-        report.entries = size;
-        for row in txn
-            .open_table(DAILY_COUNTS)
-            .map_err(open)?
-            .iter()
-            .map_err(st)?
-        {
-            let (k, v) = row.map_err(st)?;
-            let (c, day, p) = k.value();
-            let want = expected.get_mut(&(c, day)).and_then(|counts| {
-                let i = counts.iter().position(|(name, _)| name == p)?;
-                Some(counts.swap_remove(i).1)
-            });
-            if want != Some(v.value()) {
-                return Err(bad(format!(
-                    "daily counter ({}, day {day}, {p}) is {:?}, the journal says {:?}",
-                    owner(c)?,
-                    v.value(),
-                    want
-                )));
-            }
-            report.counters += 1;
-        }
-        if let Some(((c, day), p)) = expected
-            .into_iter()
-            .find_map(|(key, counts)| Some((key, counts.into_iter().next()?.0)))
-        {
-            return Err(bad(format!(
-                "daily counter ({}, day {day}, {p}) is missing",
-                owner(c)?
-            )));
-        }
-        // Fast path: the multiset digests of the rows the journal implies and of the rows
-        // stored must agree; only when they differ are rows looked up one by one to name
-        // the first bad one.
-        let side = side
-            .join()
-            .expect("the digest thread does not panic")
-            .map_err(io)?;
-        let have_time = side.time;
-        report.time_rows = side.time_rows;
-        let fast_ok = have_time == want_time
-            && have_history == want_history
-            && report.time_rows == consents
-            && report.history_rows == want_history_rows;
-        if !fast_ok {
-            report.time_rows = 0;
-            report.history_rows = 0;
-        }
-        for row in txn
-            .open_table(CUSTOMER_EVENTS)
-            .map_err(open)?
-            .iter()
-            .map_err(st)?
-            .take_while(|_| !fast_ok)
-        {
-            let (k, _) = row.map_err(st)?;
-            let (c, t, seq) = k.value();
-            let e = entry_at(seq)?;
-            if e.customer_id != owner(c)? || e.recorded_at_ms != t {
-                return Err(bad(format!(
-                    "time index row for entry {seq} disagrees with the entry"
-                )));
-            }
-            report.time_rows += 1;
-        }
-        if report.time_rows != consents {
-            return Err(bad(format!(
-                "time index has {} rows for {consents} consent entries",
-                report.time_rows
-            )));
-        }
-        for row in txn
-            .open_table(SUBJECTS)
-            .map_err(open)?
-            .iter()
-            .map_err(st)?
-            .take_while(|_| !fast_ok)
-        {
-            let (k, _) = row.map_err(st)?;
-            let (c, _, seq) = k.value();
-            if seq == STATE_ROW {
-                continue;
-            }
-            if entry_at(seq)?.customer_id != owner(c)? || personal.get(seq).map_err(st)?.is_none() {
-                return Err(bad(format!(
-                    "subject history row for entry {seq} has no matching entry or personal record"
-                )));
-            }
-            report.history_rows += 1;
-        }
-        if !fast_ok {
-            return Err(bad(format!(
-                "the subject history index holds {} rows where the journal implies {want_history_rows}, or rows that no entry implies",
-                report.history_rows
-            )));
-        }
-        if let Some(problem) = state_problem {
-            return Err(bad(problem));
-        }
-        report.expiry_rows = side.expiry_rows;
-        if side.expiries != want_expiries || report.expiry_rows != want_expiry_rows {
-            return Err(bad(format!(
-                "the expiry index holds {} rows; the current states imply {want_expiry_rows} others",
-                report.expiry_rows
-            )));
-        }
-        report.erasure_rows = side.erasure_rows;
-        if side.erasures != want_erasures || report.erasure_rows != erasure_count {
-            return Err(bad(format!(
-                "the erasure index holds {} rows for {erasure_count} erasure entries, or other rows",
-                report.erasure_rows
-            )));
-        }
-        Ok(report)
     }
 }
 
@@ -1093,129 +845,6 @@ fn stored_node_differs(
         Some(Err(e)) => Some(Err(e.into())),
         _ => Some(Ok(node.level)),
     }
-}
-
-/// Checks that every entry erasure `e` names is an earlier consent entry of the same
-/// customer whose personal record is gone.
-fn check_erasure(
-    e: &EntryView<'_>,
-    journal: &ReadOnlyTable<u64, &'static [u8]>,
-    personal: &ReadOnlyTable<u64, &'static [u8]>,
-) -> Result<(), String> {
-    let erasure = e.erasure().expect("called for erasure entries");
-    for seq in erasure.erased_seqs() {
-        let named = journal.get(seq).map_err(|err| format!("reading: {err}"))?;
-        let ok = named.as_ref().is_some_and(|v| {
-            matches!(EntryView::decode(v.value()), Ok(n) if n.consent().is_some() && n.customer_id == e.customer_id)
-        });
-        if !ok {
-            return Err(format!(
-                "erasure entry {} names entry {seq}, which is not a consent event of its customer",
-                e.seq
-            ));
-        }
-        if personal
-            .get(seq)
-            .map_err(|err| format!("reading: {err}"))?
-            .is_some()
-        {
-            return Err(format!(
-                "erasure entry {} names entry {seq}, whose personal record is still stored",
-                e.seq
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// One (customer, day)'s expected counters: (purpose, (granted, denied)), a handful each.
-type DayCounts = Vec<(String, (u64, u64))>;
-
-/// Digests of the stored rows of the time, expiry and erasure indexes, computed beside the
-/// journal pass of the index check.
-#[derive(Default)]
-struct SideDigests {
-    /// Digest of the time index rows.
-    time: Multiset,
-    /// How many time index rows.
-    time_rows: u64,
-    /// Digest of the expiry index rows.
-    expiries: Multiset,
-    /// How many expiry index rows.
-    expiry_rows: u64,
-    /// Digest of the erasure index rows.
-    erasures: Multiset,
-    /// How many erasure index rows.
-    erasure_rows: u64,
-}
-
-impl SideDigests {
-    fn of(txn: &ReadTransaction) -> Result<SideDigests, StorageError> {
-        let mut d = SideDigests::default();
-        for row in txn.open_table(CUSTOMER_EVENTS)?.iter()? {
-            let (c, t, seq) = row?.0.value();
-            d.time.add(&time_row(c, t, seq));
-            d.time_rows += 1;
-        }
-        for row in txn.open_table(EXPIRIES)?.iter()? {
-            let (k, v) = row?;
-            let (c, at, seq) = k.value();
-            d.expiries.add(&expiry_key(c, at, seq, &v.value()));
-            d.expiry_rows += 1;
-        }
-        for row in txn.open_table(ERASURES)?.iter()? {
-            let (c, seq) = row?.0.value();
-            d.erasures.add(&erasure_row(c, seq));
-            d.erasure_rows += 1;
-        }
-        Ok(d)
-    }
-}
-
-/// A multiset digest: the lane-wise sum of blake3 hashes of the members. Equal sets give
-/// equal digests in any order; a missing, extra or changed member changes it.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Multiset([u64; 4]);
-
-impl Multiset {
-    fn add(&mut self, member: &[u8]) {
-        let h = blake3::hash(member);
-        for (lane, chunk) in self.0.iter_mut().zip(h.as_bytes().chunks_exact(8)) {
-            *lane = lane.wrapping_add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
-        }
-    }
-}
-
-fn erasure_row(c: u32, seq: u64) -> [u8; 12] {
-    let mut row = [0u8; 12];
-    row[..4].copy_from_slice(&c.to_be_bytes());
-    row[4..].copy_from_slice(&seq.to_be_bytes());
-    row
-}
-
-fn expiry_key(c: u32, at: i64, seq: u64, subject: &[u8; 32]) -> [u8; 52] {
-    let mut row = [0u8; 52];
-    row[..4].copy_from_slice(&c.to_be_bytes());
-    row[4..12].copy_from_slice(&at.to_be_bytes());
-    row[12..20].copy_from_slice(&seq.to_be_bytes());
-    row[20..].copy_from_slice(subject);
-    row
-}
-
-fn time_row(c: u32, t: i64, seq: u64) -> [u8; 20] {
-    let mut b = [0u8; 20];
-    b[..4].copy_from_slice(&c.to_be_bytes());
-    b[4..12].copy_from_slice(&t.to_be_bytes());
-    b[12..].copy_from_slice(&seq.to_be_bytes());
-    b
-}
-
-fn history_row(c: u32, subject: &[u8; 32], seq: u64) -> [u8; 44] {
-    let mut b = [0u8; 44];
-    b[..4].copy_from_slice(&c.to_be_bytes());
-    b[4..36].copy_from_slice(subject);
-    b[36..].copy_from_slice(&seq.to_be_bytes());
-    b
 }
 
 fn empty_page<C>() -> Page<C> {
@@ -1314,20 +943,6 @@ impl EventTables {
             personal,
         }))
     }
-}
-
-/// The subject id of stored personal record `seq` (salt ‖ record), borrowed.
-fn personal_subject_id(seq: u64, bytes: &[u8]) -> Result<&str, StorageError> {
-    bytes
-        .get(32..)
-        .ok_or_else(|| format!("record {seq} is shorter than its salt"))
-        .and_then(|record| {
-            PersonalRecord::decode_subject_id(record).map_err(|e| format!("record {seq}: {e}"))
-        })
-        .map_err(|detail| StorageError::Corrupt {
-            table: "personal_records",
-            detail,
-        })
 }
 
 pub(crate) fn split_personal(seq: u64, bytes: &[u8]) -> Result<StoredPersonal, StorageError> {

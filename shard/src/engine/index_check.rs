@@ -1,0 +1,549 @@
+//! The audit's check of a shard's secondary indexes against its journal.
+//!
+//! In three steps, so that the caller decides where the journal comes from (the audit feeds
+//! it from the same walk that re-hashes the chain, so each journal page is read once):
+//! [`IndexCheck::subjects_pass`] walks the `subjects` table (history digest, implied expiry
+//! rows, current-state claims); [`IndexCheck::entry`] takes every journal entry below
+//! `indexed_upto`, in order; [`IndexCheck::finish`] compares what the journal implies with
+//! the stored time, expiry, erasure and counter rows. Memory is bounded by the number of
+//! (customer, day, purpose) counters and by the state claims' batch bound, not by the
+//! number of events.
+
+use std::collections::HashMap;
+use std::iter::Peekable;
+
+use redb::{ReadOnlyTable, ReadTransaction, ReadableTable};
+
+use super::error::StorageError;
+use super::index::{MS_PER_DAY, STATE_ROW, decode_state, expiry_rows};
+use super::reader::read_indexed_upto;
+use super::state_check::StateClaims;
+use super::tables::*;
+use crate::format::{Choice, Entry, EntryView, PersonalRecord};
+use crate::hash::{Hash, subject_key};
+
+/// What an index check found and compared.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct IndexReport {
+    /// Journal entries checked against the indexes: those below `indexed_upto` (all of
+    /// them once a server stopped cleanly).
+    pub entries: u64,
+    /// Daily counter rows.
+    pub counters: u64,
+    /// Time index rows.
+    pub time_rows: u64,
+    /// Subject history rows.
+    pub history_rows: u64,
+    /// Current state rows (subjects).
+    pub state_rows: u64,
+    /// Expiry index rows.
+    pub expiry_rows: u64,
+    /// Erasure entries (each checked: its entries exist, are consent events of the same
+    /// customer, and have no personal record left).
+    pub erasure_rows: u64,
+}
+
+/// An index that disagrees with the journal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("shard {shard_id}: {detail}")]
+pub struct IndexMismatch {
+    /// Which shard.
+    pub shard_id: u32,
+    /// What disagrees, naming the entry or row.
+    pub detail: String,
+}
+
+/// One (customer, day)'s expected counters: (purpose, (granted, denied)), a handful each.
+type DayCounts = Vec<(String, (u64, u64))>;
+
+/// Rows of a `u64`-keyed table, walked beside the journal.
+type Rows = Peekable<redb::Range<'static, u64, &'static [u8]>>;
+
+/// One shard's index check in progress (see the module documentation for its steps).
+pub(crate) struct IndexCheck {
+    /// Which shard (named in every mismatch).
+    shard_id: u32,
+    /// The journal, for the entries erasures and slow-path rows name.
+    journal: ReadOnlyTable<u64, &'static [u8]>,
+    /// Personal records, for erasure checks and the slow path.
+    personal: ReadOnlyTable<u64, &'static [u8]>,
+    /// Personal records walked beside the journal (each gives its entry's subject key).
+    personal_rows: Rows,
+    /// Customer number → (customer id, secret subject key).
+    secrets: HashMap<u32, (String, [u8; 32])>,
+    /// Customer id → customer number.
+    numbers: HashMap<String, u32>,
+    /// Entries below this have index rows; those at and above it must not yet.
+    indexed: u64,
+    /// Counts so far.
+    report: IndexReport,
+    /// Digest of the stored history rows.
+    have_history: Multiset,
+    /// Digest of the expiry rows the current states imply.
+    want_expiries: Multiset,
+    /// How many expiry rows the current states imply.
+    want_expiry_rows: u64,
+    /// Current-state claims, met by the journal entries they name.
+    claims: StateClaims,
+    /// The first state problem, reported only after the history itself is proven.
+    state_problem: Option<String>,
+    /// Counters the journal implies, per (customer number, day).
+    expected: HashMap<(u32, i64), DayCounts>,
+    /// Digest of the time rows the journal implies.
+    want_time: Multiset,
+    /// Digest of the history rows the journal implies.
+    want_history: Multiset,
+    /// How many history rows the journal implies.
+    want_history_rows: u64,
+    /// Consent entries seen.
+    consents: u64,
+    /// Digest of the erasure rows the journal implies.
+    want_erasures: Multiset,
+    /// Erasure entries seen.
+    erasure_count: u64,
+}
+
+impl IndexCheck {
+    /// Opens the tables of `txn` and reads the customers; `claim_bytes_per_pass` bounds the
+    /// state claims held at once.
+    pub(crate) fn open(
+        txn: &ReadTransaction,
+        shard_id: u32,
+        claim_bytes_per_pass: usize,
+    ) -> Result<IndexCheck, IndexMismatch> {
+        let io = |e: StorageError| IndexMismatch {
+            shard_id,
+            detail: format!("reading: {e}"),
+        };
+        let secrets: HashMap<u32, (String, [u8; 32])> = txn
+            .open_table(CUSTOMERS)
+            .map_err(|e| io(e.into()))?
+            .iter()
+            .map_err(|e| io(e.into()))?
+            .map(|r| r.map(|(k, v)| (v.value().0, (k.value().to_string(), v.value().1))))
+            .collect::<Result<_, _>>()
+            .map_err(|e| io(e.into()))?;
+        let numbers = secrets
+            .iter()
+            .map(|(n, (id, _))| (id.clone(), *n))
+            .collect();
+        let personal = txn.open_table(PERSONAL).map_err(|e| io(e.into()))?;
+        let personal_rows = personal.range::<u64>(..).map_err(|e| io(e.into()))?;
+        Ok(IndexCheck {
+            shard_id,
+            journal: txn.open_table(JOURNAL).map_err(|e| io(e.into()))?,
+            personal,
+            personal_rows: personal_rows.peekable(),
+            secrets,
+            numbers,
+            indexed: read_indexed_upto(txn).map_err(io)?,
+            report: IndexReport::default(),
+            have_history: Multiset::default(),
+            want_expiries: Multiset::default(),
+            want_expiry_rows: 0,
+            claims: StateClaims::new(claim_bytes_per_pass),
+            state_problem: None,
+            expected: HashMap::new(),
+            want_time: Multiset::default(),
+            want_history: Multiset::default(),
+            want_history_rows: 0,
+            consents: 0,
+            want_erasures: Multiset::default(),
+            erasure_count: 0,
+        })
+    }
+
+    /// Entries below this must be fed to [`IndexCheck::entry`]; those at and above it were
+    /// committed but not yet indexed (a server stopped by a crash): the next open indexes
+    /// them, so no row may exist for them yet.
+    pub(crate) fn indexed_upto(&self) -> u64 {
+        self.indexed
+    }
+
+    fn bad(&self, detail: String) -> IndexMismatch {
+        IndexMismatch {
+            shard_id: self.shard_id,
+            detail,
+        }
+    }
+
+    fn io(&self, e: impl Into<StorageError>) -> IndexMismatch {
+        self.bad(format!("reading: {}", e.into()))
+    }
+
+    /// One pass over the subjects table: the digest of its history rows, the expiry rows
+    /// its state rows imply, and their claims (met by the journal entries later).
+    pub(crate) fn subjects_pass(&mut self, txn: &ReadTransaction) -> Result<(), IndexMismatch> {
+        let subjects = txn.open_table(SUBJECTS).map_err(|e| self.io(e))?;
+        let mut history: (Option<(u32, [u8; 32])>, Vec<u64>) = (None, Vec::new());
+        for row in subjects.iter().map_err(|e| self.io(e))? {
+            let (k, v) = row.map_err(|e| self.io(e))?;
+            let (c, subject, seq) = k.value();
+            if history.0 != Some((c, subject)) {
+                history = (Some((c, subject)), Vec::new());
+            }
+            if seq != STATE_ROW {
+                self.have_history.add(&history_row(c, &subject, seq));
+                self.report.history_rows += 1;
+                history.1.push(seq);
+                continue;
+            }
+            let states = decode_state(v.value()).map_err(|e| self.io(e))?;
+            for (at, seq) in expiry_rows(&states) {
+                self.want_expiries.add(&expiry_key(c, at, seq, &subject));
+                self.want_expiry_rows += 1;
+            }
+            if self.state_problem.is_none() {
+                self.state_problem = self.claims.add(&states, &history.1, &self.journal).err();
+            }
+            self.report.state_rows += 1;
+        }
+        self.claims.sort_for_pass();
+        Ok(())
+    }
+
+    /// Takes the next journal entry's canonical bytes (see [`IndexCheck::entry`]).
+    pub(crate) fn entry_bytes(&mut self, bytes: &[u8]) -> Result<(), IndexMismatch> {
+        let e = EntryView::decode(bytes)
+            .map_err(|err| self.bad(format!("entry {}: {err}", self.report.entries)))?;
+        self.entry(&e)
+    }
+
+    /// Takes the next journal entry below [`IndexCheck::indexed_upto`], in seq order, after
+    /// [`IndexCheck::subjects_pass`]: what it implies for every index.
+    pub(crate) fn entry(&mut self, e: &EntryView<'_>) -> Result<(), IndexMismatch> {
+        assert!(e.seq < self.indexed, "only indexed entries are fed");
+        if self.state_problem.is_none() {
+            self.state_problem = self.claims.check_entry(e.seq, e).err();
+        }
+        let c = *self
+            .numbers
+            .get(e.customer_id)
+            .ok_or_else(|| self.bad(format!("entry {}: customer has no number", e.seq)))?;
+        self.report.entries += 1;
+        let Some(consent) = e.consent() else {
+            self.want_erasures.add(&erasure_row(c, e.seq));
+            self.erasure_count += 1;
+            return check_erasure(e, &self.journal, &self.personal).map_err(|d| self.bad(d));
+        };
+        self.consents += 1;
+        self.want_time.add(&time_row(c, e.recorded_at_ms, e.seq));
+        if let Some(subject) = self.subject_of(e.seq, c)? {
+            self.want_history.add(&history_row(c, &subject.0, e.seq));
+            self.want_history_rows += 1;
+        }
+        let day = e.recorded_at_ms.div_euclid(MS_PER_DAY);
+        let day_counts = self.expected.entry((c, day)).or_default();
+        for (p, choice) in consent.purposes.iter_bytes() {
+            let slot = match day_counts.iter().position(|(name, _)| name.as_bytes() == p) {
+                Some(i) => &mut day_counts[i].1,
+                None => {
+                    day_counts.push((String::from_utf8_lossy(p).into_owned(), (0, 0)));
+                    &mut day_counts.last_mut().expect("just pushed").1
+                }
+            };
+            match choice {
+                Choice::Granted => slot.0 += 1,
+                Choice::Denied => slot.1 += 1,
+            }
+        }
+        Ok(())
+    }
+
+    /// The subject key of entry `seq`'s personal record under customer `c`'s secret, if
+    /// the entry still has a record (the records are walked beside the journal: `seq` only
+    /// grows).
+    fn subject_of(&mut self, seq: u64, c: u32) -> Result<Option<Hash>, IndexMismatch> {
+        let shard_id = self.shard_id;
+        let io = |e: StorageError| IndexMismatch {
+            shard_id,
+            detail: format!("reading: {e}"),
+        };
+        loop {
+            match self.personal_rows.peek() {
+                None => return Ok(None),
+                Some(Ok((k, _))) if k.value() < seq => {
+                    self.personal_rows.next();
+                }
+                Some(Ok((k, p))) if k.value() == seq => {
+                    let id = personal_subject_id(seq, p.value()).map_err(io)?;
+                    return Ok(Some(subject_key(&self.secrets[&c].1, id)));
+                }
+                Some(Ok(_)) => return Ok(None),
+                Some(Err(_)) => {
+                    if let Some(Err(e)) = self.personal_rows.next() {
+                        return Err(io(e.into()));
+                    }
+                    unreachable!("an error was peeked");
+                }
+            }
+        }
+    }
+
+    /// Compares what the journal implied with the stored rows; `side` holds the digests of
+    /// the time, expiry and erasure indexes ([`SideDigests::of`]).
+    pub(crate) fn finish(
+        mut self,
+        txn: &ReadTransaction,
+        side: SideDigests,
+    ) -> Result<IndexReport, IndexMismatch> {
+        if self.state_problem.is_none() {
+            self.state_problem = self.claims.finish_pass().err();
+        }
+        self.check_counters(txn)?;
+        // Fast path: the multiset digests of the rows the journal implies and of the rows
+        // stored must agree; only when they differ are rows looked up one by one to name
+        // the first bad one.
+        let fast_ok = side.time == self.want_time
+            && self.have_history == self.want_history
+            && side.time_rows == self.consents
+            && self.report.history_rows == self.want_history_rows;
+        if !fast_ok {
+            self.name_bad_time_or_history_row(txn)?;
+        }
+        self.report.time_rows = side.time_rows;
+        if let Some(problem) = self.state_problem.take() {
+            return Err(self.bad(problem));
+        }
+        self.report.expiry_rows = side.expiry_rows;
+        if side.expiries != self.want_expiries || side.expiry_rows != self.want_expiry_rows {
+            return Err(self.bad(format!(
+                "the expiry index holds {} rows; the current states imply {} others",
+                side.expiry_rows, self.want_expiry_rows
+            )));
+        }
+        self.report.erasure_rows = side.erasure_rows;
+        if side.erasures != self.want_erasures || side.erasure_rows != self.erasure_count {
+            return Err(self.bad(format!(
+                "the erasure index holds {} rows for {} erasure entries, or other rows",
+                side.erasure_rows, self.erasure_count
+            )));
+        }
+        Ok(self.report)
+    }
+
+    fn owner(&self, c: u32) -> Result<&str, IndexMismatch> {
+        self.secrets
+            .get(&c)
+            .map(|(id, _)| id.as_str())
+            .ok_or_else(|| self.bad(format!("index row of unknown customer number {c}")))
+    }
+
+    /// Every stored daily counter equals the journal's count, and none is missing.
+    fn check_counters(&mut self, txn: &ReadTransaction) -> Result<(), IndexMismatch> {
+        let table = txn.open_table(DAILY_COUNTS).map_err(|e| self.io(e))?;
+        for row in table.iter().map_err(|e| self.io(e))? {
+            let (k, v) = row.map_err(|e| self.io(e))?;
+            let (c, day, p) = k.value();
+            let want = self.expected.get_mut(&(c, day)).and_then(|counts| {
+                let i = counts.iter().position(|(name, _)| name == p)?;
+                Some(counts.swap_remove(i).1)
+            });
+            if want != Some(v.value()) {
+                return Err(self.bad(format!(
+                    "daily counter ({}, day {day}, {p}) is {:?}, the journal says {:?}",
+                    self.owner(c)?,
+                    v.value(),
+                    want
+                )));
+            }
+            self.report.counters += 1;
+        }
+        let missing = self
+            .expected
+            .iter()
+            .find_map(|(key, counts)| Some((*key, counts.first()?.0.clone())));
+        if let Some(((c, day), p)) = missing {
+            return Err(self.bad(format!(
+                "daily counter ({}, day {day}, {p}) is missing",
+                self.owner(c)?
+            )));
+        }
+        Ok(())
+    }
+
+    /// The slow path, when the digests of the time or history rows differ: looks the rows
+    /// up one by one to name the first bad one. Always fails.
+    fn name_bad_time_or_history_row(&self, txn: &ReadTransaction) -> Result<(), IndexMismatch> {
+        let entry_at = |seq: u64| -> Result<Entry, IndexMismatch> {
+            let v = self
+                .journal
+                .get(seq)
+                .map_err(|e| self.io(e))?
+                .ok_or_else(|| self.bad(format!("an index points at missing entry {seq}")))?;
+            Entry::decode(v.value()).map_err(|e| self.bad(format!("entry {seq}: {e}")))
+        };
+        let mut time_rows = 0u64;
+        let times = txn.open_table(CUSTOMER_EVENTS).map_err(|e| self.io(e))?;
+        for row in times.iter().map_err(|e| self.io(e))? {
+            let (c, t, seq) = row.map_err(|e| self.io(e))?.0.value();
+            let e = entry_at(seq)?;
+            if e.customer_id != self.owner(c)? || e.recorded_at_ms != t {
+                return Err(self.bad(format!(
+                    "time index row for entry {seq} disagrees with the entry"
+                )));
+            }
+            time_rows += 1;
+        }
+        if time_rows != self.consents {
+            return Err(self.bad(format!(
+                "time index has {time_rows} rows for {} consent entries",
+                self.consents
+            )));
+        }
+        let mut history_rows = 0u64;
+        let subjects = txn.open_table(SUBJECTS).map_err(|e| self.io(e))?;
+        for row in subjects.iter().map_err(|e| self.io(e))? {
+            let (c, _, seq) = row.map_err(|e| self.io(e))?.0.value();
+            if seq == STATE_ROW {
+                continue;
+            }
+            let has_record = self.personal.get(seq).map_err(|e| self.io(e))?.is_some();
+            if entry_at(seq)?.customer_id != self.owner(c)? || !has_record {
+                return Err(self.bad(format!(
+                    "subject history row for entry {seq} has no matching entry or personal record"
+                )));
+            }
+            history_rows += 1;
+        }
+        Err(self.bad(format!(
+            "the subject history index holds {history_rows} rows where the journal implies {}, or rows that no entry implies",
+            self.want_history_rows
+        )))
+    }
+}
+
+/// Checks that every entry erasure `e` names is an earlier consent entry of the same
+/// customer whose personal record is gone.
+fn check_erasure(
+    e: &EntryView<'_>,
+    journal: &ReadOnlyTable<u64, &'static [u8]>,
+    personal: &ReadOnlyTable<u64, &'static [u8]>,
+) -> Result<(), String> {
+    let erasure = e.erasure().expect("called for erasure entries");
+    for seq in erasure.erased_seqs() {
+        let named = journal.get(seq).map_err(|err| format!("reading: {err}"))?;
+        let ok = named.as_ref().is_some_and(|v| {
+            matches!(EntryView::decode(v.value()), Ok(n) if n.consent().is_some() && n.customer_id == e.customer_id)
+        });
+        if !ok {
+            return Err(format!(
+                "erasure entry {} names entry {seq}, which is not a consent event of its customer",
+                e.seq
+            ));
+        }
+        if personal
+            .get(seq)
+            .map_err(|err| format!("reading: {err}"))?
+            .is_some()
+        {
+            return Err(format!(
+                "erasure entry {} names entry {seq}, whose personal record is still stored",
+                e.seq
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The subject id of stored personal record `seq` (salt ‖ record), borrowed.
+fn personal_subject_id(seq: u64, bytes: &[u8]) -> Result<&str, StorageError> {
+    bytes
+        .get(32..)
+        .ok_or_else(|| format!("record {seq} is shorter than its salt"))
+        .and_then(|record| {
+            PersonalRecord::decode_subject_id(record).map_err(|e| format!("record {seq}: {e}"))
+        })
+        .map_err(|detail| StorageError::Corrupt {
+            table: "personal_records",
+            detail,
+        })
+}
+
+/// Digests of the stored rows of the time, expiry and erasure indexes, computed on a thread
+/// of their own beside the journal pass of the index check.
+#[derive(Default)]
+pub(crate) struct SideDigests {
+    /// Digest of the time index rows.
+    time: Multiset,
+    /// How many time index rows.
+    time_rows: u64,
+    /// Digest of the expiry index rows.
+    expiries: Multiset,
+    /// How many expiry index rows.
+    expiry_rows: u64,
+    /// Digest of the erasure index rows.
+    erasures: Multiset,
+    /// How many erasure index rows.
+    erasure_rows: u64,
+}
+
+impl SideDigests {
+    /// Walks the three tables of `txn`.
+    pub(crate) fn of(txn: &ReadTransaction) -> Result<SideDigests, StorageError> {
+        let mut d = SideDigests::default();
+        for row in txn.open_table(CUSTOMER_EVENTS)?.iter()? {
+            let (c, t, seq) = row?.0.value();
+            d.time.add(&time_row(c, t, seq));
+            d.time_rows += 1;
+        }
+        for row in txn.open_table(EXPIRIES)?.iter()? {
+            let (k, v) = row?;
+            let (c, at, seq) = k.value();
+            d.expiries.add(&expiry_key(c, at, seq, &v.value()));
+            d.expiry_rows += 1;
+        }
+        for row in txn.open_table(ERASURES)?.iter()? {
+            let (c, seq) = row?.0.value();
+            d.erasures.add(&erasure_row(c, seq));
+            d.erasure_rows += 1;
+        }
+        Ok(d)
+    }
+}
+
+/// A multiset digest: the lane-wise sum of blake3 hashes of the members. Equal sets give
+/// equal digests in any order; a missing, extra or changed member changes it.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Multiset([u64; 4]);
+
+impl Multiset {
+    fn add(&mut self, member: &[u8]) {
+        let h = blake3::hash(member);
+        for (lane, chunk) in self.0.iter_mut().zip(h.as_bytes().chunks_exact(8)) {
+            *lane = lane.wrapping_add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        }
+    }
+}
+
+fn erasure_row(c: u32, seq: u64) -> [u8; 12] {
+    let mut row = [0u8; 12];
+    row[..4].copy_from_slice(&c.to_be_bytes());
+    row[4..].copy_from_slice(&seq.to_be_bytes());
+    row
+}
+
+fn expiry_key(c: u32, at: i64, seq: u64, subject: &[u8; 32]) -> [u8; 52] {
+    let mut row = [0u8; 52];
+    row[..4].copy_from_slice(&c.to_be_bytes());
+    row[4..12].copy_from_slice(&at.to_be_bytes());
+    row[12..20].copy_from_slice(&seq.to_be_bytes());
+    row[20..].copy_from_slice(subject);
+    row
+}
+
+fn time_row(c: u32, t: i64, seq: u64) -> [u8; 20] {
+    let mut b = [0u8; 20];
+    b[..4].copy_from_slice(&c.to_be_bytes());
+    b[4..12].copy_from_slice(&t.to_be_bytes());
+    b[12..].copy_from_slice(&seq.to_be_bytes());
+    b
+}
+
+fn history_row(c: u32, subject: &[u8; 32], seq: u64) -> [u8; 44] {
+    let mut b = [0u8; 44];
+    b[..4].copy_from_slice(&c.to_be_bytes());
+    b[4..36].copy_from_slice(subject);
+    b[36..].copy_from_slice(&seq.to_be_bytes());
+    b
+}
