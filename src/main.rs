@@ -128,7 +128,8 @@ struct ServeArgs {
     /// Address to listen on (port 0 picks a free port; the log says which).
     #[arg(long, env = "ASSENT_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Number of shards; fixed when the ledger is created [default for a new ledger: 4].
+    /// Number of shards; fixed when the ledger is created [default for a new ledger: one per
+    /// core, at most 16].
     #[arg(long, env = "ASSENT_SHARDS")]
     shards: Option<u32>,
     /// Ledger name: the origin line of checkpoints and the signing key's name; fixed when

@@ -313,6 +313,25 @@ fn a_tampered_receipt_fails_and_a_changed_shard_count_is_refused() {
 }
 
 #[test]
+fn a_new_ledger_without_flags_gets_one_shard_per_core_up_to_the_cap() {
+    // Proves: the no-configuration default creates min(cores, DEFAULT_SHARDS_MAX) shard
+    // files, and a restart keeps the count it was created with.
+    let dir = tempfile::tempdir().unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let want = cores.clamp(1, gateway::config::DEFAULT_SHARDS_MAX as usize);
+    let count = || {
+        std::fs::read_dir(dir.path().join("shards"))
+            .unwrap()
+            .count()
+    };
+    drop(Server::start(dir.path(), &[]));
+    assert_eq!(count(), want);
+    let s = Server::start(dir.path(), &[]);
+    s.customers(&["acme"]);
+    assert_eq!(count(), want);
+}
+
+#[test]
 fn every_error_code_comes_from_a_real_bad_request() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &[]);

@@ -3,8 +3,20 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// Default number of shards of a new ledger.
-pub const DEFAULT_SHARDS: u32 = 4;
+/// Most shards a new ledger gets by default ([`default_shards`]): each shard is a writer
+/// thread with its own file and page cache.
+pub const DEFAULT_SHARDS_MAX: u32 = 16;
+
+/// Default number of shards of a new ledger: one per core, from 1 to [`DEFAULT_SHARDS_MAX`].
+/// More shards than cores only split group commits into more, smaller durable commits
+/// competing with the HTTP workers for the same cores (docs/benchmarks.md, session 6: on
+/// two cores `record` ran 18 % faster with 2 shards than with 4).
+pub fn default_shards() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    u32::try_from(cores)
+        .unwrap_or(DEFAULT_SHARDS_MAX)
+        .clamp(1, DEFAULT_SHARDS_MAX)
+}
 /// Largest shard count a ledger may be created with.
 pub const MAX_SHARDS: u32 = 256;
 /// Default checkpoint interval.

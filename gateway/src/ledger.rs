@@ -13,7 +13,7 @@ use redb::{Database, ReadableTable, TableDefinition};
 use shard::checkpoint::valid_origin;
 use shard::engine::{CommitObserver, ShardHandle};
 
-use crate::config::{DEFAULT_LEDGER_NAME, DEFAULT_SHARDS, MAX_SHARDS, ServeConfig};
+use crate::config::{DEFAULT_LEDGER_NAME, MAX_SHARDS, ServeConfig, default_shards};
 use crate::shards::ShardClient;
 
 /// `ledger.redb`: `shard_count` (u32 BE) and `ledger_name` (UTF-8).
@@ -154,7 +154,7 @@ fn settle_identity(db: &Database, config: &ServeConfig) -> Result<(u32, String),
                 });
             }
             (Some(s), _) => s,
-            (None, a) => a.unwrap_or(DEFAULT_SHARDS),
+            (None, a) => a.unwrap_or_else(default_shards),
         };
         if !(1..=MAX_SHARDS).contains(&count) {
             return Err(OpenLedgerError::Config(format!(
