@@ -851,3 +851,51 @@ async fn a_read_after_indexes_fresh_sees_every_acknowledged_append() {
     }
     shard.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_busy_shard_groups_sparse_appends_and_an_idle_one_commits_at_once() {
+    // Proves: an append to an idle shard commits without waiting for company; appends that
+    // trickle into a busy shard share one commit; a group that reaches
+    // GROUP_COMMIT_EARLY_EVENTS commits without waiting out the delay.
+    use shard::engine::{CommitObserver, GROUP_COMMIT_EARLY_EVENTS, GroupCommit, MAILBOX_CAPACITY};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let commits = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let seen = commits.clone();
+    let observer: CommitObserver = Arc::new(move |r| seen.lock().unwrap().push(r.batches));
+    let group = GroupCommit {
+        wait: Duration::from_secs(1),
+        busy_window: Duration::from_secs(60),
+    };
+    let path = dir.path().join("s.redb");
+    let shard = ShardHandle::start_with(&path, 0, Some(observer), MAILBOX_CAPACITY, group).unwrap();
+    let started = Instant::now();
+    let append = |n: u64| shard.addr.send(Append(vec![event("acme", "a", n)]));
+    append(0).await.unwrap().unwrap();
+    assert!(
+        started.elapsed() < group.wait / 2,
+        "an idle shard commits at once"
+    );
+    let first = append(1);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = append(2);
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    assert_eq!(
+        *commits.lock().unwrap(),
+        vec![1, 2],
+        "the two trickling appends share a commit"
+    );
+    let started = Instant::now();
+    let many: Vec<_> = (3..3 + GROUP_COMMIT_EARLY_EVENTS as u64)
+        .map(|n| event("acme", "a", n))
+        .collect();
+    shard.addr.send(Append(many)).await.unwrap().unwrap();
+    assert!(
+        started.elapsed() < group.wait / 2,
+        "a full group does not wait"
+    );
+    assert_eq!(*commits.lock().unwrap(), vec![1, 2, 1]);
+    shard.stop().await;
+}

@@ -1,7 +1,9 @@
 //! The shard actor: the single writer of one shard, with group commit.
 //!
 //! Appends are queued as they arrive; one `Flush` per burst commits every queued batch in
-//! one durable transaction and only then answers each caller. The secondary indexes
+//! one durable transaction and only then answers each caller. An idle shard commits a
+//! burst at once; a busy one (it just committed) first waits `GROUP_COMMIT_WAIT_US` for
+//! more appends, unless `GROUP_COMMIT_EARLY_EVENTS` are already pending. The secondary indexes
 //! follow in an index step that covers every entry committed since the last one: run
 //! `INDEX_DELAY_MS` after a commit, within the commit when `MAX_INDEX_LAG_ENTRIES` wait,
 //! and whenever a reader asks for fresh indexes (`IndexUpTo`). Reads use redb snapshots
@@ -32,6 +34,39 @@ pub const MAILBOX_CAPACITY: usize = 1_024;
 /// within this window share one index transaction (a customer's index pages are copied
 /// once for all of them).
 pub const INDEX_DELAY_MS: u64 = 20;
+
+/// How long the writer waits for more appends before a durable commit while it is busy
+/// (it committed within the last `BUSY_WINDOW_MS`). A durable commit is the write path's
+/// main cost (≈ 360 µs of CPU each on the benchmark machine, most of it the kernel writing
+/// pages out), so under load two or three sparse writes then share one; an idle shard
+/// commits at once. Measured in docs/benchmarks.md (session 6): `mixed` +11 %.
+pub const GROUP_COMMIT_WAIT_US: u64 = 1_000;
+
+/// A shard that committed within this window counts as busy (see `GROUP_COMMIT_WAIT_US`).
+pub const BUSY_WINDOW_MS: u64 = 10;
+
+/// Events pending at which a waiting commit starts at once: waiting longer would only
+/// grow the commit, not share its cost further.
+pub const GROUP_COMMIT_EARLY_EVENTS: usize = 256;
+
+/// When a shard waits to group appends into one commit (defaults: `GROUP_COMMIT_WAIT_US`,
+/// `BUSY_WINDOW_MS`; tests stretch them to observe the grouping).
+#[derive(Debug, Clone, Copy)]
+pub struct GroupCommit {
+    /// How long a busy shard waits for more appends before committing.
+    pub wait: std::time::Duration,
+    /// A shard that committed within this window counts as busy.
+    pub busy_window: std::time::Duration,
+}
+
+impl Default for GroupCommit {
+    fn default() -> GroupCommit {
+        GroupCommit {
+            wait: std::time::Duration::from_micros(GROUP_COMMIT_WAIT_US),
+            busy_window: std::time::Duration::from_millis(BUSY_WINDOW_MS),
+        }
+    }
+}
 
 /// Where the answer to an append goes.
 pub type AppendReply = oneshot::Sender<Result<Vec<Appended>, AppendError>>;
@@ -78,6 +113,14 @@ pub struct ShardActor {
     mailbox_capacity: usize,
     /// An `IndexStep` is scheduled.
     index_scheduled: bool,
+    /// When to wait for more appends before committing.
+    group_commit: GroupCommit,
+    /// When the last group commit ended (`None` before the first).
+    last_commit: Option<std::time::Instant>,
+    /// The delayed `Flush` of a busy shard, cancelled when enough events arrive sooner.
+    waiting_flush: Option<SpawnHandle>,
+    /// Events in `pending`.
+    pending_events: usize,
 }
 
 impl Actor for ShardActor {
@@ -166,6 +209,7 @@ impl Handler<Flush> for ShardActor {
     type Result = ();
 
     fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) {
+        self.waiting_flush = None;
         self.flush();
         let Some(store) = self.store.as_mut() else {
             return;
@@ -211,16 +255,31 @@ impl ShardActor {
         } else if self.store.is_none() {
             let _ = tx.send(Err(AppendError::ShardStopped));
         } else {
-            if self.pending.is_empty() {
+            let first = self.pending.is_empty();
+            self.pending_events += count;
+            self.pending.push((events, tx));
+            let enough = self.pending_events >= GROUP_COMMIT_EARLY_EVENTS;
+            if first && self.busy() && !enough {
+                self.waiting_flush = Some(ctx.notify_later(Flush, self.group_commit.wait));
+            } else if first {
                 // Runs after every message already in the mailbox: they share the commit.
                 ctx.notify(Flush);
+            } else if enough && let Some(waiting) = self.waiting_flush.take() {
+                ctx.cancel_future(waiting);
+                ctx.notify(Flush);
             }
-            self.pending.push((events, tx));
         }
+    }
+
+    /// Whether the shard committed within the busy window.
+    fn busy(&self) -> bool {
+        self.last_commit
+            .is_some_and(|at| at.elapsed() < self.group_commit.busy_window)
     }
 
     fn flush(&mut self) {
         let pending = std::mem::take(&mut self.pending);
+        self.pending_events = 0;
         if pending.is_empty() {
             return;
         }
@@ -255,6 +314,7 @@ impl ShardActor {
                 published: published.into(),
             });
         }
+        self.last_commit = Some(std::time::Instant::now());
         match outcome {
             Ok(results) => {
                 assert_eq!(results.len(), replies.len(), "one result per batch");
@@ -437,6 +497,18 @@ impl ShardHandle {
         observer: Option<CommitObserver>,
         mailbox_capacity: usize,
     ) -> Result<ShardHandle, OpenError> {
+        let group_commit = GroupCommit::default();
+        ShardHandle::start_with(path, shard_id, observer, mailbox_capacity, group_commit)
+    }
+
+    /// Like [`ShardHandle::start_observed`], grouping commits as `group_commit` says.
+    pub fn start_with(
+        path: &Path,
+        shard_id: u32,
+        observer: Option<CommitObserver>,
+        mailbox_capacity: usize,
+        group_commit: GroupCommit,
+    ) -> Result<ShardHandle, OpenError> {
         let store = Store::open(path, shard_id)?;
         let reader = store.reader();
         let arbiter = Arbiter::new();
@@ -446,6 +518,10 @@ impl ShardHandle {
             observer,
             mailbox_capacity: mailbox_capacity.max(1),
             index_scheduled: false,
+            group_commit,
+            last_commit: None,
+            waiting_flush: None,
+            pending_events: 0,
         });
         Ok(ShardHandle {
             addr,

@@ -16,10 +16,11 @@ mod store;
 mod tables;
 
 pub use actor::{
-    Append, AppendReply, CommitObserver, CommitReport, Erase, GetConsistencyProof, GetCurrentState,
+    Append, AppendReply, BUSY_WINDOW_MS, CommitObserver, CommitReport, Erase,
+    GROUP_COMMIT_EARLY_EVENTS, GROUP_COMMIT_WAIT_US, GetConsistencyProof, GetCurrentState,
     GetCustomerEvents, GetDailyCounts, GetEvent, GetHead, GetHistory, GetInclusionProof,
-    GetWriteStats, INDEX_DELAY_MS, IndexUpTo, MAILBOX_CAPACITY, Published, Scrub, ShardActor,
-    ShardHandle, Stop, Submit,
+    GetWriteStats, GroupCommit, INDEX_DELAY_MS, IndexUpTo, MAILBOX_CAPACITY, Published, Scrub,
+    ShardActor, ShardHandle, Stop, Submit,
 };
 pub use erase::{Erased, ErasureRequest, ErasureTarget};
 pub use error::{
