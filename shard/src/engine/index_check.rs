@@ -1,8 +1,8 @@
 //! The audit's check of a shard's secondary indexes against its journal.
 //!
-//! In three steps, so that the caller decides where the journal comes from (the audit feeds
-//! it from the same walk that re-hashes the chain, so each journal page is read once):
-//! [`IndexCheck::subjects_pass`] walks the `subjects` table (history digest, implied expiry
+//! [`run`] drives it in three steps, and its caller decides where the journal comes from
+//! (the audit feeds it from the same walk that re-hashes the chain, so each journal page is
+//! read once): [`IndexCheck::subjects_pass`] walks the `subjects` table (history digest, implied expiry
 //! rows, current-state claims); [`IndexCheck::entry`] takes every journal entry below
 //! `indexed_upto`, in order; [`IndexCheck::finish`] compares what the journal implies with
 //! the stored time, expiry, erasure and counter rows. Memory is bounded by the number of
@@ -103,10 +103,31 @@ pub(crate) struct IndexCheck {
     erasure_count: u64,
 }
 
+/// Runs the whole index check of the snapshot `txn`: the side digests on a thread of their
+/// own, the `subjects` walk, then `feed`, which must hand every journal entry below
+/// [`IndexCheck::indexed_upto`] to the check in order, then the comparisons. `feed`'s error
+/// is the check's.
+pub(crate) fn run(
+    txn: &ReadTransaction,
+    shard_id: u32,
+    claim_bytes_per_pass: usize,
+    feed: impl FnOnce(&mut IndexCheck) -> Result<(), IndexMismatch>,
+) -> Result<IndexReport, IndexMismatch> {
+    std::thread::scope(|scope| {
+        let side = scope.spawn(|| SideDigests::of(txn));
+        let mut check = IndexCheck::open(txn, shard_id, claim_bytes_per_pass)?;
+        check.subjects_pass(txn)?;
+        feed(&mut check)?;
+        let side = side.join().expect("the digest thread does not panic");
+        let side = side.map_err(|e| check.io(e))?;
+        check.finish(txn, side)
+    })
+}
+
 impl IndexCheck {
     /// Opens the tables of `txn` and reads the customers; `claim_bytes_per_pass` bounds the
     /// state claims held at once.
-    pub(crate) fn open(
+    fn open(
         txn: &ReadTransaction,
         shard_id: u32,
         claim_bytes_per_pass: usize,
@@ -173,7 +194,7 @@ impl IndexCheck {
 
     /// One pass over the subjects table: the digest of its history rows, the expiry rows
     /// its state rows imply, and their claims (met by the journal entries later).
-    pub(crate) fn subjects_pass(&mut self, txn: &ReadTransaction) -> Result<(), IndexMismatch> {
+    fn subjects_pass(&mut self, txn: &ReadTransaction) -> Result<(), IndexMismatch> {
         let subjects = txn.open_table(SUBJECTS).map_err(|e| self.io(e))?;
         let mut history: (Option<(u32, [u8; 32])>, Vec<u64>) = (None, Vec::new());
         for row in subjects.iter().map_err(|e| self.io(e))? {
@@ -282,7 +303,7 @@ impl IndexCheck {
 
     /// Compares what the journal implied with the stored rows; `side` holds the digests of
     /// the time, expiry and erasure indexes ([`SideDigests::of`]).
-    pub(crate) fn finish(
+    fn finish(
         mut self,
         txn: &ReadTransaction,
         side: SideDigests,
@@ -463,7 +484,7 @@ fn personal_subject_id(seq: u64, bytes: &[u8]) -> Result<&str, StorageError> {
 /// Digests of the stored rows of the time, expiry and erasure indexes, computed on a thread
 /// of their own beside the journal pass of the index check.
 #[derive(Default)]
-pub(crate) struct SideDigests {
+struct SideDigests {
     /// Digest of the time index rows.
     time: Multiset,
     /// How many time index rows.
@@ -480,7 +501,7 @@ pub(crate) struct SideDigests {
 
 impl SideDigests {
     /// Walks the three tables of `txn`.
-    pub(crate) fn of(txn: &ReadTransaction) -> Result<SideDigests, StorageError> {
+    fn of(txn: &ReadTransaction) -> Result<SideDigests, StorageError> {
         let mut d = SideDigests::default();
         for row in txn.open_table(CUSTOMER_EVENTS)?.iter()? {
             let (c, t, seq) = row?.0.value();

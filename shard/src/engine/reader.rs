@@ -11,7 +11,7 @@ use redb::{
 
 use super::error::{QueryError, StorageError, VerifyJournalError};
 use super::index::{MS_PER_DAY, PurposeState, STATE_ROW, state_in};
-use super::index_check::{IndexCheck, IndexMismatch, IndexReport, SideDigests};
+use super::index_check::{IndexMismatch, IndexReport};
 use super::tables::*;
 use crate::format::{Entry, PersonalRecord};
 use crate::hash::{Hash, entry_hash, subject_key};
@@ -808,21 +808,15 @@ impl ShardReader {
             detail: format!("reading: {e}"),
         };
         let txn = self.snapshot().map_err(io)?;
-        std::thread::scope(|scope| {
-            // The rows of the time, expiry and erasure indexes are digested on a second
-            // thread while this one walks the subjects table and the journal.
-            let side = scope.spawn(|| SideDigests::of(&txn));
-            let mut check = IndexCheck::open(&txn, shard_id, claim_bytes_per_pass)?;
-            check.subjects_pass(&txn)?;
+        super::index_check::run(&txn, shard_id, claim_bytes_per_pass, |check| {
             let journal = txn.open_table(JOURNAL).map_err(|e| io(e.into()))?;
-            for row in journal
+            let indexed = journal
                 .range(0..check.indexed_upto())
-                .map_err(|e| io(e.into()))?
-            {
+                .map_err(|e| io(e.into()))?;
+            for row in indexed {
                 check.entry_bytes(row.map_err(|e| io(e.into()))?.1.value())?;
             }
-            let side = side.join().expect("the digest thread does not panic");
-            check.finish(&txn, side.map_err(io)?)
+            Ok(())
         })
     }
 }

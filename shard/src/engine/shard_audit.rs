@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
 use super::error::{ShardAuditError, StorageError, VerifyJournalError};
-use super::index_check::{IndexCheck, IndexMismatch, IndexReport, SideDigests};
+use super::index_check::{self, IndexMismatch, IndexReport};
 use super::reader::ShardReader;
 use super::state_check::STATE_CLAIM_BYTES_PER_PASS;
 use crate::verify::{ChainError, ChainVerifier, ShardHead, VerifiedEntry};
@@ -69,25 +69,23 @@ impl ShardReader {
         let (full_tx, full_rx) = mpsc::sync_channel::<EntryBatch>(AUDIT_BATCHES_IN_FLIGHT);
         let (empty_tx, empty_rx) = mpsc::channel::<EntryBatch>();
         std::thread::scope(|scope| {
-            let index = scope.spawn(|| -> Result<IndexReport, IndexMismatch> {
-                let side = scope.spawn(|| SideDigests::of(&txn));
-                let mut check = IndexCheck::open(&txn, shard_id, STATE_CLAIM_BYTES_PER_PASS)?;
-                check.subjects_pass(&txn)?;
-                for mut batch in full_rx {
-                    for entry in batch.entries() {
-                        check.entry_bytes(entry)?;
+            let index = scope.spawn(|| {
+                index_check::run(&txn, shard_id, STATE_CLAIM_BYTES_PER_PASS, |check| {
+                    for mut batch in full_rx {
+                        for entry in batch.entries() {
+                            check.entry_bytes(entry)?;
+                        }
+                        batch.clear();
+                        let _ = empty_tx.send(batch);
                     }
-                    batch.clear();
-                    let _ = empty_tx.send(batch);
-                }
-                if journal_failed.load(Ordering::Acquire) {
-                    return Err(IndexMismatch {
-                        shard_id,
-                        detail: "not finished: the journal check failed".into(),
-                    });
-                }
-                let side = side.join().expect("the digest thread does not panic");
-                check.finish(&txn, side.map_err(|e| io(shard_id, e))?)
+                    if journal_failed.load(Ordering::Acquire) {
+                        return Err(IndexMismatch {
+                            shard_id,
+                            detail: "not finished: the journal check failed".into(),
+                        });
+                    }
+                    Ok(())
+                })
             });
             let indexed = super::reader::read_indexed_upto(&txn)?;
             let mut batch = EntryBatch::default();
@@ -126,12 +124,5 @@ impl ShardReader {
                 (Ok(_), Err(e)) => Err(ShardAuditError::Index(e)),
             }
         })
-    }
-}
-
-fn io(shard_id: u32, e: StorageError) -> IndexMismatch {
-    IndexMismatch {
-        shard_id,
-        detail: format!("reading: {e}"),
     }
 }
