@@ -182,19 +182,18 @@ impl StateClaims {
         journal: &ReadOnlyTable<u64, &'static [u8]>,
     ) -> Result<(), String> {
         self.claims.sort_unstable_by_key(|c| c.seq);
-        let mut read: Option<(u64, redb::AccessGuard<'_, &'static [u8]>)> = None;
-        for claim in &self.claims {
-            if read.as_ref().is_none_or(|(seq, _)| *seq != claim.seq) {
-                let bytes = journal
-                    .get(claim.seq)
-                    .map_err(|e| format!("reading: {e}"))?
-                    .ok_or_else(|| format!("a current state names missing entry {}", claim.seq))?;
-                read = Some((claim.seq, bytes));
-            }
-            let bytes = read.as_ref().expect("read above").1.value();
+        // Claims of one entry sit together once sorted: its entry is read and decoded once.
+        for same_entry in self.claims.chunk_by(|a, b| a.seq == b.seq) {
+            let seq = same_entry[0].seq;
+            let bytes = journal
+                .get(seq)
+                .map_err(|e| format!("reading: {e}"))?
+                .ok_or_else(|| format!("a current state names missing entry {seq}"))?;
             let entry =
-                EntryView::decode(bytes).map_err(|e| format!("entry {}: {e}", claim.seq))?;
-            self.check_claim(&entry, claim)?;
+                EntryView::decode(bytes.value()).map_err(|e| format!("entry {seq}: {e}"))?;
+            for claim in same_entry {
+                self.check_claim(&entry, claim)?;
+            }
         }
         self.claims.clear();
         self.choices.clear();
