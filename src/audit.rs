@@ -413,11 +413,9 @@ fn audit_shard(
             }
             Ok(())
         })
-        .map_err(|e| match e {
-            ShardAuditError::Journal(_) if mismatch.is_some() => {
-                Failure::Problem(mismatch.clone().expect("checked"))
-            }
-            e => Failure::Problem(e.to_string()),
+        .map_err(|e| match (e, mismatch.take()) {
+            (ShardAuditError::Journal(_), Some(checkpoint)) => Failure::Problem(checkpoint),
+            (e, _) => Failure::Problem(e.to_string()),
         })?;
     if let Some(e) = next.next() {
         return Err(Failure::Problem(format!(

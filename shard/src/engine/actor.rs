@@ -39,7 +39,7 @@ pub const INDEX_DELAY_MS: u64 = 20;
 /// (it committed within the last `BUSY_WINDOW_MS`). A durable commit is the write path's
 /// main cost (≈ 360 µs of CPU each on the benchmark machine, most of it the kernel writing
 /// pages out), so under load two or three sparse writes then share one; an idle shard
-/// commits at once. Measured in docs/benchmarks.md (session 6): `mixed` +11 %.
+/// commits at once. Measured in docs/benchmarks.md (session 6): `mixed` +18 %.
 pub const GROUP_COMMIT_WAIT_US: u64 = 1_000;
 
 /// A shard that committed within this window counts as busy (see `GROUP_COMMIT_WAIT_US`).
