@@ -374,19 +374,7 @@ fn secrets_are_stored_only_hashed_and_the_admin_token_file_is_private() {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    let mut files = vec![];
-    let mut stack = vec![dir.path().to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p)
-            } else {
-                files.push(p)
-            }
-        }
-    }
-    for f in &files {
+    for f in &common::files_under(dir.path()) {
         let bytes = std::fs::read(f).unwrap();
         let found = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
         for secret in &secrets {

@@ -273,15 +273,10 @@ fn record_and_checkpoint(s: &Server, customer: &str, subject: &str) {
 }
 
 fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let t = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy_dir(&p, &t)
-        } else {
-            std::fs::copy(&p, &t).unwrap();
-        }
+    for f in common::files_under(from) {
+        let t = to.join(f.strip_prefix(from).unwrap());
+        std::fs::create_dir_all(t.parent().unwrap()).unwrap();
+        std::fs::copy(&f, &t).unwrap();
     }
 }
 
@@ -365,17 +360,13 @@ fn audit_passes_an_intact_ledger_and_names_each_kind_of_tampering() {
 
 /// Every file under `dir` with its bytes, to compare before and after.
 fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut files = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            files.extend(snapshot(&p));
-        } else {
-            files.push((p.clone(), std::fs::read(&p).unwrap()));
-        }
-    }
-    files.sort();
-    files
+    common::files_under(dir)
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect()
 }
 
 #[test]

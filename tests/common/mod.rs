@@ -188,6 +188,25 @@ pub fn audit(data_dir: &Path, extra: &[&str]) -> (i32, String) {
     (o.status.code().unwrap_or(-1), text)
 }
 
+/// Every file below `dir` (recursively), sorted: what tests that look at the bytes on disk
+/// walk.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
 /// The first error's `extensions.code`.
 pub fn code(v: &Value) -> String {
     v["errors"][0]["extensions"]["code"]
