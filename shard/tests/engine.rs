@@ -391,17 +391,25 @@ fn recorded_at_never_goes_backwards_and_entries_chain() {
     }
 }
 
-/// Rewrites journal entry `seq` in the redb file with one byte flipped.
-fn tamper(path: &Path, seq: u64, offset: usize) {
+/// Changes table `def` of the shard file at `path` with `f`, in one committed transaction.
+fn edit_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    path: &Path,
+    def: TableDefinition<K, V>,
+    f: impl FnOnce(&mut redb::Table<K, V>),
+) {
     let db = Database::create(path).unwrap();
     let txn = db.begin_write().unwrap();
-    {
-        let mut t = txn.open_table(JOURNAL).unwrap();
+    f(&mut txn.open_table(def).unwrap());
+    txn.commit().unwrap();
+}
+
+/// Rewrites journal entry `seq` in the redb file with one byte flipped.
+fn tamper(path: &Path, seq: u64, offset: usize) {
+    edit_table(path, JOURNAL, |t| {
         let mut bytes = t.get(seq).unwrap().unwrap().value().to_vec();
         bytes[offset] ^= 0x01;
         t.insert(seq, bytes.as_slice()).unwrap();
-    }
-    txn.commit().unwrap();
+    });
 }
 
 #[test]
@@ -449,14 +457,6 @@ fn a_flipped_byte_in_a_stored_entry_is_named_by_sequence_number() {
     }
 }
 
-/// Rewrites the stored Merkle table of the file at `path` with `f`.
-fn with_merkle(path: &Path, f: impl FnOnce(&mut redb::Table<(u64, u8), [u8; 32]>)) {
-    let db = Database::create(path).unwrap();
-    let txn = db.begin_write().unwrap();
-    f(&mut txn.open_table(MERKLE).unwrap());
-    txn.commit().unwrap();
-}
-
 #[test]
 fn a_changed_missing_or_extra_inner_merkle_node_is_named_by_the_verifier() {
     // Proves: the journal check compares every stored Merkle node (not only leaves and the
@@ -482,20 +482,20 @@ fn a_changed_missing_or_extra_inner_merkle_node_is_named_by_the_verifier() {
         .unwrap()
         .unwrap()
         .value();
-    with_merkle(&path, |t| {
+    edit_table(&path, MERKLE, |t| {
         t.insert((11, 2), [7u8; 32]).unwrap();
     });
     expect(ChainError::NodeMismatch { seq: 11, level: 2 });
-    with_merkle(&path, |t| {
+    edit_table(&path, MERKLE, |t| {
         t.remove((11, 2)).unwrap();
     });
     expect(ChainError::NodeMismatch { seq: 11, level: 2 });
-    with_merkle(&path, |t| {
+    edit_table(&path, MERKLE, |t| {
         t.insert((11, 2), original).unwrap();
         t.insert((50, 0), [1u8; 32]).unwrap();
     });
     expect(ChainError::ExtraNodes { size: 50 });
-    with_merkle(&path, |t| {
+    edit_table(&path, MERKLE, |t| {
         t.remove((50, 0)).unwrap();
     });
     assert_eq!(open(&path).reader().verify_journal().unwrap().size, 50);
@@ -558,14 +558,8 @@ fn the_whole_shard_audit_reads_the_journal_once_and_reports_journal_problems_fir
     // A state row that does not decode stops the index check while the walk still runs.
     let copy = dir.path().join("copy.redb");
     std::fs::copy(&path, &copy).unwrap();
-    let db = Database::create(&copy).unwrap();
-    let txn = db.begin_write().unwrap();
-    {
-        let mut t = txn
-            .open_table(TableDefinition::<(u32, [u8; 32], u64), &[u8]>::new(
-                "subjects",
-            ))
-            .unwrap();
+    let subjects = TableDefinition::<(u32, [u8; 32], u64), &[u8]>::new("subjects");
+    edit_table(&copy, subjects, |t| {
         let state = t
             .iter()
             .unwrap()
@@ -573,27 +567,17 @@ fn the_whole_shard_audit_reads_the_journal_once_and_reports_journal_problems_fir
             .find(|k| k.2 == u64::MAX)
             .expect("a state row");
         t.insert(state, [0xffu8].as_slice()).unwrap();
-    }
-    txn.commit().unwrap();
-    drop(db);
+    });
     match open(&copy).reader().audit(|_, _| Ok(())) {
         Err(ShardAuditError::Index(e)) => assert!(e.to_string().contains("current_state"), "{e}"),
         other => panic!("expected the state row to be named, got {other:?}"),
     }
     // An index row and an entry both changed: the entry is what is named.
-    let db = Database::create(&path).unwrap();
-    let txn = db.begin_write().unwrap();
-    {
-        let mut t = txn
-            .open_table(TableDefinition::<(u32, i64, u64), ()>::new(
-                "customer_events",
-            ))
-            .unwrap();
+    let times = TableDefinition::<(u32, i64, u64), ()>::new("customer_events");
+    edit_table(&path, times, |t| {
         let (c, time, seq) = t.first().unwrap().unwrap().0.value();
         t.remove((c, time, seq)).unwrap();
-    }
-    txn.commit().unwrap();
-    drop(db);
+    });
     match open(&path).reader().audit(|_, _| Ok(())) {
         Err(ShardAuditError::Index(e)) => assert!(e.to_string().contains("time index"), "{e}"),
         other => panic!("expected the index problem, got {other:?}"),
