@@ -157,7 +157,7 @@ fn matching_seqs(
             for row in t
                 .indexes
                 .subjects
-                .range((customer, s, 0)..(customer, s, STATE_ROW))?
+                .range((customer, &s, 0)..(customer, &s, STATE_ROW))?
                 .take(MAX_ERASED_PER_ENTRY)
             {
                 out.push(row?.0.value().2);
@@ -202,10 +202,11 @@ fn erase_one(
         split_personal(seq, stored.value())?.record
     };
     let subject = subject_key(secret, &record.subject_id);
-    t.indexes.subjects.remove((customer, subject.0, seq))?;
+    t.indexes.subjects.remove((customer, &subject.0, seq))?;
     let entry = t.stored(seq)?.entry;
     if let Some(key) = entry.consent().and_then(|c| c.idempotency_key.as_deref()) {
-        t.idempotency.insert((customer, key), (seq, Hash::ZERO.0))?;
+        t.idempotency
+            .insert((customer, key), (seq, &Hash::ZERO.0))?;
     }
     Ok(subject)
 }

@@ -101,11 +101,11 @@ pub(crate) const STATE_ROW: u64 = u64::MAX;
 /// A subject's current state from the `subjects` table of a read or a write transaction
 /// (empty when it has none).
 pub(crate) fn state_in(
-    subjects: &impl ReadableTable<(u32, [u8; 32], u64), &'static [u8]>,
+    subjects: &impl ReadableTable<(u32, &'static [u8; 32], u64), &'static [u8]>,
     customer: u32,
     subject: &[u8; 32],
 ) -> Result<Vec<PurposeState>, StorageError> {
-    match subjects.get((customer, *subject, STATE_ROW))? {
+    match subjects.get((customer, subject, STATE_ROW))? {
         Some(v) => decode_state(v.value()),
         None => Ok(Vec::new()),
     }
@@ -115,12 +115,12 @@ pub(crate) fn state_in(
 pub(crate) struct IndexTables<'t> {
     /// History rows `(customer, subject, seq) → []` and the state row
     /// `(customer, subject, STATE_ROW) → encoded state`.
-    pub(crate) subjects: Table<'t, (u32, [u8; 32], u64), &'static [u8]>,
+    pub(crate) subjects: Table<'t, (u32, &'static [u8; 32], u64), &'static [u8]>,
     pub(crate) customer_events: Table<'t, (u32, i64, u64), ()>,
     pub(crate) daily_counts: Table<'t, (u32, i64, &'static str), (u64, u64)>,
     pub(crate) erasures: Table<'t, (u32, u64), ()>,
     /// `(customer, expires_at_ms, seq of the granting event) → subject key`.
-    pub(crate) expiries: Table<'t, (u32, i64, u64), [u8; 32]>,
+    pub(crate) expiries: Table<'t, (u32, i64, u64), &'static [u8; 32]>,
     /// Counter increments of this transaction, written once per key by
     /// [`IndexTables::flush_counts`] (a 1,000-event commit touches a handful of counters
     /// thousands of times).
@@ -157,7 +157,7 @@ impl IndexTables<'_> {
         let mut seqs = Vec::new();
         for row in self
             .subjects
-            .range((customer, subject.0, 0)..(customer, subject.0, STATE_ROW))?
+            .range((customer, &subject.0, 0)..(customer, &subject.0, STATE_ROW))?
         {
             seqs.push(row?.0.value().2);
         }
@@ -199,7 +199,7 @@ impl IndexTables<'_> {
             return Ok(());
         };
         self.subjects
-            .insert((customer, subject.0, entry.seq), [].as_slice())?;
+            .insert((customer, &subject.0, entry.seq), [].as_slice())?;
         let mut states = self.state(customer, subject)?;
         let before = expiry_rows(&states);
         apply_to_state(&mut states, entry);
@@ -223,9 +223,9 @@ impl IndexTables<'_> {
             self.expiries.remove((customer, at, seq))?;
         }
         for &(at, seq) in after.iter().filter(|r| !before.contains(r)) {
-            self.expiries.insert((customer, at, seq), subject.0)?;
+            self.expiries.insert((customer, at, seq), &subject.0)?;
         }
-        let key = (customer, subject.0, STATE_ROW);
+        let key = (customer, &subject.0, STATE_ROW);
         if new.is_empty() {
             self.subjects.remove(key)?;
         } else {

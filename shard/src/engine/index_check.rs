@@ -141,7 +141,7 @@ impl IndexCheck {
             .map_err(|e| io(e.into()))?
             .iter()
             .map_err(|e| io(e.into()))?
-            .map(|r| r.map(|(k, v)| (v.value().0, (k.value().to_string(), v.value().1))))
+            .map(|r| r.map(|(k, v)| (v.value().0, (k.value().to_string(), *v.value().1))))
             .collect::<Result<_, _>>()
             .map_err(|e| io(e.into()))?;
         let numbers = secrets
@@ -199,7 +199,7 @@ impl IndexCheck {
         let mut history: (Option<(u32, [u8; 32])>, Vec<u64>) = (None, Vec::new());
         for row in subjects.iter().map_err(|e| self.io(e))? {
             let (k, v) = row.map_err(|e| self.io(e))?;
-            let (c, subject, seq) = k.value();
+            let (c, &subject, seq) = k.value();
             if history.0 != Some((c, subject)) {
                 history = (Some((c, subject)), Vec::new());
             }
@@ -511,7 +511,7 @@ impl SideDigests {
         for row in txn.open_table(EXPIRIES)?.iter()? {
             let (k, v) = row?;
             let (c, at, seq) = k.value();
-            d.expiries.add(&expiry_key(c, at, seq, &v.value()));
+            d.expiries.add(&expiry_key(c, at, seq, v.value()));
             d.expiry_rows += 1;
         }
         for row in txn.open_table(ERASURES)?.iter()? {

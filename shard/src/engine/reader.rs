@@ -192,7 +192,7 @@ impl DbCell {
 }
 
 /// Stored Merkle nodes as a [`NodeSource`].
-pub(crate) struct RedbNodes<'a>(pub(crate) &'a ReadOnlyTable<(u64, u8), [u8; 32]>);
+pub(crate) struct RedbNodes<'a>(pub(crate) &'a ReadOnlyTable<(u64, u8), &'static [u8; 32]>);
 
 impl NodeSource for RedbNodes<'_> {
     type Error = StorageError;
@@ -204,7 +204,7 @@ impl NodeSource for RedbNodes<'_> {
 impl RedbNodes<'_> {
     pub(crate) fn get(&self, level: u8, index: u64) -> Result<Hash, StorageError> {
         match self.0.get(merkle_key(level, index))? {
-            Some(v) => Ok(Hash(v.value())),
+            Some(v) => Ok(Hash(*v.value())),
             None => Err(StorageError::Corrupt {
                 table: "merkle",
                 detail: format!("node ({level}, {index}) is missing"),
@@ -461,12 +461,12 @@ impl ShardReader {
         let table = txn.open_table(SUBJECTS)?;
         let range = match (order, after) {
             (Order::Ascending, Some(a)) if a >= STATE_ROW - 1 => return Ok(empty_page()),
-            (Order::Ascending, Some(a)) => table.range((c, s.0, a + 1)..(c, s.0, STATE_ROW))?,
+            (Order::Ascending, Some(a)) => table.range((c, &s.0, a + 1)..(c, &s.0, STATE_ROW))?,
             (Order::Ascending, None) | (Order::Descending, None) => {
-                table.range((c, s.0, 0)..(c, s.0, STATE_ROW))?
+                table.range((c, &s.0, 0)..(c, &s.0, STATE_ROW))?
             }
             (Order::Descending, Some(0)) => return Ok(empty_page()),
-            (Order::Descending, Some(a)) => table.range((c, s.0, 0)..(c, s.0, a))?,
+            (Order::Descending, Some(a)) => table.range((c, &s.0, 0)..(c, &s.0, a))?,
         };
         let seqs: Box<dyn Iterator<Item = _>> = match order {
             Order::Ascending => Box::new(range),
@@ -535,7 +535,7 @@ impl ShardReader {
             let subject = v.value();
             // The purposes this row stands for: those of the subject's current state that
             // entry `seq` granted with this expiry (sorted by purpose, as the state is).
-            let states = state_in(&subjects, c, &subject)?;
+            let states = state_in(&subjects, c, subject)?;
             let resumed = after
                 .as_ref()
                 .filter(|a| (a.expires_at_ms, a.seq) == (at, seq));
@@ -822,7 +822,10 @@ impl ShardReader {
 }
 
 /// One row of the `merkle` table as its iterator yields it.
-type MerkleRow<'a> = (AccessGuard<'a, (u64, u8)>, AccessGuard<'a, [u8; 32]>);
+type MerkleRow<'a> = (
+    AccessGuard<'a, (u64, u8)>,
+    AccessGuard<'a, &'static [u8; 32]>,
+);
 
 /// `None` when `row` is the stored copy of `node`; otherwise the node's level (or the read
 /// error).
@@ -832,7 +835,7 @@ fn stored_node_differs(
 ) -> Option<Result<u8, StorageError>> {
     match row {
         Some(Ok((k, v)))
-            if k.value() == merkle_key(node.level, node.index) && v.value() == node.hash.0 =>
+            if k.value() == merkle_key(node.level, node.index) && *v.value() == node.hash.0 =>
         {
             None
         }
@@ -958,7 +961,10 @@ fn customer_ref(
     customer_id: &str,
 ) -> Result<Option<(u32, [u8; 32])>, StorageError> {
     let customers = txn.open_table(CUSTOMERS)?;
-    Ok(customers.get(customer_id)?.map(|v| v.value()))
+    Ok(customers.get(customer_id)?.map(|v| {
+        let (number, secret) = v.value();
+        (number, *secret)
+    }))
 }
 
 fn subject_ref(

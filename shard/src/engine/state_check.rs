@@ -291,11 +291,13 @@ mod tests {
                 let (k, v) = rows
                     .find(|(k, _)| k.value().2 == u64::MAX)
                     .expect("a state row");
-                (k.value(), v.value().to_vec())
+                let (c, subject, seq) = k.value();
+                ((c, *subject, seq), v.value().to_vec())
             };
             let name_len = u32::from_be_bytes(state[4..8].try_into().expect("4 bytes")) as usize;
             state[8 + name_len] ^= 3; // GRANTED <-> DENIED
-            tab.insert(key, state.as_slice()).expect("insert");
+            tab.insert((key.0, &key.1, key.2), state.as_slice())
+                .expect("insert");
         }
         txn.commit().expect("commit");
         drop(db);

@@ -363,7 +363,7 @@ impl Store {
         t.personal.insert(seq, stored_personal.as_slice())?;
         if let (Some(key), Some(digest)) = (&event.idempotency_key, digest) {
             t.idempotency
-                .insert((customer, key.as_str()), (seq, digest.0))?;
+                .insert((customer, key.as_str()), (seq, &digest.0))?;
         }
         self.unindexed.push(Unindexed {
             entry: entry.clone(),
@@ -403,7 +403,7 @@ impl Store {
             .push(&Blake3Tree, Blake3Tree.hash_leaf(&bytes), |node| {
                 if node_result.is_ok() {
                     node_result = merkle
-                        .insert(merkle_key(node.level, node.index), node.hash.0)
+                        .insert(merkle_key(node.level, node.index), &node.hash.0)
                         .map(|_| ());
                 }
             });
@@ -496,7 +496,10 @@ fn plan_batch<'a>(
                 .idempotency
                 .get((c, key))
                 .map_err(StorageError::from)?
-                .map(|v| v.value()),
+                .map(|v| {
+                    let (seq, digest) = v.value();
+                    (seq, *digest)
+                }),
             None => None,
         };
         match stored {
@@ -520,11 +523,11 @@ fn plan_batch<'a>(
 /// Every table of the shard, open in one write transaction.
 pub(super) struct WriteTables<'t> {
     pub(super) journal: Table<'t, u64, &'static [u8]>,
-    pub(super) merkle: Table<'t, (u64, u8), [u8; 32]>,
+    pub(super) merkle: Table<'t, (u64, u8), &'static [u8; 32]>,
     pub(super) personal: Table<'t, u64, &'static [u8]>,
     pub(super) meta: Table<'t, &'static str, &'static [u8]>,
-    pub(super) customers: Table<'t, &'static str, (u32, [u8; 32])>,
-    pub(super) idempotency: Table<'t, (u32, &'static str), (u64, [u8; 32])>,
+    pub(super) customers: Table<'t, &'static str, (u32, &'static [u8; 32])>,
+    pub(super) idempotency: Table<'t, (u32, &'static str), (u64, &'static [u8; 32])>,
     pub(super) indexes: IndexTables<'t>,
 }
 
@@ -549,7 +552,10 @@ impl<'t> WriteTables<'t> {
     }
 
     pub(super) fn customer(&self, id: &str) -> Result<Option<(u32, [u8; 32])>, StorageError> {
-        Ok(self.customers.get(id)?.map(|v| v.value()))
+        Ok(self.customers.get(id)?.map(|v| {
+            let (number, secret) = v.value();
+            (number, *secret)
+        }))
     }
 
     fn customer_or_create(&mut self, id: &str) -> Result<(u32, [u8; 32]), StorageError> {
@@ -561,7 +567,7 @@ impl<'t> WriteTables<'t> {
             detail: "more than 2^32 customers in one shard".into(),
         })?;
         let value = (number, random_32()?);
-        self.customers.insert(id, value)?;
+        self.customers.insert(id, (value.0, &value.1))?;
         Ok(value)
     }
 
@@ -629,7 +635,7 @@ impl<'t> WriteTables<'t> {
                 None => Hash::ZERO,
             };
             self.idempotency
-                .insert((customer, key.as_str()), (seq, digest.0))?;
+                .insert((customer, key.as_str()), (seq, &digest.0))?;
         }
         let subject = personal.map(|r| subject_key(&secret, &r.subject_id));
         self.indexes.apply(&entry, customer, subject)
