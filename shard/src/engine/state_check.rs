@@ -66,8 +66,10 @@ impl StateClaims {
         assert!(bytes_per_pass > 0, "a batch holds at least one claim");
         StateClaims {
             bytes_per_pass,
-            claims: Vec::new(),
-            choices: Vec::new(),
+            // Reserved whole (address space, not memory: pages are touched as claims
+            // arrive), so that growing never copies them or faults their pages twice.
+            claims: Vec::with_capacity(bytes_per_pass / std::mem::size_of::<Claim>() + 1),
+            choices: Vec::with_capacity(bytes_per_pass / std::mem::size_of::<PackedChoice>() + 1),
             purposes: Vec::new(),
             purpose_ids: HashMap::new(),
             scratch: Vec::new(),
