@@ -12,12 +12,13 @@ use futures::StreamExt;
 
 use crate::auth::policy::for_caller;
 use crate::auth::{Caller, Gatekeeper, KeyStore, Refusal, Role};
+use crate::bulk::BulkError;
 use crate::checkpoints::Checkpointer;
 use crate::config::ServeConfig;
 use crate::errors::{Code, server_error};
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
-use crate::query_cache::Prepared;
+use crate::query_cache::{Prepared, QueryCache};
 use crate::schema::{AppState, AssentSchema, build};
 
 /// Largest request body accepted (a full batch of 1,000 events with large TCF strings fits).
@@ -361,13 +362,19 @@ async fn graphql_post(
         ),
         false => None,
     };
-    let request: BatchRequest = match parse_body(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            let msg = format!("the body is not a GraphQL request in JSON: {e}");
-            return error_body(StatusCode::BAD_REQUEST, Code::BadUserInput, &msg);
-        }
-    };
+    let request: BatchRequest =
+        match parse_body(body.freeze(), &server.queries, &server.state.metrics) {
+            Ok(r) => r,
+            Err(BulkError::Malformed(e)) => {
+                let msg = format!("the body is not a GraphQL request in JSON: {e}");
+                return error_body(StatusCode::BAD_REQUEST, Code::BadUserInput, &msg);
+            }
+            Err(BulkError::Variable(detail)) => {
+                let msg = format!("invalid variable value: {detail}");
+                let resp = Response::from_errors(vec![server_error(Code::BadUserInput, &msg)]);
+                return finish(&server, BatchResponse::Single(resp));
+            }
+        };
     if let BatchRequest::Batch(ops) = &request
         && ops.len() > MAX_BATCH_OPERATIONS
     {
@@ -413,13 +420,22 @@ async fn execute(server: &Server, mut request: async_graphql::Request) -> Respon
 
 /// Parses one request or a JSON array of them. Deserialising `BatchRequest` directly goes
 /// through serde's untagged-enum buffering, which copies the whole body once more (measured
-/// as a large share of a 1,000-event batch's CPU); looking at the first byte avoids it.
-fn parse_body(body: &[u8]) -> serde_json::Result<BatchRequest> {
+/// as a large share of a 1,000-event batch's CPU); looking at the first byte avoids it. A
+/// single request takes the bulk path (`crate::bulk`): its event-list variables are decoded
+/// straight into events.
+fn parse_body(
+    body: web::Bytes,
+    queries: &QueryCache,
+    metrics: &crate::metrics::Metrics,
+) -> Result<BatchRequest, BulkError> {
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'[') => {
-            serde_json::from_slice::<Vec<async_graphql::Request>>(body).map(BatchRequest::Batch)
-        }
-        _ => serde_json::from_slice::<async_graphql::Request>(body).map(BatchRequest::Single),
+        Some(b'[') => serde_json::from_slice::<Vec<async_graphql::Request>>(&body)
+            .map(BatchRequest::Batch)
+            .map_err(BulkError::Malformed),
+        _ => crate::bulk::parse_request(body, queries).map(|(request, decoded_events)| {
+            metrics.bulk_decoded_events.inc_by(decoded_events);
+            BatchRequest::Single(request)
+        }),
     }
 }
 

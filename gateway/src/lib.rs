@@ -19,6 +19,7 @@
 //! Only this crate knows HTTP and GraphQL.
 
 pub mod auth;
+mod bulk;
 mod checkpoints;
 pub mod config;
 mod errors;

@@ -31,6 +31,9 @@ pub(crate) struct Metrics {
     pub(crate) events_delivered: IntCounter,
     /// Subscribers that fell behind the live feed and went back to journal replay.
     pub(crate) subscribers_lagged: IntCounter,
+    /// Events decoded from request bodies by the bulk path (`crate::bulk`): how much of
+    /// the write load skips async-graphql's value tree.
+    pub(crate) bulk_decoded_events: IntCounter,
 }
 
 /// Counts one open thing in a gauge for as long as it lives.
@@ -102,6 +105,11 @@ impl Metrics {
             "Subscribers that fell behind and replayed from the journal",
         )
         .expect("metric");
+        let bulk_decoded_events = IntCounter::new(
+            "assent_bulk_decoded_events_total",
+            "Events decoded straight from request bodies (event-list variables)",
+        )
+        .expect("metric");
         let queue_depth = IntGaugeVec::new(
             Opts::new(
                 "assent_shard_queue_depth",
@@ -121,6 +129,7 @@ impl Metrics {
             Box::new(open_subscriptions.clone()),
             Box::new(events_delivered.clone()),
             Box::new(subscribers_lagged.clone()),
+            Box::new(bulk_decoded_events.clone()),
         ] {
             registry.register(m).expect("unique metric names");
         }
@@ -136,6 +145,7 @@ impl Metrics {
             open_subscriptions,
             events_delivered,
             subscribers_lagged,
+            bulk_decoded_events,
         })
     }
 

@@ -81,6 +81,16 @@ impl QueryCache {
         Prepared::Parsed
     }
 
+    /// Runs `f` on the cached document of `text`, if the text is cached (texts are cached
+    /// by [`QueryCache::prepare`]).
+    pub(crate) fn with_document<R>(
+        &self,
+        text: &str,
+        f: impl FnOnce(&ExecutableDocument) -> R,
+    ) -> Option<R> {
+        self.parsed.get(text).map(|hit| f(&hit.value().0))
+    }
+
     /// Records that a request with this text passed strict validation (and ran without
     /// any error). Document rules depend on the text alone; variable values are checked
     /// again on every request when arguments are read.

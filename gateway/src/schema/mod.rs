@@ -6,7 +6,7 @@ mod privacy;
 mod query;
 mod scalars;
 mod subscription;
-mod types;
+pub(crate) mod types;
 
 use std::sync::Arc;
 

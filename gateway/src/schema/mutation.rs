@@ -37,6 +37,8 @@ impl ConsentMutation {
         customer_id: ID,
         events: Vec<ConsentEventInput>,
     ) -> Result<Vec<RecordResult>> {
+        // A `$events` variable decoded by the bulk path reaches async-graphql as `[]`.
+        let events = crate::bulk::events_for(ctx, "events").unwrap_or(events);
         if events.is_empty() || events.len() > MAX_BATCH_EVENTS {
             return Err(bad_input(format!(
                 "events: send between 1 and {MAX_BATCH_EVENTS} events"

@@ -32,7 +32,8 @@ pub enum ConsentStatus {
 }
 
 /// A person's choice for one purpose.
-#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[graphql(name = "Choice", remote = "shard::format::Choice")]
 pub enum ChoiceGql {
     /// The person agreed to the purpose.
@@ -42,7 +43,8 @@ pub enum ChoiceGql {
 }
 
 /// How a consent was captured.
-#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[graphql(name = "CaptureMethod", remote = "shard::format::CaptureMethod")]
 pub enum CaptureMethodGql {
     /// "Accept all" on a banner.
@@ -72,8 +74,13 @@ pub enum HistoryOrder {
     NewestFirst,
 }
 
+// The input types of events also derive serde's `Deserialize`, with the same names and
+// rules as GraphQL input coercion, for the bulk path (`crate::bulk`), which decodes a
+// `[ConsentEventInput!]!` variable straight from the request body.
+
 /// One purpose and the choice made for it.
-#[derive(InputObject)]
+#[derive(InputObject, Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PurposeChoiceInput {
     /// Purpose name: 1-64 characters of a-z 0-9 _ . : -
     pub purpose: String,
@@ -83,7 +90,8 @@ pub struct PurposeChoiceInput {
 
 /// Evidence of the capture context. Personal data: stored apart from the ledger entry and
 /// erasable.
-#[derive(InputObject, Default)]
+#[derive(InputObject, Default, Clone, Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EvidenceInput {
     /// Client IP address as the CMP saw it (at most 64 bytes).
     pub ip_address: Option<String>,
@@ -94,12 +102,14 @@ pub struct EvidenceInput {
 }
 
 /// A consent event as a CMP records it.
-#[derive(InputObject)]
+#[derive(InputObject, Clone, Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConsentEventInput {
     /// The CMP's pseudonymous id of the end user (1-256 bytes). Personal data: stored apart
     /// from the ledger entry, indexed only through a keyed hash.
     pub subject_id: String,
     /// The choice for each purpose (1-64 purposes, names unique).
+    #[serde(deserialize_with = "crate::bulk::one_or_many")]
     pub purposes: Vec<PurposeChoiceInput>,
     /// Which notice (banner or policy) the person was shown (1-128 bytes).
     pub notice_id: String,
@@ -115,6 +125,7 @@ pub struct ConsentEventInput {
     /// `sharing` are recorded as DENIED (added when absent; an event granting either is
     /// refused with BAD_USER_INPUT). Elsewhere it is recorded as evidence only.
     #[graphql(default)]
+    #[serde(default)]
     pub gpc: bool,
     /// IAB TCF consent string (at most 16 KiB). Personal data.
     pub tcf_string: Option<String>,
@@ -123,9 +134,11 @@ pub struct ConsentEventInput {
     /// Capture evidence. Personal data.
     pub evidence: Option<EvidenceInput>,
     /// When the person made the choice, as the client saw it.
+    #[serde(deserialize_with = "crate::bulk::date_time")]
     pub occurred_at: DateTime<Utc>,
     /// When the consent lapses, if it does (after `occurredAt`). When absent and the
     /// customer has a `defaultConsentLifetimeDays`, it is `occurredAt` plus that lifetime.
+    #[serde(default, deserialize_with = "crate::bulk::opt_date_time")]
     pub expires_at: Option<DateTime<Utc>>,
     /// Makes retries safe: the same key returns the original event; the same key with
     /// different content is an `IDEMPOTENCY_CONFLICT` (1-128 bytes). Stored in the ledger

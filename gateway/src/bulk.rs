@@ -1,0 +1,222 @@
+//! The bulk path: a `[ConsentEventInput!]!` variable decoded straight from the request body.
+//!
+//! async-graphql turns every variable into its own value tree (`ConstValue`), copies an
+//! argument's tree before reading it, and then walks it into the input type: for a
+//! 1,000-event `recordConsents`, that was about a third of the server's CPU
+//! (docs/benchmarks.md). Here the body is parsed with each variable left as raw JSON; a
+//! variable that the operation declares as `[ConsentEventInput!]!` and that holds a JSON
+//! array is decoded by serde directly into `ConsentEventInput`s (the input types derive
+//! `Deserialize` with GraphQL's names and coercion rules), and async-graphql sees an empty
+//! list in its place. `recordConsents` then takes the decoded events instead of its
+//! (empty) argument when the argument is that variable ([`events_for`]). Every other
+//! variable, and every request that does not declare such a variable, reaches
+//! async-graphql exactly as before.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::ops::Range;
+use std::sync::Mutex;
+
+use actix_web::web::Bytes;
+use async_graphql::parser::types::{BaseType, DocumentOperations, ExecutableDocument, Type};
+use async_graphql::{Context, Name, Variables};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::query_cache::QueryCache;
+use crate::schema::types::ConsentEventInput;
+
+/// The input type whose list variables take the bulk path.
+const BULK_INPUT_TYPE: &str = "ConsentEventInput";
+
+/// A GraphQL-over-HTTP request with its variables left as raw JSON (the fields and rules
+/// of `async_graphql::Request`'s own deserialisation).
+#[derive(Deserialize)]
+struct RawRequest<'a> {
+    #[serde(default)]
+    query: String,
+    #[serde(default, rename = "operationName")]
+    operation_name: Option<String>,
+    #[serde(default, borrow)]
+    variables: Option<BTreeMap<String, &'a RawValue>>,
+    #[serde(default, borrow)]
+    extensions: Option<&'a RawValue>,
+}
+
+/// Events decoded by the bulk path, by variable name, handed to resolvers as request data.
+pub(crate) struct BulkEvents {
+    /// The request body the variables were read from (shared, not copied).
+    body: Bytes,
+    /// Variable name → where its JSON sits in `body`, and its decoded events until a
+    /// resolver takes them.
+    vars: HashMap<String, BulkVar>,
+}
+
+/// One bulk variable.
+struct BulkVar {
+    /// Byte range of the variable's JSON array in the body.
+    range: Range<usize>,
+    /// The decoded events, taken by the first field that uses the variable; a second
+    /// field using the same variable decodes them again from `range`.
+    decoded: Mutex<Option<Vec<ConsentEventInput>>>,
+}
+
+impl BulkEvents {
+    fn take(&self, name: &str) -> Option<Vec<ConsentEventInput>> {
+        let var = self.vars.get(name)?;
+        let taken = var.decoded.lock().unwrap_or_else(|p| p.into_inner()).take();
+        Some(taken.unwrap_or_else(|| {
+            serde_json::from_slice(&self.body[var.range.clone()])
+                .expect("the same bytes decoded once already")
+        }))
+    }
+}
+
+/// Parses one GraphQL request from `body` (a single request, not a JSON array), decoding
+/// bulk variables of texts already in `queries` with serde; also says how many events it
+/// decoded so. The error is the client's: JSON that is not a request (`Err(Malformed)`) or
+/// a bulk variable that is not a valid list of events (`Err(Variable)`).
+pub(crate) fn parse_request(
+    body: Bytes,
+    queries: &QueryCache,
+) -> Result<(async_graphql::Request, u64), BulkError> {
+    let raw: RawRequest<'_> = serde_json::from_slice(&body).map_err(BulkError::Malformed)?;
+    let bulk_names = queries
+        .with_document(&raw.query, |doc| {
+            bulk_variables(doc, raw.operation_name.as_deref())
+        })
+        .unwrap_or_default();
+    let mut variables = BTreeMap::new();
+    let mut vars = HashMap::new();
+    let mut decoded_events = 0u64;
+    for (name, value) in raw.variables.into_iter().flatten() {
+        let json = value.get();
+        if bulk_names.contains(&name) && json.starts_with('[') {
+            let events: Vec<ConsentEventInput> = serde_json::from_str(json)
+                .map_err(|e| BulkError::Variable(format!("${name}: {e}")))?;
+            decoded_events += events.len() as u64;
+            let start = json.as_ptr() as usize - body.as_ptr() as usize;
+            let range = start..start + json.len();
+            let decoded = Mutex::new(Some(events));
+            vars.insert(name.clone(), BulkVar { range, decoded });
+            variables.insert(Name::new(name), async_graphql::Value::List(Vec::new()));
+        } else {
+            let value = serde_json::from_str(json).map_err(BulkError::Malformed)?;
+            variables.insert(Name::new(name), value);
+        }
+    }
+    let mut request = async_graphql::Request::new(raw.query).variables(Variables::from_value(
+        async_graphql::Value::Object(variables.into_iter().collect()),
+    ));
+    request.operation_name = raw.operation_name;
+    if let Some(ext) = raw.extensions {
+        request.extensions = serde_json::from_str(ext.get()).map_err(BulkError::Malformed)?;
+    }
+    if !vars.is_empty() {
+        request = request.data(BulkEvents { body, vars });
+    }
+    Ok((request, decoded_events))
+}
+
+/// Why a body could not be parsed by [`parse_request`].
+#[derive(Debug)]
+pub(crate) enum BulkError {
+    /// Not a GraphQL request in JSON.
+    Malformed(serde_json::Error),
+    /// A bulk variable is not a valid list of events (the detail names it).
+    Variable(String),
+}
+
+/// Names of the variables of the operation `name` (the only one when `None`) declared as
+/// `[ConsentEventInput!]!`.
+fn bulk_variables(doc: &ExecutableDocument, name: Option<&str>) -> Vec<String> {
+    let op = match (&doc.operations, name) {
+        (DocumentOperations::Single(op), None) => op,
+        (DocumentOperations::Single(_), Some(_)) => return Vec::new(),
+        (DocumentOperations::Multiple(ops), Some(n)) => match ops.get(n) {
+            Some(op) => op,
+            None => return Vec::new(),
+        },
+        (DocumentOperations::Multiple(_), None) => return Vec::new(),
+    };
+    op.node
+        .variable_definitions
+        .iter()
+        .filter(|v| is_bulk_type(&v.node.var_type.node) && v.node.default_value.is_none())
+        .map(|v| v.node.name.node.to_string())
+        .collect()
+}
+
+/// `[ConsentEventInput!]!` exactly.
+fn is_bulk_type(t: &Type) -> bool {
+    match &t.base {
+        BaseType::List(inner) if !t.nullable && !inner.nullable => {
+            matches!(&inner.base, BaseType::Named(n) if n.as_str() == BULK_INPUT_TYPE)
+        }
+        _ => false,
+    }
+}
+
+/// The events of the resolving field's `argument` when it is a variable the bulk path
+/// decoded; `None` when the argument came through async-graphql as usual.
+pub(crate) fn events_for(ctx: &Context<'_>, argument: &str) -> Option<Vec<ConsentEventInput>> {
+    let bulk = ctx.data_opt::<BulkEvents>()?;
+    let value = ctx.item.node.get_argument(argument)?;
+    match &value.node {
+        async_graphql_value::Value::Variable(name) => bulk.take(name.as_str()),
+        _ => None,
+    }
+}
+
+/// GraphQL's list input coercion for serde: a single value where a list is expected is a
+/// list of one.
+pub(crate) fn one_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct OneOrMany<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for OneOrMany<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list, or a single item")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+            while let Some(item) = seq.next_element()? {
+                out.push(item);
+            }
+            Ok(out)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Vec<T>, A::Error> {
+            T::deserialize(de::value::MapAccessDeserializer::new(map)).map(|one| vec![one])
+        }
+    }
+    d.deserialize_any(OneOrMany(std::marker::PhantomData))
+}
+
+/// A `DateTime` input as async-graphql's scalar reads it (`str::parse`, RFC 3339).
+pub(crate) fn date_time<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+    struct Time;
+    impl Visitor<'_> for Time {
+        type Value = DateTime<Utc>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an RFC 3339 date and time")
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<DateTime<Utc>, E> {
+            s.parse().map_err(E::custom)
+        }
+    }
+    d.deserialize_str(Time)
+}
+
+/// An optional `DateTime` input: absent or `null` is `None`.
+pub(crate) fn opt_date_time<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<DateTime<Utc>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Wrapped(#[serde(deserialize_with = "date_time")] DateTime<Utc>);
+    Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))
+}

@@ -1,0 +1,202 @@
+//! The bulk path (`gateway::bulk`): event lists sent as a `[ConsentEventInput!]!` variable
+//! are decoded straight from the body. These tests prove it records exactly what
+//! async-graphql's own input path records, refuses what that path refuses, and writes
+//! nothing when it refuses. A real server over real HTTP; the async-graphql path is reached
+//! through a JSON-array request, which the bulk path never takes.
+
+mod common;
+
+use common::{Server, code};
+use serde_json::{Value, json};
+
+const FIELDS: &str = "duplicate event { customerId subjectId occurredAt expiresAt purposes { purpose choice } noticeId noticeVersion captureMethod jurisdiction gpc tcfString gppString evidence { ipAddress userAgent pageUrl } idempotencyKey }";
+
+fn record_many() -> String {
+    format!(
+        "mutation($c: ID!, $events: [ConsentEventInput!]!) {{ recordConsents(customerId: $c, events: $events) {{ {FIELDS} }} }}"
+    )
+}
+
+/// The same request as a one-element JSON array: async-graphql's input path.
+fn via_graphql(s: &Server, query: &str, variables: Value) -> Value {
+    let body = json!([{ "query": query, "variables": variables }]);
+    let resp: Value = s
+        .post_raw(serde_json::to_vec(&body).unwrap())
+        .json()
+        .unwrap();
+    resp[0].clone()
+}
+
+fn metric(s: &Server, name: &str) -> u64 {
+    let text = s.get("/metrics").text().unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Events covering every input field and every coercion rule the bulk path mirrors.
+fn varied_events(tag: &str) -> Value {
+    json!([
+        {
+            "subjectId": format!("{tag}-full"),
+            "purposes": [
+                { "purpose": "analytics", "choice": "GRANTED" },
+                { "purpose": "ads", "choice": "DENIED" }
+            ],
+            "noticeId": "banner", "noticeVersion": "v7",
+            "captureMethod": "PREFERENCE_CENTRE", "jurisdiction": "EU", "gpc": false,
+            "tcfString": "CQ-TCF", "gppString": "DBABMA~CQ",
+            "evidence": { "ipAddress": "198.51.100.7", "userAgent": "Mozilla/5.0", "pageUrl": "https://shop.example/" },
+            "occurredAt": "2026-11-27T10:00:00.123Z",
+            "expiresAt": "2027-11-27T10:00:00+02:00"
+        },
+        {
+            "subjectId": format!("{tag}-minimal"),
+            "purposes": { "purpose": "analytics", "choice": "DENIED" },
+            "noticeId": "banner", "noticeVersion": "v7",
+            "captureMethod": "BANNER_REJECT_ALL", "jurisdiction": "EU",
+            "occurredAt": "2026-11-27T10:00:01Z"
+        },
+        {
+            "subjectId": format!("{tag}-nulls"),
+            "purposes": [{ "purpose": "ads", "choice": "GRANTED" }],
+            "noticeId": "banner", "noticeVersion": "v7",
+            "captureMethod": "API", "jurisdiction": "US-CA", "gpc": true,
+            "tcfString": null, "gppString": null, "evidence": null, "expiresAt": null,
+            "idempotencyKey": null,
+            "occurredAt": "2026-11-27T10:00:02Z"
+        }
+    ])
+}
+
+/// An event's fields with the test's subject tag removed.
+fn without_tag(mut event: Value, tag: &str) -> Value {
+    let subject = event["event"]["subjectId"].as_str().unwrap().to_string();
+    event["event"]["subjectId"] = json!(subject.replacen(tag, "", 1));
+    event
+}
+
+#[test]
+fn the_bulk_path_records_exactly_what_async_graphqls_input_path_records() {
+    // Proves: an event list decoded from the body (every field, single-object purposes,
+    // nulls, omitted defaults, time zones, GPC under a CCPA-type law) is recorded field for
+    // field as async-graphql's own coercion records it, and the bulk path was taken.
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    s.customers(&["acme"]);
+    let q = record_many();
+    let reference = via_graphql(&s, &q, json!({ "c": "acme", "events": varied_events("g") }));
+    assert!(reference.get("errors").is_none(), "{reference:#}");
+    // The first single request caches the text; the bulk path starts with the second.
+    s.ok(&q, json!({ "c": "acme", "events": varied_events("warm") }));
+    let before = metric(&s, "assent_bulk_decoded_events_total");
+    let bulk = s.ok(&q, json!({ "c": "acme", "events": varied_events("b") }));
+    assert_eq!(
+        metric(&s, "assent_bulk_decoded_events_total"),
+        before + 3,
+        "the three events took the bulk path"
+    );
+    let want: Vec<Value> = reference["data"]["recordConsents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| without_tag(e.clone(), "g"))
+        .collect();
+    let got: Vec<Value> = bulk["recordConsents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| without_tag(e.clone(), "b"))
+        .collect();
+    assert_eq!(got, want);
+    let gpc = &got[2]["event"]["purposes"];
+    assert!(
+        gpc.as_array().unwrap().len() == 3,
+        "GPC under US-CA added sale and sharing: {gpc}"
+    );
+}
+
+#[test]
+fn bad_event_lists_are_refused_by_both_paths_and_write_nothing() {
+    // Proves: each malformed event list is BAD_USER_INPUT on the bulk path as on
+    // async-graphql's path, and no event of it is written.
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    s.customers(&["acme"]);
+    let q = record_many();
+    s.ok(&q, json!({ "c": "acme", "events": varied_events("warm") }));
+    let good = varied_events("x")[0].clone();
+    let with = |field: &str, value: Value| {
+        let mut e = good.clone();
+        e[field] = value;
+        json!([good.clone(), e])
+    };
+    let mut without_notice = good.clone();
+    without_notice.as_object_mut().unwrap().remove("noticeId");
+    let cases = [
+        ("unknown field", with("colour", json!("red"))),
+        (
+            "unknown evidence field",
+            with("evidence", json!({ "ip": "1.2.3.4" })),
+        ),
+        ("enum value", with("captureMethod", json!("BANNER"))),
+        ("enum as a number", with("captureMethod", json!(3))),
+        ("date", with("occurredAt", json!("yesterday"))),
+        ("null purposes", with("purposes", json!(null))),
+        (
+            "null in a non-null field",
+            with("noticeVersion", json!(null)),
+        ),
+        ("null gpc", with("gpc", json!(null))),
+        ("string gpc", with("gpc", json!("true"))),
+        ("number subject", with("subjectId", json!(42))),
+        ("missing field", json!([good.clone(), without_notice])),
+        ("null event", json!([good.clone(), null])),
+    ];
+    let appended = metric(&s, "assent_events_appended_total");
+    for (what, events) in cases {
+        let vars = json!({ "c": "acme", "events": events });
+        let bulk = s.gql(&q, vars.clone());
+        assert_eq!(code(&bulk), "BAD_USER_INPUT", "bulk path, {what}: {bulk:#}");
+        assert!(bulk["data"].is_null(), "{what}: {bulk:#}");
+        let reference = via_graphql(&s, &q, vars);
+        assert_eq!(code(&reference), "BAD_USER_INPUT", "graphql path, {what}");
+    }
+    assert_eq!(
+        metric(&s, "assent_events_appended_total"),
+        appended,
+        "nothing written"
+    );
+}
+
+#[test]
+fn a_variable_used_by_two_fields_records_its_events_for_each() {
+    // Proves: when two fields of one operation use the same event-list variable, each gets
+    // the events (the second decodes them again), and operationName picks the operation
+    // whose variables are decoded.
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    s.customers(&["acme"]);
+    let q = "mutation Twice($c: ID!, $e: [ConsentEventInput!]!) { a: recordConsents(customerId: $c, events: $e) { event { id subjectId } } b: recordConsents(customerId: $c, events: $e) { event { id subjectId } } } query Other { __typename }";
+    let send = |tag: &str| {
+        let body = json!({ "query": q, "operationName": "Twice", "variables": { "c": "acme", "e": varied_events(tag) } });
+        let v: Value = s
+            .post_raw(serde_json::to_vec(&body).unwrap())
+            .json()
+            .unwrap();
+        assert!(v.get("errors").is_none(), "{v:#}");
+        v["data"].clone()
+    };
+    send("warm");
+    let before = metric(&s, "assent_bulk_decoded_events_total");
+    let d = send("t");
+    assert_eq!(metric(&s, "assent_bulk_decoded_events_total"), before + 3);
+    let a = d["a"].as_array().unwrap();
+    let b = d["b"].as_array().unwrap();
+    assert_eq!((a.len(), b.len()), (3, 3));
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x["event"]["subjectId"], y["event"]["subjectId"]);
+        assert_ne!(x["event"]["id"], y["event"]["id"], "two recorded events");
+    }
+}
