@@ -65,8 +65,38 @@ pub(crate) fn encode_state(states: &[PurposeState]) -> Vec<u8> {
     w.buf
 }
 
+/// One purpose of a stored state with its name borrowed from the row: the audit reads every
+/// state row, and owned names were a fifth of its `subjects` walk.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StoredPurpose<'a> {
+    /// Purpose name.
+    pub(crate) purpose: &'a str,
+    /// Latest choice.
+    pub(crate) choice: Choice,
+    /// Sequence number of the event that set it.
+    pub(crate) seq: u64,
+    /// When that event says the choice was made (Unix ms).
+    pub(crate) occurred_at_ms: i64,
+    /// When that choice lapses (Unix ms), if it does.
+    pub(crate) expires_at_ms: Option<i64>,
+}
+
 /// Inverse of [`encode_state`].
 pub(crate) fn decode_state(bytes: &[u8]) -> Result<Vec<PurposeState>, StorageError> {
+    Ok(decode_state_view(bytes)?
+        .into_iter()
+        .map(|s| PurposeState {
+            purpose: s.purpose.to_string(),
+            choice: s.choice,
+            seq: s.seq,
+            occurred_at_ms: s.occurred_at_ms,
+            expires_at_ms: s.expires_at_ms,
+        })
+        .collect())
+}
+
+/// Inverse of [`encode_state`], borrowing the purpose names from `bytes`.
+pub(crate) fn decode_state_view(bytes: &[u8]) -> Result<Vec<StoredPurpose<'_>>, StorageError> {
     let corrupt = |e: crate::format::DecodeError| StorageError::Corrupt {
         table: "current_state",
         detail: e.to_string(),
@@ -75,13 +105,13 @@ pub(crate) fn decode_state(bytes: &[u8]) -> Result<Vec<PurposeState>, StorageErr
     let count = r.u32().map_err(corrupt)?;
     let mut out = Vec::new();
     for _ in 0..count {
-        let purpose = r.str().map_err(corrupt)?;
+        let purpose = r.str_ref().map_err(corrupt)?;
         let b = r.u8().map_err(corrupt)?;
         let choice = Choice::from_byte(b).ok_or_else(|| StorageError::Corrupt {
             table: "current_state",
             detail: format!("choice byte {b}"),
         })?;
-        out.push(PurposeState {
+        out.push(StoredPurpose {
             purpose,
             choice,
             seq: r.u64().map_err(corrupt)?,
@@ -239,20 +269,35 @@ impl IndexTables<'_> {
 /// purposes that lapse, sorted. One event usually grants several purposes with one expiry:
 /// they share one row, and new rows land at the end of the index (expiry times grow with
 /// time, seqs grow), not at random places.
-pub(crate) fn expiry_rows(states: &[PurposeState]) -> Vec<(i64, u64)> {
-    let mut rows: Vec<(i64, u64)> = states
-        .iter()
-        .filter_map(|s| expiry_row(s).map(|at| (at, s.seq)))
-        .collect();
+pub(crate) fn expiry_rows(states: &[impl Expiring]) -> Vec<(i64, u64)> {
+    let mut rows: Vec<(i64, u64)> = states.iter().filter_map(Expiring::expiry_row).collect();
     rows.sort_unstable();
     rows.dedup();
     rows
 }
 
-/// The expiry index holds GRANTED purposes that lapse: those are what must be renewed.
-pub(crate) fn expiry_row(s: &PurposeState) -> Option<i64> {
-    match s.choice {
-        Choice::Granted => s.expires_at_ms,
+/// A stored purpose state, owned or borrowed, as the expiry index sees it.
+pub(crate) trait Expiring {
+    /// `(expires_at_ms, seq)` when the purpose is GRANTED and lapses: the expiry index
+    /// holds those, since they are what must be renewed.
+    fn expiry_row(&self) -> Option<(i64, u64)>;
+}
+
+fn granted_expiry(choice: Choice, expires_at_ms: Option<i64>, seq: u64) -> Option<(i64, u64)> {
+    match choice {
+        Choice::Granted => expires_at_ms.map(|at| (at, seq)),
         Choice::Denied => None,
+    }
+}
+
+impl Expiring for PurposeState {
+    fn expiry_row(&self) -> Option<(i64, u64)> {
+        granted_expiry(self.choice, self.expires_at_ms, self.seq)
+    }
+}
+
+impl Expiring for StoredPurpose<'_> {
+    fn expiry_row(&self) -> Option<(i64, u64)> {
+        granted_expiry(self.choice, self.expires_at_ms, self.seq)
     }
 }

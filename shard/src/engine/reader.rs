@@ -541,7 +541,7 @@ impl ShardReader {
                 .filter(|a| (a.expires_at_ms, a.seq) == (at, seq));
             let mut rows = states
                 .into_iter()
-                .filter(|s| s.seq == seq && super::index::expiry_row(s) == Some(at))
+                .filter(|s| super::index::Expiring::expiry_row(s) == Some((at, seq)))
                 .filter(|s| resumed.is_none_or(|a| s.purpose.as_str() > a.purpose.as_str()))
                 .peekable();
             if rows.peek().is_none() {
