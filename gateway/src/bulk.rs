@@ -220,3 +220,40 @@ pub(crate) fn opt_date_time<'de, D: Deserializer<'de>>(
     struct Wrapped(#[serde(deserialize_with = "date_time")] DateTime<Utc>);
     Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_record_consents_takes_an_event_list() {
+        // Proves: `recordConsents(events:)` is the only argument of the bulk type, so no
+        // other field can receive the `[]` placeholder instead of its events (a new field
+        // of this type must call `events_for` and be added here).
+        let sdl = include_str!("../../schema.graphql");
+        let uses: Vec<&str> = sdl
+            .lines()
+            .filter(|l| l.contains("[ConsentEventInput!]!"))
+            .collect();
+        assert_eq!(uses.len(), 1, "{uses:?}");
+        let field = uses[0].trim_start();
+        assert!(
+            field.starts_with("recordConsents(") && field.contains("events: [ConsentEventInput!]!"),
+            "{field}"
+        );
+    }
+
+    #[test]
+    fn only_the_exact_list_type_without_a_default_is_decoded_in_bulk() {
+        // Proves: the bulk path picks `[ConsentEventInput!]!` variables of the chosen
+        // operation and nothing else (nullable lists, defaults, other operations).
+        let doc = async_graphql::parser::parse_query(
+            "mutation A($e: [ConsentEventInput!]!, $n: [ConsentEventInput!], $d: [ConsentEventInput!]! = [], $o: ConsentEventInput!) { __typename } mutation B($x: [ConsentEventInput!]!) { __typename }",
+        )
+        .unwrap();
+        assert_eq!(bulk_variables(&doc, Some("A")), vec!["e".to_string()]);
+        assert_eq!(bulk_variables(&doc, Some("B")), vec!["x".to_string()]);
+        assert!(bulk_variables(&doc, None).is_empty(), "ambiguous operation");
+        assert!(bulk_variables(&doc, Some("C")).is_empty());
+    }
+}
