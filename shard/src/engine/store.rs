@@ -325,9 +325,33 @@ impl Store {
         plan: Vec<Planned<'_>>,
     ) -> Result<Vec<Appended>, StorageError> {
         let mut out: Vec<Appended> = Vec::with_capacity(plan.len());
+        // A batch is one customer's (`plan_batch` checked it): looked up once. Its salts
+        // come from one call to the system's random source instead of one per event.
+        let new_events = plan
+            .iter()
+            .filter(|p| matches!(p, Planned::New { .. }))
+            .count();
+        let mut salts = random_bytes(32 * new_events)?;
+        let mut salts = salts.chunks_exact_mut(32);
+        let mut customer = None;
         for item in plan {
             let appended = match item {
-                Planned::New { event, digest } => self.write_event(t, event, digest)?,
+                Planned::New { event, digest } => {
+                    let (number, secret) = match customer {
+                        Some(c) => c,
+                        None => *customer.insert(t.customer_or_create(&event.customer_id)?),
+                    };
+                    let salt: [u8; 32] = salts
+                        .next()
+                        .and_then(|s| (&*s).try_into().ok())
+                        .expect("one salt per new event");
+                    let customer = Customer {
+                        number,
+                        secret,
+                        id: &event.customer_id,
+                    };
+                    self.write_event(t, event, customer, salt, digest)?
+                }
                 Planned::Stored(seq) => Appended {
                     duplicate: true,
                     ..t.stored(seq)?
@@ -346,11 +370,13 @@ impl Store {
         &mut self,
         t: &mut WriteTables<'_>,
         event: &ConsentEvent,
+        owner: Customer<'_>,
+        salt: [u8; 32],
         digest: Option<Hash>,
     ) -> Result<Appended, StorageError> {
-        let (customer, secret) = t.customer_or_create(&event.customer_id)?;
-        let salt = random_32()?;
-        let personal_bytes = event.personal_record().encode();
+        assert_eq!(owner.id, event.customer_id, "a batch is one customer's");
+        let (customer, secret) = (owner.number, owner.secret);
+        let personal_bytes = event.encode_personal_record();
         let body = EntryBody::Consent(ConsentRecord::from_event(
             event,
             personal_commitment(&salt, &personal_bytes),
@@ -546,7 +572,7 @@ impl<'t> WriteTables<'t> {
                 daily_counts: txn.open_table(DAILY_COUNTS)?,
                 erasures: txn.open_table(ERASURES)?,
                 expiries: txn.open_table(EXPIRIES)?,
-                pending_counts: HashMap::new(),
+                pending_counts: Default::default(),
             },
         })
     }
@@ -802,6 +828,24 @@ fn check_head(db: &Database, head: &ShardHead) -> Result<Frontier, OpenError> {
         }
     }
     Ok(frontier)
+}
+
+/// A batch's customer as the write path needs it.
+#[derive(Clone, Copy)]
+struct Customer<'a> {
+    /// Its number in this shard.
+    number: u32,
+    /// Its secret subject key.
+    secret: [u8; 32],
+    /// Its id (checked against each event's).
+    id: &'a str,
+}
+
+/// `len` bytes from the system's random source.
+fn random_bytes(len: usize) -> Result<Vec<u8>, StorageError> {
+    let mut out = vec![0u8; len];
+    getrandom::fill(&mut out).map_err(|e| StorageError::Random(e.to_string()))?;
+    Ok(out)
 }
 
 fn random_32() -> Result<[u8; 32], StorageError> {

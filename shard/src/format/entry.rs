@@ -204,18 +204,34 @@ fn encode_consent(w: &mut Writer, c: &ConsentRecord) {
     }
 }
 
+/// The one encoder of personal records ([`PersonalRecord::encode`]), over borrowed fields
+/// so that the write path encodes a submitted event's record without copying it first.
+pub(crate) fn encode_personal(
+    subject_id: &str,
+    tcf_string: Option<&str>,
+    gpp_string: Option<&str>,
+    evidence: &Evidence,
+) -> Vec<u8> {
+    let mut w = Writer::with_capacity(128);
+    w.u8(PERSONAL_FORMAT_VERSION);
+    w.str(subject_id);
+    w.opt_str(tcf_string);
+    w.opt_str(gpp_string);
+    w.opt_str(evidence.ip_address.as_deref());
+    w.opt_str(evidence.user_agent.as_deref());
+    w.opt_str(evidence.page_url.as_deref());
+    w.buf
+}
+
 impl PersonalRecord {
     /// The canonical bytes the entry's commitment covers (after the salt).
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(128);
-        w.u8(PERSONAL_FORMAT_VERSION);
-        w.str(&self.subject_id);
-        w.opt_str(self.tcf_string.as_deref());
-        w.opt_str(self.gpp_string.as_deref());
-        w.opt_str(self.evidence.ip_address.as_deref());
-        w.opt_str(self.evidence.user_agent.as_deref());
-        w.opt_str(self.evidence.page_url.as_deref());
-        w.buf
+        encode_personal(
+            &self.subject_id,
+            self.tcf_string.as_deref(),
+            self.gpp_string.as_deref(),
+            &self.evidence,
+        )
     }
 
     /// The subject id of an encoded personal record, borrowed, without decoding the rest

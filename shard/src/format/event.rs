@@ -141,6 +141,16 @@ pub struct PersonalRecord {
 }
 
 impl ConsentEvent {
+    /// The canonical bytes of [`ConsentEvent::personal_record`], without copying it.
+    pub fn encode_personal_record(&self) -> Vec<u8> {
+        super::entry::encode_personal(
+            &self.subject_id,
+            self.tcf_string.as_deref(),
+            self.gpp_string.as_deref(),
+            &self.evidence,
+        )
+    }
+
     /// The personal record this event's entry commits to.
     pub fn personal_record(&self) -> PersonalRecord {
         PersonalRecord {

@@ -201,6 +201,25 @@ fn personal_record_round_trips_and_rejects_trailing_bytes() {
 }
 
 #[test]
+fn an_events_personal_record_encodes_the_same_borrowed_or_copied() {
+    // Proves: the write path's encoding from the event's own fields is byte for byte the
+    // record's canonical encoding, with and without the optional fields.
+    let full = sample_event();
+    assert_eq!(
+        full.encode_personal_record(),
+        full.personal_record().encode()
+    );
+    let mut bare = sample_event();
+    bare.tcf_string = None;
+    bare.gpp_string = None;
+    bare.evidence = Default::default();
+    assert_eq!(
+        bare.encode_personal_record(),
+        bare.personal_record().encode()
+    );
+}
+
+#[test]
 fn request_digest_changes_with_any_field_including_personal_ones() {
     let a = sample_event();
     let mut b = a.clone();
