@@ -45,6 +45,15 @@ impl Feeds {
         self.sender(shard).subscribe()
     }
 
+    /// Whether anyone listens to `shard`'s feed now. Asked by the shard after each commit:
+    /// a "no" spares copying its entries; a subscriber that comes later subscribes before
+    /// it reads the journal, so it finds them there.
+    pub(crate) fn has_subscribers(&self, shard: u32) -> bool {
+        self.senders
+            .get(&shard)
+            .is_some_and(|s| s.receiver_count() > 0)
+    }
+
     /// Publishes a commit (called on the shard's thread after the commit is durable).
     pub(crate) fn publish(&self, report: &CommitReport) {
         if !report.published.is_empty() {

@@ -112,12 +112,16 @@ async fn admit(server: &Server, req: &HttpRequest) -> Result<Caller, HttpRespons
 pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> {
     let metrics = Metrics::new();
     let feeds = Arc::new(crate::feed::Feeds::new(config.feed_capacity));
-    let observer: shard::engine::CommitObserver = {
-        let (feeds, count) = (feeds.clone(), metrics.commit_observer());
-        Arc::new(move |report: shard::engine::CommitReport| {
-            feeds.publish(&report);
-            count(report);
-        })
+    let observer = {
+        let (feeds, listened) = (feeds.clone(), feeds.clone());
+        let count = metrics.commit_observer();
+        shard::engine::CommitObserver::with_entries(
+            move |report: shard::engine::CommitReport| {
+                feeds.publish(&report);
+                count(report);
+            },
+            move |shard_id| listened.has_subscribers(shard_id),
+        )
     };
     let ledger = Arc::new(Ledger::open(&config, Some(observer))?);
     let checkpoints = Arc::new(Checkpointer::open(ledger.clone()).map_err(|e| e.message())?);

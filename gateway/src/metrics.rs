@@ -5,7 +5,7 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
-use shard::engine::{CommitObserver, CommitReport};
+use shard::engine::CommitReport;
 use std::sync::Arc;
 
 /// Every metric the gateway exports.
@@ -149,10 +149,10 @@ impl Metrics {
         })
     }
 
-    /// The observer shards report their commits to.
-    pub(crate) fn commit_observer(self: &Arc<Self>) -> CommitObserver {
+    /// What shards' commit reports add to the metrics.
+    pub(crate) fn commit_observer(self: &Arc<Self>) -> impl Fn(CommitReport) + Send + Sync + use<> {
         let m = self.clone();
-        Arc::new(move |r: CommitReport| {
+        move |r: CommitReport| {
             let shard = r.shard_id.to_string();
             m.commit_batch_events
                 .with_label_values(&[&shard])
@@ -160,7 +160,7 @@ impl Metrics {
             m.commit_seconds
                 .with_label_values(&[&shard])
                 .observe(r.duration.as_secs_f64());
-        })
+        }
     }
 
     /// The text exposition.

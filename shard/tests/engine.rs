@@ -847,7 +847,7 @@ async fn a_busy_shard_groups_sparse_appends_and_an_idle_one_commits_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let commits = Arc::new(Mutex::new(Vec::<u64>::new()));
     let seen = commits.clone();
-    let observer: CommitObserver = Arc::new(move |r| seen.lock().unwrap().push(r.batches));
+    let observer = CommitObserver::reports(move |r| seen.lock().unwrap().push(r.batches));
     let group = GroupCommit {
         wait: Duration::from_secs(1),
         busy_window: Duration::from_secs(60),
@@ -881,5 +881,51 @@ async fn a_busy_shard_groups_sparse_appends_and_an_idle_one_commits_at_once() {
         "a full group does not wait"
     );
     assert_eq!(*commits.lock().unwrap(), vec![1, 2, 1]);
+    shard.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_commit_copies_its_entries_only_while_the_observer_wants_them() {
+    // Proves: the observer's `published` list holds a commit's new entries, with their
+    // personal records, exactly when `wants_entries` says yes for the shard at that time.
+    use shard::engine::{CommitObserver, MAILBOX_CAPACITY};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let wanted = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Vec::<Vec<(u64, String)>>::new()));
+    let (w, s) = (wanted.clone(), seen.clone());
+    let observer = CommitObserver::with_entries(
+        move |r| {
+            let entries = r
+                .published
+                .iter()
+                .map(|p| (p.entry.seq, p.personal.subject_id.clone()))
+                .collect();
+            s.lock().unwrap().push(entries);
+        },
+        move |shard_id| shard_id == 3 && w.load(Ordering::SeqCst),
+    );
+    let path = dir.path().join("s.redb");
+    let shard = ShardHandle::start_observed(&path, 3, Some(observer), MAILBOX_CAPACITY).unwrap();
+    shard
+        .addr
+        .send(Append(vec![event("acme", "a", 0)]))
+        .await
+        .unwrap()
+        .unwrap();
+    wanted.store(true, Ordering::SeqCst);
+    shard
+        .addr
+        .send(Append(vec![event("acme", "b", 1), event("acme", "c", 2)]))
+        .await
+        .unwrap()
+        .unwrap();
+    let got = seen.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "one report per commit");
+    assert!(got[0].is_empty(), "not wanted: nothing copied");
+    let seqs: Vec<u64> = got[1].iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs, vec![1, 2]);
+    assert!(got[1].iter().all(|(_, s)| !s.is_empty()));
     shard.stop().await;
 }
