@@ -117,10 +117,47 @@ fn the_bulk_path_records_exactly_what_async_graphqls_input_path_records() {
     );
 }
 
+fn record_one() -> String {
+    format!(
+        "mutation($c: ID!, $event: ConsentEventInput!) {{ recordConsent(customerId: $c, event: $event) {{ {FIELDS} }} }}"
+    )
+}
+
+#[test]
+fn single_events_take_the_bulk_path_and_record_what_async_graphql_records() {
+    // Proves: a `ConsentEventInput!` variable decoded from the body records, field for
+    // field, what async-graphql's coercion records for the same event, for every variety
+    // of event, and that the bulk path was taken.
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    s.customers(&["acme"]);
+    let q = record_one();
+    s.ok(
+        &q,
+        json!({ "c": "acme", "event": varied_events("warm")[0] }),
+    );
+    for i in 0..3 {
+        let reference = via_graphql(
+            &s,
+            &q,
+            json!({ "c": "acme", "event": varied_events("g")[i] }),
+        );
+        assert!(reference.get("errors").is_none(), "{reference:#}");
+        let before = metric(&s, "assent_bulk_decoded_events_total");
+        let bulk = s.ok(&q, json!({ "c": "acme", "event": varied_events("b")[i] }));
+        assert_eq!(metric(&s, "assent_bulk_decoded_events_total"), before + 1);
+        assert_eq!(
+            without_tag(bulk["recordConsent"].clone(), "b"),
+            without_tag(reference["data"]["recordConsent"].clone(), "g"),
+            "event {i}"
+        );
+    }
+}
+
 #[test]
 fn bad_event_lists_are_refused_by_both_paths_and_write_nothing() {
-    // Proves: each malformed event list is BAD_USER_INPUT on the bulk path as on
-    // async-graphql's path, and no event of it is written.
+    // Proves: each malformed event list, and each malformed single event, is
+    // BAD_USER_INPUT on the bulk path as on async-graphql's path, and nothing is written.
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &[]);
     s.customers(&["acme"]);
@@ -162,6 +199,30 @@ fn bad_event_lists_are_refused_by_both_paths_and_write_nothing() {
         assert!(bulk["data"].is_null(), "{what}: {bulk:#}");
         let reference = via_graphql(&s, &q, vars);
         assert_eq!(code(&reference), "BAD_USER_INPUT", "graphql path, {what}");
+    }
+    let one = record_one();
+    s.ok(&one, json!({ "c": "acme", "event": good.clone() }));
+    let appended = metric(&s, "assent_events_appended_total");
+    for (what, event) in [
+        ("unknown field", with("colour", json!("red"))[1].clone()),
+        ("missing field", without_notice.clone()),
+        ("null purposes", with("purposes", json!(null))[1].clone()),
+        ("date", with("occurredAt", json!("yesterday"))[1].clone()),
+        ("a list for one event", json!([good.clone()])),
+    ] {
+        let vars = json!({ "c": "acme", "event": event });
+        let bulk = s.gql(&one, vars.clone());
+        assert_eq!(
+            code(&bulk),
+            "BAD_USER_INPUT",
+            "bulk path, one event, {what}: {bulk:#}"
+        );
+        let reference = via_graphql(&s, &one, vars);
+        assert_eq!(
+            code(&reference),
+            "BAD_USER_INPUT",
+            "graphql path, one event, {what}"
+        );
     }
     assert_eq!(
         metric(&s, "assent_events_appended_total"),

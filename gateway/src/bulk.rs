@@ -1,16 +1,19 @@
-//! The bulk path: a `[ConsentEventInput!]!` variable decoded straight from the request body.
+//! The bulk path: event variables (`[ConsentEventInput!]!`, `ConsentEventInput!`) decoded
+//! straight from the request body.
 //!
 //! async-graphql turns every variable into its own value tree (`ConstValue`), copies an
 //! argument's tree before reading it, and then walks it into the input type: for a
 //! 1,000-event `recordConsents`, that was about a third of the server's CPU
-//! (docs/benchmarks.md). Here the body is parsed with each variable left as raw JSON; a
-//! variable that the operation declares as `[ConsentEventInput!]!` and that holds a JSON
-//! array is decoded by serde directly into `ConsentEventInput`s (the input types derive
-//! `Deserialize` with GraphQL's names and coercion rules), and async-graphql sees an empty
-//! list in its place. `recordConsents` then takes the decoded events instead of its
-//! (empty) argument when the argument is that variable ([`events_for`]). Every other
-//! variable, and every request that does not declare such a variable, reaches
-//! async-graphql exactly as before.
+//! (docs/benchmarks.md); for a single `recordConsent`, ≈ 10 %. Here the body is parsed with
+//! each variable left as raw JSON; a variable that the operation declares as
+//! `[ConsentEventInput!]!` (holding a JSON array) or `ConsentEventInput!` (holding an
+//! object) is decoded by serde directly into `ConsentEventInput`s (the input types derive
+//! `Deserialize` with GraphQL's names and coercion rules), and async-graphql sees a
+//! placeholder in its place: an empty list, or [`placeholder_event`]. `recordConsents` and
+//! `recordConsent` then take the decoded events instead of their argument when the argument
+//! is that variable ([`events_for`]). Every other variable, and every request that does not
+//! declare such a variable, reaches async-graphql exactly as before. A placeholder that
+//! reached the ledger would be refused there (no subject, no purposes), never recorded.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -28,8 +31,17 @@ use serde_json::value::RawValue;
 use crate::query_cache::QueryCache;
 use crate::schema::types::ConsentEventInput;
 
-/// The input type whose list variables take the bulk path.
+/// The input type whose variables take the bulk path.
 const BULK_INPUT_TYPE: &str = "ConsentEventInput";
+
+/// How a bulk variable holds its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// `[ConsentEventInput!]!`: a JSON array.
+    List,
+    /// `ConsentEventInput!`: one JSON object.
+    One,
+}
 
 /// A GraphQL-over-HTTP request with its variables left as raw JSON (the fields and rules
 /// of `async_graphql::Request`'s own deserialisation).
@@ -56,8 +68,10 @@ pub(crate) struct BulkEvents {
 
 /// One bulk variable.
 struct BulkVar {
-    /// Byte range of the variable's JSON array in the body.
+    /// Byte range of the variable's JSON in the body.
     range: Range<usize>,
+    /// A list or one event.
+    shape: Shape,
     /// The decoded events, taken by the first field that uses the variable; a second
     /// field using the same variable decodes them again from `range`.
     decoded: Mutex<Option<Vec<ConsentEventInput>>>,
@@ -68,8 +82,12 @@ impl BulkEvents {
         let var = self.vars.get(name)?;
         let taken = var.decoded.lock().unwrap_or_else(|p| p.into_inner()).take();
         Some(taken.unwrap_or_else(|| {
-            serde_json::from_slice(&self.body[var.range.clone()])
-                .expect("the same bytes decoded once already")
+            let json = &self.body[var.range.clone()];
+            let again = match var.shape {
+                Shape::List => serde_json::from_slice(json),
+                Shape::One => serde_json::from_slice(json).map(|one| vec![one]),
+            };
+            again.expect("the same bytes decoded once already")
         }))
     }
 }
@@ -93,15 +111,36 @@ pub(crate) fn parse_request(
     let mut decoded_events = 0u64;
     for (name, value) in raw.variables.into_iter().flatten() {
         let json = value.get();
-        if bulk_names.contains(&name) && json.starts_with('[') {
-            let events: Vec<ConsentEventInput> = serde_json::from_str(json)
-                .map_err(|e| BulkError::Variable(format!("${name}: {e}")))?;
+        let shape = bulk_names
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, shape)| *shape)
+            .filter(|shape| json.starts_with(if *shape == Shape::List { '[' } else { '{' }));
+        if let Some(shape) = shape {
+            let bad = |e: serde_json::Error| BulkError::Variable(format!("${name}: {e}"));
+            let (events, placeholder) = match shape {
+                Shape::List => (
+                    serde_json::from_str::<Vec<ConsentEventInput>>(json).map_err(bad)?,
+                    async_graphql::Value::List(Vec::new()),
+                ),
+                Shape::One => (
+                    vec![serde_json::from_str::<ConsentEventInput>(json).map_err(bad)?],
+                    placeholder_event(),
+                ),
+            };
             decoded_events += events.len() as u64;
             let start = json.as_ptr() as usize - body.as_ptr() as usize;
             let range = start..start + json.len();
             let decoded = Mutex::new(Some(events));
-            vars.insert(name.clone(), BulkVar { range, decoded });
-            variables.insert(Name::new(name), async_graphql::Value::List(Vec::new()));
+            vars.insert(
+                name.clone(),
+                BulkVar {
+                    range,
+                    shape,
+                    decoded,
+                },
+            );
+            variables.insert(Name::new(name), placeholder);
         } else {
             let value = serde_json::from_str(json).map_err(BulkError::Malformed)?;
             variables.insert(Name::new(name), value);
@@ -129,9 +168,9 @@ pub(crate) enum BulkError {
     Variable(String),
 }
 
-/// Names of the variables of the operation `name` (the only one when `None`) declared as
-/// `[ConsentEventInput!]!`.
-fn bulk_variables(doc: &ExecutableDocument, name: Option<&str>) -> Vec<String> {
+/// The variables of the operation `name` (the only one when `None`) declared as
+/// `[ConsentEventInput!]!` or `ConsentEventInput!`, without a default.
+fn bulk_variables(doc: &ExecutableDocument, name: Option<&str>) -> Vec<(String, Shape)> {
     let op = match (&doc.operations, name) {
         (DocumentOperations::Single(op), None) => op,
         (DocumentOperations::Single(_), Some(_)) => return Vec::new(),
@@ -144,23 +183,50 @@ fn bulk_variables(doc: &ExecutableDocument, name: Option<&str>) -> Vec<String> {
     op.node
         .variable_definitions
         .iter()
-        .filter(|v| is_bulk_type(&v.node.var_type.node) && v.node.default_value.is_none())
-        .map(|v| v.node.name.node.to_string())
+        .filter(|v| v.node.default_value.is_none())
+        .filter_map(|v| {
+            Some((
+                v.node.name.node.to_string(),
+                bulk_shape(&v.node.var_type.node)?,
+            ))
+        })
         .collect()
 }
 
-/// `[ConsentEventInput!]!` exactly.
-fn is_bulk_type(t: &Type) -> bool {
+/// `[ConsentEventInput!]!` or `ConsentEventInput!` exactly.
+fn bulk_shape(t: &Type) -> Option<Shape> {
+    let is_event = |t: &Type| {
+        !t.nullable && matches!(&t.base, BaseType::Named(n) if n.as_str() == BULK_INPUT_TYPE)
+    };
     match &t.base {
-        BaseType::List(inner) if !t.nullable && !inner.nullable => {
-            matches!(&inner.base, BaseType::Named(n) if n.as_str() == BULK_INPUT_TYPE)
-        }
-        _ => false,
+        BaseType::List(inner) if !t.nullable && is_event(inner) => Some(Shape::List),
+        BaseType::Named(_) if is_event(t) => Some(Shape::One),
+        _ => None,
     }
 }
 
+/// What async-graphql reads in place of a decoded `ConsentEventInput!` variable: a value of
+/// the type (every required field), which the resolver discards.
+fn placeholder_event() -> async_graphql::Value {
+    let text = |s: &str| async_graphql::Value::String(s.to_string());
+    let fields = [
+        ("subjectId", text("")),
+        ("purposes", async_graphql::Value::List(Vec::new())),
+        ("noticeId", text("")),
+        ("noticeVersion", text("")),
+        (
+            "captureMethod",
+            async_graphql::Value::Enum(Name::new("API")),
+        ),
+        ("jurisdiction", text("")),
+        ("occurredAt", text("1970-01-01T00:00:00Z")),
+    ];
+    async_graphql::Value::Object(fields.into_iter().map(|(k, v)| (Name::new(k), v)).collect())
+}
+
 /// The events of the resolving field's `argument` when it is a variable the bulk path
-/// decoded; `None` when the argument came through async-graphql as usual.
+/// decoded (one event for a `ConsentEventInput!` variable); `None` when the argument came
+/// through async-graphql as usual.
 pub(crate) fn events_for(ctx: &Context<'_>, argument: &str) -> Option<Vec<ConsentEventInput>> {
     let bulk = ctx.data_opt::<BulkEvents>()?;
     let value = ctx.item.node.get_argument(argument)?;
@@ -226,33 +292,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_record_consents_takes_an_event_list() {
-        // Proves: `recordConsents(events:)` is the only argument of the bulk type, so no
-        // other field can receive the `[]` placeholder instead of its events (a new field
-        // of this type must call `events_for` and be added here).
+    fn only_the_two_record_mutations_take_bulk_arguments() {
+        // Proves: `recordConsent(event:)` and `recordConsents(events:)` are the only
+        // arguments of the bulk types, so no other field can receive a placeholder instead
+        // of its events (a new field of these types must call `events_for` and be added
+        // here).
         let sdl = include_str!("../../schema.graphql");
         let uses: Vec<&str> = sdl
             .lines()
-            .filter(|l| l.contains("[ConsentEventInput!]!"))
+            .filter(|l| l.contains("ConsentEventInput!"))
+            .map(str::trim_start)
             .collect();
-        assert_eq!(uses.len(), 1, "{uses:?}");
-        let field = uses[0].trim_start();
+        assert_eq!(uses.len(), 2, "{uses:?}");
         assert!(
-            field.starts_with("recordConsents(") && field.contains("events: [ConsentEventInput!]!"),
-            "{field}"
+            uses[0].starts_with("recordConsent(") && uses[0].contains("event: ConsentEventInput!)"),
+            "{uses:?}"
+        );
+        assert!(
+            uses[1].starts_with("recordConsents(")
+                && uses[1].contains("events: [ConsentEventInput!]!"),
+            "{uses:?}"
         );
     }
 
     #[test]
-    fn only_the_exact_list_type_without_a_default_is_decoded_in_bulk() {
-        // Proves: the bulk path picks `[ConsentEventInput!]!` variables of the chosen
-        // operation and nothing else (nullable lists, defaults, other operations).
+    fn only_the_exact_types_without_a_default_are_decoded_in_bulk() {
+        // Proves: the bulk path picks `[ConsentEventInput!]!` and `ConsentEventInput!`
+        // variables of the chosen operation and nothing else (nullable types, defaults,
+        // other operations).
         let doc = async_graphql::parser::parse_query(
-            "mutation A($e: [ConsentEventInput!]!, $n: [ConsentEventInput!], $d: [ConsentEventInput!]! = [], $o: ConsentEventInput!) { __typename } mutation B($x: [ConsentEventInput!]!) { __typename }",
+            "mutation A($e: [ConsentEventInput!]!, $n: [ConsentEventInput!], $d: [ConsentEventInput!]! = [], $o: ConsentEventInput!, $p: ConsentEventInput, $l: [ConsentEventInput]!) { __typename } mutation B($x: [ConsentEventInput!]!) { __typename }",
         )
         .unwrap();
-        assert_eq!(bulk_variables(&doc, Some("A")), vec!["e".to_string()]);
-        assert_eq!(bulk_variables(&doc, Some("B")), vec!["x".to_string()]);
+        assert_eq!(
+            bulk_variables(&doc, Some("A")),
+            vec![
+                ("e".to_string(), Shape::List),
+                ("o".to_string(), Shape::One)
+            ]
+        );
+        assert_eq!(
+            bulk_variables(&doc, Some("B")),
+            vec![("x".to_string(), Shape::List)]
+        );
         assert!(bulk_variables(&doc, None).is_empty(), "ambiguous operation");
         assert!(bulk_variables(&doc, Some("C")).is_empty());
     }

@@ -26,7 +26,12 @@ impl ConsentMutation {
         customer_id: ID,
         event: ConsentEventInput,
     ) -> Result<RecordResult> {
-        let mut out = record(ctx, &customer_id, vec![event]).await?;
+        // A `$event` variable decoded by the bulk path reaches async-graphql as a placeholder.
+        let events = crate::bulk::events_for(ctx, "event").unwrap_or_else(|| vec![event]);
+        if events.len() != 1 {
+            return Err(bad_input("event: send exactly one event"));
+        }
+        let mut out = record(ctx, &customer_id, events).await?;
         Ok(out.remove(0))
     }
 
