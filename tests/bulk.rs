@@ -200,6 +200,11 @@ fn bad_event_lists_are_refused_by_both_paths_and_write_nothing() {
         let reference = via_graphql(&s, &q, vars);
         assert_eq!(code(&reference), "BAD_USER_INPUT", "graphql path, {what}");
     }
+    assert_eq!(
+        metric(&s, "assent_events_appended_total"),
+        appended,
+        "nothing of a refused list written"
+    );
     let one = record_one();
     s.ok(&one, json!({ "c": "acme", "event": good.clone() }));
     let appended = metric(&s, "assent_events_appended_total");
