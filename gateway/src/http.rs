@@ -425,8 +425,9 @@ async fn execute(server: &Server, mut request: async_graphql::Request) -> Respon
 /// Parses one request or a JSON array of them. Deserialising `BatchRequest` directly goes
 /// through serde's untagged-enum buffering, which copies the whole body once more (measured
 /// as a large share of a 1,000-event batch's CPU); looking at the first byte avoids it. A
-/// single request takes the bulk path (`crate::bulk`): its event-list variables are decoded
-/// straight into events.
+/// single request whose body names `ConsentEventInput` (only an operation declaring an event
+/// variable can use the bulk path) takes it (`crate::bulk`): its event variables are decoded
+/// straight into events; any other goes to async-graphql's parser unchanged.
 fn parse_body(
     body: web::Bytes,
     queries: &QueryCache,
@@ -436,6 +437,11 @@ fn parse_body(
         Some(b'[') => serde_json::from_slice::<Vec<async_graphql::Request>>(&body)
             .map(BatchRequest::Batch)
             .map_err(BulkError::Malformed),
+        _ if memchr::memmem::find(&body, b"ConsentEventInput").is_none() => {
+            serde_json::from_slice::<async_graphql::Request>(&body)
+                .map(BatchRequest::Single)
+                .map_err(BulkError::Malformed)
+        }
         _ => crate::bulk::parse_request(body, queries).map(|(request, decoded_events)| {
             metrics.bulk_decoded_events.inc_by(decoded_events);
             BatchRequest::Single(request)
