@@ -43,6 +43,34 @@ enum Shape {
     One,
 }
 
+impl Shape {
+    /// Whether `json` is a value of this shape's JSON kind (else async-graphql reads it and
+    /// reports the error).
+    fn holds(self, json: &str) -> bool {
+        json.starts_with(match self {
+            Shape::List => '[',
+            Shape::One => '{',
+        })
+    }
+
+    /// The events of a variable's JSON.
+    fn decode(self, json: &[u8]) -> serde_json::Result<Vec<ConsentEventInput>> {
+        match self {
+            Shape::List => serde_json::from_slice(json),
+            Shape::One => serde_json::from_slice(json).map(|one| vec![one]),
+        }
+    }
+
+    /// What async-graphql reads in the variable's place: a value of the type, which the
+    /// resolver discards (an empty list, or [`placeholder_event`]).
+    fn placeholder(self) -> async_graphql::Value {
+        match self {
+            Shape::List => async_graphql::Value::List(Vec::new()),
+            Shape::One => placeholder_event(),
+        }
+    }
+}
+
 /// A GraphQL-over-HTTP request with its variables left as raw JSON (the fields and rules
 /// of `async_graphql::Request`'s own deserialisation).
 #[derive(Deserialize)]
@@ -82,12 +110,9 @@ impl BulkEvents {
         let var = self.vars.get(name)?;
         let taken = var.decoded.lock().unwrap_or_else(|p| p.into_inner()).take();
         Some(taken.unwrap_or_else(|| {
-            let json = &self.body[var.range.clone()];
-            let again = match var.shape {
-                Shape::List => serde_json::from_slice(json),
-                Shape::One => serde_json::from_slice(json).map(|one| vec![one]),
-            };
-            again.expect("the same bytes decoded once already")
+            var.shape
+                .decode(&self.body[var.range.clone()])
+                .expect("the same bytes decoded once already")
         }))
     }
 }
@@ -106,49 +131,34 @@ pub(crate) fn parse_request(
             bulk_variables(doc, raw.operation_name.as_deref())
         })
         .unwrap_or_default();
-    let mut variables = BTreeMap::new();
+    let mut variables = Variables::default();
     let mut vars = HashMap::new();
     let mut decoded_events = 0u64;
     for (name, value) in raw.variables.into_iter().flatten() {
         let json = value.get();
         let shape = bulk_names
             .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, shape)| *shape)
-            .filter(|shape| json.starts_with(if *shape == Shape::List { '[' } else { '{' }));
-        if let Some(shape) = shape {
-            let bad = |e: serde_json::Error| BulkError::Variable(format!("${name}: {e}"));
-            let (events, placeholder) = match shape {
-                Shape::List => (
-                    serde_json::from_str::<Vec<ConsentEventInput>>(json).map_err(bad)?,
-                    async_graphql::Value::List(Vec::new()),
-                ),
-                Shape::One => (
-                    vec![serde_json::from_str::<ConsentEventInput>(json).map_err(bad)?],
-                    placeholder_event(),
-                ),
-            };
-            decoded_events += events.len() as u64;
-            let start = json.as_ptr() as usize - body.as_ptr() as usize;
-            let range = start..start + json.len();
-            let decoded = Mutex::new(Some(events));
-            vars.insert(
-                name.clone(),
-                BulkVar {
-                    range,
-                    shape,
-                    decoded,
-                },
-            );
-            variables.insert(Name::new(name), placeholder);
-        } else {
+            .find(|(n, shape)| *n == name && shape.holds(json))
+            .map(|(_, shape)| *shape);
+        let Some(shape) = shape else {
             let value = serde_json::from_str(json).map_err(BulkError::Malformed)?;
             variables.insert(Name::new(name), value);
-        }
+            continue;
+        };
+        let events = shape
+            .decode(json.as_bytes())
+            .map_err(|e| BulkError::Variable(format!("${name}: {e}")))?;
+        decoded_events += events.len() as u64;
+        let start = json.as_ptr() as usize - body.as_ptr() as usize;
+        let var = BulkVar {
+            range: start..start + json.len(),
+            shape,
+            decoded: Mutex::new(Some(events)),
+        };
+        vars.insert(name.clone(), var);
+        variables.insert(Name::new(name), shape.placeholder());
     }
-    let mut request = async_graphql::Request::new(raw.query).variables(Variables::from_value(
-        async_graphql::Value::Object(variables.into_iter().collect()),
-    ));
+    let mut request = async_graphql::Request::new(raw.query).variables(variables);
     request.operation_name = raw.operation_name;
     if let Some(ext) = raw.extensions {
         request.extensions = serde_json::from_str(ext.get()).map_err(BulkError::Malformed)?;
@@ -206,7 +216,7 @@ fn bulk_shape(t: &Type) -> Option<Shape> {
 }
 
 /// What async-graphql reads in place of a decoded `ConsentEventInput!` variable: a value of
-/// the type (every required field), which the resolver discards.
+/// the type (every required field, empty), which the ledger would refuse.
 fn placeholder_event() -> async_graphql::Value {
     let text = |s: &str| async_graphql::Value::String(s.to_string());
     let fields = [
