@@ -141,9 +141,30 @@ pub(crate) fn state_in(
     }
 }
 
-/// Pending counter increments of one index transaction: (customer, day) → (purpose,
-/// (granted, denied)).
-pub(crate) type PendingCounts = std::collections::BTreeMap<(u32, i64), Vec<(String, (u64, u64))>>;
+/// One (customer, day)'s counters: (purpose, (granted, denied)), a handful each, so a
+/// short list beats a map keyed by copied names.
+pub(crate) type DayCounts = Vec<(String, (u64, u64))>;
+
+/// Pending counter increments of one index transaction, by (customer, day).
+pub(crate) type PendingCounts = std::collections::BTreeMap<(u32, i64), DayCounts>;
+
+/// Counts one `choice` of the purpose named `purpose` (UTF-8 bytes) in `day`; the name is
+/// copied only the first time the day sees it. The index step and the audit's recount of
+/// the counters both count through here.
+pub(crate) fn tally(day: &mut DayCounts, purpose: &[u8], choice: Choice) {
+    let i = match day.iter().position(|(name, _)| name.as_bytes() == purpose) {
+        Some(i) => i,
+        None => {
+            day.push((String::from_utf8_lossy(purpose).into_owned(), (0, 0)));
+            day.len() - 1
+        }
+    };
+    let slot = &mut day[i].1;
+    match choice {
+        Choice::Granted => slot.0 += 1,
+        Choice::Denied => slot.1 += 1,
+    }
+}
 
 /// The index tables open in one write transaction.
 pub(crate) struct IndexTables<'t> {
@@ -225,17 +246,7 @@ impl IndexTables<'_> {
         let day = entry.recorded_at_ms.div_euclid(MS_PER_DAY);
         let day_counts = self.pending_counts.entry((customer, day)).or_default();
         for (purpose, choice) in &consent.purposes {
-            let slot = match day_counts.iter().position(|(name, _)| name == purpose) {
-                Some(i) => &mut day_counts[i].1,
-                None => {
-                    day_counts.push((purpose.clone(), (0, 0)));
-                    &mut day_counts.last_mut().expect("just pushed").1
-                }
-            };
-            match choice {
-                Choice::Granted => slot.0 += 1,
-                Choice::Denied => slot.1 += 1,
-            }
+            tally(day_counts, purpose.as_bytes(), *choice);
         }
         let Some(subject) = subject else {
             return Ok(());

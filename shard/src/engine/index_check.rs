@@ -17,11 +17,11 @@ use std::iter::Peekable;
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable};
 
 use super::error::StorageError;
-use super::index::{MS_PER_DAY, STATE_ROW, decode_state_view, expiry_rows};
+use super::index::{DayCounts, MS_PER_DAY, STATE_ROW, decode_state_view, expiry_rows, tally};
 use super::reader::read_indexed_upto;
 use super::state_check::StateClaims;
 use super::tables::*;
-use crate::format::{Choice, Entry, EntryView, PersonalRecord};
+use crate::format::{Entry, EntryView, PersonalRecord};
 use crate::hash::{Hash, subject_key};
 
 /// What an index check found and compared.
@@ -54,9 +54,6 @@ pub struct IndexMismatch {
     /// What disagrees, naming the entry or row.
     pub detail: String,
 }
-
-/// One (customer, day)'s expected counters: (purpose, (granted, denied)), a handful each.
-type DayCounts = Vec<(String, (u64, u64))>;
 
 /// Rows of a `u64`-keyed table, walked beside the journal.
 type Rows = Peekable<redb::Range<'static, u64, &'static [u8]>>;
@@ -258,17 +255,7 @@ impl IndexCheck {
         let day = e.recorded_at_ms.div_euclid(MS_PER_DAY);
         let day_counts = self.expected.entry((c, day)).or_default();
         for (p, choice) in consent.purposes.iter_bytes() {
-            let slot = match day_counts.iter().position(|(name, _)| name.as_bytes() == p) {
-                Some(i) => &mut day_counts[i].1,
-                None => {
-                    day_counts.push((String::from_utf8_lossy(p).into_owned(), (0, 0)));
-                    &mut day_counts.last_mut().expect("just pushed").1
-                }
-            };
-            match choice {
-                Choice::Granted => slot.0 += 1,
-                Choice::Denied => slot.1 += 1,
-            }
+            tally(day_counts, p, choice);
         }
         Ok(())
     }

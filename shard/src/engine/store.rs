@@ -331,8 +331,10 @@ impl Store {
             .iter()
             .filter(|p| matches!(p, Planned::New { .. }))
             .count();
-        let mut salts = random_bytes(32 * new_events)?;
-        let mut salts = salts.chunks_exact_mut(32);
+        let salts = random_bytes(32 * new_events)?;
+        let mut salts = salts
+            .chunks_exact(32)
+            .map(|s| <[u8; 32]>::try_from(s).expect("32-byte chunks"));
         let mut customer = None;
         for item in plan {
             let appended = match item {
@@ -341,10 +343,7 @@ impl Store {
                         Some(c) => c,
                         None => *customer.insert(t.customer_or_create(&event.customer_id)?),
                     };
-                    let salt: [u8; 32] = salts
-                        .next()
-                        .and_then(|s| (&*s).try_into().ok())
-                        .expect("one salt per new event");
+                    let salt = salts.next().expect("one salt per new event");
                     let customer = Customer {
                         number,
                         secret,
