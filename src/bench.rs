@@ -311,21 +311,14 @@ impl Ctx {
                 Err(format!("HTTP_{}", status.as_u16()))
             };
         }
-        if !want_data {
-            let v: ErrorsOnly =
-                serde_json::from_str(&text).map_err(|_| "BAD_RESPONSE".to_string())?;
-            return match v.errors.as_deref() {
-                Some([first, ..]) => Err(first.extensions.code.clone()),
-                _ => Ok(Value::Null),
-            };
+        let bad = |_| "BAD_RESPONSE".to_string();
+        let v: ErrorsOnly = serde_json::from_str(&text).map_err(bad)?;
+        if let Some([first, ..]) = v.errors.as_deref() {
+            return Err(first.extensions.code.clone());
         }
-        let v: Value = serde_json::from_str(&text).map_err(|_| "BAD_RESPONSE".to_string())?;
-        match v["errors"].get(0) {
-            Some(e) => Err(e["extensions"]["code"]
-                .as_str()
-                .unwrap_or("UNKNOWN")
-                .to_string()),
-            None => Ok(v),
+        match want_data {
+            true => serde_json::from_str(&text).map_err(bad),
+            false => Ok(Value::Null),
         }
     }
 }
