@@ -12,17 +12,8 @@ workload=${2:-batch}
 conns=${3:-8}
 secs=${4:-8}
 [ -x "$bin" ] || { echo "build first: cargo build --release" >&2; exit 2; }
-data=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$bin" serve --data-dir "$data/data" --listen "127.0.0.1:$port" --rate-limit-per-second 0 \
-  >"$data/server.log" 2>&1 &
-pid=$!
-trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data"' EXIT
-for _ in $(seq 100); do
-  [ -s "$data/data/admin-token" ] && curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
-  sleep 0.1
-done
-export ASSENT_BENCH_TOKEN=$(cat "$data/data/admin-token")
+. "$(dirname "$0")/server.sh"
+start_server "$bin"
 extra=(); [ "$workload" = batch ] && extra=(--batch 1000)
 ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 t0=$(ticks)

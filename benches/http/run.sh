@@ -19,17 +19,8 @@ mkdir -p "$out"
 cd "$(dirname "$0")/../.."
 cargo build --release --bin assent >&2
 bin=target/release/assent
-data=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$bin" serve --data-dir "$data/data" --listen "127.0.0.1:$port" --rate-limit-per-second 0 \
-  >"$out/server.log" 2>&1 &
-pid=$!
-trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data"' EXIT
-for _ in $(seq 100); do
-  [ -s "$data/data/admin-token" ] && curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
-  sleep 0.1
-done
-export ASSENT_BENCH_TOKEN=$(cat "$data/data/admin-token")
+. benches/http/server.sh
+start_server "$bin" "$out/server.log"
 # run LABEL CONNECTIONS BENCH-ARGS...: one JSON line, with the label added.
 run() {
   local label=$1 c=$2
