@@ -396,3 +396,36 @@ fn files_of_layouts_1_and_2_are_migrated_by_rebuilding_their_indexes_from_the_jo
         );
     }
 }
+
+#[test]
+fn a_read_after_each_commit_sees_it_though_the_reads_before_shared_one_snapshot() {
+    // Proves: point reads share one snapshot only until the next commit — append, index
+    // step or erasure — so a read that begins after a commit never misses it.
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir.path().join("s.redb"));
+    let r = store.reader();
+    for i in 0..4u64 {
+        for _ in 0..2 {
+            assert_eq!(r.head().unwrap().size, i);
+            assert!(r.event(i).unwrap().is_none());
+        }
+        let events = vec![personal_event("alice", i, None)];
+        store.append_batches(&[events]).unwrap().remove(0).unwrap();
+        assert_eq!(r.head().unwrap().size, i + 1, "the append's commit is seen");
+        assert!(r.event(i).unwrap().is_some());
+        let history = |r: &shard::engine::ShardReader| {
+            r.history("acme", "alice", Order::Ascending, None, 10)
+                .unwrap()
+                .items
+                .len() as u64
+        };
+        assert_eq!(history(&r), i, "not indexed yet");
+        store.index_now(false).unwrap();
+        assert_eq!(history(&r), i + 1, "the index step's commit is seen");
+    }
+    assert!(!r.current_state("acme", "alice").unwrap().is_empty());
+    erase_subject(&mut store, "alice").unwrap();
+    assert!(r.current_state("acme", "alice").unwrap().is_empty());
+    assert!(r.event(0).unwrap().unwrap().personal.is_none());
+    assert_eq!(r.head().unwrap().size, 5, "the erasure entry is seen");
+}

@@ -134,7 +134,7 @@ impl Store {
             };
             (appended, count, subjects.len() as u64)
         };
-        txn.commit()?;
+        self.db.commit(txn)?;
         self.stats.commits += 1;
         self.indexed_upto = self.head.size;
         self.scrub_pending = true;

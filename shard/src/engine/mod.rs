@@ -4,6 +4,7 @@
 //! messages of [`actor`].
 
 mod actor;
+mod db;
 mod erase;
 mod error;
 mod index;

@@ -9,6 +9,7 @@ use redb::{
     AccessGuard, Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
 };
 
+use super::db::{Db, DbCell, Snapshot};
 use super::error::{QueryError, StorageError, VerifyJournalError};
 use super::index::{MS_PER_DAY, PurposeState, STATE_ROW, state_in};
 use super::index_check::{IndexMismatch, IndexReport};
@@ -126,69 +127,6 @@ pub struct ConsistencyProof {
     pub new_root: Hash,
     /// The proof, as RFC 9162 §2.1.4.
     pub path: Vec<Hash>,
-}
-
-/// A shard's database: the writer's, or a read-only one that never changes the file (audits).
-pub(crate) enum Db {
-    /// Opened by the shard's writer (`Store`).
-    Writable(Database),
-    /// Opened by `ShardReader::open_existing` (audits).
-    ReadOnly(redb::ReadOnlyDatabase),
-    /// Closed by the writer's `Store::close`; every read fails.
-    Closed,
-}
-
-impl Db {
-    /// A read snapshot.
-    pub(crate) fn begin_read(&self) -> Result<ReadTransaction, redb::TransactionError> {
-        match self {
-            Db::Writable(db) => db.begin_read(),
-            Db::ReadOnly(db) => db.begin_read(),
-            Db::Closed => Err(closed()),
-        }
-    }
-
-    /// A write transaction. Only the writer's database is written.
-    pub(crate) fn begin_write(&self) -> Result<redb::WriteTransaction, redb::TransactionError> {
-        match self {
-            Db::Writable(db) => db.begin_write(),
-            Db::ReadOnly(_) => panic!("a shard opened read-only is never written"),
-            Db::Closed => Err(closed()),
-        }
-    }
-}
-
-fn closed() -> redb::TransactionError {
-    redb::TransactionError::Storage(redb::StorageError::DatabaseClosed)
-}
-
-/// The shard's open database, replaceable as a whole: a scrub rewrites the file and swaps
-/// the new one in, and every reader (they share this cell) moves to it at its next read.
-/// A read already running keeps its snapshot of the old file until it ends.
-pub(crate) struct DbCell(std::sync::RwLock<Arc<Db>>);
-
-impl DbCell {
-    pub(crate) fn new(db: Database) -> DbCell {
-        DbCell(std::sync::RwLock::new(Arc::new(Db::Writable(db))))
-    }
-
-    /// The current database.
-    pub(crate) fn get(&self) -> Arc<Db> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Takes the database out, leaving every holder of the cell a closed one; returns it
-    /// so that the caller drops it (redb records a clean shutdown when it is dropped).
-    pub(crate) fn close(&self) -> Arc<Db> {
-        let mut slot = self.0.write().unwrap_or_else(|p| p.into_inner());
-        std::mem::replace(&mut *slot, Arc::new(Db::Closed))
-    }
-
-    /// Replaces the database; returns the old one (dropped by its last reader).
-    pub(crate) fn replace(&self, db: Database) -> Arc<Db> {
-        let mut slot = self.0.write().unwrap_or_else(|p| p.into_inner());
-        std::mem::replace(&mut *slot, Arc::new(Db::Writable(db)))
-    }
 }
 
 /// Stored Merkle nodes as a [`NodeSource`].
@@ -372,13 +310,13 @@ impl ShardReader {
 
     /// The latest committed head.
     pub fn head(&self) -> Result<ShardHead, StorageError> {
-        Ok(head_in(&self.db.get().begin_read()?, self.shard_id)?.0)
+        Ok(head_in(self.db.shared_snapshot()?.txn(), self.shard_id)?.0)
     }
 
     /// The event at `seq`, if it exists.
     pub fn event(&self, seq: u64) -> Result<Option<StoredEvent>, StorageError> {
-        let txn = self.db.get().begin_read()?;
-        load_event(&txn, seq)
+        let snap = self.db.shared_snapshot()?;
+        load_event(&snap, seq)
     }
 
     /// The event recorded under `customer_id`'s idempotency key `key`, if any.
@@ -387,15 +325,15 @@ impl ShardReader {
         customer_id: &str,
         key: &str,
     ) -> Result<Option<StoredEvent>, StorageError> {
-        let txn = self.db.get().begin_read()?;
-        let Some((c, _)) = customer_ref(&txn, customer_id)? else {
+        let snap = self.db.shared_snapshot()?;
+        let Some((c, _)) = customer_ref(&snap, customer_id)? else {
             return Ok(None);
         };
-        let table = txn.open_table(IDEMPOTENCY)?;
+        let table = snap.txn().open_table(IDEMPOTENCY)?;
         let Some(v) = table.get((c, key))? else {
             return Ok(None);
         };
-        load_event(&txn, v.value().0)
+        load_event(&snap, v.value().0)
     }
 
     /// The current state of a subject: each purpose with the event that last set it.
@@ -404,11 +342,11 @@ impl ShardReader {
         customer_id: &str,
         subject_id: &str,
     ) -> Result<Vec<PurposeState>, StorageError> {
-        let txn = self.db.get().begin_read()?;
-        let Some((customer, subject)) = subject_ref(&txn, customer_id, subject_id)? else {
+        let snap = self.db.shared_snapshot()?;
+        let Some((customer, subject)) = subject_ref(&snap, customer_id, subject_id)? else {
             return Ok(Vec::new());
         };
-        state_in(&txn.open_table(SUBJECTS)?, customer, &subject.0)
+        state_in(snap.subjects()?, customer, &subject.0)
     }
 
     /// The current state of a subject with the event that set each purpose, read from one
@@ -418,12 +356,12 @@ impl ShardReader {
         customer_id: &str,
         subject_id: &str,
     ) -> Result<Vec<(PurposeState, StoredEvent)>, StorageError> {
-        let txn = self.db.get().begin_read()?;
-        let Some((customer, subject)) = subject_ref(&txn, customer_id, subject_id)? else {
+        let snap = self.db.shared_snapshot()?;
+        let Some((customer, subject)) = subject_ref(&snap, customer_id, subject_id)? else {
             return Ok(Vec::new());
         };
-        let states = state_in(&txn.open_table(SUBJECTS)?, customer, &subject.0)?;
-        let tables = EventTables::open(&txn)?;
+        let states = state_in(snap.subjects()?, customer, &subject.0)?;
+        let tables = EventTables::open(&snap)?;
         let mut loaded: std::collections::HashMap<u64, StoredEvent> =
             std::collections::HashMap::new();
         let mut out = Vec::with_capacity(states.len());
@@ -450,15 +388,15 @@ impl ShardReader {
         after: Option<u64>,
         limit: u32,
     ) -> Result<Page<u64>, StorageError> {
-        let txn = self.db.get().begin_read()?;
-        let Some((c, s)) = subject_ref(&txn, customer_id, subject_id)? else {
+        let snap = self.db.shared_snapshot()?;
+        let Some((c, s)) = subject_ref(&snap, customer_id, subject_id)? else {
             return Ok(Page {
                 items: vec![],
                 last_cursor: None,
                 has_more: false,
             });
         };
-        let table = txn.open_table(SUBJECTS)?;
+        let table = snap.subjects()?;
         let range = match (order, after) {
             (Order::Ascending, Some(a)) if a >= STATE_ROW - 1 => return Ok(empty_page()),
             (Order::Ascending, Some(a)) => table.range((c, &s.0, a + 1)..(c, &s.0, STATE_ROW))?,
@@ -473,7 +411,7 @@ impl ShardReader {
             Order::Descending => Box::new(range.rev()),
         };
         collect_page(
-            &txn,
+            &snap,
             seqs.map(|r| r.map(|(k, _)| k.value().2)),
             limit,
             |seq| (seq, seq),
@@ -490,8 +428,8 @@ impl ShardReader {
         after: Option<(i64, u64)>,
         limit: u32,
     ) -> Result<Page<(i64, u64)>, StorageError> {
-        let txn = self.db.get().begin_read()?;
-        let Some((c, _)) = customer_ref(&txn, customer_id)? else {
+        let snap = self.db.shared_snapshot()?;
+        let Some((c, _)) = customer_ref(&snap, customer_id)? else {
             return Ok(empty_page());
         };
         let start = match after {
@@ -503,10 +441,10 @@ impl ShardReader {
         if start >= (until_ms, 0) {
             return Ok(empty_page());
         }
-        let table = txn.open_table(CUSTOMER_EVENTS)?;
+        let table = snap.txn().open_table(CUSTOMER_EVENTS)?;
         let range = table.range((c, start.0, start.1)..(c, until_ms, 0))?;
         let keys = range.map(|r| r.map(|(k, _)| (k.value().2, (k.value().1, k.value().2))));
-        collect_page(&txn, keys, limit, |x| x)
+        collect_page(&snap, keys, limit, |x| x)
     }
 
     /// A page of the customer's GRANTED purposes that lapse before `before_ms` (already
@@ -518,13 +456,13 @@ impl ShardReader {
         after: Option<ExpiryCursor>,
         limit: u32,
     ) -> Result<(Vec<Expiring>, bool), StorageError> {
-        let txn = self.db.get().begin_read()?;
-        let Some((c, _)) = customer_ref(&txn, customer_id)? else {
+        let snap = self.db.shared_snapshot()?;
+        let Some((c, _)) = customer_ref(&snap, customer_id)? else {
             return Ok((Vec::new(), false));
         };
-        let expiries = txn.open_table(EXPIRIES)?;
-        let subjects = txn.open_table(SUBJECTS)?;
-        let tables = EventTables::open(&txn)?;
+        let expiries = snap.txn().open_table(EXPIRIES)?;
+        let subjects = snap.subjects()?;
+        let tables = EventTables::open(&snap)?;
         let start = after
             .as_ref()
             .map_or((i64::MIN, 0), |a| (a.expires_at_ms, a.seq));
@@ -535,7 +473,7 @@ impl ShardReader {
             let subject = v.value();
             // The purposes this row stands for: those of the subject's current state that
             // entry `seq` granted with this expiry (sorted by purpose, as the state is).
-            let states = state_in(&subjects, c, subject)?;
+            let states = state_in(subjects, c, subject)?;
             let resumed = after
                 .as_ref()
                 .filter(|a| (a.expires_at_ms, a.seq) == (at, seq));
@@ -582,8 +520,8 @@ impl ShardReader {
         since_ms: i64,
         until_ms: i64,
     ) -> Result<Vec<DailyCount>, StorageError> {
-        let txn = self.db.get().begin_read()?;
-        let Some((c, _)) = customer_ref(&txn, customer_id)? else {
+        let snap = self.db.shared_snapshot()?;
+        let Some((c, _)) = customer_ref(&snap, customer_id)? else {
             return Ok(Vec::new());
         };
         let (first, last) = (
@@ -593,7 +531,7 @@ impl ShardReader {
         if last < first {
             return Ok(Vec::new());
         }
-        let table = txn.open_table(DAILY_COUNTS)?;
+        let table = snap.txn().open_table(DAILY_COUNTS)?;
         let mut out = Vec::new();
         for row in table.range((c, first, "")..(c, last + 1, ""))? {
             let (k, v) = row?;
@@ -611,8 +549,9 @@ impl ShardReader {
 
     /// Root of the tree of the first `size` entries (`size` ≤ head size).
     pub fn root_at(&self, size: u64) -> Result<Hash, QueryError> {
-        let txn = self.db.get().begin_read().map_err(StorageError::from)?;
-        let head = head_in(&txn, self.shard_id)?.0;
+        let snap = self.db.shared_snapshot()?;
+        let txn = snap.txn();
+        let head = head_in(txn, self.shard_id)?.0;
         check_size(size, &head)?;
         if size == 0 {
             return Ok(crate::merkle::TreeHasher::hash_empty(&Blake3Tree));
@@ -623,8 +562,9 @@ impl ShardReader {
 
     /// Inclusion proof of entry `seq` in the tree of the first `size` entries.
     pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<InclusionProof, QueryError> {
-        let txn = self.db.get().begin_read().map_err(StorageError::from)?;
-        let head = head_in(&txn, self.shard_id)?.0;
+        let snap = self.db.shared_snapshot()?;
+        let txn = snap.txn();
+        let head = head_in(txn, self.shard_id)?.0;
         check_size(size, &head)?;
         let merkle = txn.open_table(MERKLE).map_err(StorageError::from)?;
         let nodes = RedbNodes(&merkle);
@@ -644,8 +584,9 @@ impl ShardReader {
         old_size: u64,
         new_size: u64,
     ) -> Result<ConsistencyProof, QueryError> {
-        let txn = self.db.get().begin_read().map_err(StorageError::from)?;
-        let head = head_in(&txn, self.shard_id)?.0;
+        let snap = self.db.shared_snapshot()?;
+        let txn = snap.txn();
+        let head = head_in(txn, self.shard_id)?.0;
         check_size(new_size, &head)?;
         let merkle = txn.open_table(MERKLE).map_err(StorageError::from)?;
         let nodes = RedbNodes(&merkle);
@@ -699,7 +640,7 @@ impl ShardReader {
         drop(txn);
         let progress = Progress::default();
         progress.publish(head.size, indexed.min(head.size));
-        let cell = DbCell(std::sync::RwLock::new(Arc::new(Db::ReadOnly(db))));
+        let cell = DbCell::holding(Db::ReadOnly(db));
         Ok(ShardReader::with_progress(
             Arc::new(cell),
             shard_id,
@@ -871,7 +812,7 @@ fn proof_error(e: ProofError<StorageError>) -> QueryError {
 
 /// Loads up to `limit` events whose seqs come from `keys`, then checks for one more.
 fn collect_page<K, C>(
-    txn: &ReadTransaction,
+    snap: &Snapshot,
     keys: impl Iterator<Item = Result<K, redb::StorageError>>,
     limit: u32,
     split: impl Fn(K) -> (u64, C),
@@ -883,7 +824,7 @@ where
     let mut items = Vec::new();
     let mut last_cursor = None;
     let mut keys = keys.peekable();
-    let tables = EventTables::open(txn)?;
+    let tables = EventTables::open(snap)?;
     while items.len() < limit {
         let Some(key) = keys.next() else { break };
         let (seq, cursor) = split(key?);
@@ -902,21 +843,21 @@ where
     })
 }
 
-fn load_event(txn: &ReadTransaction, seq: u64) -> Result<Option<StoredEvent>, StorageError> {
-    EventTables::open(txn)?.load(seq)
+fn load_event(snap: &Snapshot, seq: u64) -> Result<Option<StoredEvent>, StorageError> {
+    EventTables::open(snap)?.load(seq)
 }
 
 /// The journal and personal-record tables of one snapshot, opened once for many loads.
-struct EventTables {
-    journal: ReadOnlyTable<u64, &'static [u8]>,
-    personal: ReadOnlyTable<u64, &'static [u8]>,
+struct EventTables<'s> {
+    journal: &'s ReadOnlyTable<u64, &'static [u8]>,
+    personal: &'s ReadOnlyTable<u64, &'static [u8]>,
 }
 
-impl EventTables {
-    fn open(txn: &ReadTransaction) -> Result<EventTables, StorageError> {
+impl EventTables<'_> {
+    fn open(snap: &Snapshot) -> Result<EventTables<'_>, StorageError> {
         Ok(EventTables {
-            journal: txn.open_table(JOURNAL)?,
-            personal: txn.open_table(PERSONAL)?,
+            journal: snap.journal()?,
+            personal: snap.personal()?,
         })
     }
 
@@ -957,10 +898,10 @@ pub(crate) fn split_personal(seq: u64, bytes: &[u8]) -> Result<StoredPersonal, S
 }
 
 fn customer_ref(
-    txn: &ReadTransaction,
+    snap: &Snapshot,
     customer_id: &str,
 ) -> Result<Option<(u32, [u8; 32])>, StorageError> {
-    let customers = txn.open_table(CUSTOMERS)?;
+    let customers = snap.customers()?;
     Ok(customers.get(customer_id)?.map(|v| {
         let (number, secret) = v.value();
         (number, *secret)
@@ -968,9 +909,9 @@ fn customer_ref(
 }
 
 fn subject_ref(
-    txn: &ReadTransaction,
+    snap: &Snapshot,
     customer_id: &str,
     subject_id: &str,
 ) -> Result<Option<(u32, Hash)>, StorageError> {
-    Ok(customer_ref(txn, customer_id)?.map(|(c, secret)| (c, subject_key(&secret, subject_id))))
+    Ok(customer_ref(snap, customer_id)?.map(|(c, secret)| (c, subject_key(&secret, subject_id))))
 }

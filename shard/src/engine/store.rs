@@ -16,9 +16,10 @@ use redb::{
     WriteTransaction,
 };
 
+use super::db::DbCell;
 use super::error::{AppendError, OpenError, StorageError};
 use super::index::IndexTables;
-use super::reader::{DbCell, Progress, RedbNodes, ShardReader, read_head, split_personal};
+use super::reader::{Progress, RedbNodes, ShardReader, read_head, split_personal};
 use super::tables::*;
 use crate::format::limits::MAX_BATCH_EVENTS;
 use crate::format::{
@@ -218,7 +219,7 @@ impl Store {
             t.indexes.flush_counts()?;
             t.set_indexed_upto(next)?;
         }
-        txn.commit()?;
+        self.db.commit(txn)?;
         self.unindexed.clear();
         self.indexed_upto = next;
         self.progress.publish(self.head.size, next);
@@ -303,7 +304,7 @@ impl Store {
             }
         }
         if appended > 0 {
-            txn.commit()?;
+            self.db.commit(txn)?;
             self.stats.commits += 1;
             // Before the new size is published and any caller answered (undo_on_error).
             for (batch, result) in batches.iter().zip(&results) {
@@ -455,7 +456,7 @@ impl Store {
                 t.set_indexed_upto(to)?;
                 to == self.head.size
             };
-            txn.commit()?;
+            self.db.commit(txn)?;
             if done {
                 return Ok(());
             }
