@@ -98,6 +98,23 @@ impl ShardClient {
         self.read(f).await
     }
 
+    /// Reads one subject's index rows (current state, history) after waiting until they
+    /// reflect every write of that subject acknowledged before this call
+    /// (`ShardHandle::subject_indexes_fresh`): writes of the customer's other subjects
+    /// never make it wait.
+    async fn read_subject_indexed<T>(
+        &self,
+        customer: &str,
+        subject: &str,
+        f: impl FnOnce(&ShardReader) -> Result<T, ShardCallError>,
+    ) -> Result<T, ShardCallError> {
+        self.local
+            .handle
+            .subject_indexes_fresh(customer, subject)
+            .await?;
+        self.read(f).await
+    }
+
     /// Reads what the durable commit itself wrote (journal, proofs, personal records,
     /// idempotency keys): never waits for the index step.
     ///
@@ -127,8 +144,10 @@ impl ShardClient {
         customer: String,
         subject: String,
     ) -> Result<Vec<PurposeState>, ShardCallError> {
-        self.read_indexed(&customer, |r| Ok(r.current_state(&customer, &subject)?))
-            .await
+        self.read_subject_indexed(&customer, &subject, |r| {
+            Ok(r.current_state(&customer, &subject)?)
+        })
+        .await
     }
 
     pub(crate) async fn history(
@@ -139,7 +158,7 @@ impl ShardClient {
         after: Option<u64>,
         limit: u32,
     ) -> Result<Page<u64>, ShardCallError> {
-        self.read_indexed(&customer, |r| {
+        self.read_subject_indexed(&customer, &subject, |r| {
             Ok(r.history(&customer, &subject, order, after, limit)?)
         })
         .await
@@ -280,7 +299,7 @@ impl ShardClient {
         customer: String,
         subject: String,
     ) -> Result<Vec<(PurposeState, StoredEvent)>, ShardCallError> {
-        self.read_indexed(&customer, |r| {
+        self.read_subject_indexed(&customer, &subject, |r| {
             Ok(r.current_state_with_events(&customer, &subject)?)
         })
         .await

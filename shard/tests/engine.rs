@@ -836,6 +836,58 @@ async fn a_read_after_indexes_fresh_sees_every_acknowledged_append() {
     shard.stop().await;
 }
 
+#[test]
+fn only_the_subjects_written_since_the_last_index_step_count_as_unindexed() {
+    // Proves: a subject read waits only for its own subject's entries: an append marks its
+    // customer and its subjects (not the customer's other subjects) until the index step.
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir.path().join("s.redb"));
+    let r = store.reader();
+    let append = |store: &mut Store, subject: &str, n: u64| {
+        let batch = vec![event("acme", subject, n)];
+        store.append_batches(&[batch]).unwrap().remove(0).unwrap();
+    };
+    append(&mut store, "alice", 0);
+    store.index_now(false).unwrap();
+    assert!(!r.has_unindexed("acme") && !r.has_unindexed_subject("acme", "alice"));
+    append(&mut store, "bob", 1);
+    assert!(r.has_unindexed("acme") && r.has_unindexed_subject("acme", "bob"));
+    assert!(!r.has_unindexed_subject("acme", "alice"));
+    assert!(
+        !r.has_unindexed_subject("other", "bob"),
+        "subjects are per customer"
+    );
+    append(&mut store, "alice", 2);
+    assert!(r.has_unindexed_subject("acme", "alice"));
+    store.index_now(false).unwrap();
+    assert!(!r.has_unindexed("acme"));
+    assert!(!r.has_unindexed_subject("acme", "alice") && !r.has_unindexed_subject("acme", "bob"));
+}
+
+#[actix_rt::test]
+async fn a_subject_read_after_subject_indexes_fresh_sees_its_acknowledged_appends() {
+    // Proves: read-your-writes per subject, while another subject of the customer is
+    // written between.
+    let dir = tempfile::tempdir().unwrap();
+    let shard = ShardHandle::start(&dir.path().join("s.redb"), 0).unwrap();
+    let r = shard.reader();
+    for i in 0..20u64 {
+        let other = Append(vec![event("acme", "bob", 2 * i)]);
+        shard.addr.send(other).await.unwrap().unwrap();
+        let mine = Append(vec![event("acme", "alice", 2 * i + 1)]);
+        let alice = shard.addr.send(mine).await.unwrap().unwrap();
+        shard.subject_indexes_fresh("acme", "alice").await.unwrap();
+        let state = r.current_state("acme", "alice").unwrap();
+        assert!(
+            state.iter().all(|s| s.seq == alice[0].entry.seq),
+            "append {i}"
+        );
+        let page = r.history("acme", "alice", Order::Descending, None, 1);
+        assert_eq!(page.unwrap().items[0].entry.seq, alice[0].entry.seq);
+    }
+    shard.stop().await;
+}
+
 #[actix_rt::test]
 async fn a_busy_shard_groups_sparse_appends_and_an_idle_one_commits_at_once() {
     // Proves: an append to an idle shard commits without waiting for company; appends that

@@ -583,6 +583,27 @@ impl ShardHandle {
         if self.reader.indexed_size() >= target || !self.reader.has_unindexed(customer_id) {
             return Ok(());
         }
+        self.index_up_to(target).await
+    }
+
+    /// As [`ShardHandle::indexes_fresh`] for a read of one subject's rows (its current
+    /// state and history): waits only when that subject has unindexed entries, so reads of
+    /// a customer's other subjects never wait for the writes of one.
+    pub async fn subject_indexes_fresh(
+        &self,
+        customer_id: &str,
+        subject_id: &str,
+    ) -> Result<(), QueryError> {
+        let target = self.reader.committed_size();
+        if self.reader.indexed_size() >= target
+            || !self.reader.has_unindexed_subject(customer_id, subject_id)
+        {
+            return Ok(());
+        }
+        self.index_up_to(target).await
+    }
+
+    async fn index_up_to(&self, target: u64) -> Result<(), QueryError> {
         self.addr
             .send(IndexUpTo(target))
             .await

@@ -181,46 +181,77 @@ fn head_in(txn: &ReadTransaction, shard_id: u32) -> Result<(ShardHead, i64), Sto
 }
 
 /// Where a shard's writer stands, published to its readers: how many entries are durably
-/// committed, how many of those the secondary indexes reflect, and which customers have
-/// committed entries that are not indexed yet. A reader that must see every acknowledged
-/// write of a customer in an index waits only if that customer is among them (see
-/// `ShardHandle::indexes_fresh`).
+/// committed, how many of those the secondary indexes reflect, and which customers and
+/// subjects have committed entries that are not indexed yet. A reader that must see every
+/// acknowledged write of a customer (or of one subject) in an index waits only if that
+/// customer (subject) is among them (see `ShardHandle::indexes_fresh`).
 #[derive(Debug, Default)]
 pub(crate) struct Progress {
     committed: std::sync::atomic::AtomicU64,
     indexed: std::sync::atomic::AtomicU64,
-    /// Customers with committed, unindexed entries. Added to before `committed` is
-    /// published (so before any caller hears of the entries); emptied after the index step
-    /// that covers them has committed.
-    unindexed_customers: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Added to before `committed` is published (so before any caller hears of the
+    /// entries); emptied after the index step that covers them has committed.
+    unindexed: std::sync::Mutex<Unindexed>,
+}
+
+/// Who has committed entries waiting for the index step.
+#[derive(Debug, Default)]
+struct Unindexed {
+    /// Customer ids.
+    customers: std::collections::HashSet<String>,
+    /// [`subject_fingerprint`]s: a subject read waits only for its own subject's entries.
+    subjects: std::collections::HashSet<u64>,
+}
+
+/// 64 bits of blake3 over (customer, subject): what the unindexed set keeps of a subject
+/// (no subject id is kept; a collision only makes a read wait for an index step it did
+/// not need).
+pub(crate) fn subject_fingerprint(customer: &str, subject: &str) -> u64 {
+    let mut h = blake3::Hasher::new();
+    h.update(&(customer.len() as u64).to_be_bytes());
+    h.update(customer.as_bytes());
+    h.update(subject.as_bytes());
+    let first: [u8; 8] = h.finalize().as_bytes()[..8].try_into().expect("8 bytes");
+    u64::from_be_bytes(first)
 }
 
 impl Progress {
-    /// Records that `customer` has committed entries waiting for the index step.
-    pub(crate) fn add_unindexed(&self, customer: &str) {
-        let mut set = self
-            .unindexed_customers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if !set.contains(customer) {
-            set.insert(customer.to_string());
+    fn unindexed(&self) -> std::sync::MutexGuard<'_, Unindexed> {
+        self.unindexed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records that `customer`, and each of `subjects` of it, have committed entries
+    /// waiting for the index step.
+    pub(crate) fn add_unindexed<'s>(
+        &self,
+        customer: &str,
+        subjects: impl Iterator<Item = &'s str>,
+    ) {
+        let fingerprints: Vec<u64> = subjects.map(|s| subject_fingerprint(customer, s)).collect();
+        let mut set = self.unindexed();
+        if !set.customers.contains(customer) {
+            set.customers.insert(customer.to_string());
         }
+        set.subjects.extend(fingerprints);
     }
 
     /// Called after an index step that indexed every committed entry.
     pub(crate) fn clear_unindexed(&self) {
-        self.unindexed_customers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        let mut set = self.unindexed();
+        set.customers.clear();
+        set.subjects.clear();
     }
 
     /// Whether `customer` has committed entries the indexes do not reflect yet.
     pub(crate) fn has_unindexed(&self, customer: &str) -> bool {
-        self.unindexed_customers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(customer)
+        self.unindexed().customers.contains(customer)
+    }
+
+    /// Whether `subject` of `customer` has committed entries the indexes do not reflect
+    /// yet (or shares its fingerprint with one that has).
+    pub(crate) fn has_unindexed_subject(&self, customer: &str, subject: &str) -> bool {
+        let fingerprint = subject_fingerprint(customer, subject);
+        self.unindexed().subjects.contains(&fingerprint)
     }
 
     /// Called by the writer after a commit returned, so that a snapshot begun after a
@@ -301,6 +332,12 @@ impl ShardReader {
     /// (an index read of that customer must then wait for the index step; others need not).
     pub fn has_unindexed(&self, customer_id: &str) -> bool {
         self.progress.has_unindexed(customer_id)
+    }
+
+    /// Whether `subject_id` of `customer_id` has committed entries that the indexes do not
+    /// reflect yet (an index read of that subject alone must then wait for the index step).
+    pub fn has_unindexed_subject(&self, customer_id: &str, subject_id: &str) -> bool {
+        self.progress.has_unindexed_subject(customer_id, subject_id)
     }
 
     /// The shard this reader reads.

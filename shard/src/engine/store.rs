@@ -309,7 +309,8 @@ impl Store {
             // Before the new size is published and any caller answered (undo_on_error).
             for (batch, result) in batches.iter().zip(&results) {
                 if let (Some(first), Ok(_)) = (batch.first(), result) {
-                    self.progress.add_unindexed(&first.customer_id);
+                    let subjects = batch.iter().map(|e| e.subject_id.as_str());
+                    self.progress.add_unindexed(&first.customer_id, subjects);
                 }
             }
         } else {
