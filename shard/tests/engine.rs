@@ -889,33 +889,6 @@ async fn a_subject_read_after_subject_indexes_fresh_sees_its_acknowledged_append
 }
 
 #[actix_rt::test]
-async fn an_index_step_commits_the_appends_waiting_for_company_first() {
-    // Proves: an append waiting out the group-commit delay is committed when the index step
-    // comes due (INDEX_DELAY_MS after the previous commit), not held until the delay ends.
-    use shard::engine::{GroupCommit, INDEX_DELAY_MS, MAILBOX_CAPACITY};
-    use std::time::{Duration, Instant};
-    let dir = tempfile::tempdir().unwrap();
-    let group = GroupCommit {
-        wait: Duration::from_secs(5),
-        busy_window: Duration::from_secs(60),
-    };
-    let path = dir.path().join("s.redb");
-    let shard = ShardHandle::start_with(&path, 0, None, MAILBOX_CAPACITY, group).unwrap();
-    let append = |n: u64| shard.addr.send(Append(vec![event("acme", "a", n)]));
-    append(0).await.unwrap().unwrap();
-    let started = Instant::now();
-    let waiting = append(1).await.unwrap().unwrap();
-    assert!(
-        started.elapsed() < group.wait / 2,
-        "committed at the index step ({INDEX_DELAY_MS} ms), not after the 5 s delay"
-    );
-    shard.indexes_fresh("acme").await.unwrap();
-    let state = shard.reader().current_state("acme", "a").unwrap();
-    assert!(state.iter().all(|s| s.seq == waiting[0].entry.seq));
-    shard.stop().await;
-}
-
-#[actix_rt::test]
 async fn a_busy_shard_groups_sparse_appends_and_an_idle_one_commits_at_once() {
     // Proves: an append to an idle shard commits without waiting for company; appends that
     // trickle into a busy shard share one commit; a group that reaches

@@ -261,16 +261,8 @@ impl Handler<Flush> for ShardActor {
 impl Handler<IndexStep> for ShardActor {
     type Result = ();
 
-    fn handle(&mut self, _: IndexStep, ctx: &mut Context<Self>) {
+    fn handle(&mut self, _: IndexStep, _: &mut Context<Self>) {
         self.index_scheduled = false;
-        // Appends waiting out the group-commit delay commit first: the step would hold
-        // them for its whole duration, and they join it instead.
-        if !self.pending.is_empty() {
-            if let Some(waiting) = self.waiting_flush.take() {
-                ctx.cancel_future(waiting);
-            }
-            self.flush();
-        }
         if let Some(store) = self.store.as_mut() {
             store.index_or_log();
         }
