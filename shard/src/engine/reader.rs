@@ -200,13 +200,15 @@ struct Unindexed {
     /// Customer ids.
     customers: std::collections::HashSet<String>,
     /// [`subject_fingerprint`]s: a subject read waits only for its own subject's entries.
+    /// At most one per unindexed entry, so bounded as the index queue is
+    /// (`MAX_INDEX_LAG_ENTRIES` and one commit's worth).
     subjects: std::collections::HashSet<u64>,
 }
 
 /// 64 bits of blake3 over (customer, subject): what the unindexed set keeps of a subject
 /// (no subject id is kept; a collision only makes a read wait for an index step it did
 /// not need).
-pub(crate) fn subject_fingerprint(customer: &str, subject: &str) -> u64 {
+fn subject_fingerprint(customer: &str, subject: &str) -> u64 {
     let mut h = blake3::Hasher::new();
     h.update(&(customer.len() as u64).to_be_bytes());
     h.update(customer.as_bytes());
