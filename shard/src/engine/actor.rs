@@ -579,11 +579,7 @@ impl ShardHandle {
     /// acknowledged write (the index step runs behind the commit). Immediate when they
     /// already do, and when only other customers' entries wait.
     pub async fn indexes_fresh(&self, customer_id: &str) -> Result<(), QueryError> {
-        let target = self.reader.committed_size();
-        if self.reader.indexed_size() >= target || !self.reader.has_unindexed(customer_id) {
-            return Ok(());
-        }
-        self.index_up_to(target).await
+        self.index_step_if(|r| r.has_unindexed(customer_id)).await
     }
 
     /// As [`ShardHandle::indexes_fresh`] for a read of one subject's rows (its current
@@ -594,16 +590,20 @@ impl ShardHandle {
         customer_id: &str,
         subject_id: &str,
     ) -> Result<(), QueryError> {
-        let target = self.reader.committed_size();
-        if self.reader.indexed_size() >= target
-            || !self.reader.has_unindexed_subject(customer_id, subject_id)
-        {
-            return Ok(());
-        }
-        self.index_up_to(target).await
+        self.index_step_if(|r| r.has_unindexed_subject(customer_id, subject_id))
+            .await
     }
 
-    async fn index_up_to(&self, target: u64) -> Result<(), QueryError> {
+    /// Asks for an index step up to the committed size, and waits for it, when the indexes
+    /// lag that size and `waiting` says the caller's rows are among the unindexed ones.
+    async fn index_step_if(
+        &self,
+        waiting: impl FnOnce(&ShardReader) -> bool,
+    ) -> Result<(), QueryError> {
+        let target = self.reader.committed_size();
+        if self.reader.indexed_size() >= target || !waiting(&self.reader) {
+            return Ok(());
+        }
         self.addr
             .send(IndexUpTo(target))
             .await

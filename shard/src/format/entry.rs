@@ -327,6 +327,6 @@ pub fn request_digest(event: &ConsentEvent) -> Hash {
     encode_consent(&mut w, &body);
     let mut h = blake3::Hasher::new_derive_key("assent 2026 idempotency request digest v1");
     h.update(&w.buf);
-    h.update(&event.personal_record().encode());
+    h.update(&event.encode_personal_record());
     h.finalize().into()
 }
