@@ -324,13 +324,17 @@ fn audit_dir(dir: &Path, args: &AuditArgs) -> Result<Value, Failure> {
         audit_shard(&readers[i], &expectations[i], &bar)
     });
     bar.finish_and_clear();
-    let (mut entries, mut index_rows) = (0u64, 0u64);
+    let mut total = ShardCounts::default();
     // The first problem in shard order is reported, whichever thread met it first.
     for outcome in outcomes {
-        let (e, rows) = outcome?;
-        entries += e;
-        index_rows += rows;
+        total.add(&outcome?);
     }
+    let ShardCounts {
+        entries,
+        index_rows,
+        personal_records,
+        erased_entries,
+    } = total;
     let secs = started.elapsed().as_secs_f64();
     let signer = if pinned.is_empty() {
         "the data directory's own signing key (pin --public-key to check against a published key)"
@@ -339,9 +343,10 @@ fn audit_dir(dir: &Path, args: &AuditArgs) -> Result<Value, Failure> {
     };
     Ok(json!({
         "intact": true, "shards": count, "entries": entries, "checkpoints": notes.len(), "indexRows": index_rows,
+        "personalRecords": personal_records, "erasedEntries": erased_entries,
         "seconds": secs, "entriesPerSecond": entries as f64 / secs.max(1e-9),
         "summary": format!(
-            "ledger {name}: {count} shards, {entries} entries re-hashed and chained, {} checkpoints verified against {signer} and the journal, {index_rows} index rows agree; INTACT ({:.2} s, {:.0} entries/s)",
+            "ledger {name}: {count} shards, {entries} entries re-hashed and chained, {} checkpoints verified against {signer} and the journal, {personal_records} personal records open their commitments ({erased_entries} erased, each named by an erasure entry), {index_rows} index rows agree; INTACT ({:.2} s, {:.0} entries/s)",
             notes.len(), secs, entries as f64 / secs.max(1e-9)
         ),
     }))
@@ -381,14 +386,35 @@ fn in_parallel<T: Send>(
         .collect()
 }
 
-/// Audits one shard (journal, stored Merkle tree and indexes, reading the journal once),
-/// checking every checkpoint's root and chain head at its size. Returns (entries, index
-/// rows).
+/// What one shard's audit counted.
+#[derive(Default)]
+struct ShardCounts {
+    /// Journal entries re-hashed and chained.
+    entries: u64,
+    /// Index rows that agree with the journal.
+    index_rows: u64,
+    /// Personal records that open their entry's commitment.
+    personal_records: u64,
+    /// Consent entries without a personal record (each named by an erasure entry).
+    erased_entries: u64,
+}
+
+impl ShardCounts {
+    fn add(&mut self, other: &ShardCounts) {
+        self.entries += other.entries;
+        self.index_rows += other.index_rows;
+        self.personal_records += other.personal_records;
+        self.erased_entries += other.erased_entries;
+    }
+}
+
+/// Audits one shard (journal, stored Merkle tree, personal records and indexes, reading
+/// the journal once), checking every checkpoint's root and chain head at its size.
 fn audit_shard(
     reader: &ShardReader,
     expect: &[Expect],
     bar: &indicatif::ProgressBar,
-) -> Result<(u64, u64), Failure> {
+) -> Result<ShardCounts, Failure> {
     let shard = reader.shard_id();
     let mut next = expect.iter().peekable();
     while let Some(e) = next.peek().filter(|e| e.size == 0) {
@@ -423,8 +449,12 @@ fn audit_shard(
             e.number, e.size, head.size
         )));
     }
-    let rows = report.counters + report.time_rows + report.history_rows + report.state_rows;
-    Ok((head.size, rows))
+    Ok(ShardCounts {
+        entries: head.size,
+        index_rows: report.counters + report.time_rows + report.history_rows + report.state_rows,
+        personal_records: report.personal_records,
+        erased_entries: report.erased_entries,
+    })
 }
 
 fn monitor(url: &str, args: &AuditArgs) -> Result<Value, Failure> {

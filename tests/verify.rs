@@ -330,6 +330,24 @@ fn audit_passes_an_intact_ledger_and_names_each_kind_of_tampering() {
         })
     });
     assert!(out.contains("shard 1") && out.contains("entry 3"), "{out}");
+    let out = run("personal", &|d| {
+        const PERSONAL: redb::TableDefinition<u64, &[u8]> =
+            redb::TableDefinition::new("personal_records");
+        let path = d.join("shards").join("shard-0001.redb");
+        let db = redb::Database::open(path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(PERSONAL).unwrap();
+            let mut b = t.get(2).unwrap().unwrap().value().to_vec();
+            b[40] ^= 1;
+            t.insert(2, b.as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    });
+    assert!(
+        out.contains("shard 1") && out.contains("personal record of entry 2"),
+        "{out}"
+    );
     let out = run("checkpoint", &|d| {
         let db = redb::Database::open(d.join("ledger.redb")).unwrap();
         let txn = db.begin_write().unwrap();

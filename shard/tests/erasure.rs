@@ -6,6 +6,8 @@ mod common;
 
 use std::path::Path;
 
+use redb::ReadableTable;
+
 use common::event;
 use shard::engine::{AppendError, ErasureError, ErasureRequest, ErasureTarget, Order, Store};
 use shard::format::{Choice, ConsentEvent, ErasureCause};
@@ -428,4 +430,85 @@ fn a_read_after_each_commit_sees_it_though_the_reads_before_shared_one_snapshot(
     assert!(r.current_state("acme", "alice").unwrap().is_empty());
     assert!(r.event(0).unwrap().unwrap().personal.is_none());
     assert_eq!(r.head().unwrap().size, 5, "the erasure entry is seen");
+}
+
+#[test]
+fn the_audit_proves_every_personal_record_and_names_one_changed_deleted_or_orphaned() {
+    // Proves: a personal record must open its entry's commitment, a missing one must be
+    // named by an erasure entry, and a record of no consent entry is found; the standalone
+    // index check and the whole-shard audit name the same entry.
+    const PERSONAL: redb::TableDefinition<u64, &[u8]> =
+        redb::TableDefinition::new("personal_records");
+    const SUBJECTS: redb::TableDefinition<(u32, [u8; 32], u64), &[u8]> =
+        redb::TableDefinition::new("subjects");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let mut store = open(&path);
+    for i in 0..12 {
+        let subject = ["a", "b", "gone"][i as usize % 3];
+        append(&mut store, vec![personal_event(subject, i, None)]).unwrap();
+    }
+    let erased = erase_subject(&mut store, "gone").unwrap();
+    let erasure_seq = erased.entries[0].entry.seq;
+    append(&mut store, vec![personal_event("a", 12, None)]).unwrap();
+    let report = store.reader().verify_indexes().unwrap();
+    assert_eq!((report.personal_records, report.erased_entries), (9, 4));
+    drop(store);
+
+    let tampered = |name: &str, f: &dyn Fn(&redb::WriteTransaction)| -> String {
+        let copy = dir.path().join(name);
+        std::fs::copy(&path, &copy).unwrap();
+        let db = redb::Database::create(&copy).unwrap();
+        let txn = db.begin_write().unwrap();
+        f(&txn);
+        txn.commit().unwrap();
+        drop(db);
+        let store = Store::open(&copy, 0).unwrap();
+        let alone = store.reader().verify_indexes().unwrap_err().to_string();
+        match store.reader().audit(|_, _| Ok(())) {
+            Err(shard::engine::ShardAuditError::Index(e)) => assert_eq!(e.to_string(), alone),
+            other => panic!("{name}: expected {alone}, got {other:?}"),
+        }
+        alone
+    };
+    // Entry 3 is subject a's second event: its state row names a later one.
+    let err = tampered("changed", &|t| {
+        let mut tab = t.open_table(PERSONAL).unwrap();
+        let mut b = tab.get(3).unwrap().unwrap().value().to_vec();
+        let last = b.len() - 1;
+        b[last] ^= 1;
+        tab.insert(3, b.as_slice()).unwrap();
+    });
+    assert!(
+        err.contains("personal record of entry 3 does not open"),
+        "{err}"
+    );
+    // Deleted with its history row, as an operator hiding it would: only the record
+    // check sees it.
+    let err = tampered("deleted", &|t| {
+        t.open_table(PERSONAL).unwrap().remove(3).unwrap();
+        let mut subjects = t.open_table(SUBJECTS).unwrap();
+        let key = subjects
+            .iter()
+            .unwrap()
+            .map(|r| r.unwrap().0.value())
+            .find(|k| k.2 == 3)
+            .unwrap();
+        subjects.remove(key).unwrap();
+    });
+    assert!(
+        err.contains("entry 3 has no personal record, and no erasure entry names it"),
+        "{err}"
+    );
+    let err = tampered("orphan", &|t| {
+        let mut tab = t.open_table(PERSONAL).unwrap();
+        let b = tab.get(0).unwrap().unwrap().value().to_vec();
+        tab.insert(erasure_seq, b.as_slice()).unwrap();
+    });
+    assert!(
+        err.contains(&format!(
+            "personal record {erasure_seq} belongs to no consent entry"
+        )),
+        "{err}"
+    );
 }

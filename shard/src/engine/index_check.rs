@@ -1,10 +1,13 @@
-//! The audit's check of a shard's secondary indexes against its journal.
+//! The audit's check of a shard's personal records and secondary indexes against its
+//! journal.
 //!
 //! [`run`] drives it in three steps, and its caller decides where the journal comes from
 //! (the audit feeds it from the same walk that re-hashes the chain, so each journal page is
 //! read once): [`IndexCheck::subjects_pass`] walks the `subjects` table (history digest, implied expiry
-//! rows, current-state claims); [`IndexCheck::entry`] takes every journal entry below
-//! `indexed_upto`, in order; [`IndexCheck::finish`] compares what the journal implies with
+//! rows, current-state claims); [`IndexCheck::entry`] takes every journal entry, in order,
+//! meets each consent entry's personal record (it must open the entry's commitment, or be
+//! gone with an erasure entry naming it) and, below `indexed_upto`, what the entry implies
+//! for the indexes; [`IndexCheck::finish`] compares what the journal implies with
 //! the stored time, expiry, erasure and counter rows. Memory is bounded by the number of
 //! (customer, day, purpose) counters and by the state claims' batch bound, not by the
 //! number of events.
@@ -21,8 +24,8 @@ use super::index::{DayCounts, MS_PER_DAY, STATE_ROW, decode_state_view, expiry_r
 use super::reader::read_indexed_upto;
 use super::state_check::StateClaims;
 use super::tables::*;
-use crate::format::{Entry, EntryView, PersonalRecord};
-use crate::hash::{Hash, subject_key};
+use crate::format::{ConsentView, Entry, EntryView, PersonalRecord};
+use crate::hash::{HASH_LEN, Hash, personal_commitment, subject_key};
 
 /// What an index check found and compared.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +46,12 @@ pub struct IndexReport {
     /// Erasure entries (each checked: its entries exist, are consent events of the same
     /// customer, and have no personal record left).
     pub erasure_rows: u64,
+    /// Personal records that open their consent entry's commitment (every stored one: a
+    /// record of no consent entry is a mismatch).
+    pub personal_records: u64,
+    /// Consent entries without a personal record, each named by exactly one erasure
+    /// entry.
+    pub erased_entries: u64,
 }
 
 /// An index that disagrees with the journal.
@@ -72,7 +81,9 @@ pub(crate) struct IndexCheck {
     secrets: HashMap<u32, (String, [u8; 32])>,
     /// Customer id → customer number.
     numbers: HashMap<String, u32>,
-    /// Entries below this have index rows; those at and above it must not yet.
+    /// Entries below `indexed_upto` have index rows; those at and above it were committed
+    /// but not yet indexed (a server stopped by a crash): the next open indexes them, so no
+    /// row may exist for them yet. Their personal records are checked all the same.
     indexed: u64,
     /// Counts so far.
     report: IndexReport,
@@ -100,11 +111,19 @@ pub(crate) struct IndexCheck {
     want_erasures: Multiset,
     /// Erasure entries seen.
     erasure_count: u64,
+    /// Digest of the seqs of consent entries that have no personal record.
+    missing_records: Multiset,
+    /// Digest of the seqs erasure entries name.
+    named_by_erasures: Multiset,
+    /// How many seqs erasure entries name.
+    named_count: u64,
+    /// The seq the next fed entry must have.
+    next_seq: u64,
 }
 
 /// Runs the whole index check of the snapshot `txn`: the side digests on a thread of their
-/// own, the `subjects` walk, then `feed`, which must hand every journal entry below
-/// [`IndexCheck::indexed_upto`] to the check in order, then the comparisons. `feed`'s error
+/// own, the `subjects` walk, then `feed`, which must hand every journal entry to the check
+/// in order, then the comparisons. `feed`'s error
 /// is the check's.
 pub(crate) fn run(
     txn: &ReadTransaction,
@@ -170,14 +189,11 @@ impl IndexCheck {
             consents: 0,
             want_erasures: Multiset::default(),
             erasure_count: 0,
+            missing_records: Multiset::default(),
+            named_by_erasures: Multiset::default(),
+            named_count: 0,
+            next_seq: 0,
         })
-    }
-
-    /// Entries below this must be fed to [`IndexCheck::entry`]; those at and above it were
-    /// committed but not yet indexed (a server stopped by a crash): the next open indexes
-    /// them, so no row may exist for them yet.
-    pub(crate) fn indexed_upto(&self) -> u64 {
-        self.indexed
     }
 
     fn bad(&self, detail: String) -> IndexMismatch {
@@ -225,30 +241,35 @@ impl IndexCheck {
     /// Takes the next journal entry's canonical bytes (see [`IndexCheck::entry`]).
     pub(crate) fn entry_bytes(&mut self, bytes: &[u8]) -> Result<(), IndexMismatch> {
         let e = EntryView::decode(bytes)
-            .map_err(|err| self.bad(format!("entry {}: {err}", self.report.entries)))?;
+            .map_err(|err| self.bad(format!("entry {}: {err}", self.next_seq)))?;
         self.entry(&e)
     }
 
-    /// Takes the next journal entry below [`IndexCheck::indexed_upto`], in seq order, after
-    /// [`IndexCheck::subjects_pass`]: what it implies for every index.
+    /// Takes the next journal entry, in seq order from 0, after
+    /// [`IndexCheck::subjects_pass`]: its personal record, and below
+    /// [`IndexCheck::indexed_upto`] what it implies for every index.
     pub(crate) fn entry(&mut self, e: &EntryView<'_>) -> Result<(), IndexMismatch> {
-        assert!(e.seq < self.indexed, "only indexed entries are fed");
-        if self.state_problem.is_none() {
-            self.state_problem = self.claims.check_entry(e.seq, e).err();
-        }
+        assert_eq!(e.seq, self.next_seq, "entries are fed in journal order");
+        self.next_seq += 1;
+        let indexed = e.seq < self.indexed;
         let c = *self
             .numbers
             .get(e.customer_id)
             .ok_or_else(|| self.bad(format!("entry {}: customer has no number", e.seq)))?;
-        self.report.entries += 1;
         let Some(consent) = e.consent() else {
-            self.want_erasures.add(&erasure_row(c, e.seq));
-            self.erasure_count += 1;
-            return check_erasure(e, &self.journal, &self.personal).map_err(|d| self.bad(d));
+            return self.erasure_entry(e, c, indexed);
         };
+        let subject = self.personal_record(e.seq, c, consent, indexed)?;
+        if !indexed {
+            return Ok(());
+        }
+        if self.state_problem.is_none() {
+            self.state_problem = self.claims.check_entry(e.seq, e).err();
+        }
+        self.report.entries += 1;
         self.consents += 1;
         self.want_time.add(&time_row(c, e.recorded_at_ms, e.seq));
-        if let Some(subject) = self.subject_of(e.seq, c)? {
+        if let Some(subject) = subject {
             self.want_history.add(&history_row(c, &subject.0, e.seq));
             self.want_history_rows += 1;
         }
@@ -260,36 +281,89 @@ impl IndexCheck {
         Ok(())
     }
 
-    /// The subject key of entry `seq`'s personal record under customer `c`'s secret, if
-    /// the entry still has a record (the records are walked beside the journal: `seq` only
-    /// grows).
-    fn subject_of(&mut self, seq: u64, c: u32) -> Result<Option<Hash>, IndexMismatch> {
-        let shard_id = self.shard_id;
-        let io = |e: StorageError| IndexMismatch {
-            shard_id,
-            detail: format!("reading: {e}"),
-        };
-        loop {
-            match self.personal_rows.peek() {
-                None => return Ok(None),
-                Some(Ok((k, _))) if k.value() < seq => {
-                    self.personal_rows.next();
-                }
-                Some(Ok((k, p))) if k.value() == seq => {
-                    let id = personal_subject_id(seq, p.value()).map_err(io)?;
-                    return Ok(Some(subject_key(&self.secrets[&c].1, id)));
-                }
-                Some(Ok(_)) => return Ok(None),
-                Some(Err(_)) => {
-                    if let Some(Err(e)) = self.personal_rows.next() {
-                        return Err(io(e.into()));
-                    }
-                    unreachable!("an error was peeked");
-                }
+    /// An erasure entry: what it names must be gone, and (below `indexed_upto`) it has its
+    /// erasure index row.
+    fn erasure_entry(
+        &mut self,
+        e: &EntryView<'_>,
+        c: u32,
+        indexed: bool,
+    ) -> Result<(), IndexMismatch> {
+        if indexed {
+            self.report.entries += 1;
+            if self.state_problem.is_none() {
+                self.state_problem = self.claims.check_entry(e.seq, e).err();
             }
+            self.want_erasures.add(&erasure_row(c, e.seq));
+            self.erasure_count += 1;
+        }
+        let erasure = e
+            .erasure()
+            .expect("an entry that is not a consent is an erasure");
+        for seq in erasure.erased_seqs() {
+            self.named_by_erasures.add(&seq.to_be_bytes());
+            self.named_count += 1;
+        }
+        check_erasure(e, &self.journal, &self.personal).map_err(|d| self.bad(d))
+    }
+
+    /// Meets consent entry `seq`'s personal record in the walk beside the journal (`seq`
+    /// only grows): it must open the entry's commitment. Returns its subject key under
+    /// customer `c`'s secret when the entry is `indexed` (the history index needs it);
+    /// `None` when the record is gone (then an erasure entry must name the entry).
+    fn personal_record(
+        &mut self,
+        seq: u64,
+        c: u32,
+        consent: &ConsentView<'_>,
+        indexed: bool,
+    ) -> Result<Option<Hash>, IndexMismatch> {
+        let Some(stored) = self.next_personal_row(seq)? else {
+            self.missing_records.add(&seq.to_be_bytes());
+            self.report.erased_entries += 1;
+            return Ok(None);
+        };
+        let bytes = stored.value();
+        let opens = bytes.len() >= HASH_LEN && {
+            let (salt, record) = bytes.split_at(HASH_LEN);
+            let salt: &[u8; HASH_LEN] = salt.try_into().expect("split at HASH_LEN");
+            personal_commitment(salt, record) == consent.personal_commitment
+        };
+        if !opens {
+            return Err(self.bad(format!(
+                "the personal record of entry {seq} does not open the entry's commitment (the record or its salt was changed)"
+            )));
+        }
+        self.report.personal_records += 1;
+        if !indexed {
+            return Ok(None);
+        }
+        let id = personal_subject_id(seq, bytes).map_err(|e| self.io(e))?;
+        Ok(Some(subject_key(&self.secrets[&c].1, id)))
+    }
+
+    /// The stored personal record of `seq`, if any: rows before it belong to no consent
+    /// entry (each consent entry takes its own as the journal is fed), which is a mismatch.
+    fn next_personal_row(
+        &mut self,
+        seq: u64,
+    ) -> Result<Option<redb::AccessGuard<'static, &'static [u8]>>, IndexMismatch> {
+        match self
+            .personal_rows
+            .next_if(|row| !matches!(row, Ok((k, _)) if k.value() > seq))
+        {
+            None => Ok(None),
+            Some(Ok((k, v))) if k.value() == seq => Ok(Some(v)),
+            Some(Ok((k, _))) => Err(self.orphan_record(k.value())),
+            Some(Err(e)) => Err(self.io(e)),
         }
     }
 
+    fn orphan_record(&self, seq: u64) -> IndexMismatch {
+        self.bad(format!(
+            "personal record {seq} belongs to no consent entry of the journal"
+        ))
+    }
     /// Compares what the journal implied with the stored rows; `side` holds the digests of
     /// the time, expiry and erasure indexes ([`SideDigests::of`]).
     fn finish(
@@ -297,6 +371,7 @@ impl IndexCheck {
         txn: &ReadTransaction,
         side: SideDigests,
     ) -> Result<IndexReport, IndexMismatch> {
+        self.check_personal_records_end()?;
         if self.state_problem.is_none() {
             self.state_problem = self.claims.finish_pass().err();
         }
@@ -330,6 +405,66 @@ impl IndexCheck {
             )));
         }
         Ok(self.report)
+    }
+
+    /// After the whole journal: no personal record is left unmet, and the consent entries
+    /// without one are exactly those the erasure entries name (each once).
+    fn check_personal_records_end(&mut self) -> Result<(), IndexMismatch> {
+        match self.personal_rows.next() {
+            Some(Ok((k, _))) => return Err(self.orphan_record(k.value())),
+            Some(Err(e)) => return Err(self.io(e)),
+            None => {}
+        }
+        if self.missing_records == self.named_by_erasures
+            && self.report.erased_entries == self.named_count
+        {
+            return Ok(());
+        }
+        Err(self.name_unerased_missing_record())
+    }
+
+    /// The slow path, when the consent entries without a personal record are not exactly
+    /// those erasure entries name: walks the journal again to name the first such entry
+    /// (memory: one seq per erased entry, on this failure path only).
+    fn name_unerased_missing_record(&self) -> IndexMismatch {
+        let mut named = std::collections::HashSet::new();
+        let mut missing = Vec::new();
+        let walked = (|| -> Result<(), StorageError> {
+            for row in self.journal.iter()? {
+                let (k, v) = row?;
+                let Ok(e) = EntryView::decode(v.value()) else {
+                    continue; // named by the chain walk
+                };
+                if let Some(erasure) = e.erasure() {
+                    for seq in erasure.erased_seqs() {
+                        if !named.insert(seq) {
+                            return Err(StorageError::Corrupt {
+                                table: "journal",
+                                detail: format!(
+                                    "entry {seq} is named by two erasure entries (the second is {})",
+                                    k.value()
+                                ),
+                            });
+                        }
+                    }
+                } else if self.personal.get(k.value())?.is_none() {
+                    missing.push(k.value());
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = walked {
+            return self.io(e);
+        }
+        match missing.iter().find(|seq| !named.contains(seq)) {
+            Some(seq) => self.bad(format!(
+                "entry {seq} has no personal record, and no erasure entry names it (the record was deleted outside an erasure)"
+            )),
+            None => self.bad(format!(
+                "{} consent entries lack their personal record, but erasure entries name {}",
+                self.report.erased_entries, self.named_count
+            )),
+        }
     }
 
     fn owner(&self, c: u32) -> Result<&str, IndexMismatch> {

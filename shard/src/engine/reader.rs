@@ -770,7 +770,8 @@ impl ShardReader {
     /// entry of the same customer that says what the row says, the per-customer time index
     /// and the daily counters hold exactly what the journal implies, and every subject
     /// history row is backed by a personal record, and every current state is set by an
-    /// entry of its subject's history. Memory is bounded by the number of (customer, day,
+    /// entry of its subject's history. Every personal record must open its consent entry's
+    /// commitment, and a consent entry without one must be named by an erasure entry. Memory is bounded by the number of (customer, day,
     /// purpose) counters and by `STATE_CLAIM_BYTES_PER_PASS`, not by the number of events.
     pub fn verify_indexes(&self) -> Result<IndexReport, IndexMismatch> {
         self.verify_indexes_in_passes(super::state_check::STATE_CLAIM_BYTES_PER_PASS)
@@ -790,10 +791,7 @@ impl ShardReader {
         let txn = self.snapshot().map_err(io)?;
         super::index_check::run(&txn, shard_id, claim_bytes_per_pass, |check| {
             let journal = txn.open_table(JOURNAL).map_err(|e| io(e.into()))?;
-            let indexed = journal
-                .range(0..check.indexed_upto())
-                .map_err(|e| io(e.into()))?;
-            for row in indexed {
+            for row in journal.iter().map_err(|e| io(e.into()))? {
                 check.entry_bytes(row.map_err(|e| io(e.into()))?.1.value())?;
             }
             Ok(())

@@ -4,7 +4,7 @@
 //! Before, the chain check and the index check each read and decoded the whole journal
 //! (about half of a shard file), so every journal page crossed the `pread` copy twice. Now
 //! one thread walks the journal and the Merkle table (re-hash, links, nodes, checkpoints)
-//! and copies the entries the indexes cover into batches; the index thread first walks the
+//! and copies every entry into batches; the index thread first walks the
 //! `subjects` table (the state claims must be collected before the journal reaches them),
 //! then checks the batches as they come. A third thread digests the time, expiry and
 //! erasure indexes. The bounded channel between the two walks keeps memory at
@@ -87,25 +87,22 @@ impl ShardReader {
                     Ok(())
                 })
             });
-            let indexed = super::reader::read_indexed_upto(&txn)?;
             let mut batch = EntryBatch::default();
             let mut hung_up = false;
             let walked = self.walk_journal(&txn, |bytes, entry, verifier| {
                 observe(entry, verifier)
                     .map_err(|source| VerifyJournalError::Chain { shard_id, source })?;
-                if entry.entry.seq < indexed {
-                    batch.push(bytes);
-                    if batch.is_full() {
-                        let next = empty_rx.try_recv().unwrap_or_default();
-                        if full_tx.send(std::mem::replace(&mut batch, next)).is_err() {
-                            // The index check stopped at a problem; it is reported below.
-                            hung_up = true;
-                            return Err(StorageError::Corrupt {
-                                table: "journal",
-                                detail: "the index check stopped".into(),
-                            }
-                            .into());
+                batch.push(bytes);
+                if batch.is_full() {
+                    let next = empty_rx.try_recv().unwrap_or_default();
+                    if full_tx.send(std::mem::replace(&mut batch, next)).is_err() {
+                        // The index check stopped at a problem; it is reported below.
+                        hung_up = true;
+                        return Err(StorageError::Corrupt {
+                            table: "journal",
+                            detail: "the index check stopped".into(),
                         }
+                        .into());
                     }
                 }
                 Ok(())
