@@ -11,7 +11,7 @@ use common::event;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use shard::engine::{
     Append, AppendError, GetHead, OpenError, Order, ShardAuditError, ShardHandle, Store,
-    VerifyJournalError,
+    SubjectsPass, VerifyJournalError,
 };
 use shard::format::{Choice, Entry, PersonalRecord};
 use shard::hash::{Hash, personal_commitment};
@@ -542,7 +542,7 @@ fn the_whole_shard_audit_reads_the_journal_once_and_reports_journal_problems_fir
     let reader = store.reader();
     let mut seen = 0u64;
     let (head, report) = reader
-        .audit(|entry, _| {
+        .audit(SubjectsPass::OneThread, |entry, _| {
             assert_eq!(entry.entry.seq, seen, "entries are observed in order");
             seen += 1;
             Ok(())
@@ -550,6 +550,8 @@ fn the_whole_shard_audit_reads_the_journal_once_and_reports_journal_problems_fir
         .expect("an intact shard audits");
     assert_eq!(head, reader.verify_journal().unwrap());
     assert_eq!(report, reader.verify_indexes().unwrap());
+    let halves = reader.audit(SubjectsPass::TwoThreads, |_, _| Ok(()));
+    assert_eq!(halves.unwrap(), (head, report), "both passes agree");
     assert_eq!(
         (seen, report.entries, report.time_rows),
         (11_988, 11_988, 11_988)
@@ -568,9 +570,13 @@ fn the_whole_shard_audit_reads_the_journal_once_and_reports_journal_problems_fir
             .expect("a state row");
         t.insert(state, [0xffu8].as_slice()).unwrap();
     });
-    match open(&copy).reader().audit(|_, _| Ok(())) {
-        Err(ShardAuditError::Index(e)) => assert!(e.to_string().contains("current_state"), "{e}"),
-        other => panic!("expected the state row to be named, got {other:?}"),
+    for pass in [SubjectsPass::OneThread, SubjectsPass::TwoThreads] {
+        match open(&copy).reader().audit(pass, |_, _| Ok(())) {
+            Err(ShardAuditError::Index(e)) => {
+                assert!(e.to_string().contains("current_state"), "{e}")
+            }
+            other => panic!("expected the state row to be named, got {other:?}"),
+        }
     }
     // An index row and an entry both changed: the entry is what is named.
     let times = TableDefinition::<(u32, i64, u64), ()>::new("customer_events");
@@ -578,12 +584,18 @@ fn the_whole_shard_audit_reads_the_journal_once_and_reports_journal_problems_fir
         let (c, time, seq) = t.first().unwrap().unwrap().0.value();
         t.remove((c, time, seq)).unwrap();
     });
-    match open(&path).reader().audit(|_, _| Ok(())) {
+    match open(&path)
+        .reader()
+        .audit(SubjectsPass::TwoThreads, |_, _| Ok(()))
+    {
         Err(ShardAuditError::Index(e)) => assert!(e.to_string().contains("time index"), "{e}"),
         other => panic!("expected the index problem, got {other:?}"),
     }
     tamper(&path, 9_321, 60);
-    match open(&path).reader().audit(|_, _| Ok(())) {
+    match open(&path)
+        .reader()
+        .audit(SubjectsPass::OneThread, |_, _| Ok(()))
+    {
         Err(ShardAuditError::Journal(e)) => assert!(e.to_string().contains("9321"), "{e}"),
         other => panic!("expected entry 9321 to be named, got {other:?}"),
     }
@@ -657,9 +669,11 @@ fn index_verification_passes_a_true_index_and_names_a_tampered_one() {
             .expect_err("a tampered index is found")
             .to_string();
         // The whole-shard audit (one journal read feeding the same check) finds the same.
-        match store.reader().audit(|_, _| Ok(())) {
-            Err(ShardAuditError::Index(e)) => assert_eq!(e.to_string(), alone),
-            other => panic!("expected the index problem {alone}, got {other:?}"),
+        for pass in [SubjectsPass::OneThread, SubjectsPass::TwoThreads] {
+            match store.reader().audit(pass, |_, _| Ok(())) {
+                Err(ShardAuditError::Index(e)) => assert_eq!(e.to_string(), alone),
+                other => panic!("expected the index problem {alone}, got {other:?}"),
+            }
         }
         alone
     };
@@ -678,6 +692,23 @@ fn index_verification_passes_a_true_index_and_names_a_tampered_one() {
         tab.insert((c, time + 1, seq), ()).unwrap();
     });
     assert!(err.contains(&format!("entry {}", 59)), "{err}");
+    // The subjects table is walked in two halves (by the subject key's first byte, and
+    // customer numbers no customer has in the second): an extra history row is found in
+    // either half and under an unknown customer number.
+    for (c, first_byte) in [(0u32, 0x00u8), (0, 0xff), (999, 0x10)] {
+        let err = tamper(&|t| {
+            let mut tab = t.open_table(SUBJECTS).unwrap();
+            let mut subject = [0x5a; 32];
+            subject[0] = first_byte;
+            tab.insert((c, subject, 3), [].as_slice()).unwrap();
+        });
+        let named = if c == 999 {
+            "unknown customer number 999"
+        } else {
+            "subject history"
+        };
+        assert!(err.contains(named), "{c} {first_byte}: {err}");
+    }
     let err = tamper(&|t| {
         let mut tab = t.open_table(DAILY_COUNTS).unwrap();
         let (k, v) = tab

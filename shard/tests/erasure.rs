@@ -9,7 +9,9 @@ use std::path::Path;
 use redb::ReadableTable;
 
 use common::event;
-use shard::engine::{AppendError, ErasureError, ErasureRequest, ErasureTarget, Order, Store};
+use shard::engine::{
+    AppendError, ErasureError, ErasureRequest, ErasureTarget, Order, Store, SubjectsPass,
+};
 use shard::format::{Choice, ConsentEvent, ErasureCause};
 use shard::merkle::{Blake3Tree, verify_consistency};
 use shard::verify::verify_entry_inclusion;
@@ -465,9 +467,11 @@ fn the_audit_proves_every_personal_record_and_names_one_changed_deleted_or_orpha
         drop(db);
         let store = Store::open(&copy, 0).unwrap();
         let alone = store.reader().verify_indexes().unwrap_err().to_string();
-        match store.reader().audit(|_, _| Ok(())) {
-            Err(shard::engine::ShardAuditError::Index(e)) => assert_eq!(e.to_string(), alone),
-            other => panic!("{name}: expected {alone}, got {other:?}"),
+        for pass in [SubjectsPass::OneThread, SubjectsPass::TwoThreads] {
+            match store.reader().audit(pass, |_, _| Ok(())) {
+                Err(shard::engine::ShardAuditError::Index(e)) => assert_eq!(e.to_string(), alone),
+                other => panic!("{name}: expected {alone}, got {other:?}"),
+            }
         }
         alone
     };

@@ -23,9 +23,9 @@ use redb::{ReadOnlyTable, ReadTransaction, ReadableTable};
 use siphasher::sip128::{Hasher128 as _, SipHasher24};
 
 use super::error::StorageError;
-use super::index::{DayCounts, MS_PER_DAY, STATE_ROW, decode_state_view, expiry_rows, tally};
+use super::index::{DayCounts, MS_PER_DAY, STATE_ROW, tally};
 use super::reader::read_indexed_upto;
-use super::state_check::StateClaims;
+use super::subjects_walk::{SubjectsPass, SubjectsWalk, walk_subjects};
 use super::tables::*;
 use crate::format::{ConsentView, Entry, EntryView, PersonalRecord};
 use crate::hash::{HASH_LEN, Hash, personal_commitment, subject_key};
@@ -92,14 +92,11 @@ pub(crate) struct IndexCheck {
     report: IndexReport,
     /// The key of this check's multiset digests (drawn at random for each check).
     key: MultisetKey,
-    /// Digest of the stored history rows.
-    have_history: Multiset,
-    /// Digest of the expiry rows the current states imply.
-    want_expiries: Multiset,
-    /// How many expiry rows the current states imply.
-    want_expiry_rows: u64,
-    /// Current-state claims, met by the journal entries they name.
-    claims: StateClaims,
+    /// Bytes of state claims held at once (split between the two subjects walks).
+    claim_bytes_per_pass: usize,
+    /// The walks of the `subjects` table (one, or two halves: [`IndexCheck::subjects_pass`]),
+    /// whose claims the journal entries meet.
+    walks: Vec<SubjectsWalk>,
     /// The first state problem, reported only after the history itself is proven.
     state_problem: Option<String>,
     /// Counters the journal implies, per (customer number, day).
@@ -133,6 +130,7 @@ pub(crate) struct IndexCheck {
 pub(crate) fn run(
     txn: &ReadTransaction,
     shard_id: u32,
+    pass: SubjectsPass,
     claim_bytes_per_pass: usize,
     feed: impl FnOnce(&mut IndexCheck) -> Result<(), IndexMismatch>,
 ) -> Result<IndexReport, IndexMismatch> {
@@ -143,7 +141,7 @@ pub(crate) fn run(
     std::thread::scope(|scope| {
         let side = scope.spawn(|| SideDigests::of(txn, key));
         let mut check = IndexCheck::open(txn, shard_id, claim_bytes_per_pass, key)?;
-        check.subjects_pass(txn)?;
+        check.subjects_pass(txn, pass)?;
         feed(&mut check)?;
         let side = side.join().expect("the digest thread does not panic");
         let side = side.map_err(|e| check.io(e))?;
@@ -188,10 +186,8 @@ impl IndexCheck {
             indexed: read_indexed_upto(txn).map_err(io)?,
             report: IndexReport::default(),
             key,
-            have_history: Multiset::default(),
-            want_expiries: Multiset::default(),
-            want_expiry_rows: 0,
-            claims: StateClaims::new(claim_bytes_per_pass),
+            claim_bytes_per_pass,
+            walks: Vec::new(),
             state_problem: None,
             expected: HashMap::new(),
             want_time: Multiset::default(),
@@ -218,37 +214,36 @@ impl IndexCheck {
         self.bad(format!("reading: {}", e.into()))
     }
 
-    /// One pass over the subjects table: the digest of its history rows, the expiry rows
-    /// its state rows imply, and their claims (met by the journal entries later).
-    fn subjects_pass(&mut self, txn: &ReadTransaction) -> Result<(), IndexMismatch> {
-        let subjects = txn.open_table(SUBJECTS).map_err(|e| self.io(e))?;
-        let mut history: (Option<(u32, [u8; 32])>, Vec<u64>) = (None, Vec::new());
-        for row in subjects.iter().map_err(|e| self.io(e))? {
-            let (k, v) = row.map_err(|e| self.io(e))?;
-            let (c, &subject, seq) = k.value();
-            if history.0 != Some((c, subject)) {
-                history = (Some((c, subject)), Vec::new());
-            }
-            if seq != STATE_ROW {
-                self.have_history
-                    .add(self.key, &history_row(c, &subject, seq));
-                self.report.history_rows += 1;
-                history.1.push(seq);
-                continue;
-            }
-            let states = decode_state_view(v.value()).map_err(|e| self.io(e))?;
-            for (at, seq) in expiry_rows(&states) {
-                self.want_expiries
-                    .add(self.key, &expiry_key(c, at, seq, &subject));
-                self.want_expiry_rows += 1;
-            }
+    /// One pass over the subjects table, on one thread or in two halves as `pass` says
+    /// ([`walk_subjects`]): the digest of its history rows, the expiry rows its state rows
+    /// imply, and their claims (met by the journal entries later). A state problem of the
+    /// first half is reported before one of the second.
+    fn subjects_pass(
+        &mut self,
+        txn: &ReadTransaction,
+        pass: SubjectsPass,
+    ) -> Result<(), IndexMismatch> {
+        let customers: Vec<u32> = self.secrets.keys().copied().collect();
+        let walks = walk_subjects(txn, pass, &customers, self.key, self.claim_bytes_per_pass)
+            .map_err(|e| self.io(e))?;
+        for walk in walks {
+            self.report.history_rows += walk.history_rows;
+            self.report.state_rows += walk.state_rows;
             if self.state_problem.is_none() {
-                self.state_problem = self.claims.add(&states, &history.1, &self.journal).err();
+                self.state_problem = walk.state_problem.clone();
             }
-            self.report.state_rows += 1;
+            self.walks.push(walk);
         }
-        self.claims.sort_for_pass();
         Ok(())
+    }
+
+    /// Meets the claims of both walks that name entry `e`.
+    fn check_claims(&mut self, e: &EntryView<'_>) {
+        for walk in &mut self.walks {
+            if self.state_problem.is_none() {
+                self.state_problem = walk.claims.check_entry(e.seq, e).err();
+            }
+        }
     }
 
     /// Takes the next journal entry's canonical bytes (see [`IndexCheck::entry`]).
@@ -276,9 +271,7 @@ impl IndexCheck {
         if !indexed {
             return Ok(());
         }
-        if self.state_problem.is_none() {
-            self.state_problem = self.claims.check_entry(e.seq, e).err();
-        }
+        self.check_claims(e);
         self.report.entries += 1;
         self.consents += 1;
         self.want_time
@@ -306,9 +299,7 @@ impl IndexCheck {
     ) -> Result<(), IndexMismatch> {
         if indexed {
             self.report.entries += 1;
-            if self.state_problem.is_none() {
-                self.state_problem = self.claims.check_entry(e.seq, e).err();
-            }
+            self.check_claims(e);
             self.want_erasures.add(self.key, &erasure_row(c, e.seq));
             self.erasure_count += 1;
         }
@@ -387,15 +378,24 @@ impl IndexCheck {
         side: SideDigests,
     ) -> Result<IndexReport, IndexMismatch> {
         self.check_personal_records_end()?;
-        if self.state_problem.is_none() {
-            self.state_problem = self.claims.finish_pass().err();
+        for walk in &self.walks {
+            if self.state_problem.is_none() {
+                self.state_problem = walk.claims.finish_pass().err();
+            }
+        }
+        let mut have_history = Multiset::default();
+        let (mut want_expiries, mut want_expiry_rows) = (Multiset::default(), 0);
+        for walk in &self.walks {
+            have_history.merge(&walk.have_history);
+            want_expiries.merge(&walk.want_expiries);
+            want_expiry_rows += walk.want_expiry_rows;
         }
         self.check_counters(txn)?;
         // Fast path: the multiset digests of the rows the journal implies and of the rows
         // stored must agree; only when they differ are rows looked up one by one to name
         // the first bad one.
         let fast_ok = side.time == self.want_time
-            && self.have_history == self.want_history
+            && have_history == self.want_history
             && side.time_rows == self.consents
             && self.report.history_rows == self.want_history_rows;
         if !fast_ok {
@@ -406,10 +406,10 @@ impl IndexCheck {
             return Err(self.bad(problem));
         }
         self.report.expiry_rows = side.expiry_rows;
-        if side.expiries != self.want_expiries || side.expiry_rows != self.want_expiry_rows {
+        if side.expiries != want_expiries || side.expiry_rows != want_expiry_rows {
             return Err(self.bad(format!(
                 "the expiry index holds {} rows; the current states imply {} others",
-                side.expiry_rows, self.want_expiry_rows
+                side.expiry_rows, want_expiry_rows
             )));
         }
         self.report.erasure_rows = side.erasure_rows;
@@ -669,10 +669,11 @@ impl SideDigests {
 /// a change out; with a secret key, any missing, extra or changed member leaves the digest
 /// equal with probability about 2^-128.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct Multiset(u128);
+pub(super) struct Multiset(u128);
 
 impl Multiset {
-    fn add(&mut self, key: MultisetKey, member: &[u8]) {
+    /// Adds `member` under `key`.
+    pub(super) fn add(&mut self, key: MultisetKey, member: &[u8]) {
         let mut h = SipHasher24::new_with_keys(key.0[0], key.0[1]);
         h.write(member);
         let h = h.finish128();
@@ -680,12 +681,17 @@ impl Multiset {
             .0
             .wrapping_add((u128::from(h.h1) << 64) | u128::from(h.h2));
     }
+
+    /// Adds every member of `other` (digested under the same key).
+    fn merge(&mut self, other: &Multiset) {
+        self.0 = self.0.wrapping_add(other.0);
+    }
 }
 
 /// The secret key of one check's multiset digests (SipHash-2-4, a pseudo-random function
 /// under a secret key, and on rows of 12 to 52 bytes several times cheaper than blake3).
 #[derive(Debug, Clone, Copy)]
-struct MultisetKey([u64; 2]);
+pub(super) struct MultisetKey([u64; 2]);
 
 impl MultisetKey {
     /// A fresh key from the system's random source.
@@ -707,7 +713,7 @@ fn erasure_row(c: u32, seq: u64) -> [u8; 12] {
     row
 }
 
-fn expiry_key(c: u32, at: i64, seq: u64, subject: &[u8; 32]) -> [u8; 52] {
+pub(super) fn expiry_key(c: u32, at: i64, seq: u64, subject: &[u8; 32]) -> [u8; 52] {
     let mut row = [0u8; 52];
     row[..4].copy_from_slice(&c.to_be_bytes());
     row[4..12].copy_from_slice(&at.to_be_bytes());
@@ -724,7 +730,7 @@ fn time_row(c: u32, t: i64, seq: u64) -> [u8; 20] {
     b
 }
 
-fn history_row(c: u32, subject: &[u8; 32], seq: u64) -> [u8; 44] {
+pub(super) fn history_row(c: u32, subject: &[u8; 32], seq: u64) -> [u8; 44] {
     let mut b = [0u8; 44];
     b[..4].copy_from_slice(&c.to_be_bytes());
     b[4..36].copy_from_slice(subject);

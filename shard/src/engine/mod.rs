@@ -14,6 +14,7 @@ mod scrub;
 mod shard_audit;
 mod state_check;
 mod store;
+mod subjects_walk;
 mod tables;
 
 pub use actor::{
@@ -39,3 +40,4 @@ pub use shard_audit::{AUDIT_BATCH_BYTES, AUDIT_BATCHES_IN_FLIGHT};
 pub use store::{
     Appended, MAX_INDEX_LAG_ENTRIES, SHARD_CACHE_BYTES, STORE_FORMAT_VERSION, Store, WriteStats,
 };
+pub use subjects_walk::SubjectsPass;

@@ -13,6 +13,7 @@ use super::db::{Db, DbCell, Snapshot};
 use super::error::{QueryError, StorageError, VerifyJournalError};
 use super::index::{MS_PER_DAY, PurposeState, STATE_ROW, state_in};
 use super::index_check::{IndexMismatch, IndexReport};
+use super::subjects_walk::SubjectsPass;
 use super::tables::*;
 use crate::format::{Entry, PersonalRecord};
 use crate::hash::{Hash, entry_hash, subject_key};
@@ -771,17 +772,24 @@ impl ShardReader {
     /// and the daily counters hold exactly what the journal implies, and every subject
     /// history row is backed by a personal record, and every current state is set by an
     /// entry of its subject's history. Every personal record must open its consent entry's
-    /// commitment, and a consent entry without one must be named by an erasure entry. Memory is bounded by the number of (customer, day,
-    /// purpose) counters and by `STATE_CLAIM_BYTES_PER_PASS`, not by the number of events.
+    /// commitment, and a consent entry without one must be named by an erasure entry.
+    /// Memory is bounded by the number of (customer, day, purpose) counters and by
+    /// `STATE_CLAIM_BYTES_PER_PASS`, not by the number of events. The `subjects` table is
+    /// walked in two halves on two threads.
     pub fn verify_indexes(&self) -> Result<IndexReport, IndexMismatch> {
-        self.verify_indexes_in_passes(super::state_check::STATE_CLAIM_BYTES_PER_PASS)
+        self.verify_indexes_in_passes(
+            super::state_check::STATE_CLAIM_BYTES_PER_PASS,
+            SubjectsPass::TwoThreads,
+        )
     }
 
     /// [`ShardReader::verify_indexes`], holding at most `claim_bytes_per_pass` of state
-    /// claims (tests use a small bound to exercise the batched check).
+    /// claims (tests use a small bound to exercise the batched check) and walking the
+    /// `subjects` table as `pass` says.
     pub(crate) fn verify_indexes_in_passes(
         &self,
         claim_bytes_per_pass: usize,
+        pass: SubjectsPass,
     ) -> Result<IndexReport, IndexMismatch> {
         let shard_id = self.shard_id;
         let io = |e: StorageError| IndexMismatch {
@@ -789,7 +797,7 @@ impl ShardReader {
             detail: format!("reading: {e}"),
         };
         let txn = self.snapshot().map_err(io)?;
-        super::index_check::run(&txn, shard_id, claim_bytes_per_pass, |check| {
+        super::index_check::run(&txn, shard_id, pass, claim_bytes_per_pass, |check| {
             let journal = txn.open_table(JOURNAL).map_err(|e| io(e.into()))?;
             for row in journal.iter().map_err(|e| io(e.into()))? {
                 check.entry_bytes(row.map_err(|e| io(e.into()))?.1.value())?;

@@ -17,6 +17,7 @@ use super::error::{ShardAuditError, StorageError, VerifyJournalError};
 use super::index_check::{self, IndexMismatch, IndexReport};
 use super::reader::ShardReader;
 use super::state_check::STATE_CLAIM_BYTES_PER_PASS;
+use super::subjects_walk::SubjectsPass;
 use crate::verify::{ChainError, ChainVerifier, ShardHead, VerifiedEntry};
 
 /// Bytes of journal entries per batch handed from the chain walk to the index check.
@@ -57,10 +58,12 @@ impl EntryBatch {
 impl ShardReader {
     /// Checks the whole shard in one snapshot: the journal as
     /// [`ShardReader::verify_journal_observed`] does (calling `observe` after each entry)
-    /// and the indexes as [`ShardReader::verify_indexes`] does, reading the journal once.
-    /// A journal problem is reported before an index problem.
+    /// and the indexes as [`ShardReader::verify_indexes`] does, reading the journal once,
+    /// walking the `subjects` table as `pass` says. A journal problem is reported before an
+    /// index problem.
     pub fn audit(
         &self,
+        pass: SubjectsPass,
         mut observe: impl FnMut(&VerifiedEntry<'_>, &ChainVerifier) -> Result<(), ChainError>,
     ) -> Result<(ShardHead, IndexReport), ShardAuditError> {
         let shard_id = self.shard_id();
@@ -70,7 +73,7 @@ impl ShardReader {
         let (empty_tx, empty_rx) = mpsc::channel::<EntryBatch>();
         std::thread::scope(|scope| {
             let index = scope.spawn(|| {
-                index_check::run(&txn, shard_id, STATE_CLAIM_BYTES_PER_PASS, |check| {
+                index_check::run(&txn, shard_id, pass, STATE_CLAIM_BYTES_PER_PASS, |check| {
                     for mut batch in full_rx {
                         for entry in batch.entries() {
                             check.entry_bytes(entry)?;

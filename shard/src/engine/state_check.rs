@@ -243,7 +243,7 @@ impl StateClaims {
 
 #[cfg(test)]
 mod tests {
-    use crate::engine::Store;
+    use crate::engine::{Store, SubjectsPass};
     use crate::format::Choice;
     use crate::format::tests_support::sample;
     use redb::ReadableTable as _;
@@ -277,10 +277,12 @@ mod tests {
         let whole = reader.verify_indexes().expect("true states verify");
         // 44 bytes: one claim of one purpose.
         for per_pass in [1, 2, 3, 7] {
-            let batched = reader
-                .verify_indexes_in_passes(per_pass * 44)
-                .expect("true states verify in batches");
-            assert_eq!(batched, whole, "per_pass {per_pass}");
+            for pass in [SubjectsPass::OneThread, SubjectsPass::TwoThreads] {
+                let batched = reader
+                    .verify_indexes_in_passes(per_pass * 44, pass)
+                    .expect("true states verify in batches");
+                assert_eq!(batched, whole, "per_pass {per_pass}, {pass:?}");
+            }
         }
         drop(reader);
         drop(store);
@@ -309,13 +311,15 @@ mod tests {
             crate::engine::ShardReader::open_existing(&path, 0, crate::engine::AuditOpen::ReadOnly)
                 .expect("open");
         for per_pass in [1, 2, 1 << 20] {
-            let err = reader
-                .verify_indexes_in_passes(per_pass * 44)
-                .expect_err("a flipped state is found");
-            assert!(
-                err.to_string().contains("does not set it so"),
-                "per_pass {per_pass}: {err}"
-            );
+            for pass in [SubjectsPass::OneThread, SubjectsPass::TwoThreads] {
+                let err = reader
+                    .verify_indexes_in_passes(per_pass * 44, pass)
+                    .expect_err("a flipped state is found");
+                assert!(
+                    err.to_string().contains("does not set it so"),
+                    "per_pass {per_pass}, {pass:?}: {err}"
+                );
+            }
         }
     }
 }
