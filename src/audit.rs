@@ -124,19 +124,50 @@ impl ReadAhead {
     }
 }
 
-/// Advises the kernel to read `f` in [`READ_AHEAD_CHUNK_BYTES`] steps until done, an error,
-/// or `stop`.
+/// Advises the kernel to read the data of `f` in [`READ_AHEAD_CHUNK_BYTES`] steps until
+/// done, an error, or `stop`. Holes are skipped: redb extends its file sparsely and never
+/// reads pages it has not written, and reading a hole only zero-fills page-cache pages
+/// (0.9 GB of the 2.25 GB shard file of the 1M-entry bench ledger, and most of the
+/// read-ahead's CPU in a cold audit by `perf`).
 #[cfg(target_os = "linux")]
 fn read_ahead(f: std::fs::File, stop: &std::sync::atomic::AtomicBool) {
     let len = f.metadata().map_or(0, |m| m.len());
-    let chunk = std::num::NonZeroU64::new(READ_AHEAD_CHUNK_BYTES);
-    let mut offset = 0u64;
-    while offset < len && !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        if rustix::fs::fadvise(&f, offset, chunk, rustix::fs::Advice::WillNeed).is_err() {
-            return;
+    for (start, end) in data_ranges(&f, len) {
+        let mut at = start;
+        while at < end {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            let chunk = (end - at).min(READ_AHEAD_CHUNK_BYTES);
+            let advice = rustix::fs::Advice::WillNeed;
+            if rustix::fs::fadvise(&f, at, std::num::NonZeroU64::new(chunk), advice).is_err() {
+                return;
+            }
+            at += chunk;
         }
-        offset += READ_AHEAD_CHUNK_BYTES;
     }
+}
+
+/// The ranges `[start, end)` of the first `len` bytes of `f` that hold data, in order
+/// (`SEEK_DATA` / `SEEK_HOLE`; a file system without holes reports one range).
+#[cfg(target_os = "linux")]
+fn data_ranges(f: &std::fs::File, len: u64) -> Vec<(u64, u64)> {
+    use rustix::fs::{SeekFrom, seek};
+    let mut ranges = Vec::new();
+    let mut offset = 0u64;
+    while offset < len {
+        // ENXIO: no data at or after `offset`.
+        let Ok(start) = seek(f, SeekFrom::Data(offset)) else {
+            break;
+        };
+        let end = seek(f, SeekFrom::Hole(start)).map_or(len, |e| e.min(len));
+        if start >= end {
+            break;
+        }
+        ranges.push((start, end));
+        offset = end;
+    }
+    ranges
 }
 
 /// Reads `f` front to back in [`READ_AHEAD_CHUNK_BYTES`] steps until done, an error, or
@@ -599,4 +630,33 @@ fn check_extends(
         })?;
     }
     Ok(())
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::data_ranges;
+    use std::io::{Seek, SeekFrom, Write};
+
+    #[test]
+    fn the_read_ahead_skips_the_holes_of_a_sparse_file() {
+        // Proves: only the written middle of a sparse file is advised, not its holes.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sparse");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let mib = 1u64 << 20;
+        f.set_len(16 * mib).unwrap();
+        f.seek(SeekFrom::Start(8 * mib)).unwrap();
+        f.write_all(&vec![7u8; 64 * 1024]).unwrap();
+        f.sync_all().unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        let ranges = data_ranges(&f, 16 * mib);
+        if ranges == [(0, 16 * mib)] {
+            eprintln!("this file system reports no holes; nothing to prove here");
+            return;
+        }
+        assert_eq!(ranges.len(), 1, "{ranges:?}");
+        let (start, end) = ranges[0];
+        assert!(start <= 8 * mib && start > 0, "{ranges:?}");
+        assert!(end >= 8 * mib + 64 * 1024 && end < 16 * mib, "{ranges:?}");
+    }
 }
