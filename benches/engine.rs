@@ -53,24 +53,25 @@ fn event(n: u64) -> ConsentEvent {
     }
 }
 
+/// The consent entry of `ev` at a fixed place, with `commitment` to its personal record.
+fn entry_of(ev: &ConsentEvent, commitment: Hash) -> Entry {
+    Entry {
+        shard_id: 0,
+        seq: 123_456,
+        recorded_at_ms: 1_767_225_600_123,
+        prev_hash: Hash::ZERO,
+        customer_id: ev.customer_id.clone(),
+        body: EntryBody::Consent(ConsentRecord::from_event(ev, commitment)),
+    }
+}
+
 fn encode_and_hash(c: &mut Criterion) {
     let ev = event(7);
     let salt = [9u8; 32];
     c.bench_function("encode_and_hash_one_event", |b| {
         b.iter(|| {
             let personal = black_box(&ev).personal_record().encode();
-            let entry = Entry {
-                shard_id: 0,
-                seq: 123_456,
-                recorded_at_ms: 1_767_225_600_123,
-                prev_hash: Hash::ZERO,
-                customer_id: ev.customer_id.clone(),
-                body: EntryBody::Consent(ConsentRecord::from_event(
-                    &ev,
-                    personal_commitment(&salt, &personal),
-                )),
-            };
-            let bytes = entry.encode();
+            let bytes = entry_of(&ev, personal_commitment(&salt, &personal)).encode();
             (entry_hash(&bytes), Blake3Tree.hash_leaf(&bytes))
         })
     });
@@ -83,18 +84,7 @@ fn audit_hashing(c: &mut Criterion) {
     let ev = event(7);
     let salt = [9u8; 32];
     let personal = ev.personal_record().encode();
-    let entry = Entry {
-        shard_id: 0,
-        seq: 123_456,
-        recorded_at_ms: 1_767_225_600_123,
-        prev_hash: Hash::ZERO,
-        customer_id: ev.customer_id.clone(),
-        body: EntryBody::Consent(ConsentRecord::from_event(
-            &ev,
-            personal_commitment(&salt, &personal),
-        )),
-    }
-    .encode();
+    let entry = entry_of(&ev, personal_commitment(&salt, &personal)).encode();
     let mut group = c.benchmark_group("audit_hashing");
     group.throughput(Throughput::Elements(1));
     group.bench_function(
