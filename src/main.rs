@@ -74,7 +74,7 @@ struct Target {
     /// ASSENT_ADMIN_TOKEN or --token-file, never from the command line.
     #[arg(long)]
     url: Option<String>,
-    /// File holding the admin token (e.g. <data-dir>/admin-token), with --url.
+    /// File holding the admin token (e.g. DATA_DIR/admin-token), with --url.
     #[arg(long, requires = "url")]
     token_file: Option<PathBuf>,
 }

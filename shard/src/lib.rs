@@ -2,7 +2,7 @@
 //!
 //! Map of the crate (see ARCHITECTURE.md):
 //! - [`hash`]: the digest type and the blake3 rules for entries, commitments and subject keys.
-//! - [`format`]: consent events, journal entries, personal records, canonical encodings, limits.
+//! - [`format`](mod@format): consent events, journal entries, personal records, canonical encodings, limits.
 //! - [`merkle`]: RFC 9162 tree, inclusion and consistency proofs, generic over the hash.
 //! - [`verify`]: streaming verification of a journal against its chain and root.
 //! - [`checkpoint`]: signed checkpoints (C2SP signed notes) over all shard heads.

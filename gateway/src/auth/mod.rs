@@ -1,7 +1,7 @@
 //! Authentication, roles, tenant isolation and abuse limits.
 //!
 //! - [`keys`]: customers and API keys (stored hashed) in `ledger.redb`.
-//! - [`policy`]: the access check every top-level field passes through.
+//! - `policy`: the access check every top-level field passes through.
 //! - `Gatekeeper` (here): turns an `Authorization` header into a [`Caller`], slows down
 //!   failed attempts and applies the per-key rate limit.
 

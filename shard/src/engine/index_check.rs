@@ -254,8 +254,8 @@ impl IndexCheck {
     }
 
     /// Takes the next journal entry, in seq order from 0, after
-    /// [`IndexCheck::subjects_pass`]: its personal record, and below
-    /// [`IndexCheck::indexed_upto`] what it implies for every index.
+    /// [`IndexCheck::subjects_pass`]: its personal record, and below `indexed_upto` what it
+    /// implies for every index.
     pub(crate) fn entry(&mut self, e: &EntryView<'_>) -> Result<(), IndexMismatch> {
         assert_eq!(e.seq, self.next_seq, "entries are fed in journal order");
         self.next_seq += 1;
@@ -365,11 +365,13 @@ impl IndexCheck {
         }
     }
 
+    /// Names personal record `seq`, which no consent entry of the journal has.
     fn orphan_record(&self, seq: u64) -> IndexMismatch {
         self.bad(format!(
             "personal record {seq} belongs to no consent entry of the journal"
         ))
     }
+
     /// Compares what the journal implied with the stored rows; `side` holds the digests of
     /// the time, expiry and erasure indexes ([`SideDigests::of`]).
     fn finish(

@@ -1,7 +1,7 @@
 //! Storage and concurrency: the redb shard file and the actix actor that owns it.
 //!
 //! Nothing here knows HTTP or GraphQL; the gateway reaches a shard only through the
-//! messages of [`actor`].
+//! messages of the `actor` module ([`ShardHandle`] and the messages it takes).
 
 mod actor;
 mod db;

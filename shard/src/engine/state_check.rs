@@ -8,7 +8,7 @@
 //! is this subject's, this customer's, and still has its personal record. What the entry
 //! says (purpose, choice, times) is checked by collecting the claims, sorting them by seq,
 //! and meeting them in the index check's own pass over the journal. Beyond
-//! [`STATE_CLAIMS_PER_PASS`] claims, each full batch is checked at once by reading its
+//! [`STATE_CLAIM_BYTES_PER_PASS`] of claims, each full batch is checked at once by reading its
 //! entries in ascending order: memory stays bounded and journal pages are read in key order.
 
 // foldhash: these maps are read once per journal entry or state row (SipHash was ≈ 3 % of
