@@ -492,7 +492,11 @@ fn audit_shard(
     }
     Ok(ShardCounts {
         entries: head.size,
-        index_rows: report.counters + report.time_rows + report.history_rows + report.state_rows,
+        index_rows: report.counters
+            + report.time_rows
+            + report.history_rows
+            + report.state_rows
+            + report.idempotency_rows,
         personal_records: report.personal_records,
         erased_entries: report.erased_entries,
     })

@@ -516,3 +516,85 @@ fn the_audit_proves_every_personal_record_and_names_one_changed_deleted_or_orpha
         "{err}"
     );
 }
+
+#[test]
+fn the_audit_checks_every_idempotency_key_row_against_the_entry_that_carries_the_key() {
+    // Proves: each idempotency row must point at the entry of its customer carrying its
+    // key, with its request digest cleared exactly when that entry was erased; a moved,
+    // missing, wrongly cleared or wrongly kept row is found.
+    const KEYS: redb::TableDefinition<(u32, &str), (u64, &[u8; 32])> =
+        redb::TableDefinition::new("idempotency_keys");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let mut store = open(&path);
+    for i in 0..9 {
+        let subject = ["a", "b", "gone"][i as usize % 3];
+        let key = format!("k{i}");
+        append(&mut store, vec![personal_event(subject, i, Some(&key))]).unwrap();
+    }
+    erase_subject(&mut store, "gone").unwrap();
+    let report = store.reader().verify_indexes().unwrap();
+    assert_eq!(report.idempotency_rows, 9);
+    drop(store);
+    type Keys<'t> = redb::Table<'t, (u32, &'static str), (u64, &'static [u8; 32])>;
+    let tampered = |name: &str, f: &dyn Fn(&mut Keys<'_>)| {
+        let copy = dir.path().join(name);
+        std::fs::copy(&path, &copy).unwrap();
+        let db = redb::Database::create(&copy).unwrap();
+        let txn = db.begin_write().unwrap();
+        f(&mut txn.open_table(KEYS).unwrap());
+        txn.commit().unwrap();
+        drop(db);
+        let store = Store::open(&copy, 0).unwrap();
+        let alone = store.reader().verify_indexes().unwrap_err().to_string();
+        for pass in [SubjectsPass::OneThread, SubjectsPass::TwoThreads] {
+            match store.reader().audit(pass, |_, _| Ok(())) {
+                Err(shard::engine::ShardAuditError::Index(e)) => assert_eq!(e.to_string(), alone),
+                other => panic!("{name}: expected {alone}, got {other:?}"),
+            }
+        }
+        alone
+    };
+    let row = |t: &Keys<'_>, key: &str| {
+        let (c, v) = t
+            .iter()
+            .unwrap()
+            .map(|r| r.unwrap())
+            .find(|(k, _)| k.value().1 == key)
+            .map(|(k, v)| (k.value().0, (v.value().0, *v.value().1)))
+            .unwrap();
+        (c, v.0, v.1)
+    };
+    let err = tampered("moved", &|t| {
+        let (c, _, digest) = row(t, "k1");
+        t.insert((c, "k1"), (4, &digest)).unwrap();
+    });
+    assert!(
+        err.contains("points at entry 4, which does not carry that key"),
+        "{err}"
+    );
+    let err = tampered("cleared", &|t| {
+        let (c, seq, _) = row(t, "k1");
+        t.insert((c, "k1"), (seq, &[0u8; 32])).unwrap();
+    });
+    assert!(
+        err.contains("points at entry 1") && err.contains("was not erased"),
+        "{err}"
+    );
+    let err = tampered("kept", &|t| {
+        let (c, seq, _) = row(t, "k2");
+        t.insert((c, "k2"), (seq, &[7u8; 32])).unwrap();
+    });
+    assert!(
+        err.contains("points at entry 2") && err.contains("was erased"),
+        "{err}"
+    );
+    let err = tampered("missing", &|t| {
+        let (c, _, _) = row(t, "k4");
+        t.remove((c, "k4")).unwrap();
+    });
+    assert!(
+        err.contains("holds 8 rows where the journal implies 9"),
+        "{err}"
+    );
+}

@@ -55,6 +55,9 @@ pub struct IndexReport {
     /// Consent entries without a personal record, each named by exactly one erasure
     /// entry.
     pub erased_entries: u64,
+    /// Idempotency key rows, each naming the entry that carries its key (with a request
+    /// digest cleared exactly when that entry was erased).
+    pub idempotency_rows: u64,
 }
 
 /// An index that disagrees with the journal.
@@ -65,6 +68,14 @@ pub struct IndexMismatch {
     pub shard_id: u32,
     /// What disagrees, naming the entry or row.
     pub detail: String,
+}
+
+/// What a consent entry's personal record gave the check.
+enum Record {
+    /// It is gone: the entry was erased.
+    Erased,
+    /// It opens the entry's commitment; its subject key when the entry is indexed.
+    Kept(Option<Hash>),
 }
 
 /// Rows of a `u64`-keyed table, walked beside the journal.
@@ -119,6 +130,10 @@ pub(crate) struct IndexCheck {
     named_by_erasures: Multiset,
     /// How many seqs erasure entries name.
     named_count: u64,
+    /// Digest of the idempotency rows the journal implies.
+    want_keys: Multiset,
+    /// How many idempotency rows the journal implies.
+    want_key_rows: u64,
     /// The seq the next fed entry must have.
     next_seq: u64,
 }
@@ -199,6 +214,8 @@ impl IndexCheck {
             missing_records: Multiset::default(),
             named_by_erasures: Multiset::default(),
             named_count: 0,
+            want_keys: Multiset::default(),
+            want_key_rows: 0,
             next_seq: 0,
         })
     }
@@ -267,7 +284,13 @@ impl IndexCheck {
         let Some(consent) = e.consent() else {
             return self.erasure_entry(e, c, indexed);
         };
-        let subject = self.personal_record(e.seq, c, consent, indexed)?;
+        let record = self.personal_record(e.seq, c, consent, indexed)?;
+        if let Some(key) = consent.idempotency_key {
+            let erased = matches!(record, Record::Erased);
+            self.want_keys
+                .add(self.key, &key_row(c, e.seq, erased, key.as_bytes()));
+            self.want_key_rows += 1;
+        }
         if !indexed {
             return Ok(());
         }
@@ -276,7 +299,7 @@ impl IndexCheck {
         self.consents += 1;
         self.want_time
             .add(self.key, &time_row(c, e.recorded_at_ms, e.seq));
-        if let Some(subject) = subject {
+        if let Record::Kept(Some(subject)) = record {
             self.want_history
                 .add(self.key, &history_row(c, &subject.0, e.seq));
             self.want_history_rows += 1;
@@ -314,20 +337,20 @@ impl IndexCheck {
     }
 
     /// Meets consent entry `seq`'s personal record in the walk beside the journal (`seq`
-    /// only grows): it must open the entry's commitment. Returns its subject key under
-    /// customer `c`'s secret when the entry is `indexed` (the history index needs it);
-    /// `None` when the record is gone (then an erasure entry must name the entry).
+    /// only grows): it must open the entry's commitment. Its subject key under customer
+    /// `c`'s secret is computed when the entry is `indexed` (the history index needs it);
+    /// when the record is gone, an erasure entry must name the entry.
     fn personal_record(
         &mut self,
         seq: u64,
         c: u32,
         consent: &ConsentView<'_>,
         indexed: bool,
-    ) -> Result<Option<Hash>, IndexMismatch> {
+    ) -> Result<Record, IndexMismatch> {
         let Some(stored) = self.next_personal_row(seq)? else {
             self.missing_records.add(self.key, &seq.to_be_bytes());
             self.report.erased_entries += 1;
-            return Ok(None);
+            return Ok(Record::Erased);
         };
         let bytes = stored.value();
         let opens = bytes.len() >= HASH_LEN && {
@@ -342,10 +365,10 @@ impl IndexCheck {
         }
         self.report.personal_records += 1;
         if !indexed {
-            return Ok(None);
+            return Ok(Record::Kept(None));
         }
         let id = personal_subject_id(seq, bytes).map_err(|e| self.io(e))?;
-        Ok(Some(subject_key(&self.secrets[&c].1, id)))
+        Ok(Record::Kept(Some(subject_key(&self.secrets[&c].1, id))))
     }
 
     /// The stored personal record of `seq`, if any: rows before it belong to no consent
@@ -414,6 +437,10 @@ impl IndexCheck {
                 side.expiry_rows, want_expiry_rows
             )));
         }
+        self.report.idempotency_rows = side.key_rows;
+        if side.keys != self.want_keys || side.key_rows != self.want_key_rows {
+            return Err(self.name_bad_idempotency_row(txn, side.key_rows));
+        }
         self.report.erasure_rows = side.erasure_rows;
         if side.erasures != self.want_erasures || side.erasure_rows != self.erasure_count {
             return Err(self.bad(format!(
@@ -422,6 +449,47 @@ impl IndexCheck {
             )));
         }
         Ok(self.report)
+    }
+
+    /// The slow path, when the idempotency rows differ from what the journal implies: names
+    /// the first row that does not point at an entry of its customer carrying its key (with
+    /// its request digest cleared exactly when that entry was erased), or the count.
+    fn name_bad_idempotency_row(&self, txn: &ReadTransaction, stored_rows: u64) -> IndexMismatch {
+        let walked = (|| -> Result<Option<String>, StorageError> {
+            for row in txn.open_table(IDEMPOTENCY)?.iter()? {
+                let (k, v) = row?;
+                let ((c, key), (seq, digest)) = (k.value(), v.value());
+                let named = self.journal.get(seq)?;
+                let entry = named.as_ref().map(|v| EntryView::decode(v.value()));
+                let carries = matches!(&entry, Some(Ok(e)) if self.numbers.get(e.customer_id) == Some(&c)
+                    && e.consent().and_then(|x| x.idempotency_key) == Some(key));
+                let erased = self.personal.get(seq)?.is_none();
+                if !carries || erased != (*digest == Hash::ZERO.0) {
+                    return Ok(Some(format!(
+                        "idempotency key row of customer number {c} points at entry {seq}, which does not carry that key, or its request digest is {} though the entry {}",
+                        if *digest == Hash::ZERO.0 {
+                            "cleared"
+                        } else {
+                            "kept"
+                        },
+                        if erased {
+                            "was erased"
+                        } else {
+                            "was not erased"
+                        }
+                    )));
+                }
+            }
+            Ok(None)
+        })();
+        match walked {
+            Err(e) => self.io(e),
+            Ok(Some(detail)) => self.bad(detail),
+            Ok(None) => self.bad(format!(
+                "the idempotency index holds {stored_rows} rows where the journal implies {}",
+                self.want_key_rows
+            )),
+        }
     }
 
     /// After the whole journal: no personal record is left unmet, and the consent entries
@@ -638,6 +706,10 @@ struct SideDigests {
     erasures: Multiset,
     /// How many erasure index rows.
     erasure_rows: u64,
+    /// Digest of the idempotency rows.
+    keys: Multiset,
+    /// How many idempotency rows.
+    key_rows: u64,
 }
 
 impl SideDigests {
@@ -659,6 +731,14 @@ impl SideDigests {
             let (c, seq) = row?.0.value();
             d.erasures.add(key, &erasure_row(c, seq));
             d.erasure_rows += 1;
+        }
+        for row in txn.open_table(IDEMPOTENCY)?.iter()? {
+            let (k, v) = row?;
+            let ((c, idempotency_key), (seq, digest)) = (k.value(), v.value());
+            let erased = *digest == Hash::ZERO.0;
+            d.keys
+                .add(key, &key_row(c, seq, erased, idempotency_key.as_bytes()));
+            d.key_rows += 1;
         }
         Ok(d)
     }
@@ -706,6 +786,17 @@ impl MultisetKey {
             u64::from_le_bytes(k1.try_into().expect("8 bytes")),
         ]))
     }
+}
+
+/// An idempotency row as the check digests it: customer number, seq, whether its request
+/// digest is cleared (erased), then the key's bytes.
+fn key_row(c: u32, seq: u64, erased: bool, key: &[u8]) -> Vec<u8> {
+    let mut row = Vec::with_capacity(13 + key.len());
+    row.extend_from_slice(&c.to_be_bytes());
+    row.extend_from_slice(&seq.to_be_bytes());
+    row.push(u8::from(erased));
+    row.extend_from_slice(key);
+    row
 }
 
 fn erasure_row(c: u32, seq: u64) -> [u8; 12] {
