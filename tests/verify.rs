@@ -52,8 +52,13 @@ fn fixture() -> Fixture {
         .to_string();
     let mut first_id = String::new();
     for c in &customers {
+        // Half the events carry idempotency keys: the audit recomputes their request
+        // digests from the stored entry and personal record.
         let batch: Vec<Value> = (0..20)
-            .map(|i| event(&format!("s{i}"), "GRANTED", None))
+            .map(|i| {
+                let key = (i % 2 == 0).then(|| format!("req-{c}-{i}"));
+                event(&format!("s{i}"), "GRANTED", key.as_deref())
+            })
             .collect();
         let d = s.ok(RECORD_MANY, json!({ "c": c, "e": batch }));
         if first_id.is_empty() {

@@ -520,8 +520,8 @@ fn the_audit_proves_every_personal_record_and_names_one_changed_deleted_or_orpha
 #[test]
 fn the_audit_checks_every_idempotency_key_row_against_the_entry_that_carries_the_key() {
     // Proves: each idempotency row must point at the entry of its customer carrying its
-    // key, with its request digest cleared exactly when that entry was erased; a moved,
-    // missing, wrongly cleared or wrongly kept row is found.
+    // key, with the request digest recomputed from the entry and its personal record (zero
+    // once erased); a moved, missing, cleared, changed or wrongly kept row is found.
     const KEYS: redb::TableDefinition<(u32, &str), (u64, &[u8; 32])> =
         redb::TableDefinition::new("idempotency_keys");
     let dir = tempfile::tempdir().unwrap();
@@ -577,16 +577,19 @@ fn the_audit_checks_every_idempotency_key_row_against_the_entry_that_carries_the
         let (c, seq, _) = row(t, "k1");
         t.insert((c, "k1"), (seq, &[0u8; 32])).unwrap();
     });
-    assert!(
-        err.contains("points at entry 1") && err.contains("was not erased"),
-        "{err}"
-    );
+    let recomputed = "for entry 1 holds a request digest other than the entry's (recomputed";
+    assert!(err.contains(recomputed), "{err}");
+    let err = tampered("changed", &|t| {
+        let (c, seq, _) = row(t, "k1");
+        t.insert((c, "k1"), (seq, &[7u8; 32])).unwrap();
+    });
+    assert!(err.contains(recomputed), "{err}");
     let err = tampered("kept", &|t| {
         let (c, seq, _) = row(t, "k2");
         t.insert((c, "k2"), (seq, &[7u8; 32])).unwrap();
     });
     assert!(
-        err.contains("points at entry 2") && err.contains("was erased"),
+        err.contains("for entry 2 holds a request digest other than the entry's (zero"),
         "{err}"
     );
     let err = tampered("missing", &|t| {

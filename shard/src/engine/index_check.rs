@@ -24,10 +24,10 @@ use siphasher::sip128::{Hasher128 as _, SipHasher24};
 
 use super::error::StorageError;
 use super::index::{DayCounts, MS_PER_DAY, STATE_ROW, tally};
-use super::reader::read_indexed_upto;
+use super::reader::{read_indexed_upto, split_personal};
 use super::subjects_walk::{SubjectsPass, SubjectsWalk, walk_subjects};
 use super::tables::*;
-use crate::format::{ConsentView, Entry, EntryView, PersonalRecord};
+use crate::format::{ConsentEvent, ConsentView, Entry, EntryView, PersonalRecord, request_digest};
 use crate::hash::{HASH_LEN, Hash, personal_commitment, subject_key};
 
 /// What an index check found and compared.
@@ -74,8 +74,13 @@ pub struct IndexMismatch {
 enum Record {
     /// It is gone: the entry was erased.
     Erased,
-    /// It opens the entry's commitment; its subject key when the entry is indexed.
-    Kept(Option<Hash>),
+    /// It opens the entry's commitment.
+    Kept {
+        /// Its subject key, when the entry is indexed.
+        subject: Option<Hash>,
+        /// The request digest of the entry's event, when it carries an idempotency key.
+        request_digest: Option<Hash>,
+    },
 }
 
 /// Rows of a `u64`-keyed table, walked beside the journal.
@@ -284,11 +289,16 @@ impl IndexCheck {
         let Some(consent) = e.consent() else {
             return self.erasure_entry(e, c, indexed);
         };
-        let record = self.personal_record(e.seq, c, consent, indexed)?;
+        let record = self.personal_record(e, c, consent, indexed)?;
         if let Some(key) = consent.idempotency_key {
-            let erased = matches!(record, Record::Erased);
+            let digest = match &record {
+                Record::Erased => Hash::ZERO,
+                Record::Kept { request_digest, .. } => {
+                    request_digest.expect("computed for entries with a key")
+                }
+            };
             self.want_keys
-                .add(self.key, &key_row(c, e.seq, erased, key.as_bytes()));
+                .add(self.key, &key_row(c, e.seq, &digest.0, key.as_bytes()));
             self.want_key_rows += 1;
         }
         if !indexed {
@@ -299,7 +309,11 @@ impl IndexCheck {
         self.consents += 1;
         self.want_time
             .add(self.key, &time_row(c, e.recorded_at_ms, e.seq));
-        if let Record::Kept(Some(subject)) = record {
+        if let Record::Kept {
+            subject: Some(subject),
+            ..
+        } = record
+        {
             self.want_history
                 .add(self.key, &history_row(c, &subject.0, e.seq));
             self.want_history_rows += 1;
@@ -336,17 +350,19 @@ impl IndexCheck {
         check_erasure(e, &self.journal, &self.personal).map_err(|d| self.bad(d))
     }
 
-    /// Meets consent entry `seq`'s personal record in the walk beside the journal (`seq`
-    /// only grows): it must open the entry's commitment. Its subject key under customer
-    /// `c`'s secret is computed when the entry is `indexed` (the history index needs it);
-    /// when the record is gone, an erasure entry must name the entry.
+    /// Meets consent entry `e`'s personal record in the walk beside the journal (seqs
+    /// only grow): it must open the entry's commitment. Its subject key under customer
+    /// `c`'s secret is computed when the entry is `indexed` (the history index needs it),
+    /// and the request digest when the entry carries an idempotency key; when the record
+    /// is gone, an erasure entry must name the entry.
     fn personal_record(
         &mut self,
-        seq: u64,
+        e: &EntryView<'_>,
         c: u32,
         consent: &ConsentView<'_>,
         indexed: bool,
     ) -> Result<Record, IndexMismatch> {
+        let seq = e.seq;
         let Some(stored) = self.next_personal_row(seq)? else {
             self.missing_records.add(self.key, &seq.to_be_bytes());
             self.report.erased_entries += 1;
@@ -364,11 +380,20 @@ impl IndexCheck {
             )));
         }
         self.report.personal_records += 1;
-        if !indexed {
-            return Ok(Record::Kept(None));
-        }
-        let id = personal_subject_id(seq, bytes).map_err(|e| self.io(e))?;
-        Ok(Record::Kept(Some(subject_key(&self.secrets[&c].1, id))))
+        let request_digest = match consent.idempotency_key {
+            Some(_) => Some(request_digest_of(e, bytes).map_err(|err| self.io(err))?),
+            None => None,
+        };
+        let subject = if indexed {
+            let id = personal_subject_id(seq, bytes).map_err(|err| self.io(err))?;
+            Some(subject_key(&self.secrets[&c].1, id))
+        } else {
+            None
+        };
+        Ok(Record::Kept {
+            subject,
+            request_digest,
+        })
     }
 
     /// The stored personal record of `seq`, if any: rows before it belong to no consent
@@ -452,8 +477,8 @@ impl IndexCheck {
     }
 
     /// The slow path, when the idempotency rows differ from what the journal implies: names
-    /// the first row that does not point at an entry of its customer carrying its key (with
-    /// its request digest cleared exactly when that entry was erased), or the count.
+    /// the first row that does not point at an entry of its customer carrying its key, or
+    /// whose request digest is not the entry's (zero once erased), or else the count.
     fn name_bad_idempotency_row(&self, txn: &ReadTransaction, stored_rows: u64) -> IndexMismatch {
         let walked = (|| -> Result<Option<String>, StorageError> {
             for row in txn.open_table(IDEMPOTENCY)?.iter()? {
@@ -463,20 +488,23 @@ impl IndexCheck {
                 let entry = named.as_ref().map(|v| EntryView::decode(v.value()));
                 let carries = matches!(&entry, Some(Ok(e)) if self.numbers.get(e.customer_id) == Some(&c)
                     && e.consent().and_then(|x| x.idempotency_key) == Some(key));
-                let erased = self.personal.get(seq)?.is_none();
-                if !carries || erased != (*digest == Hash::ZERO.0) {
+                if !carries {
                     return Ok(Some(format!(
-                        "idempotency key row of customer number {c} points at entry {seq}, which does not carry that key, or its request digest is {} though the entry {}",
-                        if *digest == Hash::ZERO.0 {
-                            "cleared"
-                        } else {
-                            "kept"
-                        },
-                        if erased {
-                            "was erased"
-                        } else {
-                            "was not erased"
-                        }
+                        "idempotency key row of customer number {c} points at entry {seq}, which does not carry that key"
+                    )));
+                }
+                let want = match (&entry, self.personal.get(seq)?) {
+                    (Some(Ok(e)), Some(stored)) => request_digest_of(e, stored.value())?,
+                    _ => Hash::ZERO,
+                };
+                if want.0 != *digest {
+                    let why = if want == Hash::ZERO {
+                        "zero: the entry was erased"
+                    } else {
+                        "recomputed from the entry and its personal record"
+                    };
+                    return Ok(Some(format!(
+                        "idempotency key row of customer number {c} for entry {seq} holds a request digest other than the entry's ({why})"
                     )));
                 }
             }
@@ -735,9 +763,8 @@ impl SideDigests {
         for row in txn.open_table(IDEMPOTENCY)?.iter()? {
             let (k, v) = row?;
             let ((c, idempotency_key), (seq, digest)) = (k.value(), v.value());
-            let erased = *digest == Hash::ZERO.0;
             d.keys
-                .add(key, &key_row(c, seq, erased, idempotency_key.as_bytes()));
+                .add(key, &key_row(c, seq, digest, idempotency_key.as_bytes()));
             d.key_rows += 1;
         }
         Ok(d)
@@ -788,15 +815,25 @@ impl MultisetKey {
     }
 }
 
-/// An idempotency row as the check digests it: customer number, seq, whether its request
-/// digest is cleared (erased), then the key's bytes.
-fn key_row(c: u32, seq: u64, erased: bool, key: &[u8]) -> Vec<u8> {
-    let mut row = Vec::with_capacity(13 + key.len());
+/// An idempotency row as the check digests it: customer number, seq, request digest
+/// (zero once the entry was erased), then the key's bytes.
+fn key_row(c: u32, seq: u64, digest: &[u8; 32], key: &[u8]) -> Vec<u8> {
+    let mut row = Vec::with_capacity(44 + key.len());
     row.extend_from_slice(&c.to_be_bytes());
     row.extend_from_slice(&seq.to_be_bytes());
-    row.push(u8::from(erased));
+    row.extend_from_slice(digest);
     row.extend_from_slice(key);
     row
+}
+
+/// The request digest of entry `e`'s event, reassembled with its stored personal record
+/// (`salt ‖ record`), as the write path computed it.
+fn request_digest_of(e: &EntryView<'_>, stored: &[u8]) -> Result<Hash, StorageError> {
+    let personal = split_personal(e.seq, stored)?.record;
+    Ok(request_digest(&ConsentEvent::reassemble(
+        &e.to_entry(),
+        personal,
+    )))
 }
 
 fn erasure_row(c: u32, seq: u64) -> [u8; 12] {
