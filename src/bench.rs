@@ -64,6 +64,11 @@ pub struct BenchArgs {
     /// Put all load on one customer (one shard).
     #[arg(long)]
     pub hot_customer: bool,
+    /// Give every recorded event a unique idempotency key (as a CMP that retries safely
+    /// sends): the shard stores a key row and a request digest per event, and the audit
+    /// recomputes each digest.
+    #[arg(long)]
+    pub idempotency_keys: bool,
     /// Share of reads in the `mixed` workload.
     #[arg(long, default_value_t = 0.9)]
     pub read_ratio: f64,
@@ -168,7 +173,7 @@ fn customer(i: u64) -> String {
 /// Appends one realistic event as JSON to `out`. Written as text, not built as a
 /// `serde_json::Value`: the client shares the machine with the server, and building and
 /// printing value trees cost it ≈ 19 µs of CPU per batched event (docs/benchmarks.md).
-fn push_event(out: &mut String, rng: &mut Rng, subject: &str) {
+fn push_event(out: &mut String, rng: &mut Rng, subject: &str, keyed: bool) {
     assert!(
         !subject.contains(['"', '\\']),
         "bench subjects need no JSON escaping"
@@ -183,12 +188,28 @@ fn push_event(out: &mut String, rng: &mut Rng, subject: &str) {
     let (a, b, m, p) = (c(), c(), c(), c());
     let _ = write!(
         out,
-        r#"{{"subjectId":"{subject}","purposes":[{{"purpose":"analytics","choice":"{a}"}},{{"purpose":"ads","choice":"{b}"}},{{"purpose":"marketing","choice":"{m}"}},{{"purpose":"personalisation","choice":"{p}"}},{{"purpose":"functional","choice":"GRANTED"}}],"noticeId":"cookie-banner","noticeVersion":"2026-11-01","captureMethod":"BANNER_CUSTOM","jurisdiction":"EU","gpc":false,"evidence":{{"ipAddress":"203.0.113.42","userAgent":"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/131.0","pageUrl":"https://shop.example.com/checkout"}},"occurredAt":"2026-11-27T10:00:00Z"}}"#
+        r#"{{"subjectId":"{subject}","purposes":[{{"purpose":"analytics","choice":"{a}"}},{{"purpose":"ads","choice":"{b}"}},{{"purpose":"marketing","choice":"{m}"}},{{"purpose":"personalisation","choice":"{p}"}},{{"purpose":"functional","choice":"GRANTED"}}],"noticeId":"cookie-banner","noticeVersion":"2026-11-01","captureMethod":"BANNER_CUSTOM","jurisdiction":"EU","gpc":false,"evidence":{{"ipAddress":"203.0.113.42","userAgent":"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/131.0","pageUrl":"https://shop.example.com/checkout"}},"occurredAt":"2026-11-27T10:00:00Z""#
     );
+    if keyed {
+        let _ = write!(
+            out,
+            r#","idempotencyKey":"b-{:016x}{:016x}""#,
+            rng.next(),
+            rng.next()
+        );
+    }
+    out.push('}');
 }
 
-/// The body of a `RECORD` (one subject) or `RECORD_MANY` request for `customer`.
-fn record_body(rng: &mut Rng, customer: &str, subjects: &[String], many: bool) -> String {
+/// The body of a `RECORD` (one subject) or `RECORD_MANY` request for `customer`, its
+/// events with unique idempotency keys when `keyed`.
+fn record_body(
+    rng: &mut Rng,
+    customer: &str,
+    subjects: &[String],
+    many: bool,
+    keyed: bool,
+) -> String {
     let query = if many { RECORD_MANY } else { RECORD };
     let mut out = String::with_capacity(128 + subjects.len() * 640);
     let _ = write!(
@@ -203,7 +224,7 @@ fn record_body(rng: &mut Rng, customer: &str, subjects: &[String], many: bool) -
         if i > 0 {
             out.push(',');
         }
-        push_event(&mut out, rng, subject);
+        push_event(&mut out, rng, subject, keyed);
     }
     if many {
         out.push(']');
@@ -240,7 +261,8 @@ impl Ctx {
             Workload::Record => {
                 let c = customer(self.pick_customer(rng));
                 let subject = format!("s-{}", rng.next() % 1_000_000_000);
-                (Some(record_body(rng, &c, &[subject], false)), 1)
+                let keyed = self.args.idempotency_keys;
+                (Some(record_body(rng, &c, &[subject], false, keyed)), 1)
             }
             Workload::Batch => {
                 let c = customer(self.pick_customer(rng));
@@ -248,7 +270,13 @@ impl Ctx {
                     .map(|_| format!("s-{}", rng.next() % 1_000_000_000))
                     .collect();
                 (
-                    Some(record_body(rng, &c, &subjects, true)),
+                    Some(record_body(
+                        rng,
+                        &c,
+                        &subjects,
+                        true,
+                        self.args.idempotency_keys,
+                    )),
                     u64::from(self.args.batch),
                 )
             }
@@ -342,7 +370,7 @@ async fn setup(ctx: &mut Ctx) -> Result<(), String> {
             let subjects: Vec<String> = (0..ctx.args.seed_subjects)
                 .map(|s| format!("seed-{s}"))
                 .collect();
-            let record = record_body(&mut rng, &customer(c), &subjects, true);
+            let record = record_body(&mut rng, &customer(c), &subjects, true, false);
             futs.push(async {
                 match ctx.send(Some(create), false).await {
                     Ok(_) => {}
@@ -626,14 +654,15 @@ mod tests {
             "bench-00001",
             &["s-1".into()],
             false,
+            false,
         ))
         .expect("valid JSON");
         assert_eq!(one["query"], RECORD);
         assert_eq!(one["variables"]["c"], "bench-00001");
         assert_eq!(one["variables"]["e"]["subjectId"], "s-1");
         let subjects: Vec<String> = (0..3).map(|i| format!("s-{i}")).collect();
-        let many: Value =
-            serde_json::from_str(&record_body(&mut rng, "c", &subjects, true)).expect("valid JSON");
+        let many: Value = serde_json::from_str(&record_body(&mut rng, "c", &subjects, true, false))
+            .expect("valid JSON");
         assert_eq!(many["query"], RECORD_MANY);
         let events = many["variables"]["e"].as_array().expect("a list");
         assert_eq!(events.len(), 3);
@@ -645,6 +674,16 @@ mod tests {
                 "https://shop.example.com/checkout"
             );
             assert_eq!(e["occurredAt"], "2026-11-27T10:00:00Z");
+            assert!(e.get("idempotencyKey").is_none());
         }
+        let keyed: Value = serde_json::from_str(&record_body(&mut rng, "c", &subjects, true, true))
+            .expect("valid JSON with keys");
+        let keys: std::collections::HashSet<&str> = keyed["variables"]["e"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|e| e["idempotencyKey"].as_str().expect("a key"))
+            .collect();
+        assert_eq!(keys.len(), 3, "one distinct key per event");
     }
 }
