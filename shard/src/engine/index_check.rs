@@ -24,10 +24,10 @@ use siphasher::sip128::{Hasher128 as _, SipHasher24};
 
 use super::error::StorageError;
 use super::index::{DayCounts, MS_PER_DAY, STATE_ROW, tally};
-use super::reader::{read_indexed_upto, split_personal};
+use super::reader::read_indexed_upto;
 use super::subjects_walk::{SubjectsPass, SubjectsWalk, walk_subjects};
 use super::tables::*;
-use crate::format::{ConsentEvent, ConsentView, Entry, EntryView, PersonalRecord, request_digest};
+use crate::format::{ConsentView, Entry, EntryView, PersonalRecord, stored_request_digest};
 use crate::hash::{HASH_LEN, Hash, personal_commitment, subject_key};
 
 /// What an index check found and compared.
@@ -272,13 +272,13 @@ impl IndexCheck {
     pub(crate) fn entry_bytes(&mut self, bytes: &[u8]) -> Result<(), IndexMismatch> {
         let e = EntryView::decode(bytes)
             .map_err(|err| self.bad(format!("entry {}: {err}", self.next_seq)))?;
-        self.entry(&e)
+        self.entry(bytes, &e)
     }
 
     /// Takes the next journal entry, in seq order from 0, after
     /// [`IndexCheck::subjects_pass`]: its personal record, and below `indexed_upto` what it
     /// implies for every index.
-    pub(crate) fn entry(&mut self, e: &EntryView<'_>) -> Result<(), IndexMismatch> {
+    fn entry(&mut self, bytes: &[u8], e: &EntryView<'_>) -> Result<(), IndexMismatch> {
         assert_eq!(e.seq, self.next_seq, "entries are fed in journal order");
         self.next_seq += 1;
         let indexed = e.seq < self.indexed;
@@ -289,7 +289,7 @@ impl IndexCheck {
         let Some(consent) = e.consent() else {
             return self.erasure_entry(e, c, indexed);
         };
-        let record = self.personal_record(e, c, consent, indexed)?;
+        let record = self.personal_record(bytes, e, c, consent, indexed)?;
         if let Some(key) = consent.idempotency_key {
             let digest = match &record {
                 Record::Erased => Hash::ZERO,
@@ -357,6 +357,7 @@ impl IndexCheck {
     /// is gone, an erasure entry must name the entry.
     fn personal_record(
         &mut self,
+        entry: &[u8],
         e: &EntryView<'_>,
         c: u32,
         consent: &ConsentView<'_>,
@@ -381,7 +382,7 @@ impl IndexCheck {
         }
         self.report.personal_records += 1;
         let request_digest = match consent.idempotency_key {
-            Some(_) => Some(request_digest_of(e, bytes).map_err(|err| self.io(err))?),
+            Some(_) => Some(request_digest_of(e, entry, bytes).map_err(|err| self.io(err))?),
             None => None,
         };
         let subject = if indexed {
@@ -493,8 +494,10 @@ impl IndexCheck {
                         "idempotency key row of customer number {c} points at entry {seq}, which does not carry that key"
                     )));
                 }
-                let want = match (&entry, self.personal.get(seq)?) {
-                    (Some(Ok(e)), Some(stored)) => request_digest_of(e, stored.value())?,
+                let want = match (&entry, &named, self.personal.get(seq)?) {
+                    (Some(Ok(e)), Some(bytes), Some(stored)) => {
+                        request_digest_of(e, bytes.value(), stored.value())?
+                    }
                     _ => Hash::ZERO,
                 };
                 if want.0 != *digest {
@@ -826,14 +829,16 @@ fn key_row(c: u32, seq: u64, digest: &[u8; 32], key: &[u8]) -> Vec<u8> {
     row
 }
 
-/// The request digest of entry `e`'s event, reassembled with its stored personal record
-/// (`salt ‖ record`), as the write path computed it.
-fn request_digest_of(e: &EntryView<'_>, stored: &[u8]) -> Result<Hash, StorageError> {
-    let personal = split_personal(e.seq, stored)?.record;
-    Ok(request_digest(&ConsentEvent::reassemble(
-        &e.to_entry(),
-        personal,
-    )))
+/// The request digest of consent entry `e` (decoded from `entry`) with its stored personal
+/// record (`salt ‖ record`), as the write path computed it ([`stored_request_digest`]).
+fn request_digest_of(e: &EntryView<'_>, entry: &[u8], stored: &[u8]) -> Result<Hash, StorageError> {
+    let record = stored
+        .get(HASH_LEN..)
+        .ok_or_else(|| StorageError::Corrupt {
+            table: "personal_records",
+            detail: format!("record {} is shorter than its salt", e.seq),
+        })?;
+    Ok(stored_request_digest(e, entry, record).expect("called for consent entries"))
 }
 
 fn erasure_row(c: u32, seq: u64) -> [u8; 12] {

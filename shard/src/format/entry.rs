@@ -6,7 +6,7 @@
 use super::codec::{DecodeError, Reader, Writer};
 use super::event::{CaptureMethod, Choice, ConsentEvent, Evidence, PersonalRecord};
 use super::view::EntryView;
-use crate::hash::Hash;
+use crate::hash::{HASH_LEN, Hash};
 
 /// Version byte that starts every entry this build writes.
 pub const ENTRY_FORMAT_VERSION: u8 = 1;
@@ -325,8 +325,37 @@ pub fn request_digest(event: &ConsentEvent) -> Hash {
     let mut w = Writer::with_capacity(256);
     w.str(&event.customer_id);
     encode_consent(&mut w, &body);
-    let mut h = blake3::Hasher::new_derive_key("assent 2026 idempotency request digest v1");
+    let mut h = blake3::Hasher::new_derive_key(REQUEST_DIGEST_CONTEXT);
     h.update(&w.buf);
     h.update(&event.encode_personal_record());
     h.finalize().into()
+}
+
+/// The key-derivation context of [`request_digest`].
+const REQUEST_DIGEST_CONTEXT: &str = "assent 2026 idempotency request digest v1";
+
+/// Bytes of a journal entry before its customer id: version, kind, shard, seq,
+/// recorded_at, prev_hash.
+const ENTRY_HEADER_BYTES: usize = 1 + 1 + 4 + 8 + 8 + 32;
+
+/// [`request_digest`] of a stored consent event, from `entry`, the canonical bytes of its
+/// consent entry, `view`, their decoding, and `personal`, the canonical bytes of its
+/// personal record, without reassembling the event: a consent entry ends with the
+/// customer id and the consent body (commitment first), which are the digest's input once
+/// the commitment is zeroed. `None` when `view` is not a consent entry. (The audit
+/// recomputes every stored digest this way; a test holds it equal to [`request_digest`].)
+pub fn stored_request_digest(view: &EntryView<'_>, entry: &[u8], personal: &[u8]) -> Option<Hash> {
+    view.consent()?;
+    let customer_end = ENTRY_HEADER_BYTES + 4 + view.customer_id.len();
+    assert_eq!(
+        &entry[ENTRY_HEADER_BYTES + 4..customer_end],
+        view.customer_id.as_bytes(),
+        "`view` is the decoding of `entry`"
+    );
+    let mut h = blake3::Hasher::new_derive_key(REQUEST_DIGEST_CONTEXT);
+    h.update(&entry[ENTRY_HEADER_BYTES..customer_end]);
+    h.update(&Hash::ZERO.0);
+    h.update(&entry[customer_end + HASH_LEN..]);
+    h.update(personal);
+    Some(h.finalize().into())
 }

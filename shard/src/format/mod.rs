@@ -18,6 +18,7 @@ pub use codec::DecodeError;
 pub use entry::{
     ConsentRecord, ENTRY_FORMAT_VERSION, Entry, EntryBody, ErasureCause, ErasureRecord,
     KIND_CONSENT, KIND_ERASURE, PERSONAL_FORMAT_VERSION, event_id, parse_event_id, request_digest,
+    stored_request_digest,
 };
 pub use event::{CaptureMethod, Choice, ConsentEvent, Evidence, PersonalRecord};
 pub use gpc::{

@@ -346,6 +346,23 @@ proptest! {
         let personal = event.personal_record();
         prop_assert_eq!(PersonalRecord::decode(&personal.encode()).unwrap(), personal);
     }
+
+    #[test]
+    fn a_stored_events_request_digest_equals_the_submitted_events(event in arb_event(), seq in any::<u64>()) {
+        // Proves: the audit's digest from stored bytes is the write path's digest.
+        let entry = Entry {
+            shard_id: 3,
+            seq,
+            recorded_at_ms: event.occurred_at_ms,
+            prev_hash: entry_hash(&seq.to_be_bytes()),
+            customer_id: event.customer_id.clone(),
+            body: EntryBody::Consent(ConsentRecord::from_event(&event, Hash([9; 32]))),
+        };
+        let bytes = entry.encode();
+        let view = crate::format::EntryView::decode(&bytes).unwrap();
+        let stored = stored_request_digest(&view, &bytes, &event.encode_personal_record());
+        prop_assert_eq!(stored, Some(request_digest(&event)));
+    }
 }
 
 #[test]
