@@ -127,7 +127,7 @@ impl ReadAhead {
 /// Advises the kernel to read the data of `f` in [`READ_AHEAD_CHUNK_BYTES`] steps until
 /// done, an error, or `stop`. Holes are skipped: redb extends its file sparsely and never
 /// reads pages it has not written, and reading a hole only zero-fills page-cache pages
-/// (0.9 GB of the 2.25 GB shard file of the 1M-entry bench ledger, and most of the
+/// (0.8 GB of the 2.25 GB shard file of the 1M-entry bench ledger, and most of the
 /// read-ahead's CPU in a cold audit by `perf`).
 #[cfg(target_os = "linux")]
 fn read_ahead(f: std::fs::File, stop: &std::sync::atomic::AtomicBool) {

@@ -70,19 +70,6 @@ pub struct IndexMismatch {
     pub detail: String,
 }
 
-/// What a consent entry's personal record gave the check.
-enum Record {
-    /// It is gone: the entry was erased.
-    Erased,
-    /// It opens the entry's commitment.
-    Kept {
-        /// Its subject key, when the entry is indexed.
-        subject: Option<Hash>,
-        /// The request digest of the entry's event, when it carries an idempotency key.
-        request_digest: Option<Hash>,
-    },
-}
-
 /// Rows of a `u64`-keyed table, walked beside the journal.
 type Rows = Peekable<redb::Range<'static, u64, &'static [u8]>>;
 
@@ -108,8 +95,6 @@ pub(crate) struct IndexCheck {
     report: IndexReport,
     /// The key of this check's multiset digests (drawn at random for each check).
     key: MultisetKey,
-    /// Bytes of state claims held at once (split between the two subjects walks).
-    claim_bytes_per_pass: usize,
     /// The walks of the `subjects` table (one, or two halves: [`IndexCheck::subjects_pass`]),
     /// whose claims the journal entries meet.
     walks: Vec<SubjectsWalk>,
@@ -121,32 +106,22 @@ pub(crate) struct IndexCheck {
     want_time: Multiset,
     /// Digest of the history rows the journal implies.
     want_history: Multiset,
-    /// How many history rows the journal implies.
-    want_history_rows: u64,
-    /// Consent entries seen.
-    consents: u64,
     /// Digest of the erasure rows the journal implies.
     want_erasures: Multiset,
-    /// Erasure entries seen.
-    erasure_count: u64,
     /// Digest of the seqs of consent entries that have no personal record.
     missing_records: Multiset,
     /// Digest of the seqs erasure entries name.
     named_by_erasures: Multiset,
-    /// How many seqs erasure entries name.
-    named_count: u64,
     /// Digest of the idempotency rows the journal implies.
     want_keys: Multiset,
-    /// How many idempotency rows the journal implies.
-    want_key_rows: u64,
     /// The seq the next fed entry must have.
     next_seq: u64,
 }
 
 /// Runs the whole index check of the snapshot `txn`: the side digests on a thread of their
-/// own, the `subjects` walk, then `feed`, which must hand every journal entry to the check
-/// in order, then the comparisons. `feed`'s error
-/// is the check's.
+/// own, the `subjects` walk (as `pass` says, holding at most `claim_bytes_per_pass` of
+/// state claims), then `feed`, which must hand every journal entry to the check in order,
+/// then the comparisons. `feed`'s error is the check's.
 pub(crate) fn run(
     txn: &ReadTransaction,
     shard_id: u32,
@@ -160,8 +135,8 @@ pub(crate) fn run(
     })?;
     std::thread::scope(|scope| {
         let side = scope.spawn(|| SideDigests::of(txn, key));
-        let mut check = IndexCheck::open(txn, shard_id, claim_bytes_per_pass, key)?;
-        check.subjects_pass(txn, pass)?;
+        let mut check = IndexCheck::open(txn, shard_id, key)?;
+        check.subjects_pass(txn, pass, claim_bytes_per_pass)?;
         feed(&mut check)?;
         let side = side.join().expect("the digest thread does not panic");
         let side = side.map_err(|e| check.io(e))?;
@@ -170,12 +145,10 @@ pub(crate) fn run(
 }
 
 impl IndexCheck {
-    /// Opens the tables of `txn` and reads the customers; `claim_bytes_per_pass` bounds the
-    /// state claims held at once.
+    /// Opens the tables of `txn` and reads the customers; `key` keys the check's digests.
     fn open(
         txn: &ReadTransaction,
         shard_id: u32,
-        claim_bytes_per_pass: usize,
         key: MultisetKey,
     ) -> Result<IndexCheck, IndexMismatch> {
         let io = |e: StorageError| IndexMismatch {
@@ -206,21 +179,15 @@ impl IndexCheck {
             indexed: read_indexed_upto(txn).map_err(io)?,
             report: IndexReport::default(),
             key,
-            claim_bytes_per_pass,
             walks: Vec::new(),
             state_problem: None,
             expected: HashMap::new(),
             want_time: Multiset::default(),
             want_history: Multiset::default(),
-            want_history_rows: 0,
-            consents: 0,
             want_erasures: Multiset::default(),
-            erasure_count: 0,
             missing_records: Multiset::default(),
             named_by_erasures: Multiset::default(),
-            named_count: 0,
             want_keys: Multiset::default(),
-            want_key_rows: 0,
             next_seq: 0,
         })
     }
@@ -238,21 +205,23 @@ impl IndexCheck {
 
     /// One pass over the subjects table, on one thread or in two halves as `pass` says
     /// ([`walk_subjects`]): the digest of its history rows, the expiry rows its state rows
-    /// imply, and their claims (met by the journal entries later). A state problem of the
-    /// first half is reported before one of the second.
+    /// imply, and their claims (met by the journal entries later; at most
+    /// `claim_bytes_per_pass` of them held at once). A state problem of the first half is
+    /// reported before one of the second.
     fn subjects_pass(
         &mut self,
         txn: &ReadTransaction,
         pass: SubjectsPass,
+        claim_bytes_per_pass: usize,
     ) -> Result<(), IndexMismatch> {
         let customers: Vec<u32> = self.secrets.keys().copied().collect();
-        let walks = walk_subjects(txn, pass, &customers, self.key, self.claim_bytes_per_pass)
+        let walks = walk_subjects(txn, pass, &customers, self.key, claim_bytes_per_pass)
             .map_err(|e| self.io(e))?;
-        for walk in walks {
-            self.report.history_rows += walk.history_rows;
+        for mut walk in walks {
+            self.report.history_rows += walk.have_history.count();
             self.report.state_rows += walk.state_rows;
             if self.state_problem.is_none() {
-                self.state_problem = walk.state_problem.clone();
+                self.state_problem = walk.state_problem.take();
             }
             self.walks.push(walk);
         }
@@ -289,34 +258,29 @@ impl IndexCheck {
         let Some(consent) = e.consent() else {
             return self.erasure_entry(e, c, indexed);
         };
-        let record = self.personal_record(bytes, e, c, consent, indexed)?;
+        let stored = self.personal_record(e.seq, consent)?;
+        // Opened above, so at least its salt long: the record is what follows it.
+        let record = stored.as_ref().map(|v| &v.value()[HASH_LEN..]);
         if let Some(key) = consent.idempotency_key {
-            let digest = match &record {
-                Record::Erased => Hash::ZERO,
-                Record::Kept { request_digest, .. } => {
-                    request_digest.expect("computed for entries with a key")
-                }
-            };
+            let digest = record.map_or(Hash::ZERO, |r| {
+                stored_request_digest(e, bytes, r).expect("a consent entry")
+            });
             self.want_keys
                 .add(self.key, &key_row(c, e.seq, &digest.0, key.as_bytes()));
-            self.want_key_rows += 1;
         }
         if !indexed {
             return Ok(());
         }
         self.check_claims(e);
         self.report.entries += 1;
-        self.consents += 1;
         self.want_time
             .add(self.key, &time_row(c, e.recorded_at_ms, e.seq));
-        if let Record::Kept {
-            subject: Some(subject),
-            ..
-        } = record
-        {
+        if let Some(record) = record {
+            let id = PersonalRecord::decode_subject_id(record)
+                .map_err(|err| self.bad(format!("personal record {}: {err}", e.seq)))?;
+            let subject = subject_key(&self.secrets[&c].1, id);
             self.want_history
                 .add(self.key, &history_row(c, &subject.0, e.seq));
-            self.want_history_rows += 1;
         }
         let day = e.recorded_at_ms.div_euclid(MS_PER_DAY);
         let day_counts = self.expected.entry((c, day)).or_default();
@@ -338,63 +302,41 @@ impl IndexCheck {
             self.report.entries += 1;
             self.check_claims(e);
             self.want_erasures.add(self.key, &erasure_row(c, e.seq));
-            self.erasure_count += 1;
         }
         let erasure = e
             .erasure()
             .expect("an entry that is not a consent is an erasure");
         for seq in erasure.erased_seqs() {
             self.named_by_erasures.add(self.key, &seq.to_be_bytes());
-            self.named_count += 1;
         }
         check_erasure(e, &self.journal, &self.personal).map_err(|d| self.bad(d))
     }
 
-    /// Meets consent entry `e`'s personal record in the walk beside the journal (seqs
-    /// only grow): it must open the entry's commitment. Its subject key under customer
-    /// `c`'s secret is computed when the entry is `indexed` (the history index needs it),
-    /// and the request digest when the entry carries an idempotency key; when the record
-    /// is gone, an erasure entry must name the entry.
+    /// Meets consent entry `seq`'s stored personal record (`salt ‖ record`) in the walk
+    /// beside the journal (seqs only grow): it must open the entry's commitment. `None`
+    /// when it is gone (then an erasure entry must name the entry).
     fn personal_record(
         &mut self,
-        entry: &[u8],
-        e: &EntryView<'_>,
-        c: u32,
+        seq: u64,
         consent: &ConsentView<'_>,
-        indexed: bool,
-    ) -> Result<Record, IndexMismatch> {
-        let seq = e.seq;
+    ) -> Result<Option<redb::AccessGuard<'static, &'static [u8]>>, IndexMismatch> {
         let Some(stored) = self.next_personal_row(seq)? else {
             self.missing_records.add(self.key, &seq.to_be_bytes());
-            self.report.erased_entries += 1;
-            return Ok(Record::Erased);
+            return Ok(None);
         };
-        let bytes = stored.value();
-        let opens = bytes.len() >= HASH_LEN && {
-            let (salt, record) = bytes.split_at(HASH_LEN);
-            let salt: &[u8; HASH_LEN] = salt.try_into().expect("split at HASH_LEN");
-            personal_commitment(salt, record) == consent.personal_commitment
-        };
+        let opens = stored
+            .value()
+            .split_first_chunk::<HASH_LEN>()
+            .is_some_and(|(salt, record)| {
+                personal_commitment(salt, record) == consent.personal_commitment
+            });
         if !opens {
             return Err(self.bad(format!(
                 "the personal record of entry {seq} does not open the entry's commitment (the record or its salt was changed)"
             )));
         }
         self.report.personal_records += 1;
-        let request_digest = match consent.idempotency_key {
-            Some(_) => Some(request_digest_of(e, entry, bytes).map_err(|err| self.io(err))?),
-            None => None,
-        };
-        let subject = if indexed {
-            let id = personal_subject_id(seq, bytes).map_err(|err| self.io(err))?;
-            Some(subject_key(&self.secrets[&c].1, id))
-        } else {
-            None
-        };
-        Ok(Record::Kept {
-            subject,
-            request_digest,
-        })
+        Ok(Some(stored))
     }
 
     /// The stored personal record of `seq`, if any: rows before it belong to no consent
@@ -422,7 +364,7 @@ impl IndexCheck {
     }
 
     /// Compares what the journal implied with the stored rows; `side` holds the digests of
-    /// the time, expiry and erasure indexes ([`SideDigests::of`]).
+    /// the time, expiry, erasure and idempotency indexes ([`SideDigests::of`]).
     fn finish(
         mut self,
         txn: &ReadTransaction,
@@ -435,43 +377,41 @@ impl IndexCheck {
             }
         }
         let mut have_history = Multiset::default();
-        let (mut want_expiries, mut want_expiry_rows) = (Multiset::default(), 0);
+        let mut want_expiries = Multiset::default();
         for walk in &self.walks {
             have_history.merge(&walk.have_history);
             want_expiries.merge(&walk.want_expiries);
-            want_expiry_rows += walk.want_expiry_rows;
         }
         self.check_counters(txn)?;
         // Fast path: the multiset digests of the rows the journal implies and of the rows
         // stored must agree; only when they differ are rows looked up one by one to name
         // the first bad one.
-        let fast_ok = side.time == self.want_time
-            && have_history == self.want_history
-            && side.time_rows == self.consents
-            && self.report.history_rows == self.want_history_rows;
+        let fast_ok = side.time == self.want_time && have_history == self.want_history;
         if !fast_ok {
             self.name_bad_time_or_history_row(txn)?;
         }
-        self.report.time_rows = side.time_rows;
+        self.report.time_rows = side.time.count();
         if let Some(problem) = self.state_problem.take() {
             return Err(self.bad(problem));
         }
-        self.report.expiry_rows = side.expiry_rows;
-        if side.expiries != want_expiries || side.expiry_rows != want_expiry_rows {
+        self.report.expiry_rows = side.expiries.count();
+        if side.expiries != want_expiries {
             return Err(self.bad(format!(
                 "the expiry index holds {} rows; the current states imply {} others",
-                side.expiry_rows, want_expiry_rows
+                side.expiries.count(),
+                want_expiries.count()
             )));
         }
-        self.report.idempotency_rows = side.key_rows;
-        if side.keys != self.want_keys || side.key_rows != self.want_key_rows {
-            return Err(self.name_bad_idempotency_row(txn, side.key_rows));
+        self.report.idempotency_rows = side.keys.count();
+        if side.keys != self.want_keys {
+            return Err(self.name_bad_idempotency_row(txn, side.keys.count()));
         }
-        self.report.erasure_rows = side.erasure_rows;
-        if side.erasures != self.want_erasures || side.erasure_rows != self.erasure_count {
+        self.report.erasure_rows = side.erasures.count();
+        if side.erasures != self.want_erasures {
             return Err(self.bad(format!(
                 "the erasure index holds {} rows for {} erasure entries, or other rows",
-                side.erasure_rows, self.erasure_count
+                side.erasures.count(),
+                self.want_erasures.count()
             )));
         }
         Ok(self.report)
@@ -494,9 +434,11 @@ impl IndexCheck {
                         "idempotency key row of customer number {c} points at entry {seq}, which does not carry that key"
                     )));
                 }
-                let want = match (&entry, &named, self.personal.get(seq)?) {
-                    (Some(Ok(e)), Some(bytes), Some(stored)) => {
-                        request_digest_of(e, bytes.value(), stored.value())?
+                let stored = self.personal.get(seq)?;
+                let record = stored.as_ref().and_then(|v| v.value().get(HASH_LEN..));
+                let want = match (&entry, &named, record) {
+                    (Some(Ok(e)), Some(bytes), Some(record)) => {
+                        stored_request_digest(e, bytes.value(), record).expect("a consent entry")
                     }
                     _ => Hash::ZERO,
                 };
@@ -518,7 +460,7 @@ impl IndexCheck {
             Ok(Some(detail)) => self.bad(detail),
             Ok(None) => self.bad(format!(
                 "the idempotency index holds {stored_rows} rows where the journal implies {}",
-                self.want_key_rows
+                self.want_keys.count()
             )),
         }
     }
@@ -531,9 +473,8 @@ impl IndexCheck {
             Some(Err(e)) => return Err(self.io(e)),
             None => {}
         }
-        if self.missing_records == self.named_by_erasures
-            && self.report.erased_entries == self.named_count
-        {
+        self.report.erased_entries = self.missing_records.count();
+        if self.missing_records == self.named_by_erasures {
             return Ok(());
         }
         Err(self.name_unerased_missing_record())
@@ -578,7 +519,8 @@ impl IndexCheck {
             )),
             None => self.bad(format!(
                 "{} consent entries lack their personal record, but erasure entries name {}",
-                self.report.erased_entries, self.named_count
+                self.missing_records.count(),
+                self.named_by_erasures.count()
             )),
         }
     }
@@ -646,10 +588,10 @@ impl IndexCheck {
             }
             time_rows += 1;
         }
-        if time_rows != self.consents {
+        if time_rows != self.want_time.count() {
             return Err(self.bad(format!(
                 "time index has {time_rows} rows for {} consent entries",
-                self.consents
+                self.want_time.count()
             )));
         }
         let mut history_rows = 0u64;
@@ -669,7 +611,7 @@ impl IndexCheck {
         }
         Err(self.bad(format!(
             "the subject history index holds {history_rows} rows where the journal implies {}, or rows that no entry implies",
-            self.want_history_rows
+            self.want_history.count()
         )))
     }
 }
@@ -707,81 +649,60 @@ fn check_erasure(
     Ok(())
 }
 
-/// The subject id of stored personal record `seq` (salt ‖ record), borrowed.
-fn personal_subject_id(seq: u64, bytes: &[u8]) -> Result<&str, StorageError> {
-    bytes
-        .get(32..)
-        .ok_or_else(|| format!("record {seq} is shorter than its salt"))
-        .and_then(|record| {
-            PersonalRecord::decode_subject_id(record).map_err(|e| format!("record {seq}: {e}"))
-        })
-        .map_err(|detail| StorageError::Corrupt {
-            table: "personal_records",
-            detail,
-        })
-}
-
-/// Digests of the stored rows of the time, expiry and erasure indexes, computed on a thread
-/// of their own beside the journal pass of the index check.
+/// Digests of the stored rows of the time, expiry, erasure and idempotency indexes, computed
+/// on a thread of their own beside the journal pass of the index check.
 #[derive(Default)]
 struct SideDigests {
-    /// Digest of the time index rows.
+    /// The time index rows.
     time: Multiset,
-    /// How many time index rows.
-    time_rows: u64,
-    /// Digest of the expiry index rows.
+    /// The expiry index rows.
     expiries: Multiset,
-    /// How many expiry index rows.
-    expiry_rows: u64,
-    /// Digest of the erasure index rows.
+    /// The erasure index rows.
     erasures: Multiset,
-    /// How many erasure index rows.
-    erasure_rows: u64,
-    /// Digest of the idempotency rows.
+    /// The idempotency rows.
     keys: Multiset,
-    /// How many idempotency rows.
-    key_rows: u64,
 }
 
 impl SideDigests {
-    /// Walks the three tables of `txn`, digesting under `key`.
+    /// Walks the four tables of `txn`, digesting under `key`.
     fn of(txn: &ReadTransaction, key: MultisetKey) -> Result<SideDigests, StorageError> {
         let mut d = SideDigests::default();
         for row in txn.open_table(CUSTOMER_EVENTS)?.iter()? {
             let (c, t, seq) = row?.0.value();
             d.time.add(key, &time_row(c, t, seq));
-            d.time_rows += 1;
         }
         for row in txn.open_table(EXPIRIES)?.iter()? {
             let (k, v) = row?;
             let (c, at, seq) = k.value();
             d.expiries.add(key, &expiry_key(c, at, seq, v.value()));
-            d.expiry_rows += 1;
         }
         for row in txn.open_table(ERASURES)?.iter()? {
             let (c, seq) = row?.0.value();
             d.erasures.add(key, &erasure_row(c, seq));
-            d.erasure_rows += 1;
         }
         for row in txn.open_table(IDEMPOTENCY)?.iter()? {
             let (k, v) = row?;
             let ((c, idempotency_key), (seq, digest)) = (k.value(), v.value());
             d.keys
                 .add(key, &key_row(c, seq, digest, idempotency_key.as_bytes()));
-            d.key_rows += 1;
         }
         Ok(d)
     }
 }
 
-/// A multiset digest: the sum (mod 2^128) of a keyed 128-bit hash of each member. Equal
-/// multisets give equal digests in any order. The key is drawn at random for each check,
+/// A multiset digest: the sum (mod 2^128) of a keyed 128-bit hash of each member, and how
+/// many members were added. Equal multisets give equal digests in any order. The key is drawn at random for each check,
 /// after the file was written, so whoever wrote the file cannot compute members' hashes:
 /// with an unkeyed hash, a generalised-birthday search could find rows whose hashes cancel
 /// a change out; with a secret key, any missing, extra or changed member leaves the digest
 /// equal with probability about 2^-128.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(super) struct Multiset(u128);
+pub(super) struct Multiset {
+    /// The sum of the members' hashes.
+    sum: u128,
+    /// How many members.
+    count: u64,
+}
 
 impl Multiset {
     /// Adds `member` under `key`.
@@ -789,14 +710,21 @@ impl Multiset {
         let mut h = SipHasher24::new_with_keys(key.0[0], key.0[1]);
         h.write(member);
         let h = h.finish128();
-        self.0 = self
-            .0
+        self.sum = self
+            .sum
             .wrapping_add((u128::from(h.h1) << 64) | u128::from(h.h2));
+        self.count += 1;
     }
 
     /// Adds every member of `other` (digested under the same key).
     fn merge(&mut self, other: &Multiset) {
-        self.0 = self.0.wrapping_add(other.0);
+        self.sum = self.sum.wrapping_add(other.sum);
+        self.count += other.count;
+    }
+
+    /// How many members were added.
+    pub(super) fn count(&self) -> u64 {
+        self.count
     }
 }
 
@@ -827,18 +755,6 @@ fn key_row(c: u32, seq: u64, digest: &[u8; 32], key: &[u8]) -> Vec<u8> {
     row.extend_from_slice(digest);
     row.extend_from_slice(key);
     row
-}
-
-/// The request digest of consent entry `e` (decoded from `entry`) with its stored personal
-/// record (`salt ‖ record`), as the write path computed it ([`stored_request_digest`]).
-fn request_digest_of(e: &EntryView<'_>, entry: &[u8], stored: &[u8]) -> Result<Hash, StorageError> {
-    let record = stored
-        .get(HASH_LEN..)
-        .ok_or_else(|| StorageError::Corrupt {
-            table: "personal_records",
-            detail: format!("record {} is shorter than its salt", e.seq),
-        })?;
-    Ok(stored_request_digest(e, entry, record).expect("called for consent entries"))
 }
 
 fn erasure_row(c: u32, seq: u64) -> [u8; 12] {

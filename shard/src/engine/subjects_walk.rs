@@ -42,14 +42,10 @@ pub enum SubjectsPass {
 
 /// What the walk of one half (or of the whole table) found.
 pub(crate) struct SubjectsWalk {
-    /// Digest of the stored history rows.
+    /// The stored history rows.
     pub(crate) have_history: Multiset,
-    /// How many history rows.
-    pub(crate) history_rows: u64,
-    /// Digest of the expiry rows the current states imply.
+    /// The expiry rows the current states imply.
     pub(crate) want_expiries: Multiset,
-    /// How many expiry rows the current states imply.
-    pub(crate) want_expiry_rows: u64,
     /// How many state rows.
     pub(crate) state_rows: u64,
     /// The states' claims, sorted for the journal pass.
@@ -116,9 +112,7 @@ impl SubjectsWalk {
         let journal = txn.open_table(JOURNAL)?;
         let mut walk = SubjectsWalk {
             have_history: Multiset::default(),
-            history_rows: 0,
             want_expiries: Multiset::default(),
-            want_expiry_rows: 0,
             state_rows: 0,
             claims: StateClaims::new(claim_bytes),
             state_problem: None,
@@ -140,14 +134,12 @@ impl SubjectsWalk {
                 }
                 if seq != STATE_ROW {
                     walk.have_history.add(key, &history_row(c, &s, seq));
-                    walk.history_rows += 1;
                     history.push(seq);
                     continue;
                 }
                 let states = decode_state_view(v.value())?;
                 for (at, seq) in expiry_rows(&states) {
                     walk.want_expiries.add(key, &expiry_key(c, at, seq, &s));
-                    walk.want_expiry_rows += 1;
                 }
                 if walk.state_problem.is_none() {
                     walk.state_problem = walk.claims.add(&states, &history, &journal).err();
