@@ -654,29 +654,9 @@ fn index_verification_passes_a_true_index_and_names_a_tampered_one() {
         (60, 60, 60)
     );
     drop(store);
-    let tamper = |f: &dyn Fn(&redb::WriteTransaction)| {
-        let copy = dir.path().join("copy.redb");
-        std::fs::copy(&path, &copy).unwrap();
-        let db = Database::create(&copy).unwrap();
-        let txn = db.begin_write().unwrap();
-        f(&txn);
-        txn.commit().unwrap();
-        drop(db);
-        let store = Store::open(&copy, 0).unwrap();
-        let alone = store
-            .reader()
-            .verify_indexes()
-            .expect_err("a tampered index is found")
-            .to_string();
-        // The whole-shard audit (one journal read feeding the same check) finds the same.
-        for pass in [SubjectsPass::OneThread, SubjectsPass::TwoThreads] {
-            match store.reader().audit(pass, |_, _| Ok(())) {
-                Err(ShardAuditError::Index(e)) => assert_eq!(e.to_string(), alone),
-                other => panic!("expected the index problem {alone}, got {other:?}"),
-            }
-        }
-        alone
-    };
+    // The whole-shard audit (one journal read feeding the same check) must find the same.
+    let tamper =
+        |f: &dyn Fn(&redb::WriteTransaction)| common::index_problem_of_copy(&path, "copy.redb", f);
     let err = tamper(&|t| {
         let mut tab = t.open_table(SUBJECTS).unwrap();
         // The first key of a subject is one of its history rows (the state row is last).

@@ -9,9 +9,7 @@ use std::path::Path;
 use redb::ReadableTable;
 
 use common::event;
-use shard::engine::{
-    AppendError, ErasureError, ErasureRequest, ErasureTarget, Order, Store, SubjectsPass,
-};
+use shard::engine::{AppendError, ErasureError, ErasureRequest, ErasureTarget, Order, Store};
 use shard::format::{Choice, ConsentEvent, ErasureCause};
 use shard::merkle::{Blake3Tree, verify_consistency};
 use shard::verify::verify_entry_inclusion;
@@ -457,23 +455,8 @@ fn the_audit_proves_every_personal_record_and_names_one_changed_deleted_or_orpha
     assert_eq!((report.personal_records, report.erased_entries), (9, 4));
     drop(store);
 
-    let tampered = |name: &str, f: &dyn Fn(&redb::WriteTransaction)| -> String {
-        let copy = dir.path().join(name);
-        std::fs::copy(&path, &copy).unwrap();
-        let db = redb::Database::create(&copy).unwrap();
-        let txn = db.begin_write().unwrap();
-        f(&txn);
-        txn.commit().unwrap();
-        drop(db);
-        let store = Store::open(&copy, 0).unwrap();
-        let alone = store.reader().verify_indexes().unwrap_err().to_string();
-        for pass in [SubjectsPass::OneThread, SubjectsPass::TwoThreads] {
-            match store.reader().audit(pass, |_, _| Ok(())) {
-                Err(shard::engine::ShardAuditError::Index(e)) => assert_eq!(e.to_string(), alone),
-                other => panic!("{name}: expected {alone}, got {other:?}"),
-            }
-        }
-        alone
+    let tampered = |name: &str, f: &dyn Fn(&redb::WriteTransaction)| {
+        common::index_problem_of_copy(&path, name, f)
     };
     // Entry 3 is subject a's second event: its state row names a later one.
     let err = tampered("changed", &|t| {
@@ -538,22 +521,7 @@ fn the_audit_checks_every_idempotency_key_row_against_the_entry_that_carries_the
     drop(store);
     type Keys<'t> = redb::Table<'t, (u32, &'static str), (u64, &'static [u8; 32])>;
     let tampered = |name: &str, f: &dyn Fn(&mut Keys<'_>)| {
-        let copy = dir.path().join(name);
-        std::fs::copy(&path, &copy).unwrap();
-        let db = redb::Database::create(&copy).unwrap();
-        let txn = db.begin_write().unwrap();
-        f(&mut txn.open_table(KEYS).unwrap());
-        txn.commit().unwrap();
-        drop(db);
-        let store = Store::open(&copy, 0).unwrap();
-        let alone = store.reader().verify_indexes().unwrap_err().to_string();
-        for pass in [SubjectsPass::OneThread, SubjectsPass::TwoThreads] {
-            match store.reader().audit(pass, |_, _| Ok(())) {
-                Err(shard::engine::ShardAuditError::Index(e)) => assert_eq!(e.to_string(), alone),
-                other => panic!("{name}: expected {alone}, got {other:?}"),
-            }
-        }
-        alone
+        common::index_problem_of_copy(&path, name, |t| f(&mut t.open_table(KEYS).unwrap()))
     };
     let row = |t: &Keys<'_>, key: &str| {
         let (c, v) = t

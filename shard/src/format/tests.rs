@@ -328,17 +328,22 @@ fn arb_event() -> impl Strategy<Value = ConsentEvent> {
         )
 }
 
+/// The consent entry of `event` at `seq` of `shard`, committing to `commitment`.
+fn consent_entry(event: &ConsentEvent, seq: u64, shard: u32, commitment: Hash) -> Entry {
+    Entry {
+        shard_id: shard,
+        seq,
+        recorded_at_ms: event.occurred_at_ms,
+        prev_hash: entry_hash(&seq.to_be_bytes()),
+        customer_id: event.customer_id.clone(),
+        body: EntryBody::Consent(ConsentRecord::from_event(event, commitment)),
+    }
+}
+
 proptest! {
     #[test]
     fn any_entry_round_trips_byte_for_byte(event in arb_event(), seq in any::<u64>(), shard in any::<u32>()) {
-        let entry = Entry {
-            shard_id: shard,
-            seq,
-            recorded_at_ms: event.occurred_at_ms,
-            prev_hash: entry_hash(&seq.to_be_bytes()),
-            customer_id: event.customer_id.clone(),
-            body: EntryBody::Consent(ConsentRecord::from_event(&event, Hash([1; 32]))),
-        };
+        let entry = consent_entry(&event, seq, shard, Hash([1; 32]));
         let bytes = entry.encode();
         let back = Entry::decode(&bytes).unwrap();
         prop_assert_eq!(&back, &entry);
@@ -350,15 +355,7 @@ proptest! {
     #[test]
     fn a_stored_events_request_digest_equals_the_submitted_events(event in arb_event(), seq in any::<u64>()) {
         // Proves: the audit's digest from stored bytes is the write path's digest.
-        let entry = Entry {
-            shard_id: 3,
-            seq,
-            recorded_at_ms: event.occurred_at_ms,
-            prev_hash: entry_hash(&seq.to_be_bytes()),
-            customer_id: event.customer_id.clone(),
-            body: EntryBody::Consent(ConsentRecord::from_event(&event, Hash([9; 32]))),
-        };
-        let bytes = entry.encode();
+        let bytes = consent_entry(&event, seq, 3, Hash([9; 32])).encode();
         let view = crate::format::EntryView::decode(&bytes).unwrap();
         let stored = stored_request_digest(&view, &bytes, &event.encode_personal_record());
         prop_assert_eq!(stored, Some(request_digest(&event)));

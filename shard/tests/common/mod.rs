@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
+use shard::engine::{ShardAuditError, Store, SubjectsPass};
 use shard::format::{CaptureMethod, Choice, ConsentEvent, Evidence};
 
 /// A realistic event for `customer`/`subject`; `n` varies the choices and time.
@@ -38,4 +40,30 @@ pub fn event(customer: &str, subject: &str, n: u64) -> ConsentEvent {
         expires_at_ms: None,
         idempotency_key: None,
     }
+}
+
+/// Copies the shard file at `path` to `name` beside it, applies `edit` to the copy in one
+/// write transaction, and returns the problem the index check names; the whole-shard audit
+/// must name the same one with either subjects pass.
+pub fn index_problem_of_copy(
+    path: &Path,
+    name: &str,
+    edit: impl FnOnce(&redb::WriteTransaction),
+) -> String {
+    let copy = path.with_file_name(name);
+    std::fs::copy(path, &copy).unwrap();
+    let db = redb::Database::create(&copy).unwrap();
+    let txn = db.begin_write().unwrap();
+    edit(&txn);
+    txn.commit().unwrap();
+    drop(db);
+    let store = Store::open(&copy, 0).unwrap();
+    let alone = store.reader().verify_indexes().unwrap_err().to_string();
+    for pass in [SubjectsPass::OneThread, SubjectsPass::TwoThreads] {
+        match store.reader().audit(pass, |_, _| Ok(())) {
+            Err(ShardAuditError::Index(e)) => assert_eq!(e.to_string(), alone),
+            other => panic!("{name}: expected {alone}, got {other:?}"),
+        }
+    }
+    alone
 }
