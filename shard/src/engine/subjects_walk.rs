@@ -21,8 +21,9 @@ use super::tables::{JOURNAL, SUBJECTS};
 /// A `subjects` key: customer number, subject key, seq (`STATE_ROW` for the state row).
 type Key = (u32, [u8; 32], u64);
 
-/// The lowest subject key, and the first one of a customer's second half.
+/// The lowest subject key.
 const LOW: [u8; 32] = [0; 32];
+/// The first subject key of a customer's second half.
 const MID: [u8; 32] = {
     let mut mid = [0u8; 32];
     mid[0] = 0x80;
