@@ -819,6 +819,105 @@ fn entries_committed_but_not_yet_indexed_are_indexed_from_the_journal_on_the_nex
     assert_eq!(r.verify_indexes().unwrap().entries, 26);
 }
 
+#[test]
+fn the_customer_tier_lags_the_subject_tier_until_its_own_step_and_a_crash_between_loses_nothing() {
+    // Proves: a subject-tier step leaves the time index and counters (customer tier) for
+    // the full step, customer-wide reads still count as waiting, an audit accepts the two
+    // watermarks, and an open after a crash between the steps indexes the customer tier
+    // from the journal.
+    use shard::engine::{AuditOpen, IndexTier, ShardReader};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let mut store = open(&path);
+    let append = |store: &mut Store, n: u64| {
+        let batch = vec![event("acme", &format!("s{}", n % 3), n)];
+        store.append_batches(&[batch]).unwrap().remove(0).unwrap();
+    };
+    for i in 0..4 {
+        append(&mut store, i);
+    }
+    store.index_now(false).unwrap();
+    for i in 4..10 {
+        append(&mut store, i);
+    }
+    store.index_tier(IndexTier::Subjects).unwrap();
+    assert_eq!(
+        (store.customer_indexed_upto(), store.indexed_upto()),
+        (4, 10)
+    );
+    let r = store.reader();
+    assert_eq!((r.customer_indexed_size(), r.indexed_size()), (4, 10));
+    assert!(r.has_unindexed("acme"), "customer-wide reads still wait");
+    assert!(
+        !r.has_unindexed_subject("acme", "s1"),
+        "subject reads need not"
+    );
+    let history = r.history("acme", "s1", Order::Ascending, None, 100);
+    assert_eq!(history.unwrap().items.len(), 3, "events 1, 4 and 7");
+    let times = r.customer_events("acme", i64::MIN, i64::MAX, None, 100);
+    assert_eq!(
+        times.unwrap().items.len(),
+        4,
+        "the time index has the first four"
+    );
+    assert_eq!(r.verify_indexes().unwrap().entries, 10);
+    // A durable commit makes the subject step durable; the customer tier's never ran.
+    append(&mut store, 10);
+    drop((r, store));
+
+    let audit = ShardReader::open_existing(&path, 0, AuditOpen::ReadOnly).unwrap();
+    assert_eq!(
+        (audit.customer_indexed_size(), audit.indexed_size()),
+        (4, 10)
+    );
+    assert_eq!(audit.verify_indexes().unwrap().entries, 10);
+    drop(audit);
+
+    let store = open(&path);
+    assert_eq!(
+        (store.customer_indexed_upto(), store.indexed_upto()),
+        (11, 11)
+    );
+    let r = store.reader();
+    let times = r.customer_events("acme", i64::MIN, i64::MAX, None, 100);
+    assert_eq!(times.unwrap().items.len(), 11);
+    let counted: u64 = r
+        .daily_counts("acme", i64::MIN / 2, i64::MAX / 2)
+        .unwrap()
+        .iter()
+        .map(|d| d.granted + d.denied)
+        .sum();
+    assert_eq!(counted, 11 * 3, "every event counted once per purpose");
+    let history = r.history("acme", "s1", Order::Ascending, None, 100);
+    let seqs: Vec<u64> = history.unwrap().items.iter().map(|e| e.entry.seq).collect();
+    assert_eq!(seqs, vec![1, 4, 7, 10], "no history row doubled");
+    assert_eq!(r.verify_indexes().unwrap().entries, 11);
+}
+
+#[actix_rt::test]
+async fn a_customer_wide_read_after_indexes_fresh_sees_appends_the_subject_tier_already_had() {
+    // Proves: read-your-writes for customer-wide reads (time index) although the subject
+    // tier was brought up to date first and the customer tier lags it.
+    let dir = tempfile::tempdir().unwrap();
+    let shard = ShardHandle::start(&dir.path().join("s.redb"), 0).unwrap();
+    let r = shard.reader();
+    for i in 0..10u64 {
+        let out = shard
+            .addr
+            .send(Append(vec![event("acme", "alice", i)]))
+            .await
+            .unwrap()
+            .unwrap();
+        shard.subject_indexes_fresh("acme", "alice").await.unwrap();
+        assert!(r.indexed_size() > out[0].entry.seq);
+        shard.indexes_fresh("acme").await.unwrap();
+        assert!(r.customer_indexed_size() > out[0].entry.seq, "append {i}");
+        let times = r.customer_events("acme", i64::MIN, i64::MAX, None, 100);
+        assert_eq!(times.unwrap().items.len() as u64, i + 1, "append {i}");
+    }
+    shard.stop().await;
+}
+
 #[actix_rt::test]
 async fn a_read_after_indexes_fresh_sees_every_acknowledged_append() {
     // Proves: read-your-writes holds although the index step runs after the acknowledgement.

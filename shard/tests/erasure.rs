@@ -288,6 +288,65 @@ fn expiring_lists_granted_purposes_that_lapse_and_forgets_erased_subjects() {
 }
 
 #[test]
+fn a_file_of_layout_3_opens_with_its_customer_tier_as_far_as_its_subject_tier() {
+    // Proves: layout 3 (one index step for every table, no `customer_indexed_upto`) is
+    // migrated without a rebuild, and its indexes read and audit as before.
+    use redb::{Database, ReadableDatabase, TableDefinition};
+    let meta: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let mut store = open(&path);
+    for i in 0..6 {
+        append(
+            &mut store,
+            vec![personal_event(&format!("s{}", i % 3), i, None)],
+        )
+        .unwrap();
+    }
+    store.index_now(true).unwrap();
+    let times = store
+        .reader()
+        .customer_events("acme", i64::MIN, i64::MAX, None, 100)
+        .unwrap();
+    store.close();
+    {
+        let db = Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        let mut m = txn.open_table(meta).unwrap();
+        assert!(m.remove("customer_indexed_upto").unwrap().is_some());
+        m.insert("format_version", 3u32.to_be_bytes().as_slice())
+            .unwrap();
+        drop(m);
+        txn.commit().unwrap();
+    }
+    let store = open(&path);
+    assert_eq!(
+        (store.customer_indexed_upto(), store.indexed_upto()),
+        (6, 6)
+    );
+    let r = store.reader();
+    assert_eq!(
+        r.customer_events("acme", i64::MIN, i64::MAX, None, 100)
+            .unwrap(),
+        times
+    );
+    assert_eq!(r.verify_indexes().unwrap().entries, 6);
+    drop((r, store));
+    let db = Database::open(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let m = txn.open_table(meta).unwrap();
+    let version = m.get("format_version").unwrap().unwrap().value().to_vec();
+    assert_eq!(version, 4u32.to_be_bytes(), "migrated to layout 4");
+    let upto = m
+        .get("customer_indexed_upto")
+        .unwrap()
+        .unwrap()
+        .value()
+        .to_vec();
+    assert_eq!(upto, 6u64.to_be_bytes());
+}
+
+#[test]
 fn files_of_layouts_1_and_2_are_migrated_by_rebuilding_their_indexes_from_the_journal() {
     use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
     for old_version in [1u32, 2] {

@@ -4,9 +4,10 @@
 //! one durable transaction and only then answers each caller. An idle shard commits a
 //! burst at once; a busy one (it just committed) first waits `GROUP_COMMIT_WAIT_US` for
 //! more appends, unless `GROUP_COMMIT_EARLY_EVENTS` are already pending. The secondary indexes
-//! follow in an index step that covers every entry committed since the last one: run
-//! `INDEX_DELAY_MS` after a commit, within the commit when `MAX_INDEX_LAG_ENTRIES` wait,
-//! and whenever a reader asks for fresh indexes (`IndexUpTo`). Reads use redb snapshots
+//! follow in index steps that cover every entry committed since the last one: the subject
+//! tier `INDEX_DELAY_MS` after a commit, both tiers `CUSTOMER_INDEX_DELAY_MS` after one,
+//! within the commit when `MAX_INDEX_LAG_ENTRIES` wait, and whenever a reader asks for fresh
+//! indexes (`IndexUpTo`). Reads use redb snapshots
 //! (through [`ShardHandle::reader`], or the read messages here, which run on the blocking
 //! pool), so they never wait for a commit to finish.
 
@@ -22,7 +23,7 @@ use super::reader::{
     ConsistencyProof, DailyCount, InclusionProof, Order, Page, ShardReader, StoredEvent,
 };
 use super::scrub::ScrubReport;
-use super::store::{Appended, Store, WriteStats};
+use super::store::{Appended, IndexTier, Store, WriteStats};
 use crate::format::ConsentEvent;
 use crate::format::limits::MAX_BATCH_EVENTS;
 use crate::verify::ShardHead;
@@ -30,10 +31,16 @@ use crate::verify::ShardHead;
 /// Messages that may wait in a shard's mailbox; senders wait (backpressure) beyond it.
 pub const MAILBOX_CAPACITY: usize = 1_024;
 
-/// How long after a commit the index step runs if no reader asks for it sooner: commits
-/// within this window share one index transaction (a customer's index pages are copied
-/// once for all of them).
+/// How long after a commit the subject tier's index step runs if no reader asks for it
+/// sooner: commits within this window share one index transaction.
 pub const INDEX_DELAY_MS: u64 = 20;
+
+/// How long after a commit the full index step (both tiers) runs if no customer-wide read
+/// asks for it sooner. The customer tier's rows sit at each customer's end of its table:
+/// under load from many customers an index step copies about one page per event there,
+/// whatever its size, so indexing a second's entries at once copies each customer's page
+/// once instead of once per event (docs/benchmarks.md, session 10).
+pub const CUSTOMER_INDEX_DELAY_MS: u64 = 1_000;
 
 /// How long the writer waits for more appends before a durable commit while it is busy
 /// (it committed within the last `BUSY_WINDOW_MS`). A durable commit is the write path's
@@ -148,8 +155,10 @@ pub struct ShardActor {
     observer: Option<CommitObserver>,
     /// Bound of the mailbox.
     mailbox_capacity: usize,
-    /// An `IndexStep` is scheduled.
+    /// An `IndexStep` of the subject tier is scheduled.
     index_scheduled: bool,
+    /// An `IndexStep` of both tiers is scheduled.
+    customer_index_scheduled: bool,
     /// When to wait for more appends before committing.
     group_commit: GroupCommit,
     /// When the last group commit ended (`None` before the first).
@@ -189,16 +198,22 @@ pub struct Submit {
 #[rtype(result = "()")]
 struct Flush;
 
-/// Run the index step (sent by the actor to itself, `INDEX_DELAY_MS` after a commit).
+/// Run an index step of a tier (sent by the actor to itself, `INDEX_DELAY_MS` or
+/// `CUSTOMER_INDEX_DELAY_MS` after a commit).
 #[derive(Message)]
 #[rtype(result = "()")]
-struct IndexStep;
+struct IndexStep(IndexTier);
 
-/// Answered once the secondary indexes reflect at least the first `0` entries (at once
-/// if they already do; otherwise after an index step over everything committed).
+/// Answered once `tier` reflects at least the first `size` entries (at once if it already
+/// does; otherwise after an index step of that tier over everything committed).
 #[derive(Message)]
 #[rtype(result = "Result<(), QueryError>")]
-pub struct IndexUpTo(pub u64);
+pub struct IndexUpTo {
+    /// Entries the reader needs indexed.
+    pub size: u64,
+    /// The tier its rows are in (`All` for customer-wide reads).
+    pub tier: IndexTier,
+}
 
 /// Commit what is pending, close the database and stop.
 #[derive(Message)]
@@ -253,7 +268,13 @@ impl Handler<Flush> for ShardActor {
         };
         if store.index_pending() && !self.index_scheduled {
             self.index_scheduled = true;
-            ctx.notify_later(IndexStep, std::time::Duration::from_millis(INDEX_DELAY_MS));
+            let delay = std::time::Duration::from_millis(INDEX_DELAY_MS);
+            ctx.notify_later(IndexStep(IndexTier::Subjects), delay);
+        }
+        if store.customer_index_pending() && !self.customer_index_scheduled {
+            self.customer_index_scheduled = true;
+            let delay = std::time::Duration::from_millis(CUSTOMER_INDEX_DELAY_MS);
+            ctx.notify_later(IndexStep(IndexTier::All), delay);
         }
     }
 }
@@ -261,10 +282,13 @@ impl Handler<Flush> for ShardActor {
 impl Handler<IndexStep> for ShardActor {
     type Result = ();
 
-    fn handle(&mut self, _: IndexStep, _: &mut Context<Self>) {
-        self.index_scheduled = false;
+    fn handle(&mut self, msg: IndexStep, _: &mut Context<Self>) {
+        match msg.0 {
+            IndexTier::Subjects => self.index_scheduled = false,
+            IndexTier::All => self.customer_index_scheduled = false,
+        }
         if let Some(store) = self.store.as_mut() {
-            store.index_or_log();
+            store.index_or_log(msg.0);
         }
     }
 }
@@ -274,8 +298,12 @@ impl Handler<IndexUpTo> for ShardActor {
 
     fn handle(&mut self, msg: IndexUpTo, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.as_mut().ok_or(QueryError::ShardStopped)?;
-        if store.indexed_upto() < msg.0 {
-            store.index_now(false)?;
+        let reached = match msg.tier {
+            IndexTier::Subjects => store.indexed_upto(),
+            IndexTier::All => store.customer_indexed_upto(),
+        };
+        if reached < msg.size {
+            store.index_tier(msg.tier)?;
         }
         Ok(())
     }
@@ -557,6 +585,7 @@ impl ShardHandle {
             observer,
             mailbox_capacity: mailbox_capacity.max(1),
             index_scheduled: false,
+            customer_index_scheduled: false,
             group_commit,
             last_commit: None,
             waiting_flush: None,
@@ -579,7 +608,8 @@ impl ShardHandle {
     /// acknowledged write (the index step runs behind the commit). Immediate when they
     /// already do, and when only other customers' entries wait.
     pub async fn indexes_fresh(&self, customer_id: &str) -> Result<(), QueryError> {
-        self.index_step_if(|r| r.has_unindexed(customer_id)).await
+        self.index_step_if(IndexTier::All, |r| r.has_unindexed(customer_id))
+            .await
     }
 
     /// As [`ShardHandle::indexes_fresh`] for a read of one subject's rows (its current
@@ -590,22 +620,30 @@ impl ShardHandle {
         customer_id: &str,
         subject_id: &str,
     ) -> Result<(), QueryError> {
-        self.index_step_if(|r| r.has_unindexed_subject(customer_id, subject_id))
-            .await
+        self.index_step_if(IndexTier::Subjects, |r| {
+            r.has_unindexed_subject(customer_id, subject_id)
+        })
+        .await
     }
 
-    /// Asks for an index step up to the committed size, and waits for it, when the indexes
-    /// lag that size and `waiting` says the caller's rows are among the unindexed ones.
+    /// Asks for an index step of `tier` up to the committed size, and waits for it, when
+    /// that tier lags that size and `waiting` says the caller's rows are among the
+    /// unindexed ones.
     async fn index_step_if(
         &self,
+        tier: IndexTier,
         waiting: impl FnOnce(&ShardReader) -> bool,
     ) -> Result<(), QueryError> {
-        let target = self.reader.committed_size();
-        if self.reader.indexed_size() >= target || !waiting(&self.reader) {
+        let size = self.reader.committed_size();
+        let reached = match tier {
+            IndexTier::Subjects => self.reader.indexed_size(),
+            IndexTier::All => self.reader.customer_indexed_size(),
+        };
+        if reached >= size || !waiting(&self.reader) {
             return Ok(());
         }
         self.addr
-            .send(IndexUpTo(target))
+            .send(IndexUpTo { size, tier })
             .await
             .unwrap_or(Err(QueryError::ShardStopped))
     }

@@ -124,7 +124,7 @@ impl Store {
             let (entry, hash) = self.append_entry(&mut t, &req.customer_id, body)?;
             t.indexes.apply(&entry, customer, None)?;
             assert!(self.unindexed.is_empty(), "indexed before the erasure");
-            t.set_indexed_upto(self.head.size)?;
+            t.set_both_indexed_upto(self.head.size)?;
             self.seal(&mut t)?;
             t.meta.insert(META_SCRUB_PENDING, [1u8].as_slice())?;
             let appended = Appended {
@@ -137,6 +137,7 @@ impl Store {
         self.db.commit(txn)?;
         self.stats.commits += 1;
         self.indexed_upto = self.head.size;
+        self.customer_indexed_upto = self.head.size;
         self.scrub_pending = true;
         Ok(Some(result))
     }

@@ -223,13 +223,26 @@ impl IndexTables<'_> {
         Ok(seqs)
     }
 
-    /// Reflects `entry` in every index. `subject` is `None` when the entry's personal
-    /// record no longer exists (erased): such an entry is counted but linked to no one.
+    /// Reflects `entry` in every index (both tiers). `subject` is `None` when the entry's
+    /// personal record no longer exists (erased): such an entry is counted but linked to no
+    /// one.
     pub(crate) fn apply(
         &mut self,
         entry: &Entry,
         customer: u32,
         subject: Option<Hash>,
+    ) -> Result<(), StorageError> {
+        self.apply_customer_tier(entry, customer)?;
+        self.apply_subject_tier(entry, customer, subject)
+    }
+
+    /// Reflects `entry` in the customer tier: its time row, its day's counters, and for an
+    /// erasure entry its listing row. Depends on the entry alone, so it may run long after
+    /// the subject tier did.
+    pub(crate) fn apply_customer_tier(
+        &mut self,
+        entry: &Entry,
+        customer: u32,
     ) -> Result<(), StorageError> {
         let Some(consent) = entry.consent() else {
             // An erasure: its effects were applied when it was written (and a rebuild finds
@@ -237,10 +250,6 @@ impl IndexTables<'_> {
             self.erasures.insert((customer, entry.seq), ())?;
             return Ok(());
         };
-        assert!(
-            entry.seq < STATE_ROW,
-            "a seq never reaches the state row key"
-        );
         self.customer_events
             .insert((customer, entry.recorded_at_ms, entry.seq), ())?;
         let day = entry.recorded_at_ms.div_euclid(MS_PER_DAY);
@@ -248,9 +257,24 @@ impl IndexTables<'_> {
         for (purpose, choice) in &consent.purposes {
             tally(day_counts, purpose.as_bytes(), *choice);
         }
-        let Some(subject) = subject else {
+        Ok(())
+    }
+
+    /// Reflects `entry` in the subject tier: its subject's history row, current state and
+    /// expiry rows (nothing for an erasure entry or an erased event).
+    pub(crate) fn apply_subject_tier(
+        &mut self,
+        entry: &Entry,
+        customer: u32,
+        subject: Option<Hash>,
+    ) -> Result<(), StorageError> {
+        let (Some(_), Some(subject)) = (entry.consent(), subject) else {
             return Ok(());
         };
+        assert!(
+            entry.seq < STATE_ROW,
+            "a seq never reaches the state row key"
+        );
         self.subjects
             .insert((customer, &subject.0, entry.seq), [].as_slice())?;
         let mut states = self.state(customer, subject)?;

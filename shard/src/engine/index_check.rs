@@ -33,8 +33,9 @@ use crate::hash::{HASH_LEN, Hash, personal_commitment, subject_key};
 /// What an index check found and compared.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct IndexReport {
-    /// Journal entries checked against the indexes: those below `indexed_upto` (all of
-    /// them once a server stopped cleanly).
+    /// Journal entries checked against the subject tier of the indexes: those below
+    /// `indexed_upto` (all of them once a server stopped cleanly; the customer tier is
+    /// checked below its own `customer_indexed_upto`).
     pub entries: u64,
     /// Daily counter rows.
     pub counters: u64,
@@ -87,10 +88,13 @@ pub(crate) struct IndexCheck {
     secrets: HashMap<u32, (String, [u8; 32])>,
     /// Customer id → customer number.
     numbers: HashMap<String, u32>,
-    /// Entries below `indexed_upto` have index rows; those at and above it were committed
-    /// but not yet indexed (a server stopped by a crash): the next open indexes them, so no
-    /// row may exist for them yet. Their personal records are checked all the same.
+    /// Entries below `indexed_upto` have subject-tier rows; those at and above it were
+    /// committed but not yet indexed (a server stopped by a crash): the next open indexes
+    /// them, so no row may exist for them yet. Their personal records are checked all the
+    /// same.
     indexed: u64,
+    /// As `indexed`, for the customer tier (`customer_indexed_upto`, never above it).
+    customer_indexed: u64,
     /// Counts so far.
     report: IndexReport,
     /// The key of this check's multiset digests (drawn at random for each check).
@@ -167,6 +171,7 @@ impl IndexCheck {
             .iter()
             .map(|(n, (id, _))| (id.clone(), *n))
             .collect();
+        let (indexed, customer_indexed) = read_indexed_upto(txn).map_err(io)?;
         let personal = txn.open_table(PERSONAL).map_err(|e| io(e.into()))?;
         let personal_rows = personal.range::<u64>(..).map_err(|e| io(e.into()))?;
         Ok(IndexCheck {
@@ -176,7 +181,8 @@ impl IndexCheck {
             personal_rows: personal_rows.peekable(),
             secrets,
             numbers,
-            indexed: read_indexed_upto(txn).map_err(io)?,
+            indexed,
+            customer_indexed,
             report: IndexReport::default(),
             key,
             walks: Vec::new(),
@@ -245,18 +251,19 @@ impl IndexCheck {
     }
 
     /// Takes the next journal entry, in seq order from 0, after
-    /// [`IndexCheck::subjects_pass`]: its personal record, and below `indexed_upto` what it
-    /// implies for every index.
+    /// [`IndexCheck::subjects_pass`]: its personal record, and below each tier's
+    /// `indexed_upto` what it implies for that tier.
     fn entry(&mut self, bytes: &[u8], e: &EntryView<'_>) -> Result<(), IndexMismatch> {
         assert_eq!(e.seq, self.next_seq, "entries are fed in journal order");
         self.next_seq += 1;
         let indexed = e.seq < self.indexed;
+        let customer_indexed = e.seq < self.customer_indexed;
         let c = *self
             .numbers
             .get(e.customer_id)
             .ok_or_else(|| self.bad(format!("entry {}: customer has no number", e.seq)))?;
         let Some(consent) = e.consent() else {
-            return self.erasure_entry(e, c, indexed);
+            return self.erasure_entry(e, c, indexed, customer_indexed);
         };
         let stored = self.personal_record(e.seq, consent)?;
         // Opened above, so at least its salt long: the record is what follows it.
@@ -268,13 +275,20 @@ impl IndexCheck {
             self.want_keys
                 .add(self.key, &key_row(c, e.seq, &digest.0, key.as_bytes()));
         }
+        if customer_indexed {
+            self.want_time
+                .add(self.key, &time_row(c, e.recorded_at_ms, e.seq));
+            let day = e.recorded_at_ms.div_euclid(MS_PER_DAY);
+            let day_counts = self.expected.entry((c, day)).or_default();
+            for (p, choice) in consent.purposes.iter_bytes() {
+                tally(day_counts, p, choice);
+            }
+        }
         if !indexed {
             return Ok(());
         }
         self.check_claims(e);
         self.report.entries += 1;
-        self.want_time
-            .add(self.key, &time_row(c, e.recorded_at_ms, e.seq));
         if let Some(record) = record {
             let id = PersonalRecord::decode_subject_id(record)
                 .map_err(|err| self.bad(format!("personal record {}: {err}", e.seq)))?;
@@ -282,25 +296,23 @@ impl IndexCheck {
             self.want_history
                 .add(self.key, &history_row(c, &subject.0, e.seq));
         }
-        let day = e.recorded_at_ms.div_euclid(MS_PER_DAY);
-        let day_counts = self.expected.entry((c, day)).or_default();
-        for (p, choice) in consent.purposes.iter_bytes() {
-            tally(day_counts, p, choice);
-        }
         Ok(())
     }
 
-    /// An erasure entry: what it names must be gone, and (below `indexed_upto`) it has its
-    /// erasure index row.
+    /// An erasure entry: what it names must be gone, and (below `customer_indexed_upto`)
+    /// it has its erasure index row.
     fn erasure_entry(
         &mut self,
         e: &EntryView<'_>,
         c: u32,
         indexed: bool,
+        customer_indexed: bool,
     ) -> Result<(), IndexMismatch> {
         if indexed {
             self.report.entries += 1;
             self.check_claims(e);
+        }
+        if customer_indexed {
             self.want_erasures.add(self.key, &erasure_row(c, e.seq));
         }
         let erasure = e

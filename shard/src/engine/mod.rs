@@ -18,8 +18,8 @@ mod subjects_walk;
 mod tables;
 
 pub use actor::{
-    Append, AppendReply, BUSY_WINDOW_MS, CommitObserver, CommitReport, Erase,
-    GROUP_COMMIT_EARLY_EVENTS, GROUP_COMMIT_WAIT_US, GetConsistencyProof, GetCurrentState,
+    Append, AppendReply, BUSY_WINDOW_MS, CUSTOMER_INDEX_DELAY_MS, CommitObserver, CommitReport,
+    Erase, GROUP_COMMIT_EARLY_EVENTS, GROUP_COMMIT_WAIT_US, GetConsistencyProof, GetCurrentState,
     GetCustomerEvents, GetDailyCounts, GetEvent, GetHead, GetHistory, GetInclusionProof,
     GetWriteStats, GroupCommit, INDEX_DELAY_MS, IndexUpTo, MAILBOX_CAPACITY, Published, Scrub,
     ShardActor, ShardHandle, Stop, Submit,
@@ -38,6 +38,7 @@ pub use reader::{
 pub use scrub::ScrubReport;
 pub use shard_audit::{AUDIT_BATCH_BYTES, AUDIT_BATCHES_IN_FLIGHT};
 pub use store::{
-    Appended, MAX_INDEX_LAG_ENTRIES, SHARD_CACHE_BYTES, STORE_FORMAT_VERSION, Store, WriteStats,
+    Appended, IndexTier, MAX_INDEX_LAG_ENTRIES, SHARD_CACHE_BYTES, STORE_FORMAT_VERSION, Store,
+    WriteStats,
 };
 pub use subjects_walk::SubjectsPass;

@@ -182,27 +182,31 @@ fn head_in(txn: &ReadTransaction, shard_id: u32) -> Result<(ShardHead, i64), Sto
 }
 
 /// Where a shard's writer stands, published to its readers: how many entries are durably
-/// committed, how many of those the secondary indexes reflect, and which customers and
-/// subjects have committed entries that are not indexed yet. A reader that must see every
-/// acknowledged write of a customer (or of one subject) in an index waits only if that
-/// customer (subject) is among them (see `ShardHandle::indexes_fresh`).
+/// committed, how many of those each tier of the secondary indexes reflects, and which
+/// customers and subjects have committed entries that are not indexed yet. A reader that
+/// must see every acknowledged write of a customer (or of one subject) in an index waits
+/// only if that customer (subject) is among them (see `ShardHandle::indexes_fresh`).
 #[derive(Debug, Default)]
 pub(crate) struct Progress {
     committed: std::sync::atomic::AtomicU64,
+    /// Entries in the subject tier.
     indexed: std::sync::atomic::AtomicU64,
+    /// Entries in both tiers (never more than `indexed`).
+    customer_indexed: std::sync::atomic::AtomicU64,
     /// Added to before `committed` is published (so before any caller hears of the
     /// entries); emptied after the index step that covers them has committed.
     unindexed: std::sync::Mutex<Unindexed>,
 }
 
-/// Who has committed entries waiting for the index step.
+/// Who has committed entries waiting for an index step.
 #[derive(Debug, Default)]
 struct Unindexed {
-    /// Customer ids.
+    /// Customer ids with entries not in both tiers (emptied by the full step).
     customers: std::collections::HashSet<String>,
-    /// [`subject_fingerprint`]s: a subject read waits only for its own subject's entries.
-    /// At most one per unindexed entry, so bounded as the index queue is
-    /// (`MAX_INDEX_LAG_ENTRIES` and one commit's worth).
+    /// [`subject_fingerprint`]s of entries not in the subject tier (emptied by every
+    /// step): a subject read waits only for its own subject's entries. At most one per
+    /// unindexed entry, so bounded as the index queue is (`MAX_INDEX_LAG_ENTRIES` and one
+    /// commit's worth).
     subjects: std::collections::HashSet<u64>,
 }
 
@@ -238,20 +242,23 @@ impl Progress {
         set.subjects.extend(fingerprints);
     }
 
-    /// Called after an index step that indexed every committed entry.
-    pub(crate) fn clear_unindexed(&self) {
+    /// Called after an index step that brought the subject tier, and with `customers` also
+    /// the customer tier, up to every committed entry.
+    pub(crate) fn clear_unindexed(&self, customers: bool) {
         let mut set = self.unindexed();
-        set.customers.clear();
+        if customers {
+            set.customers.clear();
+        }
         set.subjects.clear();
     }
 
-    /// Whether `customer` has committed entries the indexes do not reflect yet.
+    /// Whether `customer` has committed entries that both tiers do not reflect yet.
     pub(crate) fn has_unindexed(&self, customer: &str) -> bool {
         self.unindexed().customers.contains(customer)
     }
 
-    /// Whether `subject` of `customer` has committed entries the indexes do not reflect
-    /// yet (or shares its fingerprint with one that has).
+    /// Whether `subject` of `customer` has committed entries the subject tier does not
+    /// reflect yet (or shares its fingerprint with one that has).
     pub(crate) fn has_unindexed_subject(&self, customer: &str, subject: &str) -> bool {
         let fingerprint = subject_fingerprint(customer, subject);
         self.unindexed().subjects.contains(&fingerprint)
@@ -259,30 +266,54 @@ impl Progress {
 
     /// Called by the writer after a commit returned, so that a snapshot begun after a
     /// reader sees these numbers holds at least what they say.
-    pub(crate) fn publish(&self, committed: u64, indexed: u64) {
+    pub(crate) fn publish(&self, committed: u64, indexed: u64, customer_indexed: u64) {
         assert!(indexed <= committed, "nothing uncommitted is indexed");
+        assert!(
+            customer_indexed <= indexed,
+            "the customer tier never leads the subject tier"
+        );
         use std::sync::atomic::Ordering::Release;
         self.committed.store(committed, Release);
         self.indexed.store(indexed, Release);
+        self.customer_indexed.store(customer_indexed, Release);
     }
 }
 
-/// `meta.indexed_upto` as of `txn`: entries below it are in the secondary indexes.
-pub(crate) fn read_indexed_upto(txn: &ReadTransaction) -> Result<u64, StorageError> {
+/// The stored (subject tier, customer tier) `indexed_upto` as of `txn`: entries below each
+/// are in that tier.
+pub(crate) fn read_indexed_upto(txn: &ReadTransaction) -> Result<(u64, u64), StorageError> {
     indexed_upto_in(&txn.open_table(META)?)
 }
 
-/// `indexed_upto` from an open `meta` table (of a read or a write transaction).
+/// [`read_indexed_upto`] from an open `meta` table (of a read or a write transaction). A
+/// file of layout 3 has no `customer_indexed_upto`: its tiers were indexed together.
 pub(crate) fn indexed_upto_in(
     meta: &impl ReadableTable<&'static str, &'static [u8]>,
-) -> Result<u64, StorageError> {
-    let v = meta.get(META_INDEXED_UPTO)?;
-    let bytes = v.as_ref().map(|v| v.value()).unwrap_or(&[0; 8]);
-    let arr: [u8; 8] = bytes.try_into().map_err(|_| StorageError::Corrupt {
+) -> Result<(u64, u64), StorageError> {
+    let subjects = meta_u64(meta, META_INDEXED_UPTO)?.unwrap_or(0);
+    let customers = meta_u64(meta, META_CUSTOMER_INDEXED_UPTO)?.unwrap_or(subjects);
+    if customers > subjects {
+        return Err(StorageError::Corrupt {
+            table: "meta",
+            detail: format!("customer_indexed_upto {customers} is above indexed_upto {subjects}"),
+        });
+    }
+    Ok((subjects, customers))
+}
+
+/// A `u64` BE value of `meta`, if present.
+fn meta_u64(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &'static str,
+) -> Result<Option<u64>, StorageError> {
+    let Some(v) = meta.get(key)? else {
+        return Ok(None);
+    };
+    let arr: [u8; 8] = v.value().try_into().map_err(|_| StorageError::Corrupt {
         table: "meta",
-        detail: "indexed_upto is not 8 bytes".into(),
+        detail: format!("{key} is not 8 bytes"),
     })?;
-    Ok(u64::from_be_bytes(arr))
+    Ok(Some(u64::from_be_bytes(arr)))
 }
 
 /// How [`ShardReader::open_existing`] opens a shard file.
@@ -323,22 +354,31 @@ impl ShardReader {
             .load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Entries the secondary indexes reflect (current state, history, time index,
-    /// counters, expiries); never more than [`ShardReader::committed_size`].
+    /// Entries the subject tier of the secondary indexes reflects (current state, history,
+    /// expiries); never more than [`ShardReader::committed_size`].
     pub fn indexed_size(&self) -> u64 {
         self.progress
             .indexed
             .load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Whether `customer_id` has committed entries that the indexes do not reflect yet
-    /// (an index read of that customer must then wait for the index step; others need not).
+    /// Entries both tiers reflect (also the time index, counters and erasure list); never
+    /// more than [`ShardReader::indexed_size`].
+    pub fn customer_indexed_size(&self) -> u64 {
+        self.progress
+            .customer_indexed
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Whether `customer_id` has committed entries that both tiers do not reflect yet (a
+    /// customer-wide index read must then wait for the full index step; others need not).
     pub fn has_unindexed(&self, customer_id: &str) -> bool {
         self.progress.has_unindexed(customer_id)
     }
 
-    /// Whether `subject_id` of `customer_id` has committed entries that the indexes do not
-    /// reflect yet (an index read of that subject alone must then wait for the index step).
+    /// Whether `subject_id` of `customer_id` has committed entries that the subject tier
+    /// does not reflect yet (an index read of that subject alone must then wait for the
+    /// subject tier's index step).
     pub fn has_unindexed_subject(&self, customer_id: &str, subject_id: &str) -> bool {
         self.progress.has_unindexed_subject(customer_id, subject_id)
     }
@@ -676,10 +716,11 @@ impl ShardReader {
         };
         let txn = db.begin_read()?;
         let (head, _) = head_in(&txn, shard_id)?;
-        let indexed = read_indexed_upto(&txn)?;
+        let (indexed, customer_indexed) = read_indexed_upto(&txn)?;
         drop(txn);
         let progress = Progress::default();
-        progress.publish(head.size, indexed.min(head.size));
+        let indexed = indexed.min(head.size);
+        progress.publish(head.size, indexed, customer_indexed.min(indexed));
         let cell = DbCell::holding(Db::ReadOnly(db));
         Ok(ShardReader::with_progress(
             Arc::new(cell),

@@ -47,16 +47,31 @@ pub(crate) fn open_db(path: &Path, create: bool) -> Result<Database, redb::Datab
 }
 
 /// Committed entries that may wait for the index step. When an append leaves more than this
-/// many unindexed, the writer indexes them before it takes the next request: the bound on
-/// the memory they hold (≈ 1 KB each) and on how far a reader may have to wait.
+/// many not in both tiers, the writer indexes them before it takes the next request: the
+/// bound on the memory they hold (≈ 1 KB each) and on how far a reader may have to wait.
 pub const MAX_INDEX_LAG_ENTRIES: usize = 16_384;
+
+/// The two tiers of the secondary indexes, indexed at different paces (docs/design.md §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexTier {
+    /// The subject tier alone (`subjects`, `expiries`: current state, history, renewals),
+    /// whose rows sit at random places: indexed every `INDEX_DELAY_MS`.
+    Subjects,
+    /// Both tiers: also the customer tier (`customer_events`, `daily_counts`, `erasures`),
+    /// whose rows sit at each customer's end of its table, so that indexing many entries at
+    /// once copies each customer's pages once: every `CUSTOMER_INDEX_DELAY_MS`, or when a
+    /// customer-wide read asks.
+    All,
+}
 
 /// Storage layout version written to `meta.format_version`.
 /// Layout 2 added the `erasures` and `expiries` indexes; layout 3 merged the subject history
 /// and current state into `subjects`, keyed `expiries` by granting event and the Merkle
-/// nodes by completing leaf. A file of layout 1 or 2 is migrated on open: its Merkle nodes
-/// are re-keyed and its indexes rebuilt from the journal.
-pub const STORE_FORMAT_VERSION: u32 = 3;
+/// nodes by completing leaf; layout 4 indexes in two tiers (`meta.customer_indexed_upto`).
+/// A file of layout 1 or 2 is migrated on open: its Merkle nodes are re-keyed and its
+/// indexes rebuilt from the journal; one of layout 3 gets `customer_indexed_upto =
+/// indexed_upto`.
+pub const STORE_FORMAT_VERSION: u32 = 4;
 
 /// One appended (or idempotently found) event, as returned to the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,9 +105,14 @@ pub struct Store {
     pub(super) stats: WriteStats,
     /// Personal records were deleted since the file was last rewritten (see `scrub`).
     pub(super) scrub_pending: bool,
-    /// Entries [0, indexed_upto) are in the secondary indexes (as committed, durably or not).
+    /// Entries [0, indexed_upto) are in the subject tier of the secondary indexes (as
+    /// committed, durably or not).
     pub(super) indexed_upto: u64,
-    /// Committed consent entries not yet in the indexes, in seq order from `indexed_upto`.
+    /// Entries [0, customer_indexed_upto) are also in the customer tier; never above
+    /// `indexed_upto`.
+    pub(super) customer_indexed_upto: u64,
+    /// Committed consent entries not yet in both tiers, in seq order from
+    /// `customer_indexed_upto` (those from `indexed_upto` on are in neither).
     pub(super) unindexed: Vec<Unindexed>,
     /// Published to readers: what is committed and what is indexed.
     pub(super) progress: Arc<Progress>,
@@ -144,12 +164,14 @@ impl Store {
             stats: WriteStats::default(),
             scrub_pending,
             indexed_upto: 0,
+            customer_indexed_upto: 0,
             unindexed: Vec::new(),
             progress: Arc::new(Progress::default()),
         };
         store.catch_up_indexes()?;
         store.indexed_upto = head.size;
-        store.progress.publish(head.size, head.size);
+        store.customer_indexed_upto = head.size;
+        store.publish();
         Ok(store)
     }
 
@@ -186,45 +208,105 @@ impl Store {
         self.indexed_upto
     }
 
-    /// Whether committed entries wait for the index step.
+    /// Entries [0, customer_indexed_upto) are also in the customer tier.
+    pub fn customer_indexed_upto(&self) -> u64 {
+        self.customer_indexed_upto
+    }
+
+    /// Whether committed entries wait for the subject tier's index step.
     pub fn index_pending(&self) -> bool {
+        self.indexed_upto < self.head.size
+    }
+
+    /// Whether committed entries wait for the customer tier's index step.
+    pub fn customer_index_pending(&self) -> bool {
         !self.unindexed.is_empty()
     }
 
-    /// The index step: reflects every committed entry not yet indexed in the secondary
-    /// indexes, in one transaction. Durable only when `durable`; otherwise it becomes
-    /// durable with the next durable commit, and a crash before that only means the next
-    /// open replays these entries from the journal (`catch_up_indexes`).
+    /// The full index step: reflects every committed entry not yet indexed in both tiers
+    /// of the secondary indexes, in one transaction. Durable only when `durable`; otherwise
+    /// it becomes durable with the next durable commit, and a crash before that only means
+    /// the next open replays these entries from the journal (`catch_up_indexes`).
     ///
     /// With `durable` it always commits durably, also with nothing to index, so that
     /// earlier non-durable index steps reach the disk (shutdown).
     pub fn index_now(&mut self, durable: bool) -> Result<(), StorageError> {
-        if self.unindexed.is_empty() && !durable {
+        self.index_step(IndexTier::All, durable)
+    }
+
+    /// The index step of `tier` (not durable): brings that tier up to the committed size.
+    pub fn index_tier(&mut self, tier: IndexTier) -> Result<(), StorageError> {
+        self.index_step(tier, false)
+    }
+
+    fn index_step(&mut self, tier: IndexTier, durable: bool) -> Result<(), StorageError> {
+        let size = self.head.size;
+        let customers = tier == IndexTier::All && self.customer_index_pending();
+        if self.indexed_upto == size && !customers && !durable {
             return Ok(());
         }
         let mut txn = self.db.get().begin_write()?;
         if !durable {
             txn.set_durability(Durability::None)?;
         }
-        let mut next = self.indexed_upto;
         {
             let mut t = WriteTables::open(&txn)?;
-            for item in &self.unindexed {
-                assert_eq!(item.entry.seq, next, "entries are indexed once, in order");
-                t.indexes
-                    .apply(&item.entry, item.customer, Some(item.subject))?;
-                next += 1;
-            }
-            assert!(next <= self.head.size, "only committed entries are indexed");
+            self.apply_queued(&mut t.indexes, customers)?;
             t.indexes.flush_counts()?;
-            t.set_indexed_upto(next)?;
+            t.set_indexed_upto(size)?;
+            if customers {
+                t.set_customer_indexed_upto(size)?;
+            }
         }
         self.db.commit(txn)?;
-        self.unindexed.clear();
-        self.indexed_upto = next;
-        self.progress.publish(self.head.size, next);
-        self.progress.clear_unindexed();
+        self.indexed_upto = size;
+        if customers {
+            self.unindexed.clear();
+            self.customer_indexed_upto = size;
+        }
+        self.publish();
+        self.progress.clear_unindexed(customers);
         Ok(())
+    }
+
+    /// Applies the queue to the subject tier from `indexed_upto` on, and with `customers`
+    /// every queued entry to the customer tier.
+    fn apply_queued(
+        &self,
+        t: &mut super::index::IndexTables<'_>,
+        customers: bool,
+    ) -> Result<(), StorageError> {
+        let in_customer_tier = usize::try_from(self.indexed_upto - self.customer_indexed_upto)
+            .expect("the queue fits in memory");
+        let (both_pending, subject_pending) = self.unindexed.split_at(in_customer_tier);
+        let mut next = self.customer_indexed_upto;
+        if customers {
+            for item in both_pending {
+                assert_eq!(item.entry.seq, next, "entries are indexed once, in order");
+                t.apply_customer_tier(&item.entry, item.customer)?;
+                next += 1;
+            }
+        }
+        next = self.indexed_upto;
+        for item in subject_pending {
+            assert_eq!(item.entry.seq, next, "entries are indexed once, in order");
+            t.apply_subject_tier(&item.entry, item.customer, Some(item.subject))?;
+            if customers {
+                t.apply_customer_tier(&item.entry, item.customer)?;
+            }
+            next += 1;
+        }
+        assert_eq!(next, self.head.size, "every committed entry is queued");
+        Ok(())
+    }
+
+    /// Tells readers what is committed and how far each index tier reaches.
+    pub(super) fn publish(&self) {
+        self.progress.publish(
+            self.head.size,
+            self.indexed_upto,
+            self.customer_indexed_upto,
+        );
     }
 
     /// Appends several independent batches in one durable transaction (group commit).
@@ -240,15 +322,15 @@ impl Store {
         let results = self.undo_on_error(|store| store.append_in_txn(batches))?;
         if self.unindexed.len() > MAX_INDEX_LAG_ENTRIES {
             // The appends are durable and answered either way.
-            self.index_or_log();
+            self.index_or_log(IndexTier::All);
         }
         Ok(results)
     }
 
     /// The index step off any request path: a failure leaves the entries queued (nothing
     /// of the step was written) for the next step or the next open.
-    pub fn index_or_log(&mut self) {
-        if let Err(e) = self.index_now(false) {
+    pub fn index_or_log(&mut self, tier: IndexTier) {
+        if let Err(e) = self.index_tier(tier) {
             tracing::error!(error = %e, "index step failed; the entries stay queued");
         }
     }
@@ -267,7 +349,7 @@ impl Store {
             (self.head, self.last_recorded_at_ms, self.frontier) = saved;
             self.unindexed.truncate(queued);
         }
-        self.progress.publish(self.head.size, self.indexed_upto);
+        self.publish();
         outcome
     }
 
@@ -448,13 +530,14 @@ impl Store {
             let txn = self.db.get().begin_write()?;
             let done = {
                 let mut t = WriteTables::open(&txn)?;
-                let from = t.indexed_upto()?;
+                let (subjects_from, from) = t.indexed_upto()?;
                 let to = self.head.size.min(from + CHUNK);
                 for seq in from..to {
-                    t.reindex(seq)?;
+                    t.reindex(seq, seq >= subjects_from)?;
                 }
                 t.indexes.flush_counts()?;
-                t.set_indexed_upto(to)?;
+                t.set_indexed_upto(to.max(subjects_from))?;
+                t.set_customer_indexed_upto(to)?;
                 to == self.head.size
             };
             self.db.commit(txn)?;
@@ -632,7 +715,8 @@ impl<'t> WriteTables<'t> {
         Ok(())
     }
 
-    fn indexed_upto(&self) -> Result<u64, StorageError> {
+    /// The stored (subject tier, customer tier) `indexed_upto`.
+    fn indexed_upto(&self) -> Result<(u64, u64), StorageError> {
         super::reader::indexed_upto_in(&self.meta)
     }
 
@@ -642,12 +726,26 @@ impl<'t> WriteTables<'t> {
         Ok(())
     }
 
-    /// Applies journal entry `seq` to every index, including the idempotency keys.
-    pub(super) fn reindex(&mut self, seq: u64) -> Result<(), StorageError> {
+    pub(super) fn set_customer_indexed_upto(&mut self, upto: u64) -> Result<(), StorageError> {
+        self.meta
+            .insert(META_CUSTOMER_INDEXED_UPTO, upto.to_be_bytes().as_slice())?;
+        Ok(())
+    }
+
+    /// Both tiers' `indexed_upto` (erasure and rebuilds move them together).
+    pub(super) fn set_both_indexed_upto(&mut self, upto: u64) -> Result<(), StorageError> {
+        self.set_indexed_upto(upto)?;
+        self.set_customer_indexed_upto(upto)
+    }
+
+    /// Applies journal entry `seq` to the customer tier, the idempotency keys and, with
+    /// `subject_tier`, the subject tier.
+    pub(super) fn reindex(&mut self, seq: u64, subject_tier: bool) -> Result<(), StorageError> {
         let Appended { entry, .. } = self.stored(seq)?;
         let (customer, secret) = self.customer_or_create(&entry.customer_id)?;
+        self.indexes.apply_customer_tier(&entry, customer)?;
         let Some(consent) = entry.consent() else {
-            return self.indexes.apply(&entry, customer, None);
+            return Ok(());
         };
         // An erased entry has no personal record: it is counted but linked to no one, and
         // its idempotency key keeps only the position, with the zero digest that marks it
@@ -664,8 +762,11 @@ impl<'t> WriteTables<'t> {
             self.idempotency
                 .insert((customer, key.as_str()), (seq, &digest.0))?;
         }
+        if !subject_tier {
+            return Ok(());
+        }
         let subject = personal.map(|r| subject_key(&secret, &r.subject_id));
-        self.indexes.apply(&entry, customer, subject)
+        self.indexes.apply_subject_tier(&entry, customer, subject)
     }
 }
 
@@ -690,6 +791,7 @@ fn init_if_new(db: &Database, shard_id: u32) -> Result<(), StorageError> {
         head.extend_from_slice(&i64::MIN.to_be_bytes());
         meta.insert(META_HEAD, head.as_slice())?;
         meta.insert(META_INDEXED_UPTO, 0u64.to_be_bytes().as_slice())?;
+        meta.insert(META_CUSTOMER_INDEXED_UPTO, 0u64.to_be_bytes().as_slice())?;
     }
     txn.commit()?;
     Ok(())
@@ -730,6 +832,26 @@ fn migrate_indexes(db: &Database) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Layout 3 indexed every table in one step: its customer tier reaches as far as its
+/// subject tier.
+fn migrate_tiers(db: &Database) -> Result<(), StorageError> {
+    let txn = db.begin_write()?;
+    {
+        let mut meta = txn.open_table(META)?;
+        let (subjects, _) = super::reader::indexed_upto_in(&meta)?;
+        meta.insert(
+            META_CUSTOMER_INDEXED_UPTO,
+            subjects.to_be_bytes().as_slice(),
+        )?;
+        meta.insert(
+            META_FORMAT_VERSION,
+            STORE_FORMAT_VERSION.to_be_bytes().as_slice(),
+        )?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
 /// Deletes every derived table and marks nothing indexed: the next open rebuilds them
 /// from the journal (`catch_up_indexes`).
 fn drop_indexes(txn: &WriteTransaction) -> Result<(), StorageError> {
@@ -741,8 +863,9 @@ fn drop_indexes(txn: &WriteTransaction) -> Result<(), StorageError> {
     txn.delete_table(IDEMPOTENCY)?;
     txn.delete_table(ERASURES)?;
     txn.delete_table(EXPIRIES)?;
-    txn.open_table(META)?
-        .insert(META_INDEXED_UPTO, 0u64.to_be_bytes().as_slice())?;
+    let mut meta = txn.open_table(META)?;
+    meta.insert(META_INDEXED_UPTO, 0u64.to_be_bytes().as_slice())?;
+    meta.insert(META_CUSTOMER_INDEXED_UPTO, 0u64.to_be_bytes().as_slice())?;
     Ok(())
 }
 
@@ -764,6 +887,10 @@ fn check_identity(db: &Database, shard_id: u32) -> Result<(), OpenError> {
     if version == 1 || version == 2 {
         migrate_merkle(db)?;
         migrate_indexes(db)?;
+        version = STORE_FORMAT_VERSION;
+    }
+    if version == 3 {
+        migrate_tiers(db)?;
         version = STORE_FORMAT_VERSION;
     }
     if version != STORE_FORMAT_VERSION {

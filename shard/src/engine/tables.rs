@@ -74,8 +74,13 @@ pub(crate) const META_FORMAT_VERSION: &str = "format_version";
 pub(crate) const META_SHARD_ID: &str = "shard_id";
 /// size `u64` BE ‖ root (32) ‖ chain head (32) ‖ last recorded_at_ms `i64` BE.
 pub(crate) const META_HEAD: &str = "head";
-/// `u64` BE: entries [0, indexed_upto) are reflected in every secondary index.
+/// `u64` BE: entries [0, indexed_upto) are reflected in the subject tier of the secondary
+/// indexes (`subjects`, `expiries`).
 pub(crate) const META_INDEXED_UPTO: &str = "indexed_upto";
+/// `u64` BE, at most `indexed_upto`: entries [0, customer_indexed_upto) are reflected in the
+/// customer tier (`customer_events`, `daily_counts`, `erasures`), which is indexed less often.
+/// Absent (layout 3): equal to `indexed_upto`.
+pub(crate) const META_CUSTOMER_INDEXED_UPTO: &str = "customer_indexed_upto";
 /// `u8`: 1 while personal records were deleted since the file was last rewritten, so freed
 /// pages may still hold their bytes (see `scrub`).
 pub(crate) const META_SCRUB_PENDING: &str = "scrub_pending";
