@@ -241,6 +241,11 @@ impl Store {
 
     fn index_step(&mut self, tier: IndexTier, durable: bool) -> Result<(), StorageError> {
         let size = self.head.size;
+        assert_eq!(
+            self.unindexed.len() as u64,
+            size - self.customer_indexed_upto,
+            "the queue holds exactly the entries not in both tiers"
+        );
         let customers = tier == IndexTier::All && self.customer_index_pending();
         if self.indexed_upto == size && !customers && !durable {
             return Ok(());
