@@ -603,10 +603,11 @@ impl ShardHandle {
         &self.reader
     }
 
-    /// Waits until the secondary indexes reflect every entry of `customer_id` committed
-    /// before this call, so that an index read of that customer begun afterwards sees every
-    /// acknowledged write (the index step runs behind the commit). Immediate when they
-    /// already do, and when only other customers' entries wait.
+    /// Waits until both tiers of the secondary indexes reflect every entry of `customer_id`
+    /// committed before this call, so that a customer-wide read (time range, counters,
+    /// expiring consents) begun afterwards sees every acknowledged write (the index steps
+    /// run behind the commit). Immediate when they already do, and when only other
+    /// customers' entries wait.
     pub async fn indexes_fresh(&self, customer_id: &str) -> Result<(), QueryError> {
         self.index_step_if(IndexTier::All, |r| r.has_unindexed(customer_id))
             .await
