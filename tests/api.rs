@@ -342,6 +342,18 @@ fn every_error_code_comes_from_a_real_bad_request() {
         code(&s.gql(RECORD, json!({ "c": "acme", "e": bad }))),
         "BAD_USER_INPUT"
     );
+    let mut twice = event("alice", "GRANTED", None);
+    twice["purposes"][1]["purpose"] = json!("analytics");
+    let v = s.gql(
+        RECORD_MANY,
+        json!({ "c": "acme", "e": [event("bob", "GRANTED", None), twice] }),
+    );
+    assert_eq!(code(&v), "BAD_USER_INPUT", "{v}");
+    let message = v["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("event 1") && message.contains("\"analytics\" is listed twice"),
+        "{message}"
+    );
     let long = event(&"x".repeat(257), "GRANTED", None);
     let v = s.gql(RECORD, json!({ "c": "acme", "e": long }));
     assert_eq!(code(&v), "BAD_USER_INPUT");

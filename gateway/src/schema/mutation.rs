@@ -179,14 +179,17 @@ pub(crate) fn check_subject(id: &str) -> Result<()> {
 fn to_event(customer_id: &str, i: usize, e: ConsentEventInput) -> Result<ConsentEvent> {
     let mut purposes = BTreeMap::new();
     for p in e.purposes {
-        if purposes
-            .insert(p.purpose.clone(), Choice::from(p.choice))
-            .is_some()
-        {
-            return Err(bad_input(format!(
-                "event {i}: purposes: {:?} is listed twice",
-                p.purpose
-            )));
+        // The name moves into the map; it is read back only for the error.
+        match purposes.entry(p.purpose) {
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(Choice::from(p.choice));
+            }
+            std::collections::btree_map::Entry::Occupied(taken) => {
+                return Err(bad_input(format!(
+                    "event {i}: purposes: {:?} is listed twice",
+                    taken.key()
+                )));
+            }
         }
     }
     let ev = e.evidence.unwrap_or_default();
