@@ -693,3 +693,38 @@ fn more_large_batches_than_turns_all_complete_and_record_every_event() {
         .sum();
     assert_eq!(ads, 1200, "every event of the six batches was recorded");
 }
+
+#[test]
+fn customer_wide_reads_see_every_acknowledged_event_though_subject_reads_ran_first() {
+    // Proves: read-your-writes across the two index tiers over real HTTP: after each
+    // write, a subject read brings the subject tier up to date, and the time index and
+    // counters read right after (customer tier, indexed once a second) still count it.
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    s.customers(&["acme"]);
+    let state = "query($s: String!) { consent(customerId: \"acme\", subjectId: $s) { purposes { purpose choice } } }";
+    let events = "{ consentEvents(customerId: \"acme\", first: 500) { edges { node { id } } } }";
+    let stats = "{ consentStats(customerId: \"acme\", since: \"2026-01-01T00:00:00Z\", until: \"2027-06-01T00:00:00Z\") { purpose granted denied } }";
+    for i in 0..5u64 {
+        let subject = format!("s{i}");
+        let e = event(&subject, "GRANTED", None);
+        s.ok(RECORD, json!({ "c": "acme", "e": e }));
+        let d = s.ok(state, json!({ "s": subject }));
+        assert!(
+            !d["consent"]["purposes"].as_array().unwrap().is_empty(),
+            "{d}"
+        );
+        let d = s.ok(events, json!({}));
+        let listed = d["consentEvents"]["edges"].as_array().unwrap().len() as u64;
+        assert_eq!(listed, i + 1, "write {i}: the time index lists it");
+        let d = s.ok(stats, json!({}));
+        let granted: u64 = d["consentStats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["purpose"] == "ads")
+            .map(|r| r["granted"].as_str().unwrap().parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(granted, i + 1, "write {i}: the counters count it");
+    }
+}
