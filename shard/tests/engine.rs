@@ -1091,3 +1091,91 @@ async fn a_commit_copies_its_entries_only_while_the_observer_wants_them() {
     assert!(got[1].iter().all(|(_, s)| !s.is_empty()));
     shard.stop().await;
 }
+
+/// One step of [`any_interleaving_of_appends_index_steps_erasures_and_reopens_keeps_every_tier_true`].
+#[derive(Debug, Clone)]
+enum TierOp {
+    /// A batch of `n` events of customer `c{customer}`, subject `s{subject}`.
+    Append { customer: u8, subject: u8, n: u8 },
+    /// The subject tier's index step.
+    SubjectStep,
+    /// The full index step.
+    FullStep,
+    /// The writer goes away without a final index step, and the file is opened again.
+    Reopen,
+    /// Erasure of subject `s{subject}` of customer `c0`.
+    Erase { subject: u8 },
+}
+
+fn tier_op() -> impl proptest::strategy::Strategy<Value = TierOp> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => (0u8..2, 0u8..4, 1u8..4).prop_map(|(customer, subject, n)| TierOp::Append { customer, subject, n }),
+        2 => Just(TierOp::SubjectStep),
+        1 => Just(TierOp::FullStep),
+        1 => Just(TierOp::Reopen),
+        1 => (0u8..4).prop_map(|subject| TierOp::Erase { subject }),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
+
+    #[test]
+    fn any_interleaving_of_appends_index_steps_erasures_and_reopens_keeps_every_tier_true(
+        ops in proptest::collection::vec(tier_op(), 1..24)
+    ) {
+        // Proves: whatever the order of appends, subject-tier steps, full steps, erasures
+        // and reopens without a final step, each tier holds exactly what the journal
+        // implies below its own watermark (the audit's index check after every step), the
+        // customer tier never leads, and an open brings both tiers to the journal's end.
+        use shard::engine::{ErasureError, ErasureRequest, ErasureTarget, IndexTier};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let mut store = Some(open(&path));
+        let mut n = 0u64;
+        for (i, op) in ops.iter().enumerate() {
+            let s = store.as_mut().unwrap();
+            match op {
+                TierOp::Append { customer, subject, n: k } => {
+                    let batch = (0..*k)
+                        .map(|_| {
+                            n += 1;
+                            event(&format!("c{customer}"), &format!("s{subject}"), n)
+                        })
+                        .collect();
+                    s.append_batches(&[batch]).unwrap().remove(0).unwrap();
+                }
+                TierOp::SubjectStep => s.index_tier(IndexTier::Subjects).unwrap(),
+                TierOp::FullStep => s.index_now(false).unwrap(),
+                TierOp::Reopen => {
+                    drop(store.take());
+                    store = Some(open(&path));
+                }
+                TierOp::Erase { subject } => {
+                    let req = ErasureRequest {
+                        customer_id: "c0".into(),
+                        target: ErasureTarget::Subject(format!("s{subject}")),
+                        reason: "test".into(),
+                    };
+                    match s.erase(&req) {
+                        Ok(_) | Err(ErasureError::NothingToErase) => {}
+                        Err(e) => panic!("step {i}: erasure failed: {e}"),
+                    }
+                }
+            }
+            let s = store.as_ref().unwrap();
+            proptest::prop_assert!(s.customer_indexed_upto() <= s.indexed_upto());
+            if let Err(e) = s.reader().verify_indexes() {
+                proptest::prop_assert!(false, "after step {i} ({op:?}): {e}");
+            }
+        }
+        drop(store.take());
+        let s = open(&path);
+        let size = s.head().size;
+        proptest::prop_assert_eq!((s.customer_indexed_upto(), s.indexed_upto()), (size, size));
+        let report = s.reader().verify_indexes();
+        proptest::prop_assert!(report.is_ok(), "after the last open: {:?}", report.err());
+        proptest::prop_assert_eq!(report.unwrap().entries, size);
+    }
+}
