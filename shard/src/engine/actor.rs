@@ -298,11 +298,7 @@ impl Handler<IndexUpTo> for ShardActor {
 
     fn handle(&mut self, msg: IndexUpTo, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.as_mut().ok_or(QueryError::ShardStopped)?;
-        let reached = match msg.tier {
-            IndexTier::Subjects => store.indexed_upto(),
-            IndexTier::All => store.customer_indexed_upto(),
-        };
-        if reached < msg.size {
+        if store.indexed_upto_in(msg.tier) < msg.size {
             store.index_tier(msg.tier)?;
         }
         Ok(())
@@ -636,11 +632,7 @@ impl ShardHandle {
         waiting: impl FnOnce(&ShardReader) -> bool,
     ) -> Result<(), QueryError> {
         let size = self.reader.committed_size();
-        let reached = match tier {
-            IndexTier::Subjects => self.reader.indexed_size(),
-            IndexTier::All => self.reader.customer_indexed_size(),
-        };
-        if reached >= size || !waiting(&self.reader) {
+        if self.reader.indexed_size_in(tier) >= size || !waiting(&self.reader) {
             return Ok(());
         }
         self.addr

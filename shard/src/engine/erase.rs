@@ -122,7 +122,8 @@ impl Store {
                 erased_seqs: seqs,
             });
             let (entry, hash) = self.append_entry(&mut t, &req.customer_id, body)?;
-            t.indexes.apply(&entry, customer, None)?;
+            // An erasure entry has no subject-tier rows; its listing row is derived here.
+            t.indexes.apply_customer_tier(&entry, customer)?;
             assert!(self.unindexed.is_empty(), "indexed before the erasure");
             t.set_both_indexed_upto(self.head.size)?;
             self.seal(&mut t)?;

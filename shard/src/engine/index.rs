@@ -223,19 +223,6 @@ impl IndexTables<'_> {
         Ok(seqs)
     }
 
-    /// Reflects `entry` in every index (both tiers). `subject` is `None` when the entry's
-    /// personal record no longer exists (erased): such an entry is counted but linked to no
-    /// one.
-    pub(crate) fn apply(
-        &mut self,
-        entry: &Entry,
-        customer: u32,
-        subject: Option<Hash>,
-    ) -> Result<(), StorageError> {
-        self.apply_customer_tier(entry, customer)?;
-        self.apply_subject_tier(entry, customer, subject)
-    }
-
     /// Reflects `entry` in the customer tier: its time row, its day's counters, and for an
     /// erasure entry its listing row. Depends on the entry alone, so it may run long after
     /// the subject tier did.

@@ -13,6 +13,7 @@ use super::db::{Db, DbCell, Snapshot};
 use super::error::{QueryError, StorageError, VerifyJournalError};
 use super::index::{MS_PER_DAY, PurposeState, STATE_ROW, state_in};
 use super::index_check::{IndexMismatch, IndexReport};
+use super::store::IndexTier;
 use super::subjects_walk::SubjectsPass;
 use super::tables::*;
 use crate::format::{Entry, PersonalRecord};
@@ -368,6 +369,15 @@ impl ShardReader {
         self.progress
             .customer_indexed
             .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Entries `tier` reflects ([`ShardReader::indexed_size`] or
+    /// [`ShardReader::customer_indexed_size`]).
+    pub fn indexed_size_in(&self, tier: IndexTier) -> u64 {
+        match tier {
+            IndexTier::Subjects => self.indexed_size(),
+            IndexTier::All => self.customer_indexed_size(),
+        }
     }
 
     /// Whether `customer_id` has committed entries that both tiers do not reflect yet (a

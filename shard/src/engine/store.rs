@@ -213,6 +213,14 @@ impl Store {
         self.customer_indexed_upto
     }
 
+    /// Entries [0, n) are in `tier` (both tiers, for `All`).
+    pub fn indexed_upto_in(&self, tier: IndexTier) -> u64 {
+        match tier {
+            IndexTier::Subjects => self.indexed_upto,
+            IndexTier::All => self.customer_indexed_upto,
+        }
+    }
+
     /// Whether committed entries wait for the subject tier's index step.
     pub fn index_pending(&self) -> bool {
         self.indexed_upto < self.head.size
