@@ -30,6 +30,18 @@ fn receipt_of(s: &Server, id: &str) -> Receipt {
     serde_json::from_str(d["receipt"]["document"].as_str().unwrap()).unwrap()
 }
 
+/// The sum of one counter (`granted` or `denied`) of `purpose` over the rows of a
+/// `consentStats` answer (`data` of the response).
+fn stat(data: &Value, purpose: &str, counter: &str) -> u64 {
+    data["consentStats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["purpose"] == purpose)
+        .map(|r| r[counter].as_str().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
 #[test]
 fn record_retry_withdraw_and_read_current_state() {
     // Proves: single and batched recording, exact idempotency, withdrawal, current state and asOf.
@@ -160,18 +172,14 @@ fn history_and_event_pages_have_no_gaps_or_repeats_and_stats_add_up() {
     assert_eq!(count, 1000);
 
     let d = s.ok("{ consentStats(customerId: \"shop\", since: \"2026-01-01T00:00:00Z\", until: \"2027-06-01T00:00:00Z\") { day purpose granted denied } }", json!({}));
-    let rows = d["consentStats"].as_array().unwrap();
-    let sum = |p: &str, f: &str| -> u64 {
-        rows.iter()
-            .filter(|r| r["purpose"] == p)
-            .map(|r| r[f].as_str().unwrap().parse::<u64>().unwrap())
-            .sum()
-    };
     assert_eq!(
-        (sum("analytics", "granted"), sum("analytics", "denied")),
+        (
+            stat(&d, "analytics", "granted"),
+            stat(&d, "analytics", "denied")
+        ),
         (666, 334)
     );
-    assert_eq!(sum("ads", "granted"), 1000);
+    assert_eq!(stat(&d, "ads", "granted"), 1000);
 }
 
 #[test]
@@ -473,13 +481,7 @@ fn a_full_shard_queue_answers_overloaded_and_writes_stay_whole() {
     let d = s.ok("{ checkpoint { totalSize } }", json!({}));
     let _ = d;
     let stats = s.ok("{ consentStats(customerId: \"acme\", since: \"2026-01-01T00:00:00Z\", until: \"2027-06-01T00:00:00Z\") { purpose granted } }", json!({}));
-    let ads: u64 = stats["consentStats"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["purpose"] == "ads")
-        .map(|r| r["granted"].as_str().unwrap().parse::<u64>().unwrap())
-        .sum();
+    let ads = stat(&stats, "ads", "granted");
     assert_eq!(
         ads,
         1000 * ok as u64,
@@ -684,13 +686,7 @@ fn more_large_batches_than_turns_all_complete_and_record_every_event() {
         }
     });
     let stats = s.ok("{ consentStats(customerId: \"acme\", since: \"2026-01-01T00:00:00Z\", until: \"2027-06-01T00:00:00Z\") { purpose granted } }", json!({}));
-    let ads: u64 = stats["consentStats"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["purpose"] == "ads")
-        .map(|r| r["granted"].as_str().unwrap().parse::<u64>().unwrap())
-        .sum();
+    let ads = stat(&stats, "ads", "granted");
     assert_eq!(ads, 1200, "every event of the six batches was recorded");
 }
 
@@ -718,13 +714,10 @@ fn customer_wide_reads_see_every_acknowledged_event_though_subject_reads_ran_fir
         let listed = d["consentEvents"]["edges"].as_array().unwrap().len() as u64;
         assert_eq!(listed, i + 1, "write {i}: the time index lists it");
         let d = s.ok(stats, json!({}));
-        let granted: u64 = d["consentStats"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["purpose"] == "ads")
-            .map(|r| r["granted"].as_str().unwrap().parse::<u64>().unwrap())
-            .sum();
-        assert_eq!(granted, i + 1, "write {i}: the counters count it");
+        assert_eq!(
+            stat(&d, "ads", "granted"),
+            i + 1,
+            "write {i}: the counters count it"
+        );
     }
 }

@@ -36,6 +36,20 @@ fn append(store: &mut Store, events: Vec<ConsentEvent>) -> Result<(), AppendErro
     result.map(|_| ())
 }
 
+/// A new shard at `path` with six indexed events of acme, subjects s0, s1, s2 in turn (the
+/// migration tests' starting point).
+fn six_events(path: &Path) -> Store {
+    let mut store = open(path);
+    for i in 0..6 {
+        append(
+            &mut store,
+            vec![personal_event(&format!("s{}", i % 3), i, None)],
+        )
+        .unwrap();
+    }
+    store
+}
+
 fn file_contains(path: &Path, needle: &str) -> bool {
     let bytes = std::fs::read(path).unwrap();
     bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
@@ -295,14 +309,7 @@ fn a_file_of_layout_3_opens_with_its_customer_tier_as_far_as_its_subject_tier() 
     let meta: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
-    let mut store = open(&path);
-    for i in 0..6 {
-        append(
-            &mut store,
-            vec![personal_event(&format!("s{}", i % 3), i, None)],
-        )
-        .unwrap();
-    }
+    let mut store = six_events(&path);
     store.index_now(true).unwrap();
     let times = store
         .reader()
@@ -352,14 +359,7 @@ fn files_of_layouts_1_and_2_are_migrated_by_rebuilding_their_indexes_from_the_jo
     for old_version in [1u32, 2] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
-        let mut store = open(&path);
-        for i in 0..6 {
-            append(
-                &mut store,
-                vec![personal_event(&format!("s{}", i % 3), i, None)],
-            )
-            .unwrap();
-        }
+        let store = six_events(&path);
         let r = store.reader();
         let listed = r.expiring("acme", i64::MAX, None, 100).unwrap().0;
         let history = r
