@@ -22,24 +22,18 @@ dev=$(df --output=source "$big" | tail -1 | xargs basename)
 stat=/sys/block/$dev/stat
 [ -r "$stat" ] || stat=$(ls /sys/block/*/stat | head -1)
 empty=$(mktemp -d)
-trap 'rm -rf "$empty"' EXIT
+pid=
+trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$empty"' EXIT
+. "$(dirname "$0")/server.sh"
 
 # run DIR SECONDS [serve args...]: serves DIR, runs `record` for SECONDS, prints one line.
 run() {
   local dir=$1 s=$2
   shift 2
-  local port
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  "$bin" serve --data-dir "$dir" --listen "127.0.0.1:$port" --rate-limit-per-second 0 "$@" \
-    >"$empty/server.log" 2>&1 &
-  local pid=$!
-  for _ in $(seq 600); do
-    [ -s "$dir/admin-token" ] && curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
-    sleep 0.1
-  done
+  serve_on "$bin" "$dir" "$empty/server.log" "$@"
   local s0 t0 s1 t1
   s0=$(awk '{print $7}' "$stat"); t0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-  ASSENT_BENCH_TOKEN=$(cat "$dir/admin-token") "$bin" bench --url "http://127.0.0.1:$port" \
+  "$bin" bench --url "http://127.0.0.1:$port" \
     --server-pid "$pid" --json --connections 64 --duration "$s" --workload record \
     >"$empty/report.json"
   sync

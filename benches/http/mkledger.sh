@@ -15,17 +15,12 @@ shards=${3:-4}
 bin=${4:-target/release/assent}
 [ -x "$bin" ] || { echo "build first: cargo build --release" >&2; exit 2; }
 [ -e "$dir" ] && { echo "$dir exists: give a new directory" >&2; exit 2; }
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 log=$(mktemp)
-"$bin" serve --data-dir "$dir" --listen "127.0.0.1:$port" --rate-limit-per-second 0 \
-  --shards "$shards" >"$log" 2>&1 &
-pid=$!
+pid=
 trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -f "$log"' EXIT
-for _ in $(seq 100); do
-  [ -s "$dir/admin-token" ] && curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
-  sleep 0.1
-done
+. "$(dirname "$0")/server.sh"
+serve_on "$bin" "$dir" "$log" --shards "$shards"
 requests=$(( (events + 999) / 1000 ))
-ASSENT_BENCH_TOKEN=$(cat "$dir/admin-token") "$bin" bench --url "http://127.0.0.1:$port" \
+"$bin" bench --url "http://127.0.0.1:$port" \
   --workload batch --batch 1000 --connections 4 --duration 86400 --requests "$requests" --json |
   python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["events"], "events at", round(r["events_per_s"]), "per s, errors", r["errors"])'
