@@ -289,23 +289,19 @@ impl Store {
         t: &mut super::index::IndexTables<'_>,
         customers: bool,
     ) -> Result<(), StorageError> {
-        let in_customer_tier = usize::try_from(self.indexed_upto - self.customer_indexed_upto)
+        // Entries below `indexed_upto` are already in the subject tier: a subject step
+        // starts past them.
+        let in_subject_tier = usize::try_from(self.indexed_upto - self.customer_indexed_upto)
             .expect("the queue fits in memory");
-        let (both_pending, subject_pending) = self.unindexed.split_at(in_customer_tier);
-        let mut next = self.customer_indexed_upto;
-        if customers {
-            for item in both_pending {
-                assert_eq!(item.entry.seq, next, "entries are indexed once, in order");
-                t.apply_customer_tier(&item.entry, item.customer)?;
-                next += 1;
-            }
-        }
-        next = self.indexed_upto;
-        for item in subject_pending {
+        let first = if customers { 0 } else { in_subject_tier };
+        let mut next = self.customer_indexed_upto + first as u64;
+        for item in &self.unindexed[first..] {
             assert_eq!(item.entry.seq, next, "entries are indexed once, in order");
-            t.apply_subject_tier(&item.entry, item.customer, Some(item.subject))?;
             if customers {
                 t.apply_customer_tier(&item.entry, item.customer)?;
+            }
+            if next >= self.indexed_upto {
+                t.apply_subject_tier(&item.entry, item.customer, Some(item.subject))?;
             }
             next += 1;
         }
