@@ -704,7 +704,36 @@ fn index_verification_passes_a_true_index_and_names_a_tampered_one() {
         tab.insert((k, v.0, v.1.as_str()), (v.2.0 + 1, v.2.1))
             .unwrap();
     });
-    assert!(err.contains("daily counter"), "{err}");
+    assert!(err.contains("daily counter (acme, day"), "{err}");
+    assert!(err.contains("the journal says Some"), "{err}");
+    // Counters are compared by digest, a day at a time; when they differ, the first bad
+    // one is named: a missing counter, one of a purpose no event has, one of a day
+    // without events.
+    let first_counter = |t: &redb::WriteTransaction| {
+        let tab = t.open_table(DAILY_COUNTS).unwrap();
+        let first = tab.first().unwrap().unwrap();
+        let (c, day, p) = first.0.value();
+        (c, day, p.to_string())
+    };
+    let err = tamper(&|t| {
+        let (c, day, p) = first_counter(t);
+        t.open_table(DAILY_COUNTS)
+            .unwrap()
+            .remove((c, day, p.as_str()))
+            .unwrap();
+    });
+    assert!(err.contains("is missing"), "{err}");
+    for (days_back, purpose) in [(0, "no-such-purpose"), (400, "ads")] {
+        let err = tamper(&|t| {
+            let (c, day, _) = first_counter(t);
+            t.open_table(DAILY_COUNTS)
+                .unwrap()
+                .insert((c, day - days_back, purpose), (1, 0))
+                .unwrap();
+        });
+        assert!(err.contains(purpose), "{err}");
+        assert!(err.contains("the journal says None"), "{err}");
+    }
     // A current-state row is checked against the entry it names: the subject's own history
     // must hold it, and the entry must set that purpose to that choice at those times.
     // Layout of a state: u32 count, then per purpose u32 name length, name, u8 choice,

@@ -8,13 +8,13 @@
 //! meets each consent entry's personal record (it must open the entry's commitment, or be
 //! gone with an erasure entry naming it) and, below `indexed_upto`, what the entry implies
 //! for the indexes; [`IndexCheck::finish`] compares what the journal implies with
-//! the stored time, expiry, erasure and counter rows. Memory is bounded by the number of
-//! (customer, day, purpose) counters and by the state claims' batch bound, not by the
-//! number of events.
+//! the stored time, expiry, erasure and counter rows. Memory is bounded by the counters of
+//! one day ([`DayTally`]), the customers, and the state claims' batch bound, not by the
+//! number of events or the ledger's age.
 
 // foldhash: these maps are read once per journal entry or state row (SipHash was ≈ 3 % of
 // an audit's CPU); an offline audit has no untrusted clients to fear collisions from.
-use foldhash::{HashMap, HashMapExt};
+use foldhash::HashMap;
 use std::iter::Peekable;
 
 use std::hash::Hasher as _;
@@ -104,8 +104,8 @@ pub(crate) struct IndexCheck {
     walks: Vec<SubjectsWalk>,
     /// The first state problem, reported only after the history itself is proven.
     state_problem: Option<String>,
-    /// Counters the journal implies, per (customer number, day).
-    expected: HashMap<(u32, i64), DayCounts>,
+    /// The daily counters the journal implies, a day at a time.
+    counters: DayTally,
     /// Digest of the time rows the journal implies.
     want_time: Multiset,
     /// Digest of the history rows the journal implies.
@@ -187,7 +187,7 @@ impl IndexCheck {
             key,
             walks: Vec::new(),
             state_problem: None,
-            expected: HashMap::new(),
+            counters: DayTally::default(),
             want_time: Multiset::default(),
             want_history: Multiset::default(),
             want_erasures: Multiset::default(),
@@ -279,7 +279,17 @@ impl IndexCheck {
             self.want_time
                 .add(self.key, &time_row(c, e.recorded_at_ms, e.seq));
             let day = e.recorded_at_ms.div_euclid(MS_PER_DAY);
-            let day_counts = self.expected.entry((c, day)).or_default();
+            let shard_id = self.shard_id;
+            let day_counts = self
+                .counters
+                .of(self.key, c, day)
+                .ok_or_else(|| IndexMismatch {
+                    shard_id,
+                    detail: format!(
+                        "entry {}: recorded_at goes back in time from an earlier entry",
+                        e.seq
+                    ),
+                })?;
             for (p, choice) in consent.purposes.iter_bytes() {
                 tally(day_counts, p, choice);
             }
@@ -394,7 +404,6 @@ impl IndexCheck {
             have_history.merge(&walk.have_history);
             want_expiries.merge(&walk.want_expiries);
         }
-        self.check_counters(txn)?;
         // Fast path: the multiset digests of the rows the journal implies and of the rows
         // stored must agree; only when they differ are rows looked up one by one to name
         // the first bad one.
@@ -403,6 +412,12 @@ impl IndexCheck {
             self.name_bad_time_or_history_row(txn)?;
         }
         self.report.time_rows = side.time.count();
+        // After the time rows: naming a bad counter recounts its day from them.
+        self.counters.close(self.key);
+        self.report.counters = side.counters.count();
+        if side.counters != self.counters.want {
+            return Err(self.name_bad_counter(txn));
+        }
         if let Some(problem) = self.state_problem.take() {
             return Err(self.bad(problem));
         }
@@ -544,37 +559,92 @@ impl IndexCheck {
             .ok_or_else(|| self.bad(format!("index row of unknown customer number {c}")))
     }
 
-    /// Every stored daily counter equals the journal's count, and none is missing.
-    fn check_counters(&mut self, txn: &ReadTransaction) -> Result<(), IndexMismatch> {
-        let table = txn.open_table(DAILY_COUNTS).map_err(|e| self.io(e))?;
-        for row in table.iter().map_err(|e| self.io(e))? {
-            let (k, v) = row.map_err(|e| self.io(e))?;
-            let (c, day, p) = k.value();
-            let want = self.expected.get_mut(&(c, day)).and_then(|counts| {
-                let i = counts.iter().position(|(name, _)| name == p)?;
-                Some(counts.swap_remove(i).1)
-            });
-            if want != Some(v.value()) {
-                return Err(self.bad(format!(
-                    "daily counter ({}, day {day}, {p}) is {:?}, the journal says {:?}",
-                    self.owner(c)?,
-                    v.value(),
-                    want
-                )));
+    /// The slow path, when the stored daily counters differ from what the journal implies
+    /// (the time rows are proven by then): names the first stored counter that differs
+    /// from its day's recount (or that no event implies), else the first implied counter
+    /// that is missing. Memory: one customer-day's counters at a time.
+    fn name_bad_counter(&self, txn: &ReadTransaction) -> IndexMismatch {
+        let named = (|| -> Result<Option<String>, IndexMismatch> {
+            let times = txn.open_table(CUSTOMER_EVENTS).map_err(|e| self.io(e))?;
+            let mut day: Option<((u32, i64), DayCounts)> = None;
+            let stored = txn.open_table(DAILY_COUNTS).map_err(|e| self.io(e))?;
+            for row in stored.iter().map_err(|e| self.io(e))? {
+                let (k, v) = row.map_err(|e| self.io(e))?;
+                let (c, d, p) = k.value();
+                if day.as_ref().is_none_or(|(at, _)| *at != (c, d)) {
+                    day = Some(((c, d), self.recount(&times, c, d)?));
+                }
+                let counts = &day.as_ref().expect("set above").1;
+                let want = counts.iter().find(|(name, _)| name == p).map(|(_, n)| *n);
+                if want != Some(v.value()) {
+                    return Ok(Some(format!(
+                        "daily counter ({}, day {d}, {p}) is {:?}, the journal says {want:?}",
+                        self.owner(c)?,
+                        v.value()
+                    )));
+                }
             }
-            self.report.counters += 1;
+            let mut last = None;
+            for row in times.iter().map_err(|e| self.io(e))? {
+                let (c, t, _) = row.map_err(|e| self.io(e))?.0.value();
+                let d = t.div_euclid(MS_PER_DAY);
+                if last.replace((c, d)) == Some((c, d)) {
+                    continue;
+                }
+                for (p, _) in self.recount(&times, c, d)? {
+                    if stored
+                        .get((c, d, p.as_str()))
+                        .map_err(|e| self.io(e))?
+                        .is_none()
+                    {
+                        return Ok(Some(format!(
+                            "daily counter ({}, day {d}, {p}) is missing",
+                            self.owner(c)?
+                        )));
+                    }
+                }
+            }
+            Ok(None)
+        })();
+        match named {
+            Err(e) => e,
+            Ok(Some(detail)) => self.bad(detail),
+            Ok(None) => self.bad(format!(
+                "the daily counters hold {} rows where the journal implies {}, or other values",
+                self.report.counters,
+                self.counters.want.count()
+            )),
         }
-        let missing = self
-            .expected
-            .iter()
-            .find_map(|(key, counts)| Some((*key, counts.first()?.0.clone())));
-        if let Some(((c, day), p)) = missing {
-            return Err(self.bad(format!(
-                "daily counter ({}, day {day}, {p}) is missing",
-                self.owner(c)?
-            )));
+    }
+
+    /// The counters of customer `c` on UTC day `day`, recounted from its time rows (proven
+    /// equal to the journal's before this is called) and the entries they name.
+    fn recount(
+        &self,
+        times: &ReadOnlyTable<(u32, i64, u64), ()>,
+        c: u32,
+        day: i64,
+    ) -> Result<DayCounts, IndexMismatch> {
+        let from = day.saturating_mul(MS_PER_DAY);
+        let to = from.saturating_add(MS_PER_DAY - 1);
+        let mut counts = DayCounts::new();
+        for row in times
+            .range((c, from, 0)..=(c, to, u64::MAX))
+            .map_err(|e| self.io(e))?
+        {
+            let seq = row.map_err(|e| self.io(e))?.0.value().2;
+            let bytes = self
+                .journal
+                .get(seq)
+                .map_err(|e| self.io(e))?
+                .ok_or_else(|| self.bad(format!("a time row points at missing entry {seq}")))?;
+            let e = EntryView::decode(bytes.value())
+                .map_err(|err| self.bad(format!("entry {seq}: {err}")))?;
+            for (p, choice) in e.consent().iter().flat_map(|c| c.purposes.iter_bytes()) {
+                tally(&mut counts, p, choice);
+            }
         }
-        Ok(())
+        Ok(counts)
     }
 
     /// The slow path, when the digests of the time or history rows differ: looks the rows
@@ -661,7 +731,7 @@ fn check_erasure(
     Ok(())
 }
 
-/// Digests of the stored rows of the time, expiry, erasure and idempotency indexes, computed
+/// Digests of the stored rows of the time, expiry, erasure, idempotency and counter indexes, computed
 /// on a thread of their own beside the journal pass of the index check.
 #[derive(Default)]
 struct SideDigests {
@@ -673,10 +743,12 @@ struct SideDigests {
     erasures: Multiset,
     /// The idempotency rows.
     keys: Multiset,
+    /// The daily counter rows.
+    counters: Multiset,
 }
 
 impl SideDigests {
-    /// Walks the four tables of `txn`, digesting under `key`.
+    /// Walks the five tables of `txn`, digesting under `key`.
     fn of(txn: &ReadTransaction, key: MultisetKey) -> Result<SideDigests, StorageError> {
         let mut d = SideDigests::default();
         for row in txn.open_table(CUSTOMER_EVENTS)?.iter()? {
@@ -697,6 +769,12 @@ impl SideDigests {
             let ((c, idempotency_key), (seq, digest)) = (k.value(), v.value());
             d.keys
                 .add(key, &key_row(c, seq, digest, idempotency_key.as_bytes()));
+        }
+        for row in txn.open_table(DAILY_COUNTS)?.iter()? {
+            let (k, v) = row?;
+            let (c, day, purpose) = k.value();
+            d.counters
+                .add(key, &counter_row(c, day, purpose, v.value()));
         }
         Ok(d)
     }
@@ -769,6 +847,57 @@ fn key_row(c: u32, seq: u64, digest: &[u8; 32], key: &[u8]) -> Vec<u8> {
     row
 }
 
+/// The daily counters the journal implies, one day at a time. Entries come in journal order
+/// and `recorded_at_ms` never decreases along a shard's journal (the chain check enforces
+/// it), so once an entry of a later day comes, the earlier day's counters are final: they
+/// go into a digest and are dropped. Memory: the counters of one day, however old the
+/// ledger.
+#[derive(Default)]
+struct DayTally {
+    /// The UTC day being counted (`None` before the first entry).
+    day: Option<i64>,
+    /// That day's counters so far, per customer number.
+    counts: HashMap<u32, DayCounts>,
+    /// Digest of the counter rows of the days already closed.
+    want: Multiset,
+}
+
+impl DayTally {
+    /// Customer `c`'s counters of `day`, closing the day before when `day` is later; `None`
+    /// when `day` is earlier than the day being counted.
+    fn of(&mut self, key: MultisetKey, c: u32, day: i64) -> Option<&mut DayCounts> {
+        match self.day {
+            Some(open) if day < open => return None,
+            Some(open) if day > open => self.close(key),
+            _ => {}
+        }
+        self.day = Some(day);
+        Some(self.counts.entry(c).or_default())
+    }
+
+    /// Digests the open day's counters and drops them.
+    fn close(&mut self, key: MultisetKey) {
+        let Some(day) = self.day else { return };
+        for (c, counts) in self.counts.drain() {
+            for (purpose, n) in counts {
+                self.want.add(key, &counter_row(c, day, &purpose, n));
+            }
+        }
+    }
+}
+
+/// A daily counter row as the check digests it: customer number, day, granted, denied,
+/// then the purpose's name.
+fn counter_row(c: u32, day: i64, purpose: &str, (granted, denied): (u64, u64)) -> Vec<u8> {
+    let mut row = Vec::with_capacity(28 + purpose.len());
+    row.extend_from_slice(&c.to_be_bytes());
+    row.extend_from_slice(&day.to_be_bytes());
+    row.extend_from_slice(&granted.to_be_bytes());
+    row.extend_from_slice(&denied.to_be_bytes());
+    row.extend_from_slice(purpose.as_bytes());
+    row
+}
+
 fn erasure_row(c: u32, seq: u64) -> [u8; 12] {
     let mut row = [0u8; 12];
     row[..4].copy_from_slice(&c.to_be_bytes());
@@ -799,4 +928,53 @@ pub(super) fn history_row(c: u32, subject: &[u8; 32], seq: u64) -> [u8; 44] {
     b[4..36].copy_from_slice(subject);
     b[36..].copy_from_slice(&seq.to_be_bytes());
     b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::Choice;
+
+    #[test]
+    fn day_tally_holds_one_day_and_digests_what_a_whole_ledger_map_would() {
+        // Proves: counting 3 customers over 1,000 days keeps at most one day's counters in
+        // memory, gives the same digest as counting everything in one map and digesting
+        // it at the end, and refuses a day earlier than the one being counted.
+        let key = MultisetKey([7, 11]);
+        let mut streamed = DayTally::default();
+        let mut whole: std::collections::BTreeMap<(u32, i64), DayCounts> = Default::default();
+        for day in 20_000..21_000i64 {
+            for seq in 0..6u32 {
+                let c = seq % 3;
+                let purpose: &[u8] = if seq % 2 == 0 { b"ads" } else { b"analytics" };
+                let choice = if (day + i64::from(seq)) % 3 == 0 {
+                    Choice::Denied
+                } else {
+                    Choice::Granted
+                };
+                tally(
+                    streamed.of(key, c, day).expect("days only grow"),
+                    purpose,
+                    choice,
+                );
+                tally(whole.entry((c, day)).or_default(), purpose, choice);
+                assert!(streamed.counts.len() <= 3, "one day of three customers");
+            }
+        }
+        streamed.close(key);
+        let mut want = Multiset::default();
+        for ((c, day), counts) in whole {
+            for (purpose, n) in counts {
+                want.add(key, &counter_row(c, day, &purpose, n));
+            }
+        }
+        assert_eq!(want.count(), 1_000 * 6);
+        assert_eq!(streamed.want, want);
+        let mut tally_ = DayTally::default();
+        assert!(tally_.of(key, 0, 5).is_some());
+        assert!(
+            tally_.of(key, 0, 4).is_none(),
+            "a day back in time is refused"
+        );
+    }
 }
