@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use gateway::{CHECKPOINTS, LEDGER_META};
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableDatabase;
 use serde_json::{Value, json};
 use shard::checkpoint::Checkpoint;
 use shard::engine::{AuditOpen, ShardAuditError, ShardReader, StorageError, SubjectsPass};
@@ -197,7 +197,18 @@ struct Expect {
     chain_head: Hash,
 }
 
-fn load_ledger(dir: &Path, repair: bool) -> Result<(u32, String, Vec<String>), Failure> {
+/// The ledger file, open read-only in one snapshot, with what its meta table names.
+struct Ledger {
+    /// The snapshot every pass over the checkpoints reads (the signature pass and each
+    /// shard's), so they all see the same notes.
+    txn: redb::ReadTransaction,
+    /// Shards of the ledger.
+    count: u32,
+    /// The ledger's name (the checkpoints' origin).
+    name: String,
+}
+
+fn load_ledger(dir: &Path, repair: bool) -> Result<Ledger, Failure> {
     let path = dir.join("ledger.redb");
     if !path.exists() {
         return Err(Failure::Unusable(format!(
@@ -236,9 +247,21 @@ fn load_ledger(dir: &Path, repair: bool) -> Result<(u32, String, Vec<String>), F
             "ledger.redb has no shard count or ledger name".into(),
         ));
     };
-    let mut notes = Vec::new();
+    Ok(Ledger { txn, count, name })
+}
+
+/// The stored checkpoint notes in order, each with its number; a gap in the numbers is a
+/// problem. Read one at a time: a server issues one a second while it writes, so a ledger
+/// holds millions, and no pass keeps more than one.
+fn stored_notes(
+    txn: &redb::ReadTransaction,
+) -> Result<
+    impl Iterator<Item = Result<(u64, redb::AccessGuard<'static, &'static str>), Failure>>,
+    Failure,
+> {
     let table = txn.open_table(CHECKPOINTS).map_err(unusable)?;
-    for (expected, row) in (1u64..).zip(table.iter().map_err(unusable)?) {
+    let rows = table.range::<u64>(..).map_err(unusable)?;
+    Ok((1u64..).zip(rows).map(|(expected, row)| {
         let (k, v) = row.map_err(|e| Failure::Problem(format!("checkpoints table: {e}")))?;
         if k.value() != expected {
             return Err(Failure::Problem(format!(
@@ -246,9 +269,8 @@ fn load_ledger(dir: &Path, repair: bool) -> Result<(u32, String, Vec<String>), F
                 k.value()
             )));
         }
-        notes.push(v.value().to_string());
-    }
-    Ok((count, name, notes))
+        Ok((expected, v))
+    }))
 }
 
 fn local_key(dir: &Path) -> Result<Vec<Trusted>, Failure> {
@@ -262,20 +284,16 @@ fn local_key(dir: &Path) -> Result<Vec<Trusted>, Failure> {
     )])
 }
 
-/// Checks every checkpoint's signature and order; returns what each shard must match.
-fn check_checkpoints(
-    notes: &[String],
-    name: &str,
-    count: u32,
-    keys: &[Trusted],
-) -> Result<Vec<Vec<Expect>>, Failure> {
-    let mut per_shard: Vec<Vec<Expect>> = (0..count).map(|_| Vec::new()).collect();
+/// Checks every checkpoint's signature and order against the one before it (memory: two
+/// checkpoints); returns how many there are.
+fn check_checkpoints(ledger: &Ledger, keys: &[Trusted]) -> Result<u64, Failure> {
     let mut prev: Option<Checkpoint> = None;
-    for (i, note) in notes.iter().enumerate() {
-        let n = i as u64 + 1;
-        let (c, _) =
-            open_with(note, keys).map_err(|e| Failure::Problem(format!("checkpoint {n}: {e}")))?;
-        if c.number != n || c.origin != name || c.shards.len() != count as usize {
+    let mut checked = 0;
+    for row in stored_notes(&ledger.txn)? {
+        let (n, note) = row?;
+        let (c, _) = open_with(note.value(), keys)
+            .map_err(|e| Failure::Problem(format!("checkpoint {n}: {e}")))?;
+        if c.number != n || c.origin != ledger.name || c.shards.len() != ledger.count as usize {
             return Err(Failure::Problem(format!(
                 "checkpoint {n}: wrong number, ledger name or shard count"
             )));
@@ -296,22 +314,73 @@ fn check_checkpoints(
                 )));
             }
         }
-        for h in &c.shards {
-            per_shard[h.shard_id as usize].push(Expect {
-                number: n,
-                size: h.size,
-                root: h.root,
-                chain_head: h.chain_head,
-            });
-        }
         prev = Some(c);
+        checked += 1;
     }
-    Ok(per_shard)
+    Ok(checked)
+}
+
+/// What the checkpoints say of one shard, read one checkpoint at a time from the snapshot
+/// [`check_checkpoints`] verified.
+struct Expectations<I> {
+    /// The stored notes still to read.
+    notes: I,
+    /// Which shard.
+    shard: usize,
+    /// The next expectation, if any.
+    next: Option<Expect>,
+    /// A note that could not be read (the walk stops meeting checkpoints; reported after).
+    failed: Option<Failure>,
+}
+
+impl<I> Expectations<I>
+where
+    I: Iterator<Item = Result<(u64, redb::AccessGuard<'static, &'static str>), Failure>>,
+{
+    fn new(notes: I, shard: usize) -> Self {
+        let mut e = Expectations {
+            notes,
+            shard,
+            next: None,
+            failed: None,
+        };
+        e.advance();
+        e
+    }
+
+    /// The next checkpoint's expectation of this shard, if any.
+    fn peek(&self) -> Option<&Expect> {
+        self.next.as_ref()
+    }
+
+    /// Moves to the next checkpoint.
+    fn advance(&mut self) {
+        self.next = match self.notes.next() {
+            None => None,
+            Some(Ok((n, note))) => match shard::checkpoint::open_checkpoint(note.value(), None) {
+                Ok((c, _)) => c.shards.get(self.shard).map(|h| Expect {
+                    number: n,
+                    size: h.size,
+                    root: h.root,
+                    chain_head: h.chain_head,
+                }),
+                Err(e) => {
+                    self.failed = Some(Failure::Problem(format!("checkpoint {n}: {e}")));
+                    None
+                }
+            },
+            Some(Err(e)) => {
+                self.failed = Some(e);
+                None
+            }
+        };
+    }
 }
 
 fn audit_dir(dir: &Path, args: &AuditArgs) -> Result<Value, Failure> {
     let started = Instant::now();
-    let (count, name, notes) = load_ledger(dir, args.repair)?;
+    let ledger = load_ledger(dir, args.repair)?;
+    let (count, name) = (ledger.count, ledger.name.as_str());
     let mode = if args.repair {
         AuditOpen::Repair
     } else {
@@ -323,7 +392,7 @@ fn audit_dir(dir: &Path, args: &AuditArgs) -> Result<Value, Failure> {
     } else {
         pinned.clone()
     };
-    let expectations = check_checkpoints(&notes, &name, count, &keys)?;
+    let checkpoints = check_checkpoints(&ledger, &keys)?;
     let readers: Vec<ShardReader> = (0..count)
         .map(|i| {
             let path = dir.join("shards").join(format!("shard-{i:04}.redb"));
@@ -361,7 +430,8 @@ fn audit_dir(dir: &Path, args: &AuditArgs) -> Result<Value, Failure> {
     let outcomes = in_parallel(readers.len(), jobs, |i| {
         let file = dir.join("shards").join(format!("shard-{i:04}.redb"));
         let _ahead = ReadAhead::start(&file);
-        audit_shard(&readers[i], &expectations[i], pass, &bar)
+        let expect = Expectations::new(stored_notes(&ledger.txn)?, i);
+        audit_shard(&readers[i], expect, pass, &bar)
     });
     bar.finish_and_clear();
     let mut total = ShardCounts::default();
@@ -382,12 +452,12 @@ fn audit_dir(dir: &Path, args: &AuditArgs) -> Result<Value, Failure> {
         "the pinned key"
     };
     Ok(json!({
-        "intact": true, "shards": count, "entries": entries, "checkpoints": notes.len(), "indexRows": index_rows,
+        "intact": true, "shards": count, "entries": entries, "checkpoints": checkpoints, "indexRows": index_rows,
         "personalRecords": personal_records, "erasedEntries": erased_entries,
         "seconds": secs, "entriesPerSecond": entries as f64 / secs.max(1e-9),
         "summary": format!(
             "ledger {name}: {count} shards, {entries} entries re-hashed and chained, {} checkpoints verified against {signer} and the journal, {personal_records} personal records open their commitments ({erased_entries} erased, each named by an erasure entry), {index_rows} index rows agree; INTACT ({:.2} s, {:.0} entries/s)",
-            notes.len(), secs, entries as f64 / secs.max(1e-9)
+            checkpoints, secs, entries as f64 / secs.max(1e-9)
         ),
     }))
 }
@@ -453,14 +523,16 @@ const PROGRESS_STEP_ENTRIES: u64 = 4_096;
 
 /// Audits one shard (journal, stored Merkle tree, personal records and indexes, reading
 /// the journal once), checking every checkpoint's root and chain head at its size.
-fn audit_shard(
+fn audit_shard<I>(
     reader: &ShardReader,
-    expect: &[Expect],
+    mut next: Expectations<I>,
     pass: SubjectsPass,
     bar: &indicatif::ProgressBar,
-) -> Result<ShardCounts, Failure> {
+) -> Result<ShardCounts, Failure>
+where
+    I: Iterator<Item = Result<(u64, redb::AccessGuard<'static, &'static str>), Failure>>,
+{
     let shard = reader.shard_id();
-    let mut next = expect.iter().peekable();
     while let Some(e) = next.peek().filter(|e| e.size == 0) {
         if e.root != Blake3Tree.hash_empty() || e.chain_head != Hash::ZERO {
             return Err(Failure::Problem(format!(
@@ -468,7 +540,7 @@ fn audit_shard(
                 e.number
             )));
         }
-        next.next();
+        next.advance();
     }
     let mut mismatch: Option<String> = None;
     // The bar takes a lock and reads the clock on every update: once per step, not per entry.
@@ -485,7 +557,7 @@ fn audit_shard(
                     mismatch = Some(format!("checkpoint {} disagrees with shard {shard}'s journal at size {} (entries before seq {} were changed)", e.number, e.size, e.size));
                     return Err(ChainError::RootMismatch { size: e.size, computed: verifier.root(), claimed: e.root });
                 }
-                next.next();
+                next.advance();
             }
             Ok(())
         })
@@ -494,7 +566,10 @@ fn audit_shard(
             (e, _) => Failure::Problem(e.to_string()),
         })?;
     bar.inc(unreported);
-    if let Some(e) = next.next() {
+    if let Some(failed) = next.failed.take() {
+        return Err(failed);
+    }
+    if let Some(e) = next.peek() {
         return Err(Failure::Problem(format!(
             "checkpoint {} claims {} entries in shard {shard} but its journal has {} (entries were removed)",
             e.number, e.size, head.size
