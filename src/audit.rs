@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use gateway::{CHECKPOINTS, LEDGER_META};
+use gateway::{CHECKPOINTS, LEDGER_META, ledger_db_builder};
 use redb::ReadableDatabase;
 use serde_json::{Value, json};
 use shard::checkpoint::Checkpoint;
@@ -227,9 +227,9 @@ fn load_ledger(dir: &Path, repair: bool) -> Result<Ledger, Failure> {
     };
     if repair {
         // redb repairs a file that was not shut down cleanly when it opens it writable.
-        drop(redb::Database::open(&path).map_err(open_error)?);
+        drop(ledger_db_builder().open(&path).map_err(open_error)?);
     }
-    let db = redb::Database::builder()
+    let db = ledger_db_builder()
         .open_read_only(&path)
         .map_err(open_error)?;
     let txn = db.begin_read().map_err(unusable)?;
@@ -284,40 +284,98 @@ fn local_key(dir: &Path) -> Result<Vec<Trusted>, Failure> {
     )])
 }
 
-/// Checks every checkpoint's signature and order against the one before it (memory: two
-/// checkpoints); returns how many there are.
-fn check_checkpoints(ledger: &Ledger, keys: &[Trusted]) -> Result<u64, Failure> {
+/// Checkpoints read and verified at once in the signature pass (each of the `--jobs`
+/// threads takes a share): bounds the pass's memory to this many notes.
+const CHECKPOINTS_PER_CHUNK: usize = 4_096;
+
+/// Checks every checkpoint's signature (on `jobs` threads: an ed25519 verification is
+/// ≈ 70 µs here, so a year of checkpoints, one a second, is most of an hour on one core)
+/// and its order against the one before it; returns how many there are. Memory: one
+/// chunk of notes.
+fn check_checkpoints(ledger: &Ledger, keys: &[Trusted], jobs: usize) -> Result<u64, Failure> {
     let mut prev: Option<Checkpoint> = None;
     let mut checked = 0;
-    for row in stored_notes(&ledger.txn)? {
-        let (n, note) = row?;
-        let (c, _) = open_with(note.value(), keys)
-            .map_err(|e| Failure::Problem(format!("checkpoint {n}: {e}")))?;
-        if c.number != n || c.origin != ledger.name || c.shards.len() != ledger.count as usize {
-            return Err(Failure::Problem(format!(
-                "checkpoint {n}: wrong number, ledger name or shard count"
-            )));
+    let mut notes =
+        stored_notes(&ledger.txn)?.map(|row| row.map(|(n, v)| (n, v.value().to_string())));
+    loop {
+        let chunk: Vec<Result<(u64, String), Failure>> =
+            notes.by_ref().take(CHECKPOINTS_PER_CHUNK).collect();
+        if chunk.is_empty() {
+            return Ok(checked);
         }
-        if let Some(p) = &prev {
-            if c.time_ms < p.time_ms {
-                return Err(Failure::Problem(format!("checkpoint {n}: time goes back")));
-            }
-            if let Some(s) = p
-                .shards
-                .iter()
-                .zip(&c.shards)
-                .find(|(a, b)| b.size < a.size)
-            {
-                return Err(Failure::Problem(format!(
-                    "checkpoint {n}: shard {} shrank from {} to {}",
-                    s.0.shard_id, s.0.size, s.1.size
-                )));
-            }
+        let opened = open_in_parallel(&chunk, keys, jobs);
+        for (row, c) in chunk.into_iter().zip(opened) {
+            let (n, _) = row?;
+            let c = c.expect("every readable note was opened")?;
+            check_order(&c, n, prev.as_ref(), ledger)?;
+            prev = Some(c);
+            checked += 1;
         }
-        prev = Some(c);
-        checked += 1;
     }
-    Ok(checked)
+}
+
+/// Opens (parses, and checks the signature of) every readable note of `chunk`, in order,
+/// on up to `jobs` threads; `None` for a row that could not be read.
+fn open_in_parallel(
+    chunk: &[Result<(u64, String), Failure>],
+    keys: &[Trusted],
+    jobs: usize,
+) -> Vec<Option<Result<Checkpoint, Failure>>> {
+    let open =
+        |rows: &[Result<(u64, String), Failure>]| -> Vec<Option<Result<Checkpoint, Failure>>> {
+            rows.iter()
+                .map(|row| {
+                    let (n, note) = row.as_ref().ok()?;
+                    Some(
+                        open_with(note, keys)
+                            .map(|(c, _)| c)
+                            .map_err(|e| Failure::Problem(format!("checkpoint {n}: {e}"))),
+                    )
+                })
+                .collect()
+        };
+    let share = chunk.len().div_ceil(jobs.max(1));
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = chunk
+            .chunks(share.max(1))
+            .map(|rows| scope.spawn(move || open(rows)))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|p| p.join().expect("opening notes does not panic"))
+            .collect()
+    })
+}
+
+/// Checkpoint `n`, `c`, names its number, the ledger and its shard count, does not go
+/// back in time from `prev`, and shrinks no shard.
+fn check_order(
+    c: &Checkpoint,
+    n: u64,
+    prev: Option<&Checkpoint>,
+    ledger: &Ledger,
+) -> Result<(), Failure> {
+    if c.number != n || c.origin != ledger.name || c.shards.len() != ledger.count as usize {
+        return Err(Failure::Problem(format!(
+            "checkpoint {n}: wrong number, ledger name or shard count"
+        )));
+    }
+    let Some(p) = prev else { return Ok(()) };
+    if c.time_ms < p.time_ms {
+        return Err(Failure::Problem(format!("checkpoint {n}: time goes back")));
+    }
+    if let Some(s) = p
+        .shards
+        .iter()
+        .zip(&c.shards)
+        .find(|(a, b)| b.size < a.size)
+    {
+        return Err(Failure::Problem(format!(
+            "checkpoint {n}: shard {} shrank from {} to {}",
+            s.0.shard_id, s.0.size, s.1.size
+        )));
+    }
+    Ok(())
 }
 
 /// What the checkpoints say of one shard, read one checkpoint at a time from the snapshot
@@ -392,7 +450,11 @@ fn audit_dir(dir: &Path, args: &AuditArgs) -> Result<Value, Failure> {
     } else {
         pinned.clone()
     };
-    let checkpoints = check_checkpoints(&ledger, &keys)?;
+    let jobs = args.jobs.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        |j| j as usize,
+    );
+    let checkpoints = check_checkpoints(&ledger, &keys, jobs)?;
     let readers: Vec<ShardReader> = (0..count)
         .map(|i| {
             let path = dir.join("shards").join(format!("shard-{i:04}.redb"));
@@ -413,10 +475,6 @@ fn audit_dir(dir: &Path, args: &AuditArgs) -> Result<Value, Failure> {
     if !std::io::stderr().is_terminal() {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let jobs = args.jobs.map_or_else(
-        || std::thread::available_parallelism().map_or(1, |n| n.get()),
-        |j| j as usize,
-    );
     // One task per shard; each keeps two threads busy (the chain walk and the index check
     // it feeds) and a third briefly (the side digests). The index check's first step, the
     // walk of the `subjects` table, is split over two threads when the shards audited at

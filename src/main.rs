@@ -283,13 +283,16 @@ mod admin {
                 path.display()
             ));
         }
-        let db = redb::Database::create(&path).map_err(|e| match e {
+        let db =
+            gateway::ledger_db_builder().create(&path).map_err(|e| {
+                match e {
             redb::DatabaseError::DatabaseAlreadyOpen => {
                 "the server is running on this data directory; use --url with ASSENT_ADMIN_TOKEN"
                     .to_string()
             }
             other => format!("{}: {other}", path.display()),
-        })?;
+        }
+            })?;
         KeyStore::open(Arc::new(db)).map_err(|e| e.message())
     }
 
