@@ -2,7 +2,6 @@
 //! Exit codes: 0 intact, 1 a problem was found (named by shard and sequence number), 2
 //! unusable input.
 
-use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -13,7 +12,7 @@ use serde_json::{Value, json};
 use shard::checkpoint::Checkpoint;
 use shard::engine::{AuditOpen, ShardAuditError, ShardReader, StorageError, SubjectsPass};
 use shard::hash::Hash;
-use shard::merkle::{Blake3Tree, TreeHasher, verify_consistency};
+use shard::merkle::{Blake3Tree, TreeHasher};
 use shard::verify::ChainError;
 
 use crate::verify_cmd::{KeyArgs, Trusted, open_with, trusted};
@@ -55,7 +54,14 @@ pub struct AuditArgs {
 pub fn run(args: AuditArgs) -> u8 {
     let result = match (&args.data_dir, &args.server) {
         (Some(dir), None) => audit_dir(dir, &args),
-        (None, Some(url)) => monitor(url, &args),
+        (None, Some(url)) => crate::monitor::run(
+            url,
+            args.state
+                .as_deref()
+                .expect("clap requires --state with --server"),
+            args.token_file.as_deref(),
+            &args.keys,
+        ),
         _ => Err(Failure::Unusable(
             "give --data-dir DIR, or --server URL --state FILE".into(),
         )),
@@ -90,8 +96,11 @@ pub fn run(args: AuditArgs) -> u8 {
     code
 }
 
-enum Failure {
+/// Why an audit or a monitor run did not report INTACT.
+pub(crate) enum Failure {
+    /// The ledger or the server broke a promise (exit code 1).
     Problem(String),
+    /// The input could not be checked at all (exit code 2).
     Unusable(String),
 }
 
@@ -643,140 +652,6 @@ where
         personal_records: report.personal_records,
         erased_entries: report.erased_entries,
     })
-}
-
-fn monitor(url: &str, args: &AuditArgs) -> Result<Value, Failure> {
-    let state_path = args
-        .state
-        .as_ref()
-        .expect("clap requires --state with --server");
-    let token = crate::remote::token(
-        args.token_file.as_deref(),
-        "ASSENT_AUDIT_TOKEN",
-        "a READER or ADMIN key",
-    )
-    .map_err(Failure::Unusable)?;
-    let client = reqwest::blocking::Client::new();
-    let gql = |query: &str, vars: Value| -> Result<Value, Failure> {
-        let v: Value = client
-            .post(format!("{}/graphql", url.trim_end_matches('/')))
-            .bearer_auth(&token)
-            .json(&json!({ "query": query, "variables": vars }))
-            .send()
-            .and_then(|r| r.json())
-            .map_err(|e| Failure::Unusable(format!("{url}: {e}")))?;
-        match v["errors"].get(0) {
-            Some(e) => Err(Failure::Unusable(format!("{url}: {}", e["message"]))),
-            None => Ok(v["data"].clone()),
-        }
-    };
-    let mut state: Value = match std::fs::read_to_string(state_path) {
-        Ok(t) => serde_json::from_str(&t)
-            .map_err(|e| Failure::Unusable(format!("{}: {e}", state_path.display())))?,
-        Err(_) => json!({}),
-    };
-    // The signer: pinned on the command line, else pinned in the state on the first run.
-    let mut keys = trusted(&args.keys).map_err(Failure::Unusable)?;
-    if keys.is_empty() {
-        let vk = match state["verifierKey"].as_str() {
-            Some(k) => k.to_string(),
-            None => {
-                gql("{ publicKeys { verifierKey } }", json!({}))?["publicKeys"][0]["verifierKey"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string()
-            }
-        };
-        keys = trusted(&KeyArgs::from_verifier(&vk)).map_err(Failure::Unusable)?;
-        state["verifierKey"] = json!(vk);
-    }
-    let mut last: Option<Checkpoint> = match state["note"].as_str() {
-        Some(n) => Some(
-            open_with(n, &keys)
-                .map_err(|e| Failure::Problem(format!("state file checkpoint: {e}")))?
-                .0,
-        ),
-        None => None,
-    };
-    let mut after = state["cursor"].clone();
-    let mut checked = 0u64;
-    loop {
-        let d = gql(
-            "query($a: String) { checkpoints(first: 100, after: $a) { edges { cursor node { number note } } pageInfo { hasNextPage } } }",
-            json!({ "a": after }),
-        )?;
-        let edges = d["checkpoints"]["edges"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        for e in &edges {
-            let note = e["node"]["note"].as_str().unwrap_or("");
-            let (c, _) = open_with(note, &keys).map_err(|err| {
-                Failure::Problem(format!("checkpoint {}: {err}", e["node"]["number"]))
-            })?;
-            if let Some(p) = &last {
-                check_extends(&gql, p, &c)?;
-            }
-            state["note"] = json!(note);
-            state["cursor"] = e["cursor"].clone();
-            last = Some(c);
-            checked += 1;
-        }
-        after = state["cursor"].clone();
-        if d["checkpoints"]["pageInfo"]["hasNextPage"] != true {
-            break;
-        }
-    }
-    std::fs::write(
-        state_path,
-        serde_json::to_vec_pretty(&state).map_err(unusable)?,
-    )
-    .map_err(unusable)?;
-    let latest = last.map_or(0, |c| c.number);
-    Ok(
-        json!({ "intact": true, "checked": checked, "latest": latest,
-        "summary": format!("{checked} new checkpoints verified, each extending the one before; latest is {latest}: CONSISTENT") }),
-    )
-}
-
-fn check_extends(
-    gql: &dyn Fn(&str, Value) -> Result<Value, Failure>,
-    old: &Checkpoint,
-    new: &Checkpoint,
-) -> Result<(), Failure> {
-    if new.number <= old.number || new.shards.len() != old.shards.len() || new.origin != old.origin
-    {
-        return Err(Failure::Problem(format!(
-            "checkpoint {} does not follow checkpoint {}",
-            new.number, old.number
-        )));
-    }
-    let d = gql(
-        "query($a: UInt64!, $b: UInt64!) { consistencyProof(fromCheckpoint: $a, toCheckpoint: $b) { shards { path } } }",
-        json!({ "a": old.number.to_string(), "b": new.number.to_string() }),
-    )?;
-    let shards = d["consistencyProof"]["shards"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let mut by_shard: BTreeMap<u32, Vec<Hash>> = BTreeMap::new();
-    for (i, s) in shards.iter().enumerate() {
-        let path = s["path"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|h| h.as_str().and_then(Hash::from_hex))
-            .collect();
-        by_shard.insert(i as u32, path);
-    }
-    for (a, b) in old.shards.iter().zip(&new.shards) {
-        let path = by_shard.get(&a.shard_id).cloned().unwrap_or_default();
-        verify_consistency(&Blake3Tree, a.size, b.size, &a.root, &b.root, &path).map_err(|e| {
-            Failure::Problem(format!("checkpoint {} does not extend checkpoint {} on shard {}: {e} (the server rewrote history)", new.number, old.number, a.shard_id))
-        })?;
-    }
-    Ok(())
 }
 
 #[cfg(all(test, target_os = "linux"))]

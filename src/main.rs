@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod audit;
 mod bench;
+mod monitor;
 mod privacy_cmd;
 mod remote;
 mod verify_cmd;

@@ -16,7 +16,15 @@ pub(crate) fn token(file: Option<&Path>, env: &str, what: &str) -> Result<String
     }
 }
 
-/// POSTs one GraphQL request; the first GraphQL error becomes `Err` with its code.
+/// Times a rate-limited request is sent again before the caller gives up.
+pub(crate) const RATE_LIMITED_RETRIES: u32 = 30;
+/// Longest wait before one retry, whatever the server asks (`retryAfterMs`).
+pub(crate) const MAX_RETRY_WAIT_MS: u64 = 10_000;
+
+/// POSTs one GraphQL request; the first GraphQL error becomes `Err` with its code. A
+/// `RATE_LIMITED` answer is waited out (as long as its `retryAfterMs` says, at most
+/// `MAX_RETRY_WAIT_MS`) and sent again, up to `RATE_LIMITED_RETRIES` times: a long export
+/// or monitor run with a rate-limited key slows down instead of failing half-way.
 pub(crate) fn graphql(
     client: &reqwest::blocking::Client,
     url: &str,
@@ -24,20 +32,32 @@ pub(crate) fn graphql(
     query: &str,
     variables: Value,
 ) -> Result<Value, String> {
-    let resp: Value = client
-        .post(format!("{}/graphql", url.trim_end_matches('/')))
-        .bearer_auth(token)
-        .json(&json!({ "query": query, "variables": variables }))
-        .send()
-        .map_err(|e| format!("{url}: {e}"))?
-        .json()
-        .map_err(|e| format!("{url}: not a GraphQL response: {e}"))?;
-    if let Some(err) = resp["errors"].get(0) {
+    let body = json!({ "query": query, "variables": variables });
+    let mut retries = 0;
+    loop {
+        let resp: Value = client
+            .post(format!("{}/graphql", url.trim_end_matches('/')))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .map_err(|e| format!("{url}: {e}"))?
+            .json()
+            .map_err(|e| format!("{url}: not a GraphQL response: {e}"))?;
+        let Some(err) = resp["errors"].get(0) else {
+            return Ok(resp["data"].clone());
+        };
+        let code = err["extensions"]["code"].as_str().unwrap_or("no code");
+        if code == "RATE_LIMITED" && retries < RATE_LIMITED_RETRIES {
+            let wait_ms = err["extensions"]["retryAfterMs"].as_u64().unwrap_or(1_000);
+            std::thread::sleep(std::time::Duration::from_millis(
+                wait_ms.min(MAX_RETRY_WAIT_MS),
+            ));
+            retries += 1;
+            continue;
+        }
         return Err(format!(
-            "{} ({})",
-            err["message"].as_str().unwrap_or("error"),
-            err["extensions"]["code"].as_str().unwrap_or("no code")
+            "{} ({code})",
+            err["message"].as_str().unwrap_or("error")
         ));
     }
-    Ok(resp["data"].clone())
 }

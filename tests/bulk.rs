@@ -27,14 +27,6 @@ fn via_graphql(s: &Server, query: &str, variables: Value) -> Value {
     resp[0].clone()
 }
 
-fn metric(s: &Server, name: &str) -> u64 {
-    let text = s.get("/metrics").text().unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
 /// Events covering every input field and every coercion rule the bulk path mirrors.
 fn varied_events(tag: &str) -> Value {
     json!([
@@ -90,10 +82,10 @@ fn the_bulk_path_records_exactly_what_async_graphqls_input_path_records() {
     assert!(reference.get("errors").is_none(), "{reference:#}");
     // The first single request caches the text; the bulk path starts with the second.
     s.ok(&q, json!({ "c": "acme", "events": varied_events("warm") }));
-    let before = metric(&s, "assent_bulk_decoded_events_total");
+    let before = s.metric("assent_bulk_decoded_events_total");
     let bulk = s.ok(&q, json!({ "c": "acme", "events": varied_events("b") }));
     assert_eq!(
-        metric(&s, "assent_bulk_decoded_events_total"),
+        s.metric("assent_bulk_decoded_events_total"),
         before + 3,
         "the three events took the bulk path"
     );
@@ -143,9 +135,9 @@ fn single_events_take_the_bulk_path_and_record_what_async_graphql_records() {
             json!({ "c": "acme", "event": varied_events("g")[i] }),
         );
         assert!(reference.get("errors").is_none(), "{reference:#}");
-        let before = metric(&s, "assent_bulk_decoded_events_total");
+        let before = s.metric("assent_bulk_decoded_events_total");
         let bulk = s.ok(&q, json!({ "c": "acme", "event": varied_events("b")[i] }));
-        assert_eq!(metric(&s, "assent_bulk_decoded_events_total"), before + 1);
+        assert_eq!(s.metric("assent_bulk_decoded_events_total"), before + 1);
         assert_eq!(
             without_tag(bulk["recordConsent"].clone(), "b"),
             without_tag(reference["data"]["recordConsent"].clone(), "g"),
@@ -191,7 +183,7 @@ fn bad_event_lists_are_refused_by_both_paths_and_write_nothing() {
         ("missing field", json!([good.clone(), without_notice])),
         ("null event", json!([good.clone(), null])),
     ];
-    let appended = metric(&s, "assent_events_appended_total");
+    let appended = s.metric("assent_events_appended_total");
     for (what, events) in cases {
         let vars = json!({ "c": "acme", "events": events });
         let bulk = s.gql(&q, vars.clone());
@@ -201,13 +193,13 @@ fn bad_event_lists_are_refused_by_both_paths_and_write_nothing() {
         assert_eq!(code(&reference), "BAD_USER_INPUT", "graphql path, {what}");
     }
     assert_eq!(
-        metric(&s, "assent_events_appended_total"),
+        s.metric("assent_events_appended_total"),
         appended,
         "nothing of a refused list written"
     );
     let one = record_one();
     s.ok(&one, json!({ "c": "acme", "event": good.clone() }));
-    let appended = metric(&s, "assent_events_appended_total");
+    let appended = s.metric("assent_events_appended_total");
     for (what, event) in [
         ("unknown field", with("colour", json!("red"))[1].clone()),
         ("missing field", without_notice.clone()),
@@ -230,7 +222,7 @@ fn bad_event_lists_are_refused_by_both_paths_and_write_nothing() {
         );
     }
     assert_eq!(
-        metric(&s, "assent_events_appended_total"),
+        s.metric("assent_events_appended_total"),
         appended,
         "nothing written"
     );
@@ -255,9 +247,9 @@ fn a_variable_used_by_two_fields_records_its_events_for_each() {
         v["data"].clone()
     };
     send("warm");
-    let before = metric(&s, "assent_bulk_decoded_events_total");
+    let before = s.metric("assent_bulk_decoded_events_total");
     let d = send("t");
-    assert_eq!(metric(&s, "assent_bulk_decoded_events_total"), before + 3);
+    assert_eq!(s.metric("assent_bulk_decoded_events_total"), before + 3);
     let a = d["a"].as_array().unwrap();
     let b = d["b"].as_array().unwrap();
     assert_eq!((a.len(), b.len()), (3, 3));

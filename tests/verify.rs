@@ -602,6 +602,82 @@ fn the_monitor_catches_a_server_that_forks_its_history_under_the_same_key() {
 }
 
 #[test]
+fn the_monitor_pages_through_many_checkpoints_with_a_rate_limited_key_and_names_a_withheld_one() {
+    // Proves: a reader key limited to 2 requests a second checks 251 checkpoints (three
+    // pages) by waiting out RATE_LIMITED answers instead of failing; a server that lists
+    // checkpoint 181 after 179 is named as withholding 180, and the state file keeps the
+    // first page's progress (checkpoint 100), written before the failing page.
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base");
+    let flags = [
+        "--checkpoint-interval-ms",
+        "100000",
+        "--rate-limit-per-second",
+        "2",
+    ];
+    let s = Server::start(&base, &flags);
+    s.customers(&["c0"]);
+    record_and_checkpoint(&s, "c0", "alice");
+    s.stop();
+    let more = |cs: Vec<Checkpoint>| {
+        let last = cs.last().unwrap().clone();
+        (1..=251)
+            .map(|n| Checkpoint {
+                number: n,
+                ..last.clone()
+            })
+            .collect::<Vec<_>>()
+    };
+    let monitor = |s: &Server, key: &str, state: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_assent"))
+            .args(["audit", "--server", &s.url, "--json", "--state"])
+            .arg(state)
+            .env("ASSENT_AUDIT_TOKEN", key)
+            .output()
+            .unwrap()
+    };
+
+    let many = dir.path().join("many");
+    copy_dir(&base, &many);
+    resign_checkpoints(&many, &|cs| more(cs));
+    let s = Server::start(&many, &flags);
+    let reader = s.key(Some("c0"), "READER");
+    let o = monitor(&s, &reader, &dir.path().join("many.json"));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["checked"], 251, "{report}");
+    assert_eq!(report["latest"], 251, "{report}");
+    let limited = s.metric("assent_graphql_errors_total{code=\"RATE_LIMITED\"}");
+    assert!(
+        limited > 0,
+        "the run never met the rate limit, so it proves nothing"
+    );
+    s.stop();
+
+    let gap = dir.path().join("gap");
+    copy_dir(&base, &gap);
+    resign_checkpoints(&gap, &|cs| {
+        more(cs).into_iter().filter(|c| c.number != 180).collect()
+    });
+    let s = Server::start(&gap, &flags);
+    let state = dir.path().join("gap.json");
+    let o = monitor(&s, &s.admin, &state);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("checkpoint 180 is missing"),
+        "{}",
+        text(&o)
+    );
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let note = saved["note"].as_str().unwrap();
+    assert_eq!(
+        open_checkpoint(note, None).unwrap().0.number,
+        100,
+        "{saved}"
+    );
+}
+
+#[test]
 fn vectors_verify_as_the_manifest_says() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
     let manifest: Vec<Value> =

@@ -143,6 +143,16 @@ impl Server {
             .expect("request sent")
     }
 
+    /// The sum of the `/metrics` series whose line starts with `series` (a counter's name,
+    /// or its name with labels).
+    pub fn metric(&self, series: &str) -> u64 {
+        let text = self.get("/metrics").text().unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(series))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
     pub fn post_raw(&self, body: Vec<u8>) -> reqwest::blocking::Response {
         self.client
             .post(format!("{}/graphql", self.url))

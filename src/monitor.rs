@@ -1,0 +1,256 @@
+//! `assent audit --server`: a monitor of a running server's checkpoints. It checks that
+//! every checkpoint the server lists carries the pinned key's signature, that none is
+//! withheld (numbers run on without a gap from the last one it saw) and that each extends
+//! the one before (a consistency proof per shard), so a server that rewrites history, or
+//! shows one history to the monitor and another to someone else, is caught.
+//!
+//! A page of checkpoints costs two requests: the page, then the consistency proofs of all
+//! its consecutive pairs in one query (aliased fields). After each page the state file is
+//! replaced atomically, so an interrupted run loses at most one page of work and the next
+//! run goes on from there.
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write as _};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use shard::checkpoint::Checkpoint;
+use shard::hash::Hash;
+use shard::merkle::{Blake3Tree, verify_consistency};
+
+use crate::audit::Failure;
+use crate::verify_cmd::{KeyArgs, Trusted, open_with, trusted};
+
+/// Checkpoints fetched per page, and consistency proofs asked for in one request. The
+/// proof query costs 4 per pair against the server's `MAX_QUERY_COMPLEXITY` (2,000).
+pub const MONITOR_PAGE_CHECKPOINTS: usize = 100;
+
+/// What the monitor keeps between runs (`--state FILE`, JSON).
+#[derive(Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct MonitorState {
+    /// The signer, pinned on the first run when no key was given on the command line.
+    verifier_key: Option<String>,
+    /// The last checkpoint checked, as the signed note the server sent.
+    note: Option<String>,
+    /// The list cursor just after that checkpoint.
+    cursor: Option<String>,
+}
+
+impl MonitorState {
+    fn load(path: &Path) -> Result<MonitorState, Failure> {
+        match std::fs::read_to_string(path) {
+            Ok(t) => serde_json::from_str(&t)
+                .map_err(|e| Failure::Unusable(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(MonitorState::default()),
+            Err(e) => Err(Failure::Unusable(format!("{}: {e}", path.display()))),
+        }
+    }
+
+    /// Replaces the file at once (a new file renamed over it), so a crash leaves either the
+    /// old state or the new one, never half of one.
+    fn save(&self, path: &Path) -> Result<(), Failure> {
+        let io = |e: std::io::Error| Failure::Unusable(format!("{}: {e}", path.display()));
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(".new");
+        let tmp: PathBuf = path.with_file_name(name);
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(&serde_json::to_vec_pretty(self).expect("plain JSON"))
+            .map_err(io)?;
+        f.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+}
+
+/// A server's GraphQL endpoint with the monitor's key.
+struct Server<'a> {
+    client: reqwest::blocking::Client,
+    url: &'a str,
+    token: String,
+}
+
+impl Server<'_> {
+    fn query(&self, query: &str, variables: Value) -> Result<Value, Failure> {
+        crate::remote::graphql(&self.client, self.url, &self.token, query, variables)
+            .map_err(|e| Failure::Unusable(format!("{}: {e}", self.url)))
+    }
+}
+
+/// Checks every checkpoint `url` issued since the last run recorded in `state_path`.
+pub(crate) fn run(
+    url: &str,
+    state_path: &Path,
+    token_file: Option<&Path>,
+    keys: &KeyArgs,
+) -> Result<Value, Failure> {
+    let token = crate::remote::token(token_file, "ASSENT_AUDIT_TOKEN", "a READER or ADMIN key")
+        .map_err(Failure::Unusable)?;
+    let server = Server {
+        client: reqwest::blocking::Client::new(),
+        url,
+        token,
+    };
+    let mut state = MonitorState::load(state_path)?;
+    let keys = signer(&server, keys, &mut state)?;
+    let mut last: Option<Checkpoint> = match &state.note {
+        Some(n) => Some(
+            open_with(n, &keys)
+                .map_err(|e| Failure::Problem(format!("state file checkpoint: {e}")))?
+                .0,
+        ),
+        None => None,
+    };
+    let bar = progress();
+    let mut checked = 0u64;
+    loop {
+        let page = server.query(
+            "query($a: String, $n: Int) { checkpoints(first: $n, after: $a) { edges { cursor node { note } } pageInfo { hasNextPage } } }",
+            json!({ "a": state.cursor, "n": MONITOR_PAGE_CHECKPOINTS }),
+        )?;
+        let edges = page["checkpoints"]["edges"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let before = last.clone();
+        let mut opened = Vec::with_capacity(edges.len());
+        for e in &edges {
+            let note = e["node"]["note"].as_str().unwrap_or("");
+            let (c, _) = open_with(note, &keys)
+                .map_err(|err| Failure::Problem(format!("a listed checkpoint: {err}")))?;
+            let prev = opened.last().map(|(c, _, _)| c).or(before.as_ref());
+            follows(prev, &c)?;
+            opened.push((c, note.to_string(), e["cursor"].as_str().map(String::from)));
+        }
+        check_page(&server, before.as_ref(), &opened)?;
+        if let Some((c, note, cursor)) = opened.last() {
+            last = Some(c.clone());
+            state.note = Some(note.clone());
+            state.cursor = cursor.clone();
+            state.save(state_path)?;
+        }
+        checked += opened.len() as u64;
+        bar.inc(opened.len() as u64);
+        if page["checkpoints"]["pageInfo"]["hasNextPage"] != true {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    state.save(state_path)?;
+    let latest = last.map_or(0, |c| c.number);
+    Ok(
+        json!({ "intact": true, "checked": checked, "latest": latest,
+        "summary": format!("{checked} new checkpoints verified, each extending the one before; latest is {latest}: CONSISTENT") }),
+    )
+}
+
+/// The trusted keys: pinned on the command line, else in the state file, else the
+/// server's own key pinned now (trust on first use) and kept in the state.
+fn signer(
+    server: &Server<'_>,
+    keys: &KeyArgs,
+    state: &mut MonitorState,
+) -> Result<Vec<Trusted>, Failure> {
+    let pinned = trusted(keys).map_err(Failure::Unusable)?;
+    if !pinned.is_empty() {
+        return Ok(pinned);
+    }
+    let vk = match &state.verifier_key {
+        Some(k) => k.clone(),
+        None => server.query("{ publicKeys { verifierKey } }", json!({}))?["publicKeys"][0]
+            ["verifierKey"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+    };
+    let keys = trusted(&KeyArgs::from_verifier(&vk)).map_err(Failure::Unusable)?;
+    state.verifier_key = Some(vk);
+    Ok(keys)
+}
+
+/// That `c` is the checkpoint after `before` (the first, 1, when there is none), of the
+/// same ledger and shards: a gap means the server withholds a checkpoint it issued (and
+/// may show it to someone else).
+fn follows(before: Option<&Checkpoint>, c: &Checkpoint) -> Result<(), Failure> {
+    let expected = before.map_or(1, |b| b.number + 1);
+    if c.number != expected {
+        return Err(Failure::Problem(format!(
+            "checkpoint {expected} is missing: the server lists checkpoint {} next (a withheld checkpoint may be shown to others)",
+            c.number
+        )));
+    }
+    if let Some(b) = before
+        && (c.shards.len() != b.shards.len() || c.origin != b.origin)
+    {
+        return Err(Failure::Problem(format!(
+            "checkpoint {} is of another ledger or shard count than checkpoint {}",
+            c.number, b.number
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that each checkpoint of `page` extends the one before it (the first extends
+/// `before`, the state's last), asking for every pair's proofs in one request.
+fn check_page(
+    server: &Server<'_>,
+    before: Option<&Checkpoint>,
+    page: &[(Checkpoint, String, Option<String>)],
+) -> Result<(), Failure> {
+    let news: Vec<&Checkpoint> = page.iter().map(|(c, _, _)| c).collect();
+    let olds: Vec<&Checkpoint> = before.into_iter().chain(news.iter().copied()).collect();
+    let pairs: Vec<(&Checkpoint, &Checkpoint)> = olds.into_iter().zip(news).collect();
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let mut query = String::from("{");
+    for (i, (a, b)) in pairs.iter().enumerate() {
+        write!(
+            query,
+            " p{i}: consistencyProof(fromCheckpoint: \"{}\", toCheckpoint: \"{}\") {{ shards {{ shardId path }} }}",
+            a.number, b.number
+        )
+        .expect("writing to a String");
+    }
+    query.push_str(" }");
+    let proofs = server.query(&query, json!({}))?;
+    for (i, (old, new)) in pairs.iter().enumerate() {
+        extends(old, new, &proofs[format!("p{i}")]["shards"])?;
+    }
+    Ok(())
+}
+
+/// Verifies one pair's per-shard consistency proofs.
+fn extends(old: &Checkpoint, new: &Checkpoint, shards: &Value) -> Result<(), Failure> {
+    for (a, b) in old.shards.iter().zip(&new.shards) {
+        let listed = shards.as_array().and_then(|s| {
+            s.iter()
+                .find(|s| s["shardId"].as_u64() == Some(a.shard_id.into()))
+        });
+        let path: Vec<Hash> = listed
+            .and_then(|s| s["path"].as_array())
+            .map(|p| {
+                p.iter()
+                    .filter_map(|h| h.as_str().and_then(Hash::from_hex))
+                    .collect()
+            })
+            .unwrap_or_default();
+        verify_consistency(&Blake3Tree, a.size, b.size, &a.root, &b.root, &path).map_err(|e| {
+            Failure::Problem(format!("checkpoint {} does not extend checkpoint {} on shard {}: {e} (the server rewrote history)", new.number, old.number, a.shard_id))
+        })?;
+    }
+    Ok(())
+}
+
+/// A count of checkpoints checked on a terminal; nothing when stderr is piped.
+fn progress() -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {pos} checkpoints checked ({per_sec})")
+            .expect("a valid template"),
+    );
+    bar
+}
