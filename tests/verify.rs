@@ -606,7 +606,8 @@ fn the_monitor_pages_through_many_checkpoints_with_a_rate_limited_key_and_names_
     // Proves: a reader key limited to 2 requests a second checks 251 checkpoints (three
     // pages) by waiting out RATE_LIMITED answers instead of failing; a server that lists
     // checkpoint 181 after 179 is named as withholding 180, and the state file keeps the
-    // first page's progress (checkpoint 100), written before the failing page.
+    // first page's progress (checkpoint 100), written before the failing page; a
+    // checkpoint signed by another key is named.
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("base");
     let flags = [
@@ -675,6 +676,27 @@ fn the_monitor_pages_through_many_checkpoints_with_a_rate_limited_key_and_names_
         100,
         "{saved}"
     );
+    s.stop();
+
+    // Checkpoint 150 signed by another key (its body unchanged) is named.
+    let forged = dir.path().join("forged");
+    copy_dir(&many, &forged);
+    {
+        let db = redb::Database::open(forged.join("ledger.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(CHECKPOINTS).unwrap();
+            let note = t.get(150).unwrap().unwrap().value().to_string();
+            let c = open_checkpoint(&note, None).unwrap().0;
+            let other = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+            t.insert(150, c.sign(&other).as_str()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let s = Server::start(&forged, &flags);
+    let o = monitor(&s, &s.admin, &dir.path().join("forged.json"));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("checkpoint 150: "), "{}", text(&o));
 }
 
 #[test]
