@@ -310,6 +310,7 @@ mod admin {
             query,
             variables,
         )
+        .map_err(|e| e.to_string())
     }
 
     pub(crate) fn create_key(

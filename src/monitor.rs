@@ -20,6 +20,7 @@ use shard::hash::Hash;
 use shard::merkle::{Blake3Tree, verify_consistency};
 
 use crate::audit::Failure;
+use crate::remote::RemoteError;
 use crate::verify_cmd::{KeyArgs, Trusted, open_with, trusted};
 
 /// Checkpoints fetched per page, and consistency proofs asked for in one request. The
@@ -72,8 +73,12 @@ struct Server<'a> {
 
 impl Server<'_> {
     fn query(&self, query: &str, variables: Value) -> Result<Value, Failure> {
-        crate::remote::graphql(&self.client, self.url, &self.token, query, variables)
+        self.call(query, variables)
             .map_err(|e| Failure::Unusable(format!("{}: {e}", self.url)))
+    }
+
+    fn call(&self, query: &str, variables: Value) -> Result<Value, RemoteError> {
+        crate::remote::graphql(&self.client, self.url, &self.token, query, variables)
     }
 }
 
@@ -101,6 +106,9 @@ pub(crate) fn run(
         ),
         None => None,
     };
+    if let (Some(seen), Some(note)) = (&last, &state.note) {
+        still_served(&server, seen.number, note)?;
+    }
     let bar = progress();
     let mut checked = 0u64;
     loop {
@@ -148,6 +156,23 @@ pub(crate) fn run(
         json!({ "intact": true, "checked": checked, "latest": latest,
         "summary": format!("{checked} new checkpoints verified, each extending the one before; latest is {latest}: CONSISTENT") }),
     )
+}
+
+/// That the server still holds checkpoint `number`, the last one checked, byte for byte as
+/// it was then: a server restored from an old backup, or one that replaced its history,
+/// no longer does (and might never list a new checkpoint to be caught by).
+fn still_served(server: &Server<'_>, number: u64, seen: &str) -> Result<(), Failure> {
+    let q = "query($n: UInt64!) { consistencyProof(fromCheckpoint: $n, toCheckpoint: $n) { from { note } } }";
+    match server.call(q, json!({ "n": number.to_string() })) {
+        Ok(d) if d["consistencyProof"]["from"]["note"].as_str() == Some(seen) => Ok(()),
+        Ok(_) => Err(Failure::Problem(format!(
+            "checkpoint {number}, checked on the last run, is not the same note now (the server rewrote history)"
+        ))),
+        Err(e) if e.code.as_deref() == Some("NOT_FOUND") => Err(Failure::Problem(format!(
+            "checkpoint {number}, checked on the last run, is gone (the server's history was rolled back or replaced)"
+        ))),
+        Err(e) => Err(Failure::Unusable(format!("{}: {e}", server.url))),
+    }
 }
 
 /// The trusted keys: pinned on the command line, else in the state file, else the

@@ -34,6 +34,7 @@ impl Remote {
         variables: Value,
     ) -> Result<Value, String> {
         crate::remote::graphql(client, &self.url, token, query, variables)
+            .map_err(|e| e.to_string())
     }
 }
 

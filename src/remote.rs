@@ -31,7 +31,7 @@ pub(crate) fn graphql(
     token: &str,
     query: &str,
     variables: Value,
-) -> Result<Value, String> {
+) -> Result<Value, RemoteError> {
     let body = json!({ "query": query, "variables": variables });
     let mut retries = 0;
     loop {
@@ -40,9 +40,9 @@ pub(crate) fn graphql(
             .bearer_auth(token)
             .json(&body)
             .send()
-            .map_err(|e| format!("{url}: {e}"))?
+            .map_err(|e| RemoteError::transport(format!("{url}: {e}")))?
             .json()
-            .map_err(|e| format!("{url}: not a GraphQL response: {e}"))?;
+            .map_err(|e| RemoteError::transport(format!("{url}: not a GraphQL response: {e}")))?;
         let Some(err) = resp["errors"].get(0) else {
             return Ok(resp["data"].clone());
         };
@@ -55,9 +55,37 @@ pub(crate) fn graphql(
             retries += 1;
             continue;
         }
-        return Err(format!(
-            "{} ({code})",
-            err["message"].as_str().unwrap_or("error")
-        ));
+        return Err(RemoteError {
+            code: Some(code.to_string()),
+            message: err["message"].as_str().unwrap_or("error").to_string(),
+        });
+    }
+}
+
+/// Why a call to a running server failed.
+#[derive(Debug)]
+pub(crate) struct RemoteError {
+    /// The first GraphQL error's `extensions.code`; `None` when no answer came (network,
+    /// or not a GraphQL response).
+    pub(crate) code: Option<String>,
+    /// What the server or the transport said.
+    pub(crate) message: String,
+}
+
+impl RemoteError {
+    fn transport(message: String) -> RemoteError {
+        RemoteError {
+            code: None,
+            message,
+        }
+    }
+}
+
+impl std::fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.code {
+            Some(code) => write!(f, "{} ({code})", self.message),
+            None => f.write_str(&self.message),
+        }
     }
 }

@@ -607,7 +607,8 @@ fn the_monitor_pages_through_many_checkpoints_with_a_rate_limited_key_and_names_
     // pages) by waiting out RATE_LIMITED answers instead of failing; a server that lists
     // checkpoint 181 after 179 is named as withholding 180, and the state file keeps the
     // first page's progress (checkpoint 100), written before the failing page; a
-    // checkpoint signed by another key is named.
+    // checkpoint signed by another key is named, and so are the last checkpoint a run saw
+    // changed or gone on the next run (history replaced, or rolled back to a backup).
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("base");
     let flags = [
@@ -686,10 +687,12 @@ fn the_monitor_pages_through_many_checkpoints_with_a_rate_limited_key_and_names_
         let txn = db.begin_write().unwrap();
         {
             let mut t = txn.open_table(CHECKPOINTS).unwrap();
-            let note = t.get(150).unwrap().unwrap().value().to_string();
-            let c = open_checkpoint(&note, None).unwrap().0;
             let other = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-            t.insert(150, c.sign(&other).as_str()).unwrap();
+            for n in [150, 251] {
+                let note = t.get(n).unwrap().unwrap().value().to_string();
+                let c = open_checkpoint(&note, None).unwrap().0;
+                t.insert(n, c.sign(&other).as_str()).unwrap();
+            }
         }
         txn.commit().unwrap();
     }
@@ -697,6 +700,25 @@ fn the_monitor_pages_through_many_checkpoints_with_a_rate_limited_key_and_names_
     let o = monitor(&s, &s.admin, &dir.path().join("forged.json"));
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("checkpoint 150: "), "{}", text(&o));
+
+    // The monitor that saw checkpoint 251 finds it changed here, and gone from a server
+    // restored from the base copy (one checkpoint).
+    let o = monitor(&s, &s.admin, &dir.path().join("many.json"));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("checkpoint 251, checked on the last run, is not the same note"),
+        "{}",
+        text(&o)
+    );
+    s.stop();
+    let s = Server::start(&base, &flags);
+    let o = monitor(&s, &s.admin, &dir.path().join("many.json"));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("checkpoint 251, checked on the last run, is gone"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]

@@ -2,8 +2,9 @@
 # Memory and time against a ledger of many checkpoints (a server issues one a second while
 # it writes): builds a small 2-shard ledger with the real server, appends N re-signed
 # checkpoints (`cargo bench --bench many_checkpoints`), audits it, then starts the server
-# on it and pages through up to 300,000 checkpoints over GraphQL, printing the server's
-# RSS before and its peak after.
+# on it, pages through up to 300,000 checkpoints over GraphQL and runs the monitor
+# (`assent audit --server`) over all of them, printing the server's RSS before and its
+# peak after.
 #   benches/audit/checkpoints.sh [N=1000000] [DIR=a new temporary directory]
 set -euo pipefail
 n=${1:-1000000}
@@ -39,5 +40,9 @@ while n < 300_000:
         break
 print(f"paged through {n} checkpoints")
 PY
+rm -f "$dir/monitor.json"
+echo "monitor (audit --server), first run: $( { ASSENT_AUDIT_TOKEN=$ASSENT_BENCH_TOKEN /usr/bin/time \
+  -f '%e s wall, %U s user, %M KB peak RSS' "$bin" audit --server "http://127.0.0.1:$port" \
+  --state "$dir/monitor.json"; } 2>&1 | tr '\n' ' ')"
 echo "server peak RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$pid/status)"
 kill -TERM "$pid"; wait "$pid" || true
