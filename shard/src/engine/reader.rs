@@ -116,17 +116,15 @@ pub struct InclusionProof {
     pub path: Vec<Hash>,
 }
 
-/// A consistency proof with both roots.
+/// A consistency proof between two sizes of the shard's tree. The roots it links are the
+/// caller's (the checkpoints or heads it compares): computing them here cost two walks of
+/// the tree per proof that every caller threw away.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsistencyProof {
     /// Older size.
     pub old_size: u64,
     /// Newer size.
     pub new_size: u64,
-    /// Root at the older size.
-    pub old_root: Hash,
-    /// Root at the newer size.
-    pub new_root: Hash,
     /// The proof, as RFC 9162 §2.1.4.
     pub path: Vec<Hash>,
 }
@@ -682,18 +680,9 @@ impl ShardReader {
         let nodes = RedbNodes(&merkle);
         let path =
             consistency_proof(&Blake3Tree, &nodes, old_size, new_size).map_err(proof_error)?;
-        let root = |n: u64| -> Result<Hash, StorageError> {
-            if n == 0 {
-                Ok(crate::merkle::TreeHasher::hash_empty(&Blake3Tree))
-            } else {
-                subtree_root(&Blake3Tree, &nodes, 0, n)
-            }
-        };
         Ok(ConsistencyProof {
             old_size,
             new_size,
-            old_root: root(old_size)?,
-            new_root: root(new_size)?,
             path,
         })
     }
