@@ -137,7 +137,9 @@ struct ServeArgs {
     /// the ledger is created [default for a new ledger: localhost/assent].
     #[arg(long, env = "ASSENT_LEDGER_NAME")]
     ledger_name: Option<String>,
-    /// Issue a signed checkpoint this often when anything changed.
+    /// Issue a signed checkpoint this often when anything changed (receipts get one on
+    /// demand whatever this says). Each is kept for good: a note of ≈ 240 bytes plus ≈ 105
+    /// per shard in ledger.redb, and ≈ 35 µs of `assent audit` (its signature).
     #[arg(long, env = "ASSENT_CHECKPOINT_INTERVAL_MS", default_value_t = 1000)]
     checkpoint_interval_ms: u64,
     /// ed25519 signing key file (32 raw bytes or 64 hex digits) instead of the one
