@@ -112,40 +112,23 @@ pub(crate) fn run(
     let bar = progress();
     let mut checked = 0u64;
     loop {
-        let page = server.query(
-            "query($a: String, $n: Int) { checkpoints(first: $n, after: $a) { edges { cursor node { note } } pageInfo { hasNextPage } } }",
-            json!({ "a": state.cursor, "n": MONITOR_PAGE_CHECKPOINTS }),
-        )?;
-        let edges = page["checkpoints"]["edges"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let before = last.clone();
-        let mut opened = Vec::with_capacity(edges.len());
-        for e in &edges {
-            let note = e["node"]["note"].as_str().unwrap_or("");
-            // Parsed here, signature checked below beside the proof request.
-            let (c, _) = open_checkpoint(note, None)
-                .map_err(|err| Failure::Problem(format!("a listed checkpoint: {err}")))?;
-            let prev = opened.last().map(|(c, _, _)| c).or(before.as_ref());
-            follows(prev, &c)?;
-            opened.push((c, note.to_string(), e["cursor"].as_str().map(String::from)));
-        }
+        let (edges, more) = fetch_page(&server, state.cursor.as_deref())?;
+        let page = open_page(&edges, last.as_ref())?;
         std::thread::scope(|scope| {
-            let signed = scope.spawn(|| check_signatures(&opened, &keys));
-            let extended = check_page(&server, before.as_ref(), &opened);
+            let signed = scope.spawn(|| check_signatures(&page, &keys));
+            let extended = check_page(&server, last.as_ref(), &page);
             signed.join().expect("signature checks do not panic")?;
             extended
         })?;
-        if let Some((c, note, cursor)) = opened.last() {
-            last = Some(c.clone());
-            state.note = Some(note.clone());
-            state.cursor = cursor.clone();
+        if let Some(l) = page.last() {
+            last = Some(l.checkpoint.clone());
+            state.note = Some(l.note.clone());
+            state.cursor = l.cursor.clone();
             state.save(state_path)?;
         }
-        checked += opened.len() as u64;
-        bar.inc(opened.len() as u64);
-        if page["checkpoints"]["pageInfo"]["hasNextPage"] != true {
+        checked += page.len() as u64;
+        bar.inc(page.len() as u64);
+        if !more {
             break;
         }
     }
@@ -156,6 +139,66 @@ pub(crate) fn run(
         json!({ "intact": true, "checked": checked, "latest": latest,
         "summary": format!("{checked} new checkpoints verified, each extending the one before; latest is {latest}: CONSISTENT") }),
     )
+}
+
+/// A checkpoint as the server listed it: parsed (its signature not yet checked), with its
+/// note and the list cursor just after it.
+struct Listed {
+    /// The parsed body.
+    checkpoint: Checkpoint,
+    /// The signed note, kept in the state file once checked.
+    note: String,
+    /// Where the next run's listing starts.
+    cursor: Option<String>,
+}
+
+/// One listed checkpoint's signed note, and the list cursor just after it.
+type Edge = (String, Option<String>);
+
+/// The next page of the listing after `cursor`: each checkpoint's (note, cursor), and
+/// whether more follow.
+fn fetch_page(server: &Server<'_>, cursor: Option<&str>) -> Result<(Vec<Edge>, bool), Failure> {
+    let page = server.query(
+        "query($a: String, $n: Int) { checkpoints(first: $n, after: $a) { edges { cursor node { note } } pageInfo { hasNextPage } } }",
+        json!({ "a": cursor, "n": MONITOR_PAGE_CHECKPOINTS }),
+    )?;
+    let edges: Vec<Edge> = page["checkpoints"]["edges"]
+        .as_array()
+        .map(|edges| {
+            edges
+                .iter()
+                .map(|e| {
+                    let note = e["node"]["note"].as_str().unwrap_or("").to_string();
+                    (note, e["cursor"].as_str().map(String::from))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let more = page["checkpoints"]["pageInfo"]["hasNextPage"] == true;
+    if more && edges.is_empty() {
+        return Err(Failure::Unusable(format!(
+            "{}: the server says more checkpoints follow but lists none",
+            server.url
+        )));
+    }
+    Ok((edges, more))
+}
+
+/// Parses a page and checks that its numbers run on from `before` (or from 1).
+fn open_page(edges: &[Edge], before: Option<&Checkpoint>) -> Result<Vec<Listed>, Failure> {
+    let mut page: Vec<Listed> = Vec::with_capacity(edges.len());
+    for (note, cursor) in edges {
+        let (checkpoint, _) = open_checkpoint(note, None)
+            .map_err(|err| Failure::Problem(format!("a listed checkpoint: {err}")))?;
+        let prev = page.last().map(|l| &l.checkpoint).or(before);
+        follows(prev, &checkpoint)?;
+        page.push(Listed {
+            checkpoint,
+            note: note.clone(),
+            cursor: cursor.clone(),
+        });
+    }
+    Ok(page)
 }
 
 /// That the server still holds checkpoint `number`, the last one checked, byte for byte as
@@ -201,10 +244,7 @@ fn signer(
 
 /// That every checkpoint of `page` is signed by a trusted key, on as many threads as the
 /// machine has cores (≈ 70 µs per signature: most of a monitor's own work).
-fn check_signatures(
-    page: &[(Checkpoint, String, Option<String>)],
-    keys: &[Trusted],
-) -> Result<(), Failure> {
+fn check_signatures(page: &[Listed], keys: &[Trusted]) -> Result<(), Failure> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per_thread = page.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
@@ -212,9 +252,9 @@ fn check_signatures(
             .chunks(per_thread)
             .map(|chunk| {
                 scope.spawn(move || {
-                    chunk.iter().try_for_each(|(c, note, _)| {
-                        open_with(note, keys).map(|_| ()).map_err(|err| {
-                            Failure::Problem(format!("checkpoint {}: {err}", c.number))
+                    chunk.iter().try_for_each(|l| {
+                        open_with(&l.note, keys).map(|_| ()).map_err(|err| {
+                            Failure::Problem(format!("checkpoint {}: {err}", l.checkpoint.number))
                         })
                     })
                 })
@@ -253,9 +293,9 @@ fn follows(before: Option<&Checkpoint>, c: &Checkpoint) -> Result<(), Failure> {
 fn check_page(
     server: &Server<'_>,
     before: Option<&Checkpoint>,
-    page: &[(Checkpoint, String, Option<String>)],
+    page: &[Listed],
 ) -> Result<(), Failure> {
-    let news: Vec<&Checkpoint> = page.iter().map(|(c, _, _)| c).collect();
+    let news: Vec<&Checkpoint> = page.iter().map(|l| &l.checkpoint).collect();
     let olds: Vec<&Checkpoint> = before.into_iter().chain(news.iter().copied()).collect();
     let pairs: Vec<(&Checkpoint, &Checkpoint)> = olds.into_iter().zip(news).collect();
     if pairs.is_empty() {
