@@ -19,9 +19,7 @@ fn main() {
     };
     let dir = std::path::Path::new(dir);
     let n: u64 = n.parse().expect("N is a count");
-    let hex = std::fs::read_to_string(dir.join("signing-key")).expect("signing-key");
-    let secret = shard::hash::Hash::from_hex(hex.trim()).expect("64 hex digits");
-    let key = ed25519_dalek::SigningKey::from_bytes(&secret.0);
+    let key = gateway::read_signing_key(&dir.join("signing-key")).expect("its signing key");
     let db = gateway::ledger_db_builder()
         .create(dir.join("ledger.redb"))
         .expect("a stopped server's ledger.redb");

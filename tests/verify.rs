@@ -386,9 +386,7 @@ fn audit_passes_an_intact_ledger_and_names_each_kind_of_tampering() {
 /// them (parsed, in order), each signed again with the directory's own key: a forger who
 /// holds the key, which only the audit's comparison with the journal can catch.
 fn resign_checkpoints(data: &Path, f: &dyn Fn(Vec<Checkpoint>) -> Vec<Checkpoint>) {
-    let hex = std::fs::read_to_string(data.join("signing-key")).unwrap();
-    let secret = shard::hash::Hash::from_hex(hex.trim()).unwrap();
-    let key = ed25519_dalek::SigningKey::from_bytes(&secret.0);
+    let key = gateway::read_signing_key(&data.join("signing-key")).unwrap();
     let db = redb::Database::open(data.join("ledger.redb")).unwrap();
     let txn = db.begin_write().unwrap();
     {
@@ -638,6 +636,10 @@ fn the_monitor_pages_through_many_checkpoints_with_a_rate_limited_key_and_names_
             .output()
             .unwrap()
     };
+    let problem = |o: &Output, said: &str| {
+        assert_eq!(o.status.code(), Some(1), "{}", text(o));
+        assert!(text(o).contains(said), "{}", text(o));
+    };
 
     let many = dir.path().join("many");
     copy_dir(&base, &many);
@@ -663,13 +665,7 @@ fn the_monitor_pages_through_many_checkpoints_with_a_rate_limited_key_and_names_
     });
     let s = Server::start(&gap, &flags);
     let state = dir.path().join("gap.json");
-    let o = monitor(&s, &s.admin, &state);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(
-        text(&o).contains("checkpoint 180 is missing"),
-        "{}",
-        text(&o)
-    );
+    problem(&monitor(&s, &s.admin, &state), "checkpoint 180 is missing");
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
     let note = saved["note"].as_str().unwrap();
     assert_eq!(
@@ -697,27 +693,23 @@ fn the_monitor_pages_through_many_checkpoints_with_a_rate_limited_key_and_names_
         txn.commit().unwrap();
     }
     let s = Server::start(&forged, &flags);
-    let o = monitor(&s, &s.admin, &dir.path().join("forged.json"));
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("checkpoint 150: "), "{}", text(&o));
+    problem(
+        &monitor(&s, &s.admin, &dir.path().join("forged.json")),
+        "checkpoint 150: ",
+    );
 
     // The monitor that saw checkpoint 251 finds it changed here, and gone from a server
     // restored from the base copy (one checkpoint).
-    let o = monitor(&s, &s.admin, &dir.path().join("many.json"));
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(
-        text(&o).contains("checkpoint 251, checked on the last run, is not the same note"),
-        "{}",
-        text(&o)
+    let seen = dir.path().join("many.json");
+    problem(
+        &monitor(&s, &s.admin, &seen),
+        "checkpoint 251, checked on the last run, is not the same note",
     );
     s.stop();
     let s = Server::start(&base, &flags);
-    let o = monitor(&s, &s.admin, &dir.path().join("many.json"));
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(
-        text(&o).contains("checkpoint 251, checked on the last run, is gone"),
-        "{}",
-        text(&o)
+    problem(
+        &monitor(&s, &s.admin, &seen),
+        "checkpoint 251, checked on the last run, is gone",
     );
 }
 

@@ -113,7 +113,7 @@ impl Ledger {
             .map_err(meta_err)?;
         let (count, name) = settle_identity(&meta, config)?;
         let signing_key = match &config.signing_key_file {
-            Some(path) => read_key(path)?,
+            Some(path) => read_signing_key(path)?,
             None => load_or_create_key(&dir.join("signing-key"))?,
         };
         let mut shards = Vec::with_capacity(count as usize);
@@ -204,7 +204,9 @@ fn settle_identity(db: &Database, config: &ServeConfig) -> Result<(u32, String),
     Ok(out)
 }
 
-fn read_key(path: &Path) -> Result<SigningKey, OpenLedgerError> {
+/// The checkpoint signing key in `path` (32 raw bytes or 64 hex digits, as `serve` writes
+/// `<data-dir>/signing-key`).
+pub fn read_signing_key(path: &Path) -> Result<SigningKey, OpenLedgerError> {
     let bad = |reason: &str| OpenLedgerError::SigningKey {
         path: path.to_path_buf(),
         reason: reason.into(),
@@ -226,7 +228,7 @@ fn read_key(path: &Path) -> Result<SigningKey, OpenLedgerError> {
 
 fn load_or_create_key(path: &Path) -> Result<SigningKey, OpenLedgerError> {
     if path.exists() {
-        return read_key(path);
+        return read_signing_key(path);
     }
     let mut secret = [0u8; 32];
     getrandom::fill(&mut secret).map_err(|e| OpenLedgerError::SigningKey {

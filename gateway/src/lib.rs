@@ -38,5 +38,8 @@ mod ws;
 pub use config::{LogFormat, ServeConfig};
 pub use feed::FEED_CAPACITY;
 pub use http::{LARGE_REQUEST_BYTES, MAX_CONCURRENT_LARGE_REQUESTS, serve};
-pub use ledger::{CHECKPOINTS, LEDGER_CACHE_BYTES, LEDGER_META, ledger_db_builder};
+pub use ledger::{
+    CHECKPOINTS, LEDGER_CACHE_BYTES, LEDGER_META, OpenLedgerError, ledger_db_builder,
+    read_signing_key,
+};
 pub use schema::sdl;
