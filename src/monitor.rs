@@ -133,7 +133,11 @@ pub(crate) fn run(
         }
     }
     bar.finish_and_clear();
-    state.save(state_path)?;
+    if checked == 0 {
+        // Each page saved the state already; a run with nothing new still keeps the key it
+        // pinned on first use.
+        state.save(state_path)?;
+    }
     let latest = last.map_or(0, |c| c.number);
     Ok(
         json!({ "intact": true, "checked": checked, "latest": latest,
