@@ -258,6 +258,7 @@ fn receipts_verify_offline_and_checkpoints_stay_consistent_across_restart() {
         numbers.windows(2).all(|w| w[1] == w[0] + 1),
         "checkpoint numbers are consecutive: {numbers:?}"
     );
+    consistency_proofs_answer_pair_by_pair(&s, *numbers.first().unwrap(), numbers.len() as u64);
 
     let log = s.stop();
     assert!(log.contains("stopped"), "graceful shutdown logged: {log}");
@@ -280,6 +281,54 @@ fn receipts_verify_offline_and_checkpoints_stay_consistent_across_restart() {
     );
     let (name2, key2) = verifying_key(&s);
     assert_eq!((name2, key2), (name, key), "the signing key persists");
+}
+
+/// `consistencyProofs` gives, for each consecutive pair of a range, what `consistencyProof`
+/// gives for that pair; a range past the last checkpoint or over the limit is refused.
+fn consistency_proofs_answer_pair_by_pair(s: &Server, first: u64, issued: u64) {
+    assert!(
+        issued >= 3,
+        "the test needs a few checkpoints, has {issued}"
+    );
+    let count = (issued - 1).min(5);
+    let many = s.ok(
+        "query($f: UInt64!, $n: Int!) { consistencyProofs(fromCheckpoint: $f, count: $n) { from { number } to { number } shards { shardId oldSize newSize path } } }",
+        json!({ "f": first.to_string(), "n": count }),
+    );
+    let many = many["consistencyProofs"].as_array().unwrap();
+    assert_eq!(many.len() as u64, count);
+    for (i, p) in many.iter().enumerate() {
+        let (a, b) = (first + i as u64, first + i as u64 + 1);
+        assert_eq!(p["from"]["number"], a.to_string());
+        assert_eq!(p["to"]["number"], b.to_string());
+        let one = s.ok(
+            "query($a: UInt64!, $b: UInt64!) { consistencyProof(fromCheckpoint: $a, toCheckpoint: $b) { shards { shardId oldSize newSize path } } }",
+            json!({ "a": a.to_string(), "b": b.to_string() }),
+        );
+        assert_eq!(
+            p["shards"], one["consistencyProof"]["shards"],
+            "pair {a}-{b}"
+        );
+    }
+    let refused = |f: u64, n: i64| {
+        code(&s.gql(
+            "query($f: UInt64!, $n: Int!) { consistencyProofs(fromCheckpoint: $f, count: $n) { from { number } } }",
+            json!({ "f": f.to_string(), "n": n }),
+        ))
+    };
+    let last = first + issued - 1;
+    assert_eq!(
+        refused(last, 1),
+        "NOT_FOUND",
+        "no checkpoint after the last"
+    );
+    assert_eq!(refused(0, 1), "NOT_FOUND", "numbers start at 1");
+    assert_eq!(refused(first, 0), "BAD_USER_INPUT");
+    assert_eq!(
+        refused(first, 101),
+        "BAD_USER_INPUT",
+        "at most MAX_CONSISTENCY_PROOFS"
+    );
 }
 
 #[test]

@@ -74,7 +74,9 @@ fn rule(field: &str) -> Option<(Scope, &'static [Role])> {
         | "subjectExport" | "expiringConsents" => (CustomerArg("customerId"), READ),
         "event" => (EventArg("id"), READ),
         "receipt" => (EventArg("eventId"), RECEIPTS),
-        "checkpoint" | "checkpoints" | "consistencyProof" | "publicKeys" => (Global, ALL),
+        "checkpoint" | "checkpoints" | "consistencyProof" | "consistencyProofs" | "publicKeys" => {
+            (Global, ALL)
+        }
         "__schema" | "__type" | "__typename" => (Global, ALL),
         "createCustomer" | "updateCustomer" | "customers" | "createApiKey" | "apiKeys"
         | "revokeApiKey" | "applyRetention" | "scrubStorage" => (Global, ADMIN),

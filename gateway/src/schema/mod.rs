@@ -30,6 +30,9 @@ pub const MAX_QUERY_DEPTH: usize = 16;
 pub const MAX_QUERY_COMPLEXITY: usize = 2_000;
 /// Most directives on one field.
 pub const MAX_DIRECTIVES: usize = 8;
+/// Pairs one `consistencyProofs` request may ask for: a monitor's page of checkpoints
+/// (`assent audit --server` asks for up to 100).
+pub const MAX_CONSISTENCY_PROOFS: i32 = 100;
 /// Page size when `first` is not given.
 pub const DEFAULT_PAGE_SIZE: i32 = 50;
 

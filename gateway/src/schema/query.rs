@@ -1,6 +1,7 @@
 //! Queries: consent state, history, statistics, events, receipts, checkpoints, keys.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, ID, Object, Result};
@@ -10,7 +11,8 @@ use shard::engine::{MAX_PAGE_SIZE, Order, PurposeState, apply_to_state};
 use super::mutation::{check_customer, check_subject};
 use super::scalars::{HashHex, UInt64};
 use super::types::*;
-use super::{DEFAULT_PAGE_SIZE, state};
+use super::{AppState, DEFAULT_PAGE_SIZE, MAX_CONSISTENCY_PROOFS, state};
+use crate::checkpoints::Issued;
 use crate::errors::{Code, bad_input, err};
 use crate::ids::{cursor, parse_cursor};
 
@@ -321,32 +323,57 @@ impl ConsentQuery {
             return Err(bad_input("fromCheckpoint must not be after toCheckpoint"));
         }
         let st = state(ctx);
-        let get = |n: u64| -> Result<std::sync::Arc<crate::checkpoints::Issued>> {
+        let get = |n: u64| -> Result<Arc<Issued>> {
             st.checkpoints
                 .get(n)?
-                .map(std::sync::Arc::new)
-                .ok_or_else(|| err(Code::NotFound, format!("no checkpoint {n}")))
+                .map(Arc::new)
+                .ok_or_else(|| no_checkpoint(n))
         };
         let (from, to) = (get(from_checkpoint.0)?, get(to_checkpoint.0)?);
-        let mut shards = Vec::new();
-        for (old, new) in from.checkpoint.shards.iter().zip(&to.checkpoint.shards) {
-            let p = st.ledger.shards[old.shard_id as usize]
-                .consistency_proof(old.size, new.size)
-                .await?;
-            shards.push(ShardConsistency {
-                shard_id: old.shard_id,
-                old_size: UInt64(old.size),
-                new_size: UInt64(new.size),
-                old_root: HashHex(old.root),
-                new_root: HashHex(new.root),
-                path: p.path.into_iter().map(HashHex).collect(),
-            });
+        consistency(st, from, to).await
+    }
+
+    /// Proofs that each checkpoint from `fromCheckpoint + 1` to `fromCheckpoint + count`
+    /// extends the one before it, in order: what a monitor checks, `count` pairs in one
+    /// request (at most 100, `MAX_CONSISTENCY_PROOFS`).
+    async fn consistency_proofs(
+        &self,
+        ctx: &Context<'_>,
+        from_checkpoint: UInt64,
+        count: i32,
+    ) -> Result<Vec<CheckpointConsistency>> {
+        let count = match u64::try_from(count) {
+            Ok(n) if (1..=MAX_CONSISTENCY_PROOFS as u64).contains(&n) => n,
+            _ => {
+                return Err(bad_input(format!(
+                    "count must be between 1 and {MAX_CONSISTENCY_PROOFS}"
+                )));
+            }
+        };
+        let first = from_checkpoint.0;
+        if first == 0 {
+            return Err(no_checkpoint(0));
         }
-        Ok(CheckpointConsistency {
-            from: CheckpointView(from),
-            to: CheckpointView(to),
-            shards,
-        })
+        let st = state(ctx);
+        // One read of the checkpoints table for all of them (each but the ends is in two pairs).
+        let (issued, _) = st.checkpoints.page(first - 1, count as usize + 1)?;
+        let mut issued: Vec<Arc<Issued>> = issued.into_iter().map(Arc::new).collect();
+        if let Some(gap) = (first..=first.saturating_add(count))
+            .zip(issued.iter())
+            .find(|(n, i)| i.checkpoint.number != *n)
+        {
+            return Err(no_checkpoint(gap.0));
+        }
+        if issued.len() as u64 != count + 1 {
+            return Err(no_checkpoint(first + issued.len() as u64));
+        }
+        let mut out = Vec::with_capacity(count as usize);
+        let mut older = issued.remove(0);
+        for newer in issued {
+            out.push(consistency(st, older, newer.clone()).await?);
+            older = newer;
+        }
+        Ok(out)
     }
 
     /// The keys that sign checkpoints.
@@ -354,6 +381,45 @@ impl ConsentQuery {
         let l = &state(ctx).ledger;
         vec![PublicKey::of(&l.name, &l.signing_key.verifying_key())]
     }
+}
+
+/// The answer when checkpoint `n` was never issued.
+fn no_checkpoint(n: u64) -> async_graphql::Error {
+    err(Code::NotFound, format!("no checkpoint {n}"))
+}
+
+/// Each shard's proof that `to` extends `from` (an empty path where its size did not change).
+async fn consistency(
+    st: &AppState,
+    from: Arc<Issued>,
+    to: Arc<Issued>,
+) -> Result<CheckpointConsistency> {
+    let mut shards = Vec::with_capacity(from.checkpoint.shards.len());
+    for (old, new) in from.checkpoint.shards.iter().zip(&to.checkpoint.shards) {
+        // RFC 9162: between equal sizes the proof is empty (the verifier then requires equal
+        // roots); most consecutive checkpoints leave some shard unchanged.
+        let path = if old.size == new.size {
+            Vec::new()
+        } else {
+            let p = st.ledger.shards[old.shard_id as usize]
+                .consistency_proof(old.size, new.size)
+                .await?;
+            p.path
+        };
+        shards.push(ShardConsistency {
+            shard_id: old.shard_id,
+            old_size: UInt64(old.size),
+            new_size: UInt64(new.size),
+            old_root: HashHex(old.root),
+            new_root: HashHex(new.root),
+            path: path.into_iter().map(HashHex).collect(),
+        });
+    }
+    Ok(CheckpointConsistency {
+        from: CheckpointView(from),
+        to: CheckpointView(to),
+        shards,
+    })
 }
 
 /// Replays a subject's history up to `as_of_ms` (by recordedAt).
