@@ -555,6 +555,48 @@ fn the_monitor_checks_that_each_new_checkpoint_extends_the_last() {
 }
 
 #[test]
+fn the_monitor_checks_the_checkpoints_of_its_first_page_against_each_other() {
+    // Proves: on a first run (no state), the checkpoints of the first page are checked
+    // against each other, not only signed: checkpoint 2, re-signed with the server's own
+    // key over a root its shard never had, is named (with checkpoint 1 or 3).
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let flags = ["--checkpoint-interval-ms", "100000"];
+    let s = Server::start(&data, &flags);
+    s.customers(&["c0"]);
+    for subject in ["alice", "bob", "carol"] {
+        record_and_checkpoint(&s, "c0", subject);
+    }
+    s.stop();
+    resign_checkpoints(&data, &|mut cs| {
+        let two = cs.iter_mut().find(|c| c.number == 2).expect("checkpoint 2");
+        let grown = two
+            .shards
+            .iter_mut()
+            .find(|h| h.size > 0)
+            .expect("a written shard");
+        grown.root = grown.chain_head;
+        cs
+    });
+    let s = Server::start(&data, &flags);
+    let o = Command::new(env!("CARGO_BIN_EXE_assent"))
+        .args(["audit", "--server", &s.url, "--state"])
+        .arg(dir.path().join("monitor.json"))
+        .env("ASSENT_AUDIT_TOKEN", &s.admin)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    // The pair before it passes when checkpoint 1 held that shard empty (any tree extends
+    // the empty one); the pair after it cannot.
+    let said = text(&o);
+    assert!(
+        said.contains("checkpoint 2 does not extend checkpoint 1")
+            || said.contains("checkpoint 3 does not extend checkpoint 2"),
+        "{said}"
+    );
+}
+
+#[test]
 fn the_monitor_catches_a_server_that_forks_its_history_under_the_same_key() {
     // Proves: a real server that signs a different history after a checkpoint the monitor
     // saw (same key, same checkpoint numbers: a copy of its data directory taken earlier
