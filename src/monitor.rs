@@ -5,7 +5,7 @@
 //! shows one history to the monitor and another to someone else, is caught.
 //!
 //! A page of checkpoints costs two requests: the page, then the consistency proofs of all
-//! its consecutive pairs in one query (aliased fields). After each page the state file is
+//! its consecutive pairs in one `consistencyProofs` field. After each page the state file is
 //! replaced atomically, so an interrupted run loses at most one page of work and the next
 //! run goes on from there.
 
