@@ -35,6 +35,13 @@ pub struct AuditArgs {
     /// File that keeps the monitor's state between runs (created on the first run).
     #[arg(long)]
     state: Option<PathBuf>,
+    /// With --server, a checkpoint shown to someone else (a signed checkpoint note, a
+    /// receipt JSON, or another monitor's state file), repeatable: it must carry the
+    /// trusted key's signature and be the very checkpoint the server serves under its
+    /// number. Checkpoint numbers are never reused, so this catches a server that shows
+    /// different histories to different people once their checkpoints are compared.
+    #[arg(long, requires = "server")]
+    compare: Vec<PathBuf>,
     /// File holding a READER or ADMIN key, with --server.
     #[arg(long)]
     token_file: Option<PathBuf>,
@@ -61,6 +68,7 @@ pub fn run(args: AuditArgs) -> u8 {
                 .expect("clap requires --state with --server"),
             args.token_file.as_deref(),
             &args.keys,
+            &args.compare,
         ),
         _ => Err(Failure::Unusable(
             "give --data-dir DIR, or --server URL --state FILE".into(),

@@ -88,6 +88,7 @@ pub(crate) fn run(
     state_path: &Path,
     token_file: Option<&Path>,
     keys: &KeyArgs,
+    compare: &[PathBuf],
 ) -> Result<Value, Failure> {
     let token = crate::remote::token(token_file, "ASSENT_AUDIT_TOKEN", "a READER or ADMIN key")
         .map_err(Failure::Unusable)?;
@@ -98,6 +99,10 @@ pub(crate) fn run(
     };
     let mut state = MonitorState::load(state_path)?;
     let keys = signer(&server, keys, &mut state)?;
+    let compared: Vec<Compared> = compare
+        .iter()
+        .map(|p| read_compared(p, &keys))
+        .collect::<Result<_, _>>()?;
     let mut last: Option<Checkpoint> = match &state.note {
         Some(n) => Some(
             open_with(n, &keys)
@@ -138,10 +143,15 @@ pub(crate) fn run(
         // pinned on first use.
         state.save(state_path)?;
     }
+    compare_all(&server, &compared)?;
     let latest = last.map_or(0, |c| c.number);
+    let also = match compared.len() {
+        0 => String::new(),
+        n => format!("; {n} checkpoints shown elsewhere are the server's own"),
+    };
     Ok(
-        json!({ "intact": true, "checked": checked, "latest": latest,
-        "summary": format!("{checked} new checkpoints verified, each extending the one before; latest is {latest}: CONSISTENT") }),
+        json!({ "intact": true, "checked": checked, "latest": latest, "compared": compared.len(),
+        "summary": format!("{checked} new checkpoints verified, each extending the one before; latest is {latest}{also}: CONSISTENT") }),
     )
 }
 
@@ -209,17 +219,86 @@ fn open_page(edges: &[Edge], before: Option<&Checkpoint>) -> Result<Vec<Listed>,
 /// it was then: a server restored from an old backup, or one that replaced its history,
 /// no longer does (and might never list a new checkpoint to be caught by).
 fn still_served(server: &Server<'_>, number: u64, seen: &str) -> Result<(), Failure> {
-    let q = "query($n: UInt64!) { consistencyProof(fromCheckpoint: $n, toCheckpoint: $n) { from { note } } }";
-    match server.call(q, json!({ "n": number.to_string() })) {
-        Ok(d) if d["consistencyProof"]["from"]["note"].as_str() == Some(seen) => Ok(()),
-        Ok(_) => Err(Failure::Problem(format!(
+    match served(server, number)? {
+        Some(note) if note == seen => Ok(()),
+        Some(_) => Err(Failure::Problem(format!(
             "checkpoint {number}, checked on the last run, is not the same note now (the server rewrote history)"
         ))),
-        Err(e) if e.code.as_deref() == Some("NOT_FOUND") => Err(Failure::Problem(format!(
+        None => Err(Failure::Problem(format!(
             "checkpoint {number}, checked on the last run, is gone (the server's history was rolled back or replaced)"
         ))),
+    }
+}
+
+/// The note the server serves as checkpoint `number`, or None when it has none.
+fn served(server: &Server<'_>, number: u64) -> Result<Option<String>, Failure> {
+    let q = "query($n: UInt64!) { consistencyProof(fromCheckpoint: $n, toCheckpoint: $n) { from { note } } }";
+    match server.call(q, json!({ "n": number.to_string() })) {
+        Ok(d) => Ok(Some(
+            d["consistencyProof"]["from"]["note"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        )),
+        Err(e) if e.code.as_deref() == Some("NOT_FOUND") => Ok(None),
         Err(e) => Err(Failure::Unusable(format!("{}: {e}", server.url))),
     }
+}
+
+/// A checkpoint someone else was shown (`--compare FILE`), its signature checked.
+struct Compared {
+    /// Where it came from, to name it.
+    source: String,
+    /// The checkpoint the note holds.
+    checkpoint: Checkpoint,
+}
+
+/// Reads a checkpoint shown to someone else: a signed note as it is, a receipt (its
+/// `checkpoint` field) or another monitor's state file (its `note` field). It must carry a
+/// trusted key's signature; otherwise it proves nothing about the server.
+fn read_compared(path: &Path, keys: &[Trusted]) -> Result<Compared, Failure> {
+    let source = path.display().to_string();
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Failure::Unusable(format!("{source}: {e}")))?;
+    let note = match serde_json::from_str::<Value>(&text) {
+        Ok(v) => match v["checkpoint"].as_str().or(v["note"].as_str()) {
+            Some(n) => n.to_string(),
+            None => {
+                return Err(Failure::Unusable(format!(
+                    "{source}: JSON without a `checkpoint` (receipt) or `note` (monitor state) field"
+                )));
+            }
+        },
+        Err(_) => text,
+    };
+    let (checkpoint, _) =
+        open_with(&note, keys).map_err(|e| Failure::Unusable(format!("{source}: {e}")))?;
+    Ok(Compared { source, checkpoint })
+}
+
+/// That the server serves each compared checkpoint under its number: numbers are never
+/// reused, so two different checkpoints with one number, both signed with the ledger's
+/// key, are two histories shown to different people.
+fn compare_all(server: &Server<'_>, compared: &[Compared]) -> Result<(), Failure> {
+    for c in compared {
+        let n = c.checkpoint.number;
+        let Some(note) = served(server, n)? else {
+            return Err(Failure::Problem(format!(
+                "checkpoint {n} of {}, signed with the ledger's key, is not served by the server (it shows someone a history it does not show the monitor)",
+                c.source
+            )));
+        };
+        let ours = open_checkpoint(&note, None)
+            .map_err(|err| Failure::Problem(format!("checkpoint {n} as served: {err}")))?
+            .0;
+        if ours != c.checkpoint {
+            return Err(Failure::Problem(format!(
+                "checkpoint {n} of {} is not the checkpoint {n} the server serves: it shows different histories to different people",
+                c.source
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The trusted keys: pinned on the command line, else in the state file, else the

@@ -642,6 +642,91 @@ fn the_monitor_catches_a_server_that_forks_its_history_under_the_same_key() {
 }
 
 #[test]
+fn the_monitor_compares_checkpoints_shown_to_others_and_names_a_split_view() {
+    // Proves: `--compare` takes checkpoints shown to someone else (a receipt, a note,
+    // another monitor's state file); one the server serves is accepted, while one of the
+    // same number from a forked copy signed with the same key (a split view), and one with
+    // a number the followed server never issued, are each named with exit code 1; a note
+    // no trusted key signed is unusable input (exit 2).
+    let dir = tempfile::tempdir().unwrap();
+    let (honest_dir, fork_dir) = (dir.path().join("honest"), dir.path().join("fork"));
+    let flags = ["--checkpoint-interval-ms", "100000"];
+    let s = Server::start(&honest_dir, &flags);
+    s.customers(&["c0"]);
+    record_and_checkpoint(&s, "c0", "alice");
+    s.stop();
+    copy_dir(&honest_dir, &fork_dir);
+    let save = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let latest_note = |s: &Server| {
+        s.ok("{ checkpoint { note } }", json!({}))["checkpoint"]["note"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    // Someone else is shown the fork: one checkpoint, then one more.
+    let forked = Server::start(&fork_dir, &flags);
+    record_and_checkpoint(&forked, "c0", "mallory");
+    let fork_note = save("fork.note", &latest_note(&forked));
+    record_and_checkpoint(&forked, "c0", "mallory-2");
+    let fork_later = save("fork-later.note", &latest_note(&forked));
+    forked.stop();
+
+    let s = Server::start(&honest_dir, &flags);
+    let id = s.ok(
+        RECORD,
+        json!({ "c": "c0", "e": event("bob", "GRANTED", None) }),
+    )["recordConsent"]["event"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let receipt = s.ok(
+        "query($id: ID!) { receipt(eventId: $id) { document } }",
+        json!({ "id": id }),
+    )["receipt"]["document"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let receipt = save("receipt.json", &receipt);
+    let monitor = |state: &str, compare: &[&Path]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_assent"));
+        cmd.args(["audit", "--server", &s.url, "--json", "--state"])
+            .arg(dir.path().join(state))
+            .env("ASSENT_AUDIT_TOKEN", &s.admin);
+        for c in compare {
+            cmd.arg("--compare").arg(c);
+        }
+        cmd.output().unwrap()
+    };
+    let o = monitor("a.json", &[&receipt]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["compared"], 1, "{report}");
+    let other_monitor = dir.path().join("a.json");
+    let o = monitor("b.json", &[&receipt, &other_monitor]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    let o = monitor("c.json", &[&receipt, &fork_note]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("shows different histories"),
+        "{}",
+        text(&o)
+    );
+    let o = monitor("d.json", &[&fork_later]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("is not served"), "{}", text(&o));
+
+    let unsigned = save("unsigned.note", "not a checkpoint\n");
+    let o = monitor("e.json", &[&unsigned]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}
+
+#[test]
 fn the_monitor_pages_through_many_checkpoints_with_a_rate_limited_key_and_names_a_withheld_one() {
     // Proves: a reader key limited to 2 requests a second checks 251 checkpoints (three
     // pages) by waiting out RATE_LIMITED answers instead of failing; a server that lists
