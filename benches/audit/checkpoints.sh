@@ -4,7 +4,7 @@
 # checkpoints (`cargo bench --bench many_checkpoints`), audits it, then starts the server
 # on it, pages through up to 300,000 checkpoints over GraphQL and runs the monitor
 # (`assent audit --server`) over all of them, printing the server's RSS before and its
-# peak after.
+# peak after, and the server's CPU time during the monitor run.
 #   benches/audit/checkpoints.sh [N=1000000] [DIR=a new temporary directory]
 set -euo pipefail
 n=${1:-1000000}
@@ -41,8 +41,11 @@ while n < 300_000:
 print(f"paged through {n} checkpoints")
 PY
 rm -f "$dir/monitor.json"
+ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+t0=$(ticks)
 echo "monitor (audit --server), first run: $( { ASSENT_AUDIT_TOKEN=$ASSENT_BENCH_TOKEN /usr/bin/time \
   -f '%e s wall, %U s user, %M KB peak RSS' "$bin" audit --server "http://127.0.0.1:$port" \
   --state "$dir/monitor.json"; } 2>&1 | tr '\n' ' ')"
+echo "server CPU during the monitor run: $(( ($(ticks) - t0) / $(getconf CLK_TCK) )) s"
 echo "server peak RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$pid/status)"
 kill -TERM "$pid"; wait "$pid" || true
