@@ -115,7 +115,28 @@ pub(crate) fn run(
         still_served(&server, seen.number, note)?;
     }
     let bar = progress();
-    let checked = check_pages(&server, &keys, &mut state, state_path, &mut last, &bar)?;
+    let mut checked = 0u64;
+    loop {
+        let (edges, more) = fetch_page(&server, state.cursor.as_deref())?;
+        let page = open_page(&edges, last.as_ref())?;
+        std::thread::scope(|scope| {
+            let signed = scope.spawn(|| check_signatures(&page, &keys));
+            let extended = check_page(&server, last.as_ref(), &page);
+            signed.join().expect("signature checks do not panic")?;
+            extended
+        })?;
+        if let Some(l) = page.last() {
+            last = Some(l.checkpoint.clone());
+            state.note = Some(l.note.clone());
+            state.cursor = l.cursor.clone();
+            state.save(state_path)?;
+        }
+        checked += page.len() as u64;
+        bar.inc(page.len() as u64);
+        if !more {
+            break;
+        }
+    }
     bar.finish_and_clear();
     if checked == 0 {
         // Each page saved the state already; a run with nothing new still keeps the key it
@@ -132,66 +153,6 @@ pub(crate) fn run(
         json!({ "intact": true, "checked": checked, "latest": latest, "compared": compared.len(),
         "summary": format!("{checked} new checkpoints verified, each extending the one before; latest is {latest}{also}: CONSISTENT") }),
     )
-}
-
-/// Checks every page listed after the state's cursor, the next page fetched while the one
-/// before is checked, and saves the state after each; returns the checkpoints checked.
-fn check_pages(
-    server: &Server<'_>,
-    keys: &[Trusted],
-    state: &mut MonitorState,
-    state_path: &Path,
-    last: &mut Option<Checkpoint>,
-    bar: &indicatif::ProgressBar,
-) -> Result<u64, Failure> {
-    std::thread::scope(|scope| {
-        // Two pages ahead at most. When a check fails the receiver is dropped, the
-        // fetcher's next send fails and it stops.
-        let (pages, listed) = std::sync::mpsc::sync_channel(2);
-        let start = state.cursor.clone();
-        scope.spawn(move || {
-            let mut cursor = start;
-            loop {
-                let fetched = fetch_page(server, cursor.as_deref());
-                let next = match &fetched {
-                    Ok((edges, true)) => edges.last().and_then(|(_, c)| c.clone()),
-                    _ => None,
-                };
-                let go_on = next.is_some();
-                if pages.send(fetched).is_err() || !go_on {
-                    return;
-                }
-                cursor = next;
-            }
-        });
-        let mut checked = 0u64;
-        for fetched in listed {
-            let (edges, more) = fetched?;
-            let page = open_page(&edges, last.as_ref())?;
-            std::thread::scope(|inner| {
-                let signed = inner.spawn(|| check_signatures(&page, keys));
-                let extended = check_page(server, last.as_ref(), &page);
-                signed.join().expect("signature checks do not panic")?;
-                extended
-            })?;
-            if let Some(l) = page.last() {
-                *last = Some(l.checkpoint.clone());
-                state.note = Some(l.note.clone());
-                state.cursor = l.cursor.clone();
-                state.save(state_path)?;
-            }
-            checked += page.len() as u64;
-            bar.inc(page.len() as u64);
-            if !more {
-                return Ok(checked);
-            }
-        }
-        // The fetcher stops early only when a page that says more follow has no cursor.
-        Err(Failure::Unusable(format!(
-            "{}: the server says more checkpoints follow but gives no cursor to list them",
-            server.url
-        )))
-    })
 }
 
 /// A checkpoint as the server listed it: parsed (its signature not yet checked), with its
