@@ -350,26 +350,11 @@ impl ConsentQuery {
                 )));
             }
         };
-        let first = from_checkpoint.0;
-        if first == 0 {
-            return Err(no_checkpoint(0));
-        }
         let st = state(ctx);
-        // One read of the checkpoints table for all of them (each but the ends is in two pairs).
-        let (issued, _) = st.checkpoints.page(first - 1, count as usize + 1)?;
-        let mut issued: Vec<Arc<Issued>> = issued.into_iter().map(Arc::new).collect();
-        if let Some(gap) = (first..=first.saturating_add(count))
-            .zip(issued.iter())
-            .find(|(n, i)| i.checkpoint.number != *n)
-        {
-            return Err(no_checkpoint(gap.0));
-        }
-        if issued.len() as u64 != count + 1 {
-            return Err(no_checkpoint(first + issued.len() as u64));
-        }
+        let mut run = checkpoint_run(st, from_checkpoint.0, count + 1)?.into_iter();
+        let mut older = run.next().expect("a run of at least two checkpoints");
         let mut out = Vec::with_capacity(count as usize);
-        let mut older = issued.remove(0);
-        for newer in issued {
+        for newer in run {
             out.push(consistency(st, older, newer.clone()).await?);
             older = newer;
         }
@@ -386,6 +371,26 @@ impl ConsentQuery {
 /// The answer when checkpoint `n` was never issued.
 fn no_checkpoint(n: u64) -> async_graphql::Error {
     err(Code::NotFound, format!("no checkpoint {n}"))
+}
+
+/// Checkpoints `first .. first + len`, read in one listing (each inside a run is in two
+/// pairs); NOT_FOUND names the first number missing.
+fn checkpoint_run(st: &AppState, first: u64, len: u64) -> Result<Vec<Arc<Issued>>> {
+    if first == 0 {
+        return Err(no_checkpoint(0));
+    }
+    let (issued, _) = st.checkpoints.page(first - 1, len as usize)?;
+    let mut expected = first;
+    for i in &issued {
+        if i.checkpoint.number != expected {
+            return Err(no_checkpoint(expected));
+        }
+        expected = expected.saturating_add(1);
+    }
+    if (issued.len() as u64) < len {
+        return Err(no_checkpoint(expected));
+    }
+    Ok(issued.into_iter().map(Arc::new).collect())
 }
 
 /// Each shard's proof that `to` extends `from` (an empty path where its size did not change).
