@@ -368,6 +368,15 @@ fn consistency_proofs_link_every_earlier_head_to_the_current_one() {
     }
     assert!(r.inclusion_proof(0, now.size + 1).is_err());
     assert!(r.consistency_proof(5, now.size + 1).is_err());
+    let same = r.consistency_proof(now.size, now.size).unwrap();
+    assert!(
+        same.path.is_empty(),
+        "between equal sizes the proof is empty"
+    );
+    assert!(
+        r.consistency_proof(now.size + 1, now.size + 1).is_err(),
+        "equal sizes beyond the committed tree are still refused"
+    );
 }
 
 #[test]

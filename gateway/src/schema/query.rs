@@ -393,7 +393,7 @@ fn checkpoint_run(st: &AppState, first: u64, len: u64) -> Result<Vec<Arc<Issued>
     Ok(issued.into_iter().map(Arc::new).collect())
 }
 
-/// Each shard's proof that `to` extends `from` (an empty path where its size did not change).
+/// Each shard's proof that `to` extends `from`.
 async fn consistency(
     st: &AppState,
     from: Arc<Issued>,
@@ -401,16 +401,10 @@ async fn consistency(
 ) -> Result<CheckpointConsistency> {
     let mut shards = Vec::with_capacity(from.checkpoint.shards.len());
     for (old, new) in from.checkpoint.shards.iter().zip(&to.checkpoint.shards) {
-        // RFC 9162: between equal sizes the proof is empty (the verifier then requires equal
-        // roots); most consecutive checkpoints leave some shard unchanged.
-        let path = if old.size == new.size {
-            Vec::new()
-        } else {
-            let p = st.ledger.shards[old.shard_id as usize]
-                .consistency_proof(old.size, new.size)
-                .await?;
-            p.path
-        };
+        let path = st.ledger.shards[old.shard_id as usize]
+            .consistency_proof(old.size, new.size)
+            .await?
+            .path;
         shards.push(ShardConsistency {
             shard_id: old.shard_id,
             old_size: UInt64(old.size),
