@@ -41,11 +41,10 @@ while n < 300_000:
 print(f"paged through {n} checkpoints")
 PY
 rm -f "$dir/monitor.json"
-ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
-t0=$(ticks)
+t0=$(server_ticks)
 echo "monitor (audit --server), first run: $( { ASSENT_AUDIT_TOKEN=$ASSENT_BENCH_TOKEN /usr/bin/time \
   -f '%e s wall, %U s user, %M KB peak RSS' "$bin" audit --server "http://127.0.0.1:$port" \
   --state "$dir/monitor.json"; } 2>&1 | tr '\n' ' ')"
-echo "server CPU during the monitor run: $(( ($(ticks) - t0) / $(getconf CLK_TCK) )) s"
+echo "server CPU during the monitor run: $(( ($(server_ticks) - t0) / $(getconf CLK_TCK) )) s"
 echo "server peak RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$pid/status)"
 kill -TERM "$pid"; wait "$pid" || true

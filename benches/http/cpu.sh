@@ -19,13 +19,12 @@ shift $(( $# < 4 ? $# : 4 ))
 . "$(dirname "$0")/server.sh"
 start_server "$bin"
 extra=("$@"); [ "$workload" = batch ] && [ $# = 0 ] && extra=(--batch 1000)
-ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 written() { awk '/^write_bytes/ {print $2}' "/proc/$pid/io"; }
-t0=$(ticks)
+t0=$(server_ticks)
 w0=$(written)
 "$bin" bench --url "http://127.0.0.1:$port" --json --connections "$conns" --duration "$secs" \
   --workload "$workload" "${extra[@]}" > "$data/report.json"
-t1=$(ticks)
+t1=$(server_ticks)
 w1=$(written)
 hz=$(getconf CLK_TCK)
 python3 - "$data/report.json" "$t0" "$t1" "$hz" "$w0" "$w1" <<'PY'

@@ -32,12 +32,12 @@ run() {
   shift 2
   serve_on "$bin" "$dir" "$empty/server.log" "$@"
   local s0 t0 s1 t1
-  s0=$(awk '{print $7}' "$stat"); t0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  s0=$(awk '{print $7}' "$stat"); t0=$(server_ticks)
   "$bin" bench --url "http://127.0.0.1:$port" \
     --server-pid "$pid" --json --connections 64 --duration "$s" --workload record \
     >"$empty/report.json"
   sync
-  s1=$(awk '{print $7}' "$stat"); t1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  s1=$(awk '{print $7}' "$stat"); t1=$(server_ticks)
   kill -TERM "$pid"; wait "$pid" || true
   python3 - "$empty/report.json" "$s0" "$s1" "$t0" "$t1" "$(getconf CLK_TCK)" "$dir" <<'PY'
 import json, sys

@@ -18,6 +18,10 @@ serve_on() {
   export ASSENT_BENCH_TOKEN
 }
 
+# server_ticks prints the CPU time (user + system) the server `pid` has used so far, in clock
+# ticks (`getconf CLK_TCK` a second).
+server_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+
 # start_server BIN [LOG] starts `BIN serve` as serve_on does, on a fresh data directory
 # `$data/data` (its log in LOG, else in `$data`); the server is stopped and `data` removed
 # when the script exits.
