@@ -264,7 +264,9 @@ const JOURNAL: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("j
 
 /// Records an event of `subject` for `customer` and asks for its receipt, which makes the
 /// server issue a checkpoint that covers it.
-fn record_and_checkpoint(s: &Server, customer: &str, subject: &str) {
+/// Records one event and asks for its receipt, which issues a checkpoint covering it;
+/// returns the receipt document.
+fn record_and_checkpoint(s: &Server, customer: &str, subject: &str) -> String {
     let id = s.ok(
         RECORD,
         json!({ "c": customer, "e": event(subject, "GRANTED", None) }),
@@ -273,9 +275,23 @@ fn record_and_checkpoint(s: &Server, customer: &str, subject: &str) {
         .unwrap()
         .to_string();
     s.ok(
-        "query($id: ID!) { receipt(eventId: $id) { eventId } }",
+        "query($id: ID!) { receipt(eventId: $id) { document } }",
         json!({ "id": id }),
-    );
+    )["receipt"]["document"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Runs the monitor, `assent audit --server URL --state STATE --json EXTRA…`, with `key`.
+fn monitor(s: &Server, key: &str, state: &Path, extra: &[&Path]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_assent"))
+        .args(["audit", "--server", &s.url, "--json", "--state"])
+        .arg(state)
+        .args(extra)
+        .env("ASSENT_AUDIT_TOKEN", key)
+        .output()
+        .unwrap()
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -519,18 +535,7 @@ fn the_monitor_checks_that_each_new_checkpoint_extends_the_last() {
     s.customers(&["c0", "c1"]);
     let state = dir.path().join("monitor.json");
     let monitor = || {
-        let o = Command::new(env!("CARGO_BIN_EXE_assent"))
-            .args([
-                "audit",
-                "--server",
-                &s.url,
-                "--state",
-                state.to_str().unwrap(),
-                "--json",
-            ])
-            .env("ASSENT_AUDIT_TOKEN", &s.admin)
-            .output()
-            .unwrap();
+        let o = monitor(&s, &s.admin, &state, &[]);
         assert_eq!(o.status.code(), Some(0), "{}", text(&o));
         serde_json::from_slice::<Value>(&o.stdout).unwrap()
     };
@@ -579,12 +584,7 @@ fn the_monitor_checks_the_checkpoints_of_its_first_page_against_each_other() {
         cs
     });
     let s = Server::start(&data, &flags);
-    let o = Command::new(env!("CARGO_BIN_EXE_assent"))
-        .args(["audit", "--server", &s.url, "--state"])
-        .arg(dir.path().join("monitor.json"))
-        .env("ASSENT_AUDIT_TOKEN", &s.admin)
-        .output()
-        .unwrap();
+    let o = monitor(&s, &s.admin, &dir.path().join("monitor.json"), &[]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     // The pair before it passes when checkpoint 1 held that shard empty (any tree extends
     // the empty one); the pair after it cannot.
@@ -606,15 +606,7 @@ fn the_monitor_catches_a_server_that_forks_its_history_under_the_same_key() {
     let fork_dir = dir.path().join("fork");
     let state = dir.path().join("monitor.json");
     let flags = ["--checkpoint-interval-ms", "100000"];
-    let monitor = |s: &Server| {
-        Command::new(env!("CARGO_BIN_EXE_assent"))
-            .args(["audit", "--server", &s.url, "--state"])
-            .arg(&state)
-            .arg("--json")
-            .env("ASSENT_AUDIT_TOKEN", &s.admin)
-            .output()
-            .unwrap()
-    };
+    let monitor = |s: &Server| monitor(s, &s.admin, &state, &[]);
     let s = Server::start(&honest_dir, &flags);
     s.customers(&["c0"]);
     record_and_checkpoint(&s, "c0", "alice");
@@ -677,30 +669,13 @@ fn the_monitor_compares_checkpoints_shown_to_others_and_names_a_split_view() {
     forked.stop();
 
     let s = Server::start(&honest_dir, &flags);
-    let id = s.ok(
-        RECORD,
-        json!({ "c": "c0", "e": event("bob", "GRANTED", None) }),
-    )["recordConsent"]["event"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let receipt = s.ok(
-        "query($id: ID!) { receipt(eventId: $id) { document } }",
-        json!({ "id": id }),
-    )["receipt"]["document"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let receipt = save("receipt.json", &receipt);
+    let receipt = save("receipt.json", &record_and_checkpoint(&s, "c0", "bob"));
     let monitor = |state: &str, compare: &[&Path]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_assent"));
-        cmd.args(["audit", "--server", &s.url, "--json", "--state"])
-            .arg(dir.path().join(state))
-            .env("ASSENT_AUDIT_TOKEN", &s.admin);
-        for c in compare {
-            cmd.arg("--compare").arg(c);
-        }
-        cmd.output().unwrap()
+        let args: Vec<&Path> = compare
+            .iter()
+            .flat_map(|c| [Path::new("--compare"), c])
+            .collect();
+        monitor(&s, &s.admin, &dir.path().join(state), &args)
     };
     let o = monitor("a.json", &[&receipt]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -755,14 +730,7 @@ fn the_monitor_pages_through_many_checkpoints_with_a_rate_limited_key_and_names_
             })
             .collect::<Vec<_>>()
     };
-    let monitor = |s: &Server, key: &str, state: &Path| {
-        Command::new(env!("CARGO_BIN_EXE_assent"))
-            .args(["audit", "--server", &s.url, "--json", "--state"])
-            .arg(state)
-            .env("ASSENT_AUDIT_TOKEN", key)
-            .output()
-            .unwrap()
-    };
+    let monitor = |s: &Server, key: &str, state: &Path| monitor(s, key, state, &[]);
     let problem = |o: &Output, said: &str| {
         assert_eq!(o.status.code(), Some(1), "{}", text(o));
         assert!(text(o).contains(said), "{}", text(o));
