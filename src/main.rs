@@ -12,6 +12,7 @@ mod monitor;
 mod privacy_cmd;
 mod remote;
 mod verify_cmd;
+mod verify_export;
 
 /// The server allocates and frees many small values per request (GraphQL values, JSON);
 /// mimalloc measured markedly faster than glibc malloc on the batch path (docs/benchmarks.md).
@@ -244,6 +245,7 @@ fn main() -> ExitCode {
             let (outcome, json) = match cmd {
                 V::Receipt { file, keys, json } => (verify_cmd::receipt(&file, &keys), json),
                 V::Checkpoint { file, keys, json } => (verify_cmd::checkpoint(&file, &keys), json),
+                V::Export { file, keys, json } => (verify_export::export(&file, &keys), json),
                 V::Consistency {
                     old,
                     new,

@@ -35,6 +35,19 @@ pub enum VerifyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Check every event of an export against its own receipt: `assent export --receipts`
+    /// output (JSON lines) or a subject's access export (`subjectExport.document`); `-`
+    /// reads stdin. Each receipt must verify, each field shown must be what its receipt
+    /// proves, and each shard's events must come in journal order, once each.
+    Export {
+        /// Export file, or `-`.
+        file: String,
+        #[command(flatten)]
+        keys: KeyArgs,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check that checkpoint --new extends checkpoint --old, shard by shard.
     Consistency {
         /// Older signed checkpoint note.
@@ -124,7 +137,7 @@ impl Outcome {
 /// A trusted signer: key name and key.
 pub type Trusted = (Option<String>, VerifyingKey);
 
-fn read_input(file: &str) -> Result<String, String> {
+pub(crate) fn read_input(file: &str) -> Result<String, String> {
     if file == "-" {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
@@ -227,14 +240,27 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn checkpoint_step(e: &CheckpointError) -> &'static str {
+pub(crate) fn checkpoint_step(e: &CheckpointError) -> &'static str {
     match e {
         CheckpointError::NoSignature { .. } | CheckpointError::BadSignature(_) => "signature",
         _ => "checkpoint",
     }
 }
 
-fn signer_text(signer: &Option<String>) -> String {
+/// The step of a receipt's verification that an error belongs to.
+pub(crate) fn receipt_step(e: &ReceiptError) -> &'static str {
+    match e {
+        ReceiptError::Malformed(_) => "format",
+        ReceiptError::Entry(_) => "entry",
+        ReceiptError::PersonalCommitment => "personal-commitment",
+        ReceiptError::Checkpoint(c) => checkpoint_step(c),
+        ReceiptError::ShardHead(_) => "shard-head",
+        ReceiptError::ShardProof(_) => "shard-inclusion",
+        ReceiptError::CombinedProof(_) => "combined-inclusion",
+    }
+}
+
+pub(crate) fn signer_text(signer: &Option<String>) -> String {
     match signer {
         Some(id) => format!("signed by key {id}"),
         None => "signer NOT checked (no key pinned: pass --public-key or --trusted-keys)".into(),
@@ -259,17 +285,8 @@ pub fn receipt(file: &str, keys: &KeyArgs) -> Outcome {
     let summary = match verify_receipt(&receipt, None) {
         Ok(s) => s,
         Err(e) => {
-            let step = match &e {
-                ReceiptError::Malformed(_) => "format",
-                ReceiptError::Entry(_) => "entry",
-                ReceiptError::PersonalCommitment => "personal-commitment",
-                ReceiptError::Checkpoint(c) => checkpoint_step(c),
-                ReceiptError::ShardHead(_) => "shard-head",
-                ReceiptError::ShardProof(_) => "shard-inclusion",
-                ReceiptError::CombinedProof(_) => "combined-inclusion",
-            };
             return Outcome::Invalid {
-                step,
+                step: receipt_step(&e),
                 reason: e.to_string(),
             };
         }

@@ -839,3 +839,243 @@ fn vectors_verify_as_the_manifest_says() {
         }
     }
 }
+
+/// Runs `assent verify export FILE --json` with extra arguments; (exit code, parsed output).
+fn verify_export(file: &Path, extra: &[&str]) -> (i32, Value) {
+    let o = Command::new(env!("CARGO_BIN_EXE_assent"))
+        .args(["verify", "export", "--json"])
+        .arg(file)
+        .args(extra)
+        .output()
+        .unwrap();
+    let out: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| json!(text(&o)));
+    (o.status.code().unwrap(), out)
+}
+
+/// A change to an export's lines.
+type Change = Box<dyn FnOnce(&mut Vec<Value>)>;
+
+/// The export's lines, changed by `f`, written to `name` under `dir`.
+fn changed_export(
+    dir: &Path,
+    name: &str,
+    lines: &[Value],
+    f: impl FnOnce(&mut Vec<Value>),
+) -> PathBuf {
+    let mut lines = lines.to_vec();
+    f(&mut lines);
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn an_export_verifies_event_by_event_against_its_receipts_and_each_change_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir.path().join("data"), &["--shards", "2"]);
+    s.customers(&["shop"]);
+    let (reader, writer) = (s.key(Some("shop"), "READER"), s.key(Some("shop"), "WRITER"));
+    for i in 0..5 {
+        let key = format!("req-{i}");
+        let e = event(
+            &format!("s{}", i % 3),
+            "GRANTED",
+            (i == 2).then_some(key.as_str()),
+        );
+        s.ok(RECORD, json!({ "c": "shop", "e": e }));
+    }
+    s.ok(
+        RECORD,
+        json!({ "c": "shop", "e": event("s0", "DENIED", None) }),
+    );
+    let erased = s.gql_as(
+        Some(&writer),
+        "mutation { eraseSubject(customerId: \"shop\", subjectId: \"s1\", reason: \"DSAR\") { erasedEvents } }",
+        json!({}),
+    );
+    assert!(erased.get("errors").is_none(), "{erased:#}");
+    let key = s.ok("{ publicKeys { publicKey } }", json!({}))["publicKeys"][0]["publicKey"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let exported = Command::new(env!("CARGO_BIN_EXE_assent"))
+        .args([
+            "export",
+            "--customer",
+            "shop",
+            "--receipts",
+            "--url",
+            &s.url,
+        ])
+        .env("ASSENT_TOKEN", &reader)
+        .output()
+        .unwrap();
+    assert!(exported.status.success(), "{}", text(&exported));
+    let lines: Vec<Value> = String::from_utf8(exported.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 6);
+    let d = dir.path();
+    let intact = changed_export(d, "export.jsonl", &lines, |_| {});
+
+    // The API's rendering of every exported field is what the receipts prove.
+    let (code, out) = verify_export(&intact, &["--public-key", &key]);
+    assert_eq!(code, 0, "{out:#}");
+    assert_eq!(out["details"]["events"], 6);
+    assert_eq!(
+        out["details"]["erased"], 2,
+        "s1's two events lost their personal data"
+    );
+    assert_eq!(out["details"]["customers"], json!(["shop"]));
+    let (code, out) = verify_export(&intact, &[]);
+    assert_eq!(code, 0);
+    assert!(
+        out["summary"]
+            .as_str()
+            .unwrap()
+            .contains("signer NOT checked"),
+        "{out:#}"
+    );
+    let mut piped = Command::new(env!("CARGO_BIN_EXE_assent"))
+        .args(["verify", "export", "-", "--public-key", &key])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut piped.stdin.take().unwrap(),
+        &std::fs::read(&intact).unwrap(),
+    )
+    .unwrap();
+    let piped = piped.wait_with_output().unwrap();
+    assert!(piped.status.success(), "{}", text(&piped));
+    assert!(
+        text(&piped).contains("6 events of customer shop"),
+        "{}",
+        text(&piped)
+    );
+
+    // Each kind of change is caught and named with its line and step.
+    let erased_line = lines.iter().position(|l| l["subjectId"].is_null()).unwrap();
+    let cases: Vec<(&str, Change, &str, &str)> = vec![
+        (
+            "choice",
+            Box::new(|l| l[1]["purposes"][0]["choice"] = json!("DENIED")),
+            "fields",
+            "line 2",
+        ),
+        (
+            "time",
+            Box::new(|l| l[0]["recordedAt"] = json!("2020-01-01T00:00:00Z")),
+            "fields",
+            "`recordedAt`",
+        ),
+        (
+            "extra",
+            Box::new(|l| l[2]["note"] = json!("added")),
+            "fields",
+            "`note` is not a field",
+        ),
+        (
+            "unerased",
+            Box::new(move |l| l[erased_line]["subjectId"] = json!("s1")),
+            "fields",
+            "`subjectId`",
+        ),
+        ("swapped", Box::new(|l| l.swap(3, 4)), "order", "line 5"),
+        (
+            "repeated",
+            Box::new(|l| l.insert(3, l[2].clone())),
+            "order",
+            "line 4",
+        ),
+        (
+            "receipt of another",
+            Box::new(|l| l[1]["receipt"] = l[0]["receipt"].clone()),
+            "fields",
+            "`id`",
+        ),
+        (
+            "entry byte",
+            Box::new(|l| {
+                let e = l[0]["receipt"]["entry"].as_str().unwrap().to_string();
+                let mut b = base64::engine::general_purpose::STANDARD.decode(e).unwrap();
+                b[20] ^= 1;
+                l[0]["receipt"]["entry"] =
+                    json!(base64::engine::general_purpose::STANDARD.encode(b));
+            }),
+            "shard-inclusion",
+            "line 1",
+        ),
+    ];
+    for (name, change, step, named) in cases {
+        let f = changed_export(d, &format!("{name}.jsonl"), &lines, change);
+        let (code, out) = verify_export(&f, &["--public-key", &key]);
+        assert_eq!(code, 1, "{name}: {out:#}");
+        assert_eq!(out["step"], step, "{name}: {out:#}");
+        assert!(
+            out["reason"].as_str().unwrap().contains(named),
+            "{name}: {out:#}"
+        );
+    }
+    let other = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
+    let other = base64::engine::general_purpose::STANDARD.encode(other.as_bytes());
+    let (code, out) = verify_export(&intact, &["--public-key", &other]);
+    assert_eq!(
+        (code, out["step"].as_str()),
+        (1, Some("signature")),
+        "{out:#}"
+    );
+    let bare = changed_export(d, "bare.jsonl", &lines, |l| {
+        l[3].as_object_mut().unwrap().remove("receipt");
+    });
+    let (code, out) = verify_export(&bare, &[]);
+    assert_eq!(
+        code, 2,
+        "an export without receipts proves nothing: {out:#}"
+    );
+
+    // A subject's access export: its events, customer, subject and current state.
+    let doc = s.gql_as(
+        Some(&reader),
+        "{ subjectExport(customerId: \"shop\", subjectId: \"s0\") { document } }",
+        json!({}),
+    )["data"]["subjectExport"]["document"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let access = d.join("access.json");
+    std::fs::write(&access, &doc).unwrap();
+    let (code, out) = verify_export(&access, &["--public-key", &key]);
+    assert_eq!(
+        (code, out["details"]["events"].as_u64()),
+        (0, Some(3)),
+        "{out:#}"
+    );
+    let mut v: Value = serde_json::from_str(&doc).unwrap();
+    assert_eq!(v["currentState"][1]["purpose"], "analytics", "{v:#}");
+    assert_eq!(
+        v["currentState"][1]["choice"], "DENIED",
+        "s0's last event denied it"
+    );
+    v["currentState"][1]["choice"] = json!("GRANTED");
+    std::fs::write(&access, v.to_string()).unwrap();
+    let (code, out) = verify_export(&access, &[]);
+    assert_eq!(
+        (code, out["step"].as_str()),
+        (1, Some("current-state")),
+        "{out:#}"
+    );
+    let mut v: Value = serde_json::from_str(&doc).unwrap();
+    v["subjectId"] = json!("s2");
+    std::fs::write(&access, v.to_string()).unwrap();
+    let (code, out) = verify_export(&access, &[]);
+    assert_eq!(
+        (code, out["step"].as_str()),
+        (1, Some("subject")),
+        "{out:#}"
+    );
+}

@@ -23,6 +23,7 @@ mod bulk;
 mod checkpoints;
 pub mod config;
 mod errors;
+pub mod event_fields;
 pub mod feed;
 mod http;
 mod ids;

@@ -10,9 +10,10 @@ use shard::engine::{ErasureRequest, ErasureTarget, ExpiryCursor, StoredEvent, ap
 use super::mutation::{check_customer, check_subject};
 use super::query::page_size;
 use super::scalars::UInt64;
-use super::types::{ChoiceGql, EventView, ReceiptView, ms_to_time};
+use super::types::{EventView, ReceiptView, ms_to_time};
 use super::{AppState, state};
 use crate::errors::{Code, bad_input, err};
+use crate::event_fields::{gql_name, proven_fields, rfc3339, state_fields};
 use crate::ids::event_id;
 
 /// Most events `subjectExport` puts in one document; a subject with more is exported
@@ -240,13 +241,10 @@ impl PrivacyQuery {
         let current: Vec<_> = states
             .iter()
             .map(|s| {
-                serde_json::json!({
-                    "purpose": s.purpose,
-                    "choice": gql_name(ChoiceGql::from(s.choice)),
-                    "status": gql_name(super::query::status_at(s, now.timestamp_millis())),
-                    "expiresAt": s.expires_at_ms.map(rfc3339),
-                    "eventId": event_id(shard_id, s.seq),
-                })
+                let mut m = state_fields(s, shard_id);
+                let status = super::query::status_at(s, now.timestamp_millis());
+                m.insert("status".into(), gql_name(status));
+                serde_json::Value::Object(m)
             })
             .collect();
         let doc = serde_json::json!({
@@ -318,18 +316,8 @@ impl PrivacyQuery {
     }
 }
 
-/// RFC 3339 in UTC with milliseconds, as the API prints times.
-fn rfc3339(ms: i64) -> String {
-    ms_to_time(ms).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 fn ids(list: impl Iterator<Item = (u32, u64)>) -> Vec<ID> {
     list.map(|(s, q)| ID(event_id(s, q))).collect()
-}
-
-/// A GraphQL enum value as JSON: its name in the schema, from the one definition.
-fn gql_name<T: async_graphql::InputType>(v: T) -> serde_json::Value {
-    serde_json::to_value(v.to_value()).unwrap_or_default()
 }
 
 /// Every stored event of a subject, oldest first, at most `MAX_EXPORT_EVENTS`.
@@ -355,28 +343,35 @@ async fn subject_events(
 }
 
 /// An event with its personal record as JSON (the field names of the GraphQL type).
+/// The fields of an event in a subject's access export (a subset of what its receipt proves).
 pub(crate) fn event_json(e: &StoredEvent) -> serde_json::Value {
-    let c = e.entry.consent();
-    let p = e.personal.as_ref().map(|p| &p.record);
-    serde_json::json!({
-        "id": event_id(e.entry.shard_id, e.entry.seq),
-        "customerId": e.entry.customer_id,
-        "subjectId": p.map(|p| &p.subject_id),
-        "recordedAt": rfc3339(e.entry.recorded_at_ms),
-        "occurredAt": c.map(|c| rfc3339(c.occurred_at_ms)),
-        "expiresAt": c.and_then(|c| c.expires_at_ms.map(rfc3339)),
-        "purposes": c.map(|c| c.purposes.iter().map(|(n, ch)| serde_json::json!({"purpose": n, "choice": gql_name(ChoiceGql::from(*ch))})).collect::<Vec<_>>()),
-        "noticeId": c.map(|c| &c.notice_id),
-        "noticeVersion": c.map(|c| &c.notice_version),
-        "jurisdiction": c.map(|c| &c.jurisdiction),
-        "gpc": c.map(|c| c.gpc),
-        "tcfString": p.and_then(|p| p.tcf_string.as_ref()),
-        "gppString": p.and_then(|p| p.gpp_string.as_ref()),
-        "evidence": p.map(|p| serde_json::json!({
-            "ipAddress": p.evidence.ip_address, "userAgent": p.evidence.user_agent, "pageUrl": p.evidence.page_url,
-        })),
-        "entryHash": e.entry_hash.to_hex(),
-    })
+    const EXPORTED: [&str; 15] = [
+        "id",
+        "customerId",
+        "subjectId",
+        "recordedAt",
+        "occurredAt",
+        "expiresAt",
+        "purposes",
+        "noticeId",
+        "noticeVersion",
+        "jurisdiction",
+        "gpc",
+        "tcfString",
+        "gppString",
+        "evidence",
+        "entryHash",
+    ];
+    let mut all = proven_fields(
+        &e.entry,
+        &e.entry_hash,
+        e.personal.as_ref().map(|p| &p.record),
+    );
+    let kept: serde_json::Map<_, _> = EXPORTED
+        .iter()
+        .filter_map(|k| all.remove_entry(*k))
+        .collect();
+    serde_json::Value::Object(kept)
 }
 
 fn expiry_cursor(c: &ExpiryCursor) -> String {

@@ -1,0 +1,346 @@
+//! `assent verify export`: every event of an export checked against its own receipt,
+//! offline. An export is either the JSON lines of `assent export --receipts` (read one line
+//! at a time: memory does not grow with the export) or a subject's access export (the JSON
+//! document of `subjectExport`). For each event: its receipt verifies (as `assent verify
+//! receipt` checks one, the signature once per distinct checkpoint), every field the export
+//! shows is what the receipt proves (`gateway::event_fields`), and a shard's events come in
+//! journal order, each once. An access export's customer, subject and current state must
+//! also be what its events say. What no receipt can show: that an export leaves nothing out.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{BufRead, Read};
+
+use gateway::event_fields::{TIME_FIELDS, proven_fields, state_fields};
+use serde_json::{Map, Value, json};
+use shard::engine::{PurposeState, apply_to_state};
+use shard::receipt::{Receipt, ReceiptSummary, verify_receipt};
+
+use crate::verify_cmd::{
+    KeyArgs, Outcome, Trusted, checkpoint_step, open_with, receipt_step, signer_text, trusted,
+};
+
+/// Distinct checkpoint notes whose signature check is remembered; past this the memory is
+/// emptied and refills (an export normally cites one or a few checkpoints).
+pub const MAX_REMEMBERED_CHECKPOINTS: usize = 1_024;
+
+/// Why an export was not accepted: the `Outcome` to report.
+type Refusal = Box<Outcome>;
+
+fn invalid(step: &'static str, reason: String) -> Refusal {
+    Box::new(Outcome::Invalid { step, reason })
+}
+
+/// What the events checked so far add up to.
+struct Tally {
+    trusted: Vec<Trusted>,
+    /// Checkpoint note → the key id that signed it (None: no key pinned).
+    signers: HashMap<String, Option<String>>,
+    /// Shard → the last sequence number seen on it.
+    last_seq: HashMap<u32, u64>,
+    events: u64,
+    erased: u64,
+    customers: BTreeSet<String>,
+    signer_ids: BTreeSet<String>,
+    origin: String,
+    checkpoints: Option<(u64, u64)>,
+}
+
+/// `assent verify export`.
+pub fn export(file: &str, keys: &KeyArgs) -> Outcome {
+    let trusted = match trusted(keys) {
+        Ok(t) => t,
+        Err(e) => return Outcome::Unusable(e),
+    };
+    let mut tally = Tally {
+        trusted,
+        signers: HashMap::new(),
+        last_seq: HashMap::new(),
+        events: 0,
+        erased: 0,
+        customers: BTreeSet::new(),
+        signer_ids: BTreeSet::new(),
+        origin: String::new(),
+        checkpoints: None,
+    };
+    let input: Box<dyn BufRead> = if file == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        match std::fs::File::open(file) {
+            Ok(f) => Box::new(std::io::BufReader::new(f)),
+            Err(e) => return Outcome::Unusable(format!("{file}: {e}")),
+        }
+    };
+    match read_export(input, &mut tally) {
+        Ok(()) if tally.events == 0 => Outcome::Unusable("the export holds no events".into()),
+        Ok(()) => tally.valid(),
+        Err(refusal) => *refusal,
+    }
+}
+
+/// Reads JSON lines, or (when the first line is not a whole JSON value) one access-export
+/// document, and checks every event in it.
+fn read_export(mut input: Box<dyn BufRead>, tally: &mut Tally) -> Result<(), Refusal> {
+    let unusable = |m: String| Box::new(Outcome::Unusable(m));
+    let mut line = String::new();
+    let mut number = 0u64;
+    loop {
+        line.clear();
+        let n = input
+            .read_line(&mut line)
+            .map_err(|e| unusable(format!("reading the export: {e}")))?;
+        if n == 0 {
+            return Ok(());
+        }
+        number += 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Value>(&line) {
+            Ok(doc) if tally.events == 0 && doc.get("events").is_some_and(Value::is_array) => {
+                let mut rest = String::new();
+                input
+                    .read_to_string(&mut rest)
+                    .map_err(|e| unusable(format!("reading the export: {e}")))?;
+                if !rest.trim().is_empty() {
+                    return Err(unusable("text after the access export's document".into()));
+                }
+                return subject_document(doc, tally);
+            }
+            Ok(Value::Object(mut event)) => {
+                let receipt = event.remove("receipt").ok_or_else(|| {
+                    unusable(format!(
+                        "line {number} has no receipt: export with `assent export --receipts`"
+                    ))
+                })?;
+                tally.event(&format!("line {number}"), &event, receipt)?;
+            }
+            Ok(_) => return Err(unusable(format!("line {number} is not a JSON object"))),
+            Err(_) if tally.events == 0 => {
+                let mut text = std::mem::take(&mut line);
+                input
+                    .read_to_string(&mut text)
+                    .map_err(|e| unusable(format!("reading the export: {e}")))?;
+                let doc = serde_json::from_str(&text).map_err(|e| {
+                    unusable(format!("neither JSON lines nor a JSON document: {e}"))
+                })?;
+                return subject_document(doc, tally);
+            }
+            Err(e) => return Err(unusable(format!("line {number} is not JSON: {e}"))),
+        }
+    }
+}
+
+/// Checks a subject's access export: its events, and that its customer, subject and
+/// current state are what those events say.
+fn subject_document(doc: Value, tally: &mut Tally) -> Result<(), Refusal> {
+    let Some(items) = doc["events"].as_array() else {
+        return Err(Box::new(Outcome::Unusable(
+            "not an export: no `events` list (give `assent export --receipts` output or a \
+             `subjectExport` document)"
+                .into(),
+        )));
+    };
+    let mut states: Vec<PurposeState> = Vec::new();
+    let mut shard_id = 0;
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("events[{i}]");
+        let event = item["event"].as_object().cloned().unwrap_or_default();
+        let summary = tally.event(&at, &event, item["receipt"].clone())?;
+        for (field, claimed) in [
+            ("customerId", &doc["customerId"]),
+            ("subjectId", &doc["subjectId"]),
+        ] {
+            if event.get(field) != Some(claimed) {
+                return Err(invalid(
+                    "subject",
+                    format!("{at}: its {field} is not the document's {claimed}"),
+                ));
+            }
+        }
+        apply_to_state(&mut states, &summary.entry);
+        shard_id = summary.entry.shard_id;
+    }
+    check_current_state(&doc["currentState"], &states, shard_id)
+}
+
+/// The document's `currentState` (without `status`) must be what its events imply.
+fn check_current_state(
+    claimed: &Value,
+    states: &[PurposeState],
+    shard_id: u32,
+) -> Result<(), Refusal> {
+    let claimed = claimed.as_array().cloned().unwrap_or_default();
+    let implied: Vec<Map<String, Value>> =
+        states.iter().map(|s| state_fields(s, shard_id)).collect();
+    let same = claimed.len() == implied.len()
+        && claimed.iter().zip(&implied).all(|(c, i)| {
+            i.iter()
+                .all(|(k, v)| same_value(k, c.get(k).unwrap_or(&Value::Null), v))
+        });
+    if same {
+        Ok(())
+    } else {
+        Err(invalid(
+            "current-state",
+            format!(
+                "the document's currentState is {}, but its events imply {}",
+                Value::Array(claimed),
+                json!(implied)
+            ),
+        ))
+    }
+}
+
+impl Tally {
+    /// Checks one exported event against its receipt; returns what the receipt proves.
+    fn event(
+        &mut self,
+        at: &str,
+        event: &Map<String, Value>,
+        receipt: Value,
+    ) -> Result<ReceiptSummary, Refusal> {
+        let id = event.get("id").and_then(Value::as_str).unwrap_or("?");
+        let at = format!("{at} (event {id})");
+        let receipt: Receipt = serde_json::from_value(receipt)
+            .map_err(|e| invalid("format", format!("{at}: its receipt is not a receipt: {e}")))?;
+        let summary = verify_receipt(&receipt, None)
+            .map_err(|e| invalid(receipt_step(&e), format!("{at}: {e}")))?;
+        self.signature(&at, &receipt.checkpoint)?;
+        check_fields(&at, event, &summary)?;
+        self.in_order(&at, &summary)?;
+        self.events += 1;
+        self.erased += u64::from(summary.personal.is_none());
+        if !self.customers.contains(&summary.entry.customer_id) {
+            self.customers.insert(summary.entry.customer_id.clone());
+        }
+        self.origin.clone_from(&summary.origin);
+        let n = summary.checkpoint_number;
+        self.checkpoints = Some(match self.checkpoints {
+            None => (n, n),
+            Some((lo, hi)) => (lo.min(n), hi.max(n)),
+        });
+        Ok(summary)
+    }
+
+    /// The checkpoint's signature, checked once per distinct note.
+    fn signature(&mut self, at: &str, note: &str) -> Result<(), Refusal> {
+        if !self.signers.contains_key(note) {
+            let signer = open_with(note, &self.trusted)
+                .map_err(|e| invalid(checkpoint_step(&e), format!("{at}: {e}")))?
+                .1;
+            if self.signers.len() >= MAX_REMEMBERED_CHECKPOINTS {
+                self.signers.clear();
+            }
+            self.signer_ids.extend(signer.clone());
+            self.signers.insert(note.to_string(), signer);
+        }
+        Ok(())
+    }
+
+    /// Each shard's events in journal order, each once.
+    fn in_order(&mut self, at: &str, summary: &ReceiptSummary) -> Result<(), Refusal> {
+        let (shard, seq) = (summary.entry.shard_id, summary.entry.seq);
+        match self.last_seq.insert(shard, seq) {
+            Some(last) if last >= seq => Err(invalid(
+                "order",
+                format!(
+                    "{at}: entry {seq} of shard {shard} comes after entry {last}: an export lists \
+                     each event once, in journal order"
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn valid(self) -> Outcome {
+        let (first, last) = self.checkpoints.unwrap_or_default();
+        let customers: Vec<&String> = self.customers.iter().collect();
+        let signer = match self.signer_ids.len() {
+            0 => signer_text(&None),
+            _ => format!(
+                "signed by key {}",
+                self.signer_ids
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        Outcome::Valid {
+            summary: format!(
+                "{} events of customer {} ({} with personal data erased), each as its receipt \
+                 proves, in checkpoints {first}–{last} of {}, {signer}: VALID",
+                self.events,
+                customers
+                    .iter()
+                    .map(|c| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                self.erased,
+                self.origin,
+            ),
+            details: json!({
+                "events": self.events, "erased": self.erased, "customers": customers,
+                "checkpoints": { "first": first, "last": last }, "origin": self.origin,
+                "signerKeyIds": self.signer_ids,
+            }),
+        }
+    }
+}
+
+/// Every field the export shows must be one a receipt proves, with the proven value.
+fn check_fields(
+    at: &str,
+    event: &Map<String, Value>,
+    summary: &ReceiptSummary,
+) -> Result<(), Refusal> {
+    if !event.contains_key("id") {
+        return Err(invalid(
+            "fields",
+            format!("{at}: the exported event has no id"),
+        ));
+    }
+    let proven = proven_fields(
+        &summary.entry,
+        &summary.entry_hash,
+        summary.personal.as_ref(),
+    );
+    // The id first: a receipt of another event is best named as such.
+    let id = event.get_key_value("id").into_iter();
+    for (field, shown) in id.chain(event.iter().filter(|(k, _)| *k != "id")) {
+        let Some(expected) = proven.get(field) else {
+            return Err(invalid(
+                "fields",
+                format!("{at}: `{field}` is not a field a receipt proves"),
+            ));
+        };
+        if !same_value(field, shown, expected) {
+            return Err(invalid(
+                "fields",
+                format!(
+                    "{at}: `{field}` is {shown} in the export, but its receipt proves {expected}"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Equal values; instants (`TIME_FIELDS`) compared as instants, whatever their notation.
+fn same_value(field: &str, shown: &Value, expected: &Value) -> bool {
+    if !TIME_FIELDS.contains(&field) {
+        return shown == expected;
+    }
+    let instant = |v: &Value| {
+        v.as_str().map(|s| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .map(|t| t.timestamp_millis())
+                .ok()
+        })
+    };
+    match (instant(shown), instant(expected)) {
+        (Some(Some(a)), Some(Some(b))) => a == b,
+        (None, None) => shown.is_null() && expected.is_null(),
+        _ => false,
+    }
+}
