@@ -770,3 +770,57 @@ fn customer_wide_reads_see_every_acknowledged_event_though_subject_reads_ran_fir
         );
     }
 }
+
+#[test]
+fn small_objects_resolve_to_the_same_json_on_the_direct_path_as_through_fragments() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir.path().join("data"), &[]);
+    s.customers(&["acme"]);
+    let mut e = event("alice", "GRANTED", None);
+    e["expiresAt"] = json!("2031-02-03T04:05:06.789Z");
+    s.ok(
+        RECORD,
+        json!({ "c": "acme", "e": event("alice", "DENIED", None) }),
+    );
+    s.ok(RECORD, json!({ "c": "acme", "e": e }));
+    // Plain selections take the direct path; a fragment or a directive takes
+    // async-graphql's, and so does a field selected twice.
+    let pairs = [
+        (
+            "purposes { purpose status choice expiresAt __typename p: purpose }",
+            "purposes { ... on PurposeConsent { purpose status choice expiresAt __typename p: purpose } }",
+        ),
+        (
+            "purposes { purpose purpose choice event { id } }",
+            "purposes { purpose choice @include(if: true) event { id } }",
+        ),
+    ];
+    for (plain, generic) in pairs {
+        let q = |sel: &str| {
+            format!(
+                "{{ consent(customerId: \"acme\", subjectId: \"alice\") {{ {sel} }} \
+                 consentHistory(customerId: \"acme\", subjectId: \"alice\") {{ edges {{ node {{ \
+                 purposes {{ purpose choice __typename }} }} }} }} }}"
+            )
+        };
+        let generic_history = "purposes { ... on PurposeChoice { purpose choice __typename } }";
+        let a = s.ok(&q(plain), json!({}));
+        let b = s.ok(
+            &q(generic).replace("purposes { purpose choice __typename }", generic_history),
+            json!({}),
+        );
+        assert_eq!(a, b, "{plain}");
+        let purposes = &a["consent"]["purposes"];
+        assert_eq!(purposes.as_array().unwrap().len(), 2, "{a:#}");
+    }
+    let a = s.ok(
+        "{ consent(customerId: \"acme\", subjectId: \"alice\") { purposes { purpose status choice expiresAt __typename } } }",
+        json!({}),
+    );
+    assert_eq!(
+        a["consent"]["purposes"][0],
+        json!({ "purpose": "ads", "status": "GRANTED", "choice": "GRANTED",
+                "expiresAt": "2031-02-03T04:05:06.789+00:00", "__typename": "PurposeConsent" }),
+        "{a:#}"
+    );
+}

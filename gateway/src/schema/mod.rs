@@ -2,6 +2,7 @@
 
 mod admin;
 mod mutation;
+mod plain;
 mod privacy;
 mod query;
 mod scalars;

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
+use async_graphql::{
+    Context, Enum, ID, InputObject, InputType, Object, Result, ScalarType, SimpleObject, Value,
+};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, TimeZone, Utc};
@@ -11,6 +13,7 @@ use shard::format::{Entry, PersonalRecord};
 use shard::hash::Hash;
 use shard::verify::ShardHead;
 
+use super::plain::{Plain, PlainFields};
 use super::scalars::{HashHex, UInt64};
 use super::state;
 use crate::checkpoints::Issued;
@@ -155,6 +158,16 @@ pub struct PurposeChoice {
     pub choice: ChoiceGql,
 }
 
+impl PlainFields for PurposeChoice {
+    fn plain_field(&self, field: &str) -> Option<Value> {
+        match field {
+            "purpose" => Some(Value::String(self.purpose.clone())),
+            "choice" => Some(InputType::to_value(&self.choice)),
+            _ => None,
+        }
+    }
+}
+
 /// Capture evidence (personal data; absent once erased).
 #[derive(SimpleObject)]
 pub struct Evidence {
@@ -230,13 +243,15 @@ impl EventView {
         self.consent().expires_at_ms.map(ms_to_time)
     }
     /// The choice per purpose, sorted by purpose name.
-    async fn purposes(&self) -> Vec<PurposeChoice> {
+    async fn purposes(&self) -> Vec<Plain<PurposeChoice>> {
         self.consent()
             .purposes
             .iter()
-            .map(|(p, c)| PurposeChoice {
-                purpose: p.clone(),
-                choice: (*c).into(),
+            .map(|(p, c)| {
+                Plain(PurposeChoice {
+                    purpose: p.clone(),
+                    choice: (*c).into(),
+                })
             })
             .collect()
     }
@@ -500,6 +515,21 @@ impl PurposeConsent {
     }
 }
 
+impl PlainFields for PurposeConsent {
+    fn plain_field(&self, field: &str) -> Option<Value> {
+        match field {
+            "purpose" => Some(Value::String(self.purpose.clone())),
+            "status" => Some(InputType::to_value(&self.status)),
+            "choice" => Some(InputType::to_value(&self.choice)),
+            "expiresAt" => Some(match &self.expires_at {
+                Some(t) => ScalarType::to_value(t),
+                None => Value::Null,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// A subject's consent, purpose by purpose.
 #[derive(SimpleObject)]
 pub struct ConsentState {
@@ -510,7 +540,7 @@ pub struct ConsentState {
     /// The instant the state is for; null for "now".
     pub as_of: Option<DateTime<Utc>>,
     /// Each purpose ever recorded for the subject, with the event that last set it.
-    pub purposes: Vec<PurposeConsent>,
+    pub purposes: Vec<Plain<PurposeConsent>>,
 }
 
 /// Granted and denied counts of one purpose on one UTC day.
