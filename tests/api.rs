@@ -824,3 +824,70 @@ fn small_objects_resolve_to_the_same_json_on_the_direct_path_as_through_fragment
         "{a:#}"
     );
 }
+
+/// Every field of `ConsentEvent`, nested objects and `__typename` included.
+const EVENT_FIELDS: &str = "id customerId subjectId shard sequence recordedAt occurredAt expiresAt purposes { purpose choice __typename } noticeId noticeVersion captureMethod jurisdiction gpc tcfString gppString evidence { ipAddress userAgent pageUrl __typename } idempotencyKey entryHash prevHash personalCommitment __typename";
+
+#[test]
+fn events_and_record_results_resolve_to_the_same_json_on_the_direct_path_as_through_fragments() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir.path().join("data"), &[]);
+    s.customers(&["acme"]);
+    let writer = s.key(Some("acme"), "WRITER");
+    let generic = format!("... on ConsentEvent {{ {EVENT_FIELDS} }}");
+    // A recorded event, replayed by its idempotency key on both paths.
+    let record = |sel: &str| {
+        let q = format!(
+            "mutation($c: ID!, $e: ConsentEventInput!) {{ recordConsent(customerId: $c, event: $e) {{ {sel} }} }}"
+        );
+        s.ok(
+            &q,
+            json!({ "c": "acme", "e": event("bob", "GRANTED", Some("k-1")) }),
+        )
+    };
+    let first = record(&format!("duplicate event {{ {EVENT_FIELDS} }}"));
+    assert_eq!(first["recordConsent"]["duplicate"], false);
+    let a = record(&format!("duplicate event {{ {EVENT_FIELDS} }}"));
+    let b = record(&format!(
+        "... on RecordResult {{ duplicate event {{ {generic} }} }}"
+    ));
+    assert_eq!(a, b);
+    assert_eq!(a["recordConsent"]["duplicate"], true);
+    assert_eq!(a["recordConsent"]["event"], first["recordConsent"]["event"]);
+    assert_eq!(
+        a["recordConsent"]["event"]["evidence"]["userAgent"],
+        "Mozilla/5.0 test"
+    );
+    // By id, in a history, and as the event behind a purpose; then once erased.
+    let id = a["recordConsent"]["event"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reads = |sel: &str| {
+        format!(
+            "{{ event(id: \"{id}\") {{ {sel} }} \
+             consentHistory(customerId: \"acme\", subjectId: \"bob\") {{ edges {{ node {{ {sel} }} }} }} \
+             consent(customerId: \"acme\", subjectId: \"bob\") {{ purposes {{ purpose event {{ {sel} }} }} }} }}"
+        )
+    };
+    let a = s.ok(&reads(EVENT_FIELDS), json!({}));
+    assert_eq!(a, s.ok(&reads(&generic), json!({})));
+    assert_eq!(a["event"], first["recordConsent"]["event"]);
+    let erased = s.gql_as(
+        Some(&writer),
+        "mutation { eraseSubject(customerId: \"acme\", subjectId: \"bob\", reason: \"DSAR\") { erasedEvents } }",
+        json!({}),
+    );
+    assert!(erased.get("errors").is_none(), "{erased:#}");
+    let a = s.ok(
+        &format!("{{ event(id: \"{id}\") {{ {EVENT_FIELDS} }} }}"),
+        json!({}),
+    );
+    let b = s.ok(
+        &format!("{{ event(id: \"{id}\") {{ {generic} }} }}"),
+        json!({}),
+    );
+    assert_eq!(a, b);
+    assert_eq!(a["event"]["evidence"], Value::Null, "{a:#}");
+    assert_eq!(a["event"]["subjectId"], Value::Null, "{a:#}");
+}

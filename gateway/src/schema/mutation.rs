@@ -7,6 +7,7 @@ use shard::engine::{Appended, Order};
 use shard::format::limits::{MAX_BATCH_EVENTS, MAX_SUBJECT_ID_BYTES};
 use shard::format::{CaptureMethod, Choice, ConsentEvent, Evidence, validate_customer_id};
 
+use super::plain::Plain;
 use super::state;
 use super::types::{ConsentEventInput, EventView, RecordResult};
 use crate::errors::{Code, bad_input, err};
@@ -25,7 +26,7 @@ impl ConsentMutation {
         ctx: &Context<'_>,
         customer_id: ID,
         event: ConsentEventInput,
-    ) -> Result<RecordResult> {
+    ) -> Result<Plain<RecordResult>> {
         // A `$event` variable decoded by the bulk path reaches async-graphql as a placeholder.
         let events = crate::bulk::events_for(ctx, "event").unwrap_or_else(|| vec![event]);
         if events.len() != 1 {
@@ -41,7 +42,7 @@ impl ConsentMutation {
         ctx: &Context<'_>,
         customer_id: ID,
         events: Vec<ConsentEventInput>,
-    ) -> Result<Vec<RecordResult>> {
+    ) -> Result<Vec<Plain<RecordResult>>> {
         // A `$events` variable decoded by the bulk path reaches async-graphql as `[]`.
         let events = crate::bulk::events_for(ctx, "events").unwrap_or(events);
         if events.is_empty() || events.len() > MAX_BATCH_EVENTS {
@@ -66,7 +67,7 @@ impl ConsentMutation {
         notice_version: String,
         jurisdiction: Option<String>,
         idempotency_key: Option<String>,
-    ) -> Result<RecordResult> {
+    ) -> Result<Plain<RecordResult>> {
         check_customer(&customer_id)?;
         check_subject(&subject_id)?;
         let st = state(ctx);
@@ -90,10 +91,10 @@ impl ConsentMutation {
                     format!("idempotency key {key:?} was already used for a different event"),
                 ));
             }
-            return Ok(RecordResult {
+            return Ok(Plain(RecordResult {
                 event: prior.into(),
                 duplicate: true,
-            });
+            }));
         }
         let names = match purposes {
             Some(list) if !list.is_empty() => list,
@@ -219,7 +220,7 @@ async fn record(
     ctx: &Context<'_>,
     customer_id: &str,
     inputs: Vec<ConsentEventInput>,
-) -> Result<Vec<RecordResult>> {
+) -> Result<Vec<Plain<RecordResult>>> {
     check_customer(customer_id)?;
     let st = state(ctx);
     let lifetime_days = st.keys.default_consent_lifetime_days(customer_id);
@@ -284,13 +285,13 @@ fn count_new(metrics: &crate::metrics::Metrics, appended: &[Appended]) {
     }
 }
 
-fn to_result(a: Appended, personal: Option<shard::format::PersonalRecord>) -> RecordResult {
-    RecordResult {
+fn to_result(a: Appended, personal: Option<shard::format::PersonalRecord>) -> Plain<RecordResult> {
+    Plain(RecordResult {
         event: EventView {
             entry: a.entry,
             entry_hash: a.entry_hash,
             personal,
         },
         duplicate: a.duplicate,
-    }
+    })
 }

@@ -17,9 +17,10 @@ use async_graphql::{ContextSelectionSet, Name, OutputType, Positioned, ServerRes
 
 /// An object whose fields can be read without a context.
 pub(crate) trait PlainFields: OutputType {
-    /// The value of field `field` (no sub-selection, no arguments), or `None` when it has no
-    /// value at hand (then the whole object takes async-graphql's path).
-    fn plain_field(&self, field: &str) -> Option<Value>;
+    /// The value of `field` (an object field's value built with [`plain_object`] from its
+    /// own selection), or `None` when it has no value at hand (then the whole object takes
+    /// async-graphql's path).
+    fn plain_field(&self, field: &Positioned<Field>) -> Option<Value>;
 }
 
 /// `T` in an output position, resolved by [`PlainFields`] where it can be.
@@ -39,36 +40,33 @@ impl<T: PlainFields + Sync> OutputType for Plain<T> {
         ctx: &ContextSelectionSet<'_>,
         field: &Positioned<Field>,
     ) -> ServerResult<Value> {
-        match plain_object(field, &T::type_name(), |f| self.0.plain_field(f)) {
+        match plain_object(&self.0, field) {
             Some(value) => Ok(value),
             None => self.0.resolve(ctx, field).await,
         }
     }
 }
 
-/// The object value of `field`'s selection when it is plain fields with values at hand.
-fn plain_object(
-    field: &Positioned<Field>,
-    type_name: &str,
-    value_of: impl Fn(&str) -> Option<Value>,
-) -> Option<Value> {
+/// The object value of `field`'s selection on `object` when it is plain fields with values
+/// at hand.
+pub(crate) fn plain_object<T: PlainFields>(object: &T, field: &Positioned<Field>) -> Option<Value> {
     let items = &field.node.selection_set.node.items;
-    let mut object = async_graphql::indexmap::IndexMap::with_capacity(items.len());
+    let mut out = async_graphql::indexmap::IndexMap::with_capacity(items.len());
     for item in items {
         let Selection::Field(f) = &item.node else {
             return None;
         };
-        if !f.node.directives.is_empty() || !f.node.selection_set.node.items.is_empty() {
+        if !f.node.directives.is_empty() {
             return None;
         }
         let value = match f.node.name.node.as_str() {
-            "__typename" => Value::String(type_name.to_string()),
-            name => value_of(name)?,
+            "__typename" => Value::String(T::type_name().into_owned()),
+            _ => object.plain_field(f)?,
         };
         let key: Name = f.node.response_key().node.clone();
-        if object.insert(key, value).is_some() {
+        if out.insert(key, value).is_some() {
             return None;
         }
     }
-    Some(Value::Object(object))
+    Some(Value::Object(out))
 }

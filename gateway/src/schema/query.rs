@@ -130,7 +130,7 @@ impl ConsentQuery {
         first: Option<i32>,
         after: Option<String>,
         #[graphql(default_with = "HistoryOrder::OldestFirst")] order: HistoryOrder,
-    ) -> Result<Connection<String, EventView>> {
+    ) -> Result<Connection<String, Plain<EventView>>> {
         check_customer(&customer_id)?;
         check_subject(&subject_id)?;
         let limit = page_size(first)?;
@@ -148,8 +148,10 @@ impl ConsentQuery {
             .await?;
         let mut conn = Connection::new(after.is_some(), page.has_more);
         for e in page.items {
-            conn.edges
-                .push(Edge::new(cursor("h", &[i128::from(e.entry.seq)]), e.into()));
+            conn.edges.push(Edge::new(
+                cursor("h", &[i128::from(e.entry.seq)]),
+                Plain(e.into()),
+            ));
         }
         Ok(conn)
     }
@@ -166,7 +168,7 @@ impl ConsentQuery {
         purpose: Option<String>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> Result<Connection<String, EventView>> {
+    ) -> Result<Connection<String, Plain<EventView>>> {
         check_customer(&customer_id)?;
         let limit = page_size(first)? as usize;
         let since_ms = since.map_or(0, |t| t.timestamp_millis());
@@ -207,7 +209,7 @@ impl ConsentQuery {
                 if matches {
                     conn.edges.push(Edge::new(
                         cursor("c", &[i128::from(key.0), i128::from(key.1)]),
-                        e.clone().into(),
+                        Plain(e.clone().into()),
                     ));
                     if conn.edges.len() == limit {
                         more = more || i + 1 < page.items.len();
@@ -268,10 +270,11 @@ impl ConsentQuery {
     }
 
     /// One event by id.
-    async fn event(&self, ctx: &Context<'_>, id: ID) -> Result<EventView> {
+    async fn event(&self, ctx: &Context<'_>, id: ID) -> Result<Plain<EventView>> {
         state(ctx)
             .event_by_id(&id)
             .await?
+            .map(Plain)
             .ok_or_else(|| err(Code::NotFound, "no such event"))
     }
 

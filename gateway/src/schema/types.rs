@@ -2,8 +2,10 @@
 
 use std::sync::Arc;
 
+use async_graphql::parser::types::Field;
 use async_graphql::{
-    Context, Enum, ID, InputObject, InputType, Object, Result, ScalarType, SimpleObject, Value,
+    Context, Enum, ID, InputObject, InputType, Object, Positioned, Result, ScalarType,
+    SimpleObject, Value,
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -13,7 +15,7 @@ use shard::format::{Entry, PersonalRecord};
 use shard::hash::Hash;
 use shard::verify::ShardHead;
 
-use super::plain::{Plain, PlainFields};
+use super::plain::{Plain, PlainFields, plain_object};
 use super::scalars::{HashHex, UInt64};
 use super::state;
 use crate::checkpoints::Issued;
@@ -159,13 +161,23 @@ pub struct PurposeChoice {
 }
 
 impl PlainFields for PurposeChoice {
-    fn plain_field(&self, field: &str) -> Option<Value> {
-        match field {
+    fn plain_field(&self, field: &Positioned<Field>) -> Option<Value> {
+        match field.node.name.node.as_str() {
             "purpose" => Some(Value::String(self.purpose.clone())),
             "choice" => Some(InputType::to_value(&self.choice)),
             _ => None,
         }
     }
+}
+
+/// An optional instant as the `DateTime` scalar shows it.
+fn opt_time(t: Option<DateTime<Utc>>) -> Value {
+    t.as_ref().map_or(Value::Null, ScalarType::to_value)
+}
+
+/// An optional string as GraphQL shows it.
+fn opt_str(s: Option<&str>) -> Value {
+    s.map_or(Value::Null, |s| Value::String(s.to_string()))
 }
 
 /// Capture evidence (personal data; absent once erased).
@@ -177,6 +189,17 @@ pub struct Evidence {
     pub user_agent: Option<String>,
     /// Page URL.
     pub page_url: Option<String>,
+}
+
+impl PlainFields for Evidence {
+    fn plain_field(&self, field: &Positioned<Field>) -> Option<Value> {
+        match field.node.name.node.as_str() {
+            "ipAddress" => Some(opt_str(self.ip_address.as_deref())),
+            "userAgent" => Some(opt_str(self.user_agent.as_deref())),
+            "pageUrl" => Some(opt_str(self.page_url.as_deref())),
+            _ => None,
+        }
+    }
 }
 
 /// A stored event with its personal record when it still exists.
@@ -285,11 +308,7 @@ impl EventView {
     }
     /// Capture evidence (null once erased).
     async fn evidence(&self) -> Option<Evidence> {
-        self.personal.as_ref().map(|p| Evidence {
-            ip_address: p.evidence.ip_address.clone(),
-            user_agent: p.evidence.user_agent.clone(),
-            page_url: p.evidence.page_url.clone(),
-        })
+        self.personal.as_ref().map(evidence)
     }
     /// The client's idempotency key, if any.
     async fn idempotency_key(&self) -> Option<&str> {
@@ -306,6 +325,52 @@ impl EventView {
     /// blake3(salt ‖ personal record): binds the entry to its erasable personal record.
     async fn personal_commitment(&self) -> HashHex {
         HashHex(self.consent().personal_commitment)
+    }
+}
+
+impl PlainFields for EventView {
+    fn plain_field(&self, field: &Positioned<Field>) -> Option<Value> {
+        let (e, c, p) = (&self.entry, self.consent(), self.personal.as_ref());
+        let hash = |h: Hash| ScalarType::to_value(&HashHex(h));
+        Some(match field.node.name.node.as_str() {
+            "id" => Value::String(event_id(e.shard_id, e.seq)),
+            "customerId" => Value::String(e.customer_id.clone()),
+            "subjectId" => opt_str(p.map(|p| p.subject_id.as_str())),
+            "shard" => Value::from(e.shard_id),
+            "sequence" => ScalarType::to_value(&UInt64(e.seq)),
+            "recordedAt" => opt_time(Some(ms_to_time(e.recorded_at_ms))),
+            "occurredAt" => opt_time(Some(ms_to_time(c.occurred_at_ms))),
+            "expiresAt" => opt_time(c.expires_at_ms.map(ms_to_time)),
+            "purposes" => Value::List(
+                c.purposes
+                    .iter()
+                    .map(|(purpose, choice)| {
+                        let choice = (*choice).into();
+                        let item = PurposeChoice {
+                            purpose: purpose.clone(),
+                            choice,
+                        };
+                        plain_object(&item, field)
+                    })
+                    .collect::<Option<_>>()?,
+            ),
+            "noticeId" => Value::String(c.notice_id.clone()),
+            "noticeVersion" => Value::String(c.notice_version.clone()),
+            "captureMethod" => InputType::to_value(&CaptureMethodGql::from(c.capture_method)),
+            "jurisdiction" => Value::String(c.jurisdiction.clone()),
+            "gpc" => Value::Boolean(c.gpc),
+            "tcfString" => opt_str(p.and_then(|p| p.tcf_string.as_deref())),
+            "gppString" => opt_str(p.and_then(|p| p.gpp_string.as_deref())),
+            "evidence" => match p {
+                None => Value::Null,
+                Some(p) => plain_object(&evidence(p), field)?,
+            },
+            "idempotencyKey" => opt_str(c.idempotency_key.as_deref()),
+            "entryHash" => hash(self.entry_hash),
+            "prevHash" => hash(e.prev_hash),
+            "personalCommitment" => hash(c.personal_commitment),
+            _ => return None,
+        })
     }
 }
 
@@ -332,6 +397,25 @@ impl RecordResult {
         state(ctx)
             .receipt(self.event.entry.shard_id, self.event.entry.seq)
             .await
+    }
+}
+
+impl PlainFields for RecordResult {
+    fn plain_field(&self, field: &Positioned<Field>) -> Option<Value> {
+        match field.node.name.node.as_str() {
+            "event" => plain_object(&self.event, field),
+            "duplicate" => Some(Value::Boolean(self.duplicate)),
+            _ => None,
+        }
+    }
+}
+
+/// The evidence of a personal record, as an output object.
+fn evidence(p: &PersonalRecord) -> Evidence {
+    Evidence {
+        ip_address: p.evidence.ip_address.clone(),
+        user_agent: p.evidence.user_agent.clone(),
+        page_url: p.evidence.page_url.clone(),
     }
 }
 
@@ -516,15 +600,13 @@ impl PurposeConsent {
 }
 
 impl PlainFields for PurposeConsent {
-    fn plain_field(&self, field: &str) -> Option<Value> {
-        match field {
+    fn plain_field(&self, field: &Positioned<Field>) -> Option<Value> {
+        match field.node.name.node.as_str() {
             "purpose" => Some(Value::String(self.purpose.clone())),
             "status" => Some(InputType::to_value(&self.status)),
             "choice" => Some(InputType::to_value(&self.choice)),
-            "expiresAt" => Some(match &self.expires_at {
-                Some(t) => ScalarType::to_value(t),
-                None => Value::Null,
-            }),
+            "expiresAt" => Some(opt_time(self.expires_at)),
+            "event" => plain_object(self.event.as_ref()?, field),
             _ => None,
         }
     }
