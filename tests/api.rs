@@ -858,6 +858,28 @@ fn events_and_record_results_resolve_to_the_same_json_on_the_direct_path_as_thro
         a["recordConsent"]["event"]["evidence"]["userAgent"],
         "Mozilla/5.0 test"
     );
+    let many = |sel: &str| {
+        let q = format!(
+            "mutation($c: ID!, $e: [ConsentEventInput!]!) {{ recordConsents(customerId: $c, events: $e) {{ {sel} }} }}"
+        );
+        let e = [
+            event("bob", "DENIED", Some("k-2")),
+            event("carol", "GRANTED", Some("k-3")),
+        ];
+        s.ok(&q, json!({ "c": "acme", "e": e }))
+    };
+    many("duplicate");
+    let m = many(&format!("duplicate event {{ {EVENT_FIELDS} }}"));
+    assert_eq!(
+        m,
+        many(&format!(
+            "... on RecordResult {{ duplicate event {{ {generic} }} }}"
+        ))
+    );
+    assert_eq!(
+        m["recordConsents"][1]["event"]["subjectId"], "carol",
+        "{m:#}"
+    );
     // By id, in a history, and as the event behind a purpose; then once erased.
     let id = a["recordConsent"]["event"]["id"]
         .as_str()

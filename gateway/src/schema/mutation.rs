@@ -7,7 +7,7 @@ use shard::engine::{Appended, Order};
 use shard::format::limits::{MAX_BATCH_EVENTS, MAX_SUBJECT_ID_BYTES};
 use shard::format::{CaptureMethod, Choice, ConsentEvent, Evidence, validate_customer_id};
 
-use super::plain::Plain;
+use super::plain::{Plain, PlainList};
 use super::state;
 use super::types::{ConsentEventInput, EventView, RecordResult};
 use crate::errors::{Code, bad_input, err};
@@ -33,7 +33,7 @@ impl ConsentMutation {
             return Err(bad_input("event: send exactly one event"));
         }
         let mut out = record(ctx, &customer_id, events).await?;
-        Ok(out.remove(0))
+        Ok(Plain(out.remove(0)))
     }
 
     /// Records up to 1,000 events of one customer atomically: all of them or none.
@@ -42,7 +42,7 @@ impl ConsentMutation {
         ctx: &Context<'_>,
         customer_id: ID,
         events: Vec<ConsentEventInput>,
-    ) -> Result<Vec<Plain<RecordResult>>> {
+    ) -> Result<PlainList<RecordResult>> {
         // A `$events` variable decoded by the bulk path reaches async-graphql as `[]`.
         let events = crate::bulk::events_for(ctx, "events").unwrap_or(events);
         if events.is_empty() || events.len() > MAX_BATCH_EVENTS {
@@ -50,7 +50,7 @@ impl ConsentMutation {
                 "events: send between 1 and {MAX_BATCH_EVENTS} events"
             )));
         }
-        record(ctx, &customer_id, events).await
+        Ok(PlainList(record(ctx, &customer_id, events).await?))
     }
 
     /// Withdraws consent: records one event with DENIED for the listed purposes, or for
@@ -160,7 +160,7 @@ impl ConsentMutation {
         let mut out = shard.append(vec![event]).await?;
         let st_metrics = &st.metrics;
         count_new(st_metrics, &out);
-        Ok(to_result(out.remove(0), Some(personal)))
+        Ok(Plain(to_result(out.remove(0), Some(personal))))
     }
 }
 
@@ -220,7 +220,7 @@ async fn record(
     ctx: &Context<'_>,
     customer_id: &str,
     inputs: Vec<ConsentEventInput>,
-) -> Result<Vec<Plain<RecordResult>>> {
+) -> Result<Vec<RecordResult>> {
     check_customer(customer_id)?;
     let st = state(ctx);
     let lifetime_days = st.keys.default_consent_lifetime_days(customer_id);
@@ -285,13 +285,13 @@ fn count_new(metrics: &crate::metrics::Metrics, appended: &[Appended]) {
     }
 }
 
-fn to_result(a: Appended, personal: Option<shard::format::PersonalRecord>) -> Plain<RecordResult> {
-    Plain(RecordResult {
+fn to_result(a: Appended, personal: Option<shard::format::PersonalRecord>) -> RecordResult {
+    RecordResult {
         event: EventView {
             entry: a.entry,
             entry_hash: a.entry_hash,
             personal,
         },
         duplicate: a.duplicate,
-    })
+    }
 }

@@ -4,7 +4,7 @@
 //! choice, a purpose's current state) that was ≈ 15 % of a `read` request's server CPU
 //! (docs/benchmarks.md, session 14). When an object's selection is plain fields — no
 //! fragments, no directives, no response key twice — and every field has its value at hand,
-//! [`Plain`] builds the object's value directly; otherwise the object takes async-graphql's
+//! [`Plain`] builds the object's value directly (and [`PlainList`] a list's); otherwise the object takes async-graphql's
 //! own path. The value is the same either way (tested in `tests/api.rs`). Field hooks of
 //! extensions do not see these fields: the one extension the schemas have
 //! (`auth::policy::AccessControl`) hooks only the parsing of subscriptions.
@@ -42,6 +42,36 @@ impl<T: PlainFields + Sync> OutputType for Plain<T> {
     ) -> ServerResult<Value> {
         match plain_object(&self.0, field) {
             Some(value) => Ok(value),
+            None => self.0.resolve(ctx, field).await,
+        }
+    }
+}
+
+/// A list of `T` in an output position: built item by item with [`PlainFields`] when every
+/// item can be (no future per item either), else async-graphql's list path.
+pub(crate) struct PlainList<T>(pub(crate) Vec<T>);
+
+impl<T: PlainFields + Send + Sync> OutputType for PlainList<T> {
+    fn type_name() -> Cow<'static, str> {
+        Vec::<T>::type_name()
+    }
+
+    fn qualified_type_name() -> String {
+        Vec::<T>::qualified_type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        Vec::<T>::create_type_info(registry)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ContextSelectionSet<'_>,
+        field: &Positioned<Field>,
+    ) -> ServerResult<Value> {
+        let items: Option<Vec<Value>> = self.0.iter().map(|i| plain_object(i, field)).collect();
+        match items {
+            Some(values) => Ok(Value::List(values)),
             None => self.0.resolve(ctx, field).await,
         }
     }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use shard::engine::{MAX_PAGE_SIZE, Order, PurposeState, apply_to_state};
 
 use super::mutation::{check_customer, check_subject};
-use super::plain::Plain;
+use super::plain::{Plain, PlainList};
 use super::scalars::{HashHex, UInt64};
 use super::types::*;
 use super::{AppState, DEFAULT_PAGE_SIZE, MAX_CONSISTENCY_PROOFS, state};
@@ -103,21 +103,19 @@ impl ConsentQuery {
         let at_ms = as_of.unwrap_or_else(Utc::now).timestamp_millis();
         let purposes = pairs
             .into_iter()
-            .map(|(s, event)| {
-                Plain(PurposeConsent {
-                    status: status_at(&s, at_ms),
-                    purpose: s.purpose,
-                    choice: s.choice.into(),
-                    expires_at: s.expires_at_ms.map(ms_to_time),
-                    event,
-                })
+            .map(|(s, event)| PurposeConsent {
+                status: status_at(&s, at_ms),
+                purpose: s.purpose,
+                choice: s.choice.into(),
+                expires_at: s.expires_at_ms.map(ms_to_time),
+                event,
             })
             .collect();
         Ok(ConsentState {
             customer_id: customer_id.to_string(),
             subject_id,
             as_of,
-            purposes,
+            purposes: PlainList(purposes),
         })
     }
 

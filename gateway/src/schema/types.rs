@@ -15,7 +15,7 @@ use shard::format::{Entry, PersonalRecord};
 use shard::hash::Hash;
 use shard::verify::ShardHead;
 
-use super::plain::{Plain, PlainFields, plain_object};
+use super::plain::{PlainFields, PlainList, plain_object};
 use super::scalars::{HashHex, UInt64};
 use super::state;
 use crate::checkpoints::Issued;
@@ -266,17 +266,17 @@ impl EventView {
         self.consent().expires_at_ms.map(ms_to_time)
     }
     /// The choice per purpose, sorted by purpose name.
-    async fn purposes(&self) -> Vec<Plain<PurposeChoice>> {
-        self.consent()
-            .purposes
-            .iter()
-            .map(|(p, c)| {
-                Plain(PurposeChoice {
+    async fn purposes(&self) -> PlainList<PurposeChoice> {
+        PlainList(
+            self.consent()
+                .purposes
+                .iter()
+                .map(|(p, c)| PurposeChoice {
                     purpose: p.clone(),
                     choice: (*c).into(),
                 })
-            })
-            .collect()
+                .collect(),
+        )
     }
     /// Notice shown.
     async fn notice_id(&self) -> &str {
@@ -622,7 +622,7 @@ pub struct ConsentState {
     /// The instant the state is for; null for "now".
     pub as_of: Option<DateTime<Utc>>,
     /// Each purpose ever recorded for the subject, with the event that last set it.
-    pub purposes: Vec<Plain<PurposeConsent>>,
+    pub purposes: PlainList<PurposeConsent>,
 }
 
 /// Granted and denied counts of one purpose on one UTC day.
