@@ -794,6 +794,10 @@ fn small_objects_resolve_to_the_same_json_on_the_direct_path_as_through_fragment
             "purposes { purpose purpose choice event { id } }",
             "purposes { purpose choice @include(if: true) event { id } }",
         ),
+        (
+            "customerId subjectId asOf __typename purposes { purpose status }",
+            "... on ConsentState { customerId subjectId asOf __typename purposes { purpose status } }",
+        ),
     ];
     for (plain, generic) in pairs {
         let q = |sel: &str| {

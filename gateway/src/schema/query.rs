@@ -62,7 +62,7 @@ impl ConsentQuery {
         customer_id: ID,
         subject_id: String,
         as_of: Option<DateTime<Utc>>,
-    ) -> Result<ConsentState> {
+    ) -> Result<Plain<ConsentState>> {
         check_customer(&customer_id)?;
         check_subject(&subject_id)?;
         let shard = state(ctx).ledger.shard_for(&customer_id);
@@ -111,12 +111,12 @@ impl ConsentQuery {
                 event,
             })
             .collect();
-        Ok(ConsentState {
+        Ok(Plain(ConsentState {
             customer_id: customer_id.to_string(),
             subject_id,
             as_of,
             purposes: PlainList(purposes),
-        })
+        }))
     }
 
     /// A subject's events, oldest first unless `order` says otherwise (Relay connection).

@@ -625,6 +625,24 @@ pub struct ConsentState {
     pub purposes: PlainList<PurposeConsent>,
 }
 
+impl PlainFields for ConsentState {
+    fn plain_field(&self, field: &Positioned<Field>) -> Option<Value> {
+        match field.node.name.node.as_str() {
+            "customerId" => Some(Value::String(self.customer_id.clone())),
+            "subjectId" => Some(Value::String(self.subject_id.clone())),
+            "asOf" => Some(opt_time(self.as_of)),
+            "purposes" => self
+                .purposes
+                .0
+                .iter()
+                .map(|p| plain_object(p, field))
+                .collect::<Option<Vec<_>>>()
+                .map(Value::List),
+            _ => None,
+        }
+    }
+}
+
 /// Granted and denied counts of one purpose on one UTC day.
 #[derive(SimpleObject)]
 pub struct DailyPurposeStats {
