@@ -899,6 +899,36 @@ fn events_and_record_results_resolve_to_the_same_json_on_the_direct_path_as_thro
     let a = s.ok(&reads(EVENT_FIELDS), json!({}));
     assert_eq!(a, s.ok(&reads(&generic), json!({})));
     assert_eq!(a["event"], first["recordConsent"]["event"]);
+    // Pages of a subject's history and of a customer's events, the connection types included.
+    let conn = format!(
+        "__typename pageInfo {{ hasPreviousPage hasNextPage startCursor endCursor __typename }} \
+         edges {{ cursor __typename node {{ {EVENT_FIELDS} }} }} nodes {{ id sequence }}"
+    );
+    let pages = |sel: &str| {
+        format!(
+            "{{ consentHistory(customerId: \"acme\", subjectId: \"bob\", first: 1) {{ {sel} }} \
+             consentEvents(customerId: \"acme\", first: 2) {{ {sel} }} }}"
+        )
+    };
+    let a = s.ok(&pages(&conn), json!({}));
+    let b = s.ok(
+        &pages(&format!("... on ConsentEventConnection {{ {conn} }}")),
+        json!({}),
+    );
+    assert_eq!(a, b);
+    assert_eq!(
+        a["consentHistory"]["pageInfo"]["hasNextPage"], true,
+        "{a:#}"
+    );
+    assert_eq!(
+        a["consentEvents"]["edges"].as_array().unwrap().len(),
+        2,
+        "{a:#}"
+    );
+    assert_eq!(
+        a["consentEvents"]["nodes"][1]["id"],
+        a["consentEvents"]["edges"][1]["node"]["id"]
+    );
     let erased = s.gql_as(
         Some(&writer),
         "mutation { eraseSubject(customerId: \"acme\", subjectId: \"bob\", reason: \"DSAR\") { erasedEvents } }",

@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 
+use async_graphql::connection::{Connection, Edge, EmptyFields, PageInfo};
 use async_graphql::parser::types::{Field, Selection};
 use async_graphql::registry::Registry;
 use async_graphql::{ContextSelectionSet, Name, OutputType, Positioned, ServerResult, Value};
@@ -69,9 +70,8 @@ impl<T: PlainFields + Send + Sync> OutputType for PlainList<T> {
         ctx: &ContextSelectionSet<'_>,
         field: &Positioned<Field>,
     ) -> ServerResult<Value> {
-        let items: Option<Vec<Value>> = self.0.iter().map(|i| plain_object(i, field)).collect();
-        match items {
-            Some(values) => Ok(Value::List(values)),
+        match plain_list(self.0.iter(), field) {
+            Some(list) => Ok(list),
             None => self.0.resolve(ctx, field).await,
         }
     }
@@ -99,4 +99,60 @@ pub(crate) fn plain_object<T: PlainFields>(object: &T, field: &Positioned<Field>
         }
     }
     Some(Value::Object(out))
+}
+
+/// A page of a Relay connection of plain nodes (`String` cursors, no extra fields).
+pub(crate) type PlainConnection<N> = Connection<String, Plain<N>>;
+
+impl<N: PlainFields + Send + Sync> PlainFields for PlainConnection<N> {
+    fn plain_field(&self, field: &Positioned<Field>) -> Option<Value> {
+        match field.node.name.node.as_str() {
+            "edges" => plain_list(self.edges.iter(), field),
+            "nodes" => plain_list(self.edges.iter().map(|e| &e.node.0), field),
+            "pageInfo" => plain_object(
+                &PageInfo {
+                    has_previous_page: self.has_previous_page,
+                    has_next_page: self.has_next_page,
+                    start_cursor: self.edges.first().map(|e| e.cursor.clone()),
+                    end_cursor: self.edges.last().map(|e| e.cursor.clone()),
+                },
+                field,
+            ),
+            _ => None,
+        }
+    }
+}
+
+impl<N: PlainFields + Send + Sync> PlainFields for Edge<String, Plain<N>, EmptyFields> {
+    fn plain_field(&self, field: &Positioned<Field>) -> Option<Value> {
+        match field.node.name.node.as_str() {
+            "cursor" => Some(Value::String(self.cursor.clone())),
+            "node" => plain_object(&self.node.0, field),
+            _ => None,
+        }
+    }
+}
+
+impl PlainFields for PageInfo {
+    fn plain_field(&self, field: &Positioned<Field>) -> Option<Value> {
+        let cursor = |c: &Option<String>| c.clone().map_or(Value::Null, Value::String);
+        match field.node.name.node.as_str() {
+            "hasPreviousPage" => Some(Value::Boolean(self.has_previous_page)),
+            "hasNextPage" => Some(Value::Boolean(self.has_next_page)),
+            "startCursor" => Some(cursor(&self.start_cursor)),
+            "endCursor" => Some(cursor(&self.end_cursor)),
+            _ => None,
+        }
+    }
+}
+
+/// The list value of `field`'s selection on each of `items`, when every one is plain.
+fn plain_list<'a, T: PlainFields + 'a>(
+    items: impl Iterator<Item = &'a T>,
+    field: &Positioned<Field>,
+) -> Option<Value> {
+    items
+        .map(|i| plain_object(i, field))
+        .collect::<Option<Vec<_>>>()
+        .map(Value::List)
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use shard::engine::{MAX_PAGE_SIZE, Order, PurposeState, apply_to_state};
 
 use super::mutation::{check_customer, check_subject};
-use super::plain::{Plain, PlainList};
+use super::plain::{Plain, PlainConnection, PlainList};
 use super::scalars::{HashHex, UInt64};
 use super::types::*;
 use super::{AppState, DEFAULT_PAGE_SIZE, MAX_CONSISTENCY_PROOFS, state};
@@ -128,7 +128,7 @@ impl ConsentQuery {
         first: Option<i32>,
         after: Option<String>,
         #[graphql(default_with = "HistoryOrder::OldestFirst")] order: HistoryOrder,
-    ) -> Result<Connection<String, Plain<EventView>>> {
+    ) -> Result<Plain<PlainConnection<EventView>>> {
         check_customer(&customer_id)?;
         check_subject(&subject_id)?;
         let limit = page_size(first)?;
@@ -151,7 +151,7 @@ impl ConsentQuery {
                 Plain(e.into()),
             ));
         }
-        Ok(conn)
+        Ok(Plain(conn))
     }
 
     /// A customer's events recorded in `[since, until)`, oldest first, optionally only those
@@ -166,7 +166,7 @@ impl ConsentQuery {
         purpose: Option<String>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> Result<Connection<String, Plain<EventView>>> {
+    ) -> Result<Plain<PlainConnection<EventView>>> {
         check_customer(&customer_id)?;
         let limit = page_size(first)? as usize;
         let since_ms = since.map_or(0, |t| t.timestamp_millis());
@@ -212,12 +212,12 @@ impl ConsentQuery {
                     if conn.edges.len() == limit {
                         more = more || i + 1 < page.items.len();
                         conn.has_next_page = more;
-                        return Ok(conn);
+                        return Ok(Plain(conn));
                     }
                 }
             }
             if !more {
-                return Ok(conn);
+                return Ok(Plain(conn));
             }
             if scanned >= MAX_FILTER_SCAN {
                 if conn.edges.is_empty() {
@@ -226,7 +226,7 @@ impl ConsentQuery {
                     )));
                 }
                 conn.has_next_page = true;
-                return Ok(conn);
+                return Ok(Plain(conn));
             }
         }
     }
