@@ -30,18 +30,31 @@ fn invalid(step: &'static str, reason: String) -> Refusal {
     Box::new(Outcome::Invalid { step, reason })
 }
 
+/// Customers named in the report; an export is one customer's, and memory stays bounded
+/// for a file that joins many (the rest are counted).
+pub const MAX_NAMED_CUSTOMERS: usize = 16;
+
 /// What the events checked so far add up to.
 struct Tally {
+    /// The pinned signers (empty: only the mathematics is checked).
     trusted: Vec<Trusted>,
     /// Checkpoint note → the key id that signed it (None: no key pinned).
     signers: HashMap<String, Option<String>>,
-    /// Shard → the last sequence number seen on it.
+    /// Shard → the last sequence number seen on it: journal order, each event once.
     last_seq: HashMap<u32, u64>,
+    /// Events verified.
     events: u64,
+    /// Of them, events whose receipt carries no personal record (erased).
     erased: u64,
+    /// The customers of the events, up to `MAX_NAMED_CUSTOMERS`.
     customers: BTreeSet<String>,
+    /// Events of customers beyond `MAX_NAMED_CUSTOMERS` names (0 for an ordinary export).
+    other_customers_events: u64,
+    /// Key ids that signed the checkpoints, for the report.
     signer_ids: BTreeSet<String>,
+    /// Ledger name of the last checkpoint seen.
     origin: String,
+    /// Lowest and highest checkpoint number cited.
     checkpoints: Option<(u64, u64)>,
 }
 
@@ -58,6 +71,7 @@ pub fn export(file: &str, keys: &KeyArgs) -> Outcome {
         events: 0,
         erased: 0,
         customers: BTreeSet::new(),
+        other_customers_events: 0,
         signer_ids: BTreeSet::new(),
         origin: String::new(),
         checkpoints: None,
@@ -210,8 +224,13 @@ impl Tally {
         self.in_order(&at, &summary)?;
         self.events += 1;
         self.erased += u64::from(summary.personal.is_none());
-        if !self.customers.contains(&summary.entry.customer_id) {
-            self.customers.insert(summary.entry.customer_id.clone());
+        let customer = &summary.entry.customer_id;
+        if !self.customers.contains(customer) {
+            if self.customers.len() < MAX_NAMED_CUSTOMERS {
+                self.customers.insert(customer.clone());
+            } else {
+                self.other_customers_events += 1;
+            }
         }
         self.origin.clone_from(&summary.origin);
         let n = summary.checkpoint_number;
@@ -252,35 +271,28 @@ impl Tally {
         }
     }
 
+    /// The report of an export whose every event verified.
     fn valid(self) -> Outcome {
         let (first, last) = self.checkpoints.unwrap_or_default();
-        let customers: Vec<&String> = self.customers.iter().collect();
+        let join = |set: &BTreeSet<String>| set.iter().cloned().collect::<Vec<_>>().join(", ");
         let signer = match self.signer_ids.len() {
             0 => signer_text(&None),
-            _ => format!(
-                "signed by key {}",
-                self.signer_ids
-                    .iter()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            _ => format!("signed by key {}", join(&self.signer_ids)),
         };
+        let mut customers = join(&self.customers);
+        if self.other_customers_events > 0 {
+            let n = self.other_customers_events;
+            customers.push_str(&format!(" and {n} events of other customers"));
+        }
         Outcome::Valid {
             summary: format!(
-                "{} events of customer {} ({} with personal data erased), each as its receipt \
-                 proves, in checkpoints {first}–{last} of {}, {signer}: VALID",
-                self.events,
-                customers
-                    .iter()
-                    .map(|c| c.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                self.erased,
-                self.origin,
+                "{} events of customer {customers} ({} with personal data erased), each as its \
+                 receipt proves, in checkpoints {first}–{last} of {}, {signer}: VALID",
+                self.events, self.erased, self.origin,
             ),
             details: json!({
-                "events": self.events, "erased": self.erased, "customers": customers,
+                "events": self.events, "erased": self.erased, "customers": self.customers,
+                "otherCustomersEvents": self.other_customers_events,
                 "checkpoints": { "first": first, "last": last }, "origin": self.origin,
                 "signerKeyIds": self.signer_ids,
             }),
