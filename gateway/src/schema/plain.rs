@@ -1,13 +1,14 @@
 //! Small objects resolved without async-graphql's per-field machinery. async-graphql
 //! resolves each field of each object as a boxed future, polled through a `FuturesUnordered`
 //! with a context per field; for the small objects that lists are made of (a purpose and its
-//! choice, a purpose's current state) that was ≈ 15 % of a `read` request's server CPU
-//! (docs/benchmarks.md, session 14). When an object's selection is plain fields — no
-//! fragments, no directives, no response key twice — and every field has its value at hand,
-//! [`Plain`] builds the object's value directly (and [`PlainList`] a list's); otherwise the object takes async-graphql's
-//! own path. The value is the same either way (tested in `tests/api.rs`). Field hooks of
-//! extensions do not see these fields: the one extension the schemas have
-//! (`auth::policy::AccessControl`) hooks only the parsing of subscriptions.
+//! choice, a purpose's current state, an event) that was ≈ 25 % of a `read` request's
+//! server CPU (docs/benchmarks.md, session 14). When an object's selection is plain fields
+//! — no fragments, directives or arguments, no response key twice — and every field has its
+//! value at hand, [`Plain`] builds the object's value directly (and [`PlainList`] a
+//! list's); otherwise the object takes async-graphql's own path. The value is the same
+//! either way (tested in `tests/api.rs`). Field hooks of extensions do not see these
+//! fields: the one extension the schemas have (`auth::policy::AccessControl`, WebSocket
+//! only) looks at root fields alone, which are never plain objects.
 
 use std::borrow::Cow;
 
@@ -20,7 +21,7 @@ use async_graphql::{ContextSelectionSet, Name, OutputType, Positioned, ServerRes
 pub(crate) trait PlainFields: OutputType {
     /// The value of `field` (an object field's value built with [`plain_object`] from its
     /// own selection), or `None` when it has no value at hand (then the whole object takes
-    /// async-graphql's path).
+    /// async-graphql's path). Fields given arguments never get here: they take that path.
     fn plain_field(&self, field: &Positioned<Field>) -> Option<Value>;
 }
 
@@ -86,7 +87,7 @@ pub(crate) fn plain_object<T: PlainFields>(object: &T, field: &Positioned<Field>
         let Selection::Field(f) = &item.node else {
             return None;
         };
-        if !f.node.directives.is_empty() {
+        if !f.node.directives.is_empty() || !f.node.arguments.is_empty() {
             return None;
         }
         let value = match f.node.name.node.as_str() {
