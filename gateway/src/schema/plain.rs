@@ -148,7 +148,7 @@ impl PlainFields for PageInfo {
 }
 
 /// The list value of `field`'s selection on each of `items`, when every one is plain.
-fn plain_list<'a, T: PlainFields + 'a>(
+pub(crate) fn plain_list<'a, T: PlainFields + 'a>(
     items: impl Iterator<Item = &'a T>,
     field: &Positioned<Field>,
 ) -> Option<Value> {

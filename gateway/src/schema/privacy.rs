@@ -342,7 +342,6 @@ async fn subject_events(
     Ok(out)
 }
 
-/// An event with its personal record as JSON (the field names of the GraphQL type).
 /// The fields of an event in a subject's access export (a subset of what its receipt proves).
 pub(crate) fn event_json(e: &StoredEvent) -> serde_json::Value {
     const EXPORTED: [&str; 15] = [

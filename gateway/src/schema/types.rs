@@ -15,7 +15,7 @@ use shard::format::{Entry, PersonalRecord};
 use shard::hash::Hash;
 use shard::verify::ShardHead;
 
-use super::plain::{PlainFields, PlainList, plain_object};
+use super::plain::{PlainFields, PlainList, plain_list, plain_object};
 use super::scalars::{HashHex, UInt64};
 use super::state;
 use crate::checkpoints::Issued;
@@ -228,6 +228,18 @@ impl EventView {
             .consent()
             .expect("an EventView is only built from a consent entry")
     }
+
+    /// The choice per purpose as output objects, sorted by purpose name.
+    fn purpose_choices(&self) -> Vec<PurposeChoice> {
+        let purposes = &self.consent().purposes;
+        purposes
+            .iter()
+            .map(|(p, c)| PurposeChoice {
+                purpose: p.clone(),
+                choice: (*c).into(),
+            })
+            .collect()
+    }
 }
 
 /// A consent event as stored in the ledger.
@@ -267,16 +279,7 @@ impl EventView {
     }
     /// The choice per purpose, sorted by purpose name.
     async fn purposes(&self) -> PlainList<PurposeChoice> {
-        PlainList(
-            self.consent()
-                .purposes
-                .iter()
-                .map(|(p, c)| PurposeChoice {
-                    purpose: p.clone(),
-                    choice: (*c).into(),
-                })
-                .collect(),
-        )
+        PlainList(self.purpose_choices())
     }
     /// Notice shown.
     async fn notice_id(&self) -> &str {
@@ -341,19 +344,7 @@ impl PlainFields for EventView {
             "recordedAt" => opt_time(Some(ms_to_time(e.recorded_at_ms))),
             "occurredAt" => opt_time(Some(ms_to_time(c.occurred_at_ms))),
             "expiresAt" => opt_time(c.expires_at_ms.map(ms_to_time)),
-            "purposes" => Value::List(
-                c.purposes
-                    .iter()
-                    .map(|(purpose, choice)| {
-                        let choice = (*choice).into();
-                        let item = PurposeChoice {
-                            purpose: purpose.clone(),
-                            choice,
-                        };
-                        plain_object(&item, field)
-                    })
-                    .collect::<Option<_>>()?,
-            ),
+            "purposes" => plain_list(self.purpose_choices().iter(), field)?,
             "noticeId" => Value::String(c.notice_id.clone()),
             "noticeVersion" => Value::String(c.notice_version.clone()),
             "captureMethod" => InputType::to_value(&CaptureMethodGql::from(c.capture_method)),
@@ -631,13 +622,7 @@ impl PlainFields for ConsentState {
             "customerId" => Some(Value::String(self.customer_id.clone())),
             "subjectId" => Some(Value::String(self.subject_id.clone())),
             "asOf" => Some(opt_time(self.as_of)),
-            "purposes" => self
-                .purposes
-                .0
-                .iter()
-                .map(|p| plain_object(p, field))
-                .collect::<Option<Vec<_>>>()
-                .map(Value::List),
+            "purposes" => plain_list(self.purposes.0.iter(), field),
             _ => None,
         }
     }
