@@ -137,7 +137,7 @@ impl Outcome {
 /// A trusted signer: key name and key.
 pub type Trusted = (Option<String>, VerifyingKey);
 
-pub(crate) fn read_input(file: &str) -> Result<String, String> {
+fn read_input(file: &str) -> Result<String, String> {
     if file == "-" {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)

@@ -109,18 +109,11 @@ fn read_export(mut input: Box<dyn BufRead>, tally: &mut Tally) -> Result<(), Ref
         if line.trim().is_empty() {
             continue;
         }
+        // The first value decides: an access-export document (one JSON value, perhaps over
+        // many lines), or an export line.
+        let first = tally.events == 0;
         match serde_json::from_str::<Value>(&line) {
-            Ok(doc) if tally.events == 0 && doc.get("events").is_some_and(Value::is_array) => {
-                let mut rest = String::new();
-                input
-                    .read_to_string(&mut rest)
-                    .map_err(|e| unusable(format!("reading the export: {e}")))?;
-                if !rest.trim().is_empty() {
-                    return Err(unusable("text after the access export's document".into()));
-                }
-                return subject_document(doc, tally);
-            }
-            Ok(Value::Object(mut event)) => {
+            Ok(Value::Object(mut event)) if !(first && event.contains_key("events")) => {
                 let receipt = event.remove("receipt").ok_or_else(|| {
                     unusable(format!(
                         "line {number} has no receipt: export with `assent export --receipts`"
@@ -128,17 +121,16 @@ fn read_export(mut input: Box<dyn BufRead>, tally: &mut Tally) -> Result<(), Ref
                 })?;
                 tally.event(&format!("line {number}"), &event, receipt)?;
             }
-            Ok(_) => return Err(unusable(format!("line {number} is not a JSON object"))),
-            Err(_) if tally.events == 0 => {
-                let mut text = std::mem::take(&mut line);
+            Ok(Value::Object(_)) | Err(_) if first => {
                 input
-                    .read_to_string(&mut text)
+                    .read_to_string(&mut line)
                     .map_err(|e| unusable(format!("reading the export: {e}")))?;
-                let doc = serde_json::from_str(&text).map_err(|e| {
-                    unusable(format!("neither JSON lines nor a JSON document: {e}"))
+                let doc = serde_json::from_str(&line).map_err(|e| {
+                    unusable(format!("neither JSON lines nor one JSON document: {e}"))
                 })?;
                 return subject_document(doc, tally);
             }
+            Ok(_) => return Err(unusable(format!("line {number} is not a JSON object"))),
             Err(e) => return Err(unusable(format!("line {number} is not JSON: {e}"))),
         }
     }
@@ -146,8 +138,8 @@ fn read_export(mut input: Box<dyn BufRead>, tally: &mut Tally) -> Result<(), Ref
 
 /// Checks a subject's access export: its events, and that its customer, subject and
 /// current state are what those events say.
-fn subject_document(doc: Value, tally: &mut Tally) -> Result<(), Refusal> {
-    let Some(items) = doc["events"].as_array() else {
+fn subject_document(mut doc: Value, tally: &mut Tally) -> Result<(), Refusal> {
+    let Value::Array(items) = doc["events"].take() else {
         return Err(Box::new(Outcome::Unusable(
             "not an export: no `events` list (give `assent export --receipts` output or a \
              `subjectExport` document)"
@@ -156,10 +148,13 @@ fn subject_document(doc: Value, tally: &mut Tally) -> Result<(), Refusal> {
     };
     let mut states: Vec<PurposeState> = Vec::new();
     let mut shard_id = 0;
-    for (i, item) in items.iter().enumerate() {
+    for (i, mut item) in items.into_iter().enumerate() {
         let at = format!("events[{i}]");
-        let event = item["event"].as_object().cloned().unwrap_or_default();
-        let summary = tally.event(&at, &event, item["receipt"].clone())?;
+        let event = match item["event"].take() {
+            Value::Object(event) => event,
+            _ => Map::new(),
+        };
+        let summary = tally.event(&at, &event, item["receipt"].take())?;
         for (field, claimed) in [
             ("customerId", &doc["customerId"]),
             ("subjectId", &doc["subjectId"]),
@@ -183,11 +178,11 @@ fn check_current_state(
     states: &[PurposeState],
     shard_id: u32,
 ) -> Result<(), Refusal> {
-    let claimed = claimed.as_array().cloned().unwrap_or_default();
+    let claimed_list = claimed.as_array().map_or(&[][..], Vec::as_slice);
     let implied: Vec<Map<String, Value>> =
         states.iter().map(|s| state_fields(s, shard_id)).collect();
-    let same = claimed.len() == implied.len()
-        && claimed.iter().zip(&implied).all(|(c, i)| {
+    let same = claimed_list.len() == implied.len()
+        && claimed_list.iter().zip(&implied).all(|(c, i)| {
             i.iter()
                 .all(|(k, v)| same_value(k, c.get(k).unwrap_or(&Value::Null), v))
         });
@@ -197,8 +192,7 @@ fn check_current_state(
         Err(invalid(
             "current-state",
             format!(
-                "the document's currentState is {}, but its events imply {}",
-                Value::Array(claimed),
+                "the document's currentState is {claimed}, but its events imply {}",
                 json!(implied)
             ),
         ))
