@@ -9,6 +9,7 @@ mod erase;
 mod error;
 mod index;
 mod index_check;
+mod node_cache;
 mod reader;
 mod scrub;
 mod shard_audit;
@@ -31,6 +32,7 @@ pub use error::{
 };
 pub use index::{PurposeState, apply_to_state};
 pub use index_check::{IndexMismatch, IndexReport};
+pub use node_cache::{CACHED_NODE_MIN_LEVEL, MAX_CACHED_NODES};
 pub use reader::{
     AuditOpen, ConsistencyProof, DailyCount, Expiring, ExpiryCursor, InclusionProof, MAX_PAGE_SIZE,
     Order, Page, ShardReader, StoredEvent, StoredPersonal,

@@ -13,6 +13,7 @@ use super::db::{Db, DbCell, Snapshot};
 use super::error::{QueryError, StorageError, VerifyJournalError};
 use super::index::{MS_PER_DAY, PurposeState, STATE_ROW, state_in};
 use super::index_check::{IndexMismatch, IndexReport};
+use super::node_cache::NodeCache;
 use super::store::IndexTier;
 use super::subjects_walk::SubjectsPass;
 use super::tables::*;
@@ -331,6 +332,8 @@ pub struct ShardReader {
     db: Arc<DbCell>,
     shard_id: u32,
     progress: Arc<Progress>,
+    /// Upper Merkle nodes already read, shared by every reader of the file (proofs).
+    nodes: Arc<NodeCache>,
 }
 
 impl ShardReader {
@@ -338,11 +341,13 @@ impl ShardReader {
         db: Arc<DbCell>,
         shard_id: u32,
         progress: Arc<Progress>,
+        nodes: Arc<NodeCache>,
     ) -> ShardReader {
         ShardReader {
             db,
             shard_id,
             progress,
+            nodes,
         }
     }
 
@@ -645,7 +650,8 @@ impl ShardReader {
             return Ok(crate::merkle::TreeHasher::hash_empty(&Blake3Tree));
         }
         let merkle = txn.open_table(MERKLE).map_err(StorageError::from)?;
-        Ok(subtree_root(&Blake3Tree, &RedbNodes(&merkle), 0, size)?)
+        let nodes = self.nodes.over(RedbNodes(&merkle));
+        Ok(subtree_root(&Blake3Tree, &nodes, 0, size)?)
     }
 
     /// Inclusion proof of entry `seq` in the tree of the first `size` entries.
@@ -655,7 +661,7 @@ impl ShardReader {
         let head = head_in(txn, self.shard_id)?.0;
         check_size(size, &head)?;
         let merkle = txn.open_table(MERKLE).map_err(StorageError::from)?;
-        let nodes = RedbNodes(&merkle);
+        let nodes = self.nodes.over(RedbNodes(&merkle));
         let path = inclusion_proof(&Blake3Tree, &nodes, seq, size).map_err(proof_error)?;
         let root = subtree_root(&Blake3Tree, &nodes, 0, size)?;
         Ok(InclusionProof {
@@ -687,7 +693,7 @@ impl ShardReader {
         let head = head_in(txn, self.shard_id)?.0;
         check_size(new_size, &head)?;
         let merkle = txn.open_table(MERKLE).map_err(StorageError::from)?;
-        let nodes = RedbNodes(&merkle);
+        let nodes = self.nodes.over(RedbNodes(&merkle));
         let path =
             consistency_proof(&Blake3Tree, &nodes, old_size, new_size).map_err(proof_error)?;
         Ok(ConsistencyProof {
@@ -735,6 +741,7 @@ impl ShardReader {
             Arc::new(cell),
             shard_id,
             Arc::new(progress),
+            Arc::new(NodeCache::default()),
         ))
     }
 

@@ -19,6 +19,7 @@ use redb::{
 use super::db::DbCell;
 use super::error::{AppendError, OpenError, StorageError};
 use super::index::IndexTables;
+use super::node_cache::NodeCache;
 use super::reader::{Progress, RedbNodes, ShardReader, read_head, split_personal};
 use super::tables::*;
 use crate::format::limits::MAX_BATCH_EVENTS;
@@ -116,6 +117,8 @@ pub struct Store {
     pub(super) unindexed: Vec<Unindexed>,
     /// Published to readers: what is committed and what is indexed.
     pub(super) progress: Arc<Progress>,
+    /// Upper Merkle nodes read by proofs, shared by every reader handed out.
+    pub(super) nodes: Arc<NodeCache>,
 }
 
 /// A committed consent entry waiting for the index step, with what indexing it needs
@@ -167,6 +170,7 @@ impl Store {
             customer_indexed_upto: 0,
             unindexed: Vec::new(),
             progress: Arc::new(Progress::default()),
+            nodes: Arc::new(NodeCache::default()),
         };
         store.catch_up_indexes()?;
         store.indexed_upto = head.size;
@@ -200,7 +204,12 @@ impl Store {
 
     /// A read handle that can be used from any thread.
     pub fn reader(&self) -> ShardReader {
-        ShardReader::with_progress(self.db.clone(), self.head.shard_id, self.progress.clone())
+        ShardReader::with_progress(
+            self.db.clone(),
+            self.head.shard_id,
+            self.progress.clone(),
+            self.nodes.clone(),
+        )
     }
 
     /// Entries [0, n) are in the secondary indexes.
