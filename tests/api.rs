@@ -283,6 +283,58 @@ fn receipts_verify_offline_and_checkpoints_stay_consistent_across_restart() {
     assert_eq!((name2, key2), (name, key), "the signing key persists");
 }
 
+#[test]
+fn receipts_of_a_shard_deeper_than_the_cached_levels_verify_cold_and_warm() {
+    // Proves: with more than 2^9 entries in a shard, proofs partly served from the shard's
+    // cache of upper Merkle nodes verify offline, asked once (cold) and again (warm), and
+    // again after the tree grew past another cached level (new checkpoint, same nodes).
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--checkpoint-interval-ms", "100000"]);
+    s.customers(&["acme"]);
+    let (name, key) = verifying_key(&s);
+    let mut ids: Vec<(u64, String)> = Vec::new();
+    let record = |ids: &mut Vec<(u64, String)>, from: usize, n: usize| {
+        let events: Vec<Value> = (from..from + n)
+            .map(|i| event(&format!("s{i}"), "GRANTED", None))
+            .collect();
+        let d = s.ok(RECORD_MANY, json!({ "c": "acme", "e": events }));
+        for r in d["recordConsents"].as_array().unwrap() {
+            let seq = r["event"]["sequence"].as_str().unwrap().parse().unwrap();
+            ids.push((seq, r["event"]["id"].as_str().unwrap().to_string()));
+        }
+    };
+    record(&mut ids, 0, 700);
+    record(&mut ids, 700, 100);
+    let wanted = [0u64, 255, 256, 511, 512, 767, 799];
+    let pick = |ids: &[(u64, String)]| -> Vec<String> {
+        wanted
+            .iter()
+            .map(|w| {
+                ids.iter()
+                    .find(|(seq, _)| seq == w)
+                    .expect("seq recorded")
+                    .1
+                    .clone()
+            })
+            .collect()
+    };
+    let chosen = pick(&ids);
+    let mut checkpoints = Vec::new();
+    for round in ["cold", "warm"] {
+        for id in &chosen {
+            let summary = verify_receipt(&receipt_of(&s, id), Some((&name, &key)))
+                .unwrap_or_else(|e| panic!("{round} receipt of {id}: {e}"));
+            checkpoints.push(summary.checkpoint_number);
+        }
+    }
+    record(&mut ids, 800, 400);
+    for id in &chosen {
+        let summary = verify_receipt(&receipt_of(&s, id), Some((&name, &key)))
+            .unwrap_or_else(|e| panic!("receipt of {id} after growth: {e}"));
+        assert!(summary.checkpoint_number >= checkpoints[0]);
+    }
+}
+
 /// `consistencyProofs` gives, for each consecutive pair of a range, what `consistencyProof`
 /// gives for that pair; a range past the last checkpoint or over the limit is refused.
 fn consistency_proofs_answer_pair_by_pair(s: &Server, first: u64, issued: u64) {
