@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::hash::Hash;
 use crate::merkle::NodeSource;
@@ -35,6 +36,8 @@ pub(crate) struct NodeCache {
     /// `(level, index)` → node hash; only levels ≥ [`CACHED_NODE_MIN_LEVEL`], at most
     /// [`MAX_CACHED_NODES`] entries.
     nodes: RwLock<HashMap<(u8, u64), Hash>>,
+    /// Set once the map holds [`MAX_CACHED_NODES`]: later misses skip the write lock.
+    full: AtomicBool,
 }
 
 impl NodeCache {
@@ -62,14 +65,19 @@ impl NodeCache {
     }
 
     fn remember(&self, level: u8, index: u64, node: Hash) {
-        let mut nodes = self.nodes.write().expect("node cache lock");
-        if nodes.len() < MAX_CACHED_NODES {
-            let earlier = nodes.insert((level, index), node);
-            assert!(
-                earlier.is_none_or(|h| h == node),
-                "a stored Merkle node never changes"
-            );
+        if self.full.load(Ordering::Relaxed) {
+            return;
         }
+        let mut nodes = self.nodes.write().expect("node cache lock");
+        if nodes.len() >= MAX_CACHED_NODES {
+            self.full.store(true, Ordering::Relaxed);
+            return;
+        }
+        let earlier = nodes.insert((level, index), node);
+        assert!(
+            earlier.is_none_or(|h| h == node),
+            "a stored Merkle node never changes"
+        );
     }
 }
 
@@ -96,10 +104,25 @@ impl NodeSource for CachedNodes<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::CACHED_NODE_MIN_LEVEL;
+    use super::{CACHED_NODE_MIN_LEVEL, MAX_CACHED_NODES, NodeCache};
     use crate::engine::Store;
     use crate::format::tests_support::sample;
+    use crate::hash::Hash;
     use crate::merkle::{Blake3Tree, TreeHasher as _, verify_consistency, verify_inclusion};
+
+    #[test]
+    fn the_cache_stops_growing_at_its_bound() {
+        // Proves: memory stays bounded: past MAX_CACHED_NODES nothing more is kept, and a
+        // node already kept is still served.
+        let cache = NodeCache::default();
+        for index in 0..MAX_CACHED_NODES as u64 + 100 {
+            cache.remember(CACHED_NODE_MIN_LEVEL, index, Hash([index as u8; 32]));
+        }
+        assert_eq!(cache.levels().len(), MAX_CACHED_NODES);
+        assert_eq!(cache.get(CACHED_NODE_MIN_LEVEL, 7), Some(Hash([7; 32])));
+        let past = MAX_CACHED_NODES as u64 + 1;
+        assert_eq!(cache.get(CACHED_NODE_MIN_LEVEL, past), None);
+    }
 
     #[test]
     fn proofs_through_the_node_cache_verify_cold_and_warm_at_every_size() {
