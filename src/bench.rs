@@ -78,7 +78,8 @@ pub struct BenchArgs {
     /// WebSocket subscribers listening while the workload runs (`subscribe` defaults to 100).
     #[arg(long)]
     pub subscribers: Option<u32>,
-    /// PID of the server, when on this machine: its peak RSS is reported.
+    /// PID of the server, when on this machine: its peak RSS and its CPU per request are
+    /// reported.
     #[arg(long)]
     pub server_pid: Option<u32>,
     /// Print the report as JSON.
@@ -109,6 +110,12 @@ pub struct Report {
     latency_ms: Latency,
     errors: BTreeMap<String, u64>,
     server_peak_rss_mib: Option<f64>,
+    /// CPU time (user + system) this client used per request while the workload ran: the
+    /// share of the two cores the client took from the server it measures (Linux only).
+    client_cpu_us_per_request: Option<f64>,
+    /// The same for the server (`--server-pid`): what a request costs the server, steadier
+    /// than requests/s on a host whose speed drifts.
+    server_cpu_us_per_request: Option<f64>,
     subscribers: u32,
     /// Changes received by all subscribers, and commit-to-client latency (recordedAt to
     /// arrival, millisecond clock resolution).
@@ -409,6 +416,23 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// Clock ticks per second of the times in `/proc/PID/stat` (Linux's `USER_HZ`, 100 on every
+/// architecture it runs on; the kernel converts to it whatever its internal tick rate).
+const USER_HZ: f64 = 100.0;
+
+/// CPU time (user + system) process `pid` (or `self`) has used so far, in microseconds,
+/// from `/proc/PID/stat`; `None` where that file does not exist.
+fn cpu_us(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at state, field 3;
+    // utime and stime are fields 14 and 15.
+    let after = stat.rsplit_once(')')?.1;
+    let mut fields = after.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / USER_HZ * 1e6)
+}
+
 /// Runs the bench and prints its report.
 pub fn run(args: BenchArgs) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -452,6 +476,12 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         }
         if let Some(r) = report.server_peak_rss_mib {
             t += &format!("\nserver peak RSS {r:.1} MiB");
+        }
+        if let Some(c) = report.client_cpu_us_per_request {
+            t += &format!("\nCPU µs per request  client {c:.1}");
+            if let Some(s) = report.server_cpu_us_per_request {
+                t += &format!("  server {s:.1}");
+            }
         }
         t
     };
@@ -506,6 +536,8 @@ async fn drive(args: BenchArgs) -> Result<Report, String> {
     }
     let ctx = Arc::new(ctx);
     let issued = Arc::new(AtomicU64::new(0));
+    let server_pid = args.server_pid.map(|p| p.to_string());
+    let cpu_before = (cpu_us("self"), server_pid.as_deref().and_then(cpu_us));
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(args.duration);
     let limit = args.requests.unwrap_or(u64::MAX);
@@ -543,6 +575,13 @@ async fn drive(args: BenchArgs) -> Result<Report, String> {
         events += n;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let cpu_after = (cpu_us("self"), server_pid.as_deref().and_then(cpu_us));
+    let per_request = |before: Option<f64>, after: Option<f64>| {
+        let requests = hist.len().max(1) as f64;
+        Some((after? - before?) / requests)
+    };
+    let client_cpu_us_per_request = per_request(cpu_before.0, cpu_after.0);
+    let server_cpu_us_per_request = per_request(cpu_before.1, cpu_after.1);
     tokio::time::sleep(Duration::from_millis(300)).await; // let in-flight deliveries land
     stop.store(true, Ordering::Relaxed);
     let mut delivery =
@@ -578,6 +617,8 @@ async fn drive(args: BenchArgs) -> Result<Report, String> {
         },
         errors,
         server_peak_rss_mib: args.server_pid.and_then(peak_rss_mib),
+        client_cpu_us_per_request,
+        server_cpu_us_per_request,
         subscribers: subscriber_count,
         delivered: delivery.len(),
         delivery_ms,

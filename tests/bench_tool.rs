@@ -10,8 +10,11 @@ use serde_json::Value;
 
 #[test]
 fn every_workload_runs_briefly_without_errors() {
+    // Proves: each workload completes against a real server with no error, writes exactly
+    // when it should, and reports the CPU per request of both client and server.
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &[]);
+    let pid = s.pid().to_string();
     for workload in [
         "noop", "record", "batch", "withdraw", "read", "mixed", "receipt",
     ] {
@@ -34,6 +37,8 @@ fn every_workload_runs_briefly_without_errors() {
                 "3",
                 "--batch",
                 "10",
+                "--server-pid",
+                &pid,
                 "--json",
             ])
             .env("ASSENT_BENCH_TOKEN", &s.admin)
@@ -55,6 +60,10 @@ fn every_workload_runs_briefly_without_errors() {
             serde_json::json!({}),
             "{workload}: {report}"
         );
+        for side in ["client", "server"] {
+            let cpu = report[format!("{side}_cpu_us_per_request")].as_f64();
+            assert!(cpu.is_some_and(|c| c > 0.0), "{workload}, {side}: {report}");
+        }
         let writes = matches!(
             workload,
             "record" | "batch" | "withdraw" | "mixed" | "subscribe"

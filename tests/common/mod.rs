@@ -22,6 +22,11 @@ pub struct Server {
 }
 
 impl Server {
+    /// The server's process id (for `assent bench --server-pid`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts `assent serve` on `data_dir` with extra flags; waits until it listens.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
         Server::start_env(data_dir, extra, &[])
