@@ -63,7 +63,7 @@ pub const GROUP_COMMIT_EARLY_EVENTS: usize = 16;
 /// messages; the rest follows in further steps. A step of ≈ 290 entries held the writer ≈ 6 ms
 /// under one customer's load (docs/benchmarks.md, session 15), and appends waited behind it.
 /// Steps a reader asks for (`IndexUpTo`) and the full step are not split.
-pub const SUBJECT_STEP_MAX_ENTRIES: u64 = 64;
+pub const SUBJECT_STEP_MAX_ENTRIES: u64 = 160;
 
 /// When a shard waits to group appends into one commit (defaults: `GROUP_COMMIT_WAIT_US`,
 /// `BUSY_WINDOW_MS`; tests stretch them to observe the grouping).
