@@ -1011,57 +1011,6 @@ fn only_the_subjects_written_since_the_last_index_step_count_as_unindexed() {
     assert!(!r.has_unindexed_subject("acme", "alice") && !r.has_unindexed_subject("acme", "bob"));
 }
 
-#[test]
-fn a_split_subject_step_indexes_the_oldest_entries_and_keeps_later_subjects_waiting() {
-    // Proves: a subject step limited to n entries indexes exactly the oldest n not yet in
-    // the tier, leaves the customer tier alone, and does not let readers of the subjects it
-    // did not reach skip their wait; further steps finish the tier, and the result agrees
-    // with the journal.
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = open(&dir.path().join("s.redb"));
-    let r = store.reader();
-    let subjects = ["a", "b", "c", "d", "e"];
-    for (n, subject) in subjects.iter().enumerate() {
-        let batch = vec![event("acme", subject, n as u64)];
-        store.append_batches(&[batch]).unwrap().remove(0).unwrap();
-    }
-    assert!(store.index_subjects_some(2).unwrap(), "entries still wait");
-    assert_eq!(
-        (store.indexed_upto(), store.customer_indexed_upto()),
-        (2, 0)
-    );
-    assert!(
-        !r.current_state("acme", "b").unwrap().is_empty(),
-        "b is indexed"
-    );
-    assert!(
-        r.current_state("acme", "c").unwrap().is_empty(),
-        "c is not yet"
-    );
-    assert!(
-        r.has_unindexed_subject("acme", "e") && r.has_unindexed("acme"),
-        "readers of what the step did not reach still wait"
-    );
-    assert!(store.index_subjects_some(2).unwrap());
-    assert!(
-        !store.index_subjects_some(2).unwrap(),
-        "the tier is complete"
-    );
-    assert_eq!(store.indexed_upto(), 5);
-    assert!(!r.has_unindexed_subject("acme", "e"));
-    assert!(r.has_unindexed("acme"), "the customer tier still lags");
-    for subject in subjects {
-        assert!(
-            !r.current_state("acme", subject).unwrap().is_empty(),
-            "{subject}"
-        );
-    }
-    store.index_now(true).unwrap();
-    assert!(!r.has_unindexed("acme"));
-    r.verify_indexes()
-        .expect("the split steps left true indexes");
-}
-
 #[actix_rt::test]
 async fn a_subject_read_after_subject_indexes_fresh_sees_its_acknowledged_appends() {
     // Proves: read-your-writes per subject, while another subject of the customer is
@@ -1187,8 +1136,6 @@ enum TierOp {
     Append { customer: u8, subject: u8, n: u8 },
     /// The subject tier's index step.
     SubjectStep,
-    /// A subject-tier step limited to `n` entries (a timer's split step).
-    SubjectSome { n: u8 },
     /// The full index step.
     FullStep,
     /// The writer goes away without a final index step, and the file is opened again.
@@ -1202,7 +1149,6 @@ fn tier_op() -> impl proptest::strategy::Strategy<Value = TierOp> {
     prop_oneof![
         4 => (0u8..2, 0u8..4, 1u8..4).prop_map(|(customer, subject, n)| TierOp::Append { customer, subject, n }),
         2 => Just(TierOp::SubjectStep),
-        2 => (1u8..4).prop_map(|n| TierOp::SubjectSome { n }),
         1 => Just(TierOp::FullStep),
         1 => Just(TierOp::Reopen),
         1 => (0u8..4).prop_map(|subject| TierOp::Erase { subject }),
@@ -1216,9 +1162,9 @@ proptest::proptest! {
     fn any_interleaving_of_appends_index_steps_erasures_and_reopens_keeps_every_tier_true(
         ops in proptest::collection::vec(tier_op(), 1..24)
     ) {
-        // Proves: whatever the order of appends, subject-tier steps (whole or split), full
-        // steps, erasures and reopens without a final step, each tier holds exactly what the
-        // journal implies below its own watermark (the audit's index check after every step),
+        // Proves: whatever the order of appends, subject-tier steps, full steps, erasures
+        // and reopens without a final step, each tier holds exactly what the journal
+        // implies below its own watermark (the audit's index check after every step),
         // every subject with an entry past the subject tier's watermark is marked for its
         // readers to wait, the customer tier never leads, and an open brings both tiers to
         // the journal's end.
@@ -1246,9 +1192,6 @@ proptest::proptest! {
                     s.append_batches(&[batch]).unwrap().remove(0).unwrap();
                 }
                 TierOp::SubjectStep => s.index_tier(IndexTier::Subjects).unwrap(),
-                TierOp::SubjectSome { n } => {
-                    s.index_subjects_some(u64::from(*n)).unwrap();
-                }
                 TierOp::FullStep => s.index_now(false).unwrap(),
                 TierOp::Reopen => {
                     drop(store.take());

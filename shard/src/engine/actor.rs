@@ -59,12 +59,6 @@ pub const BUSY_WINDOW_MS: u64 = 10;
 /// of 23, 250 commits/s per shard instead of 188).
 pub const GROUP_COMMIT_EARLY_EVENTS: usize = 16;
 
-/// Most entries one timer-driven subject-tier step indexes before the shard takes its waiting
-/// messages; the rest follows in further steps. A step of ≈ 290 entries held the writer ≈ 6 ms
-/// under one customer's load (docs/benchmarks.md, session 15), and appends waited behind it.
-/// Steps a reader asks for (`IndexUpTo`) and the full step are not split.
-pub const SUBJECT_STEP_MAX_ENTRIES: u64 = 160;
-
 /// When a shard waits to group appends into one commit (defaults: `GROUP_COMMIT_WAIT_US`,
 /// `BUSY_WINDOW_MS`; tests stretch them to observe the grouping).
 #[derive(Debug, Clone, Copy)]
@@ -288,24 +282,13 @@ impl Handler<Flush> for ShardActor {
 impl Handler<IndexStep> for ShardActor {
     type Result = ();
 
-    fn handle(&mut self, msg: IndexStep, ctx: &mut Context<Self>) {
-        let Some(store) = self.store.as_mut() else {
-            return;
-        };
+    fn handle(&mut self, msg: IndexStep, _: &mut Context<Self>) {
         match msg.0 {
-            IndexTier::Subjects => match store.index_subjects_some(SUBJECT_STEP_MAX_ENTRIES) {
-                // The rest after the messages already waiting (appends commit in between).
-                Ok(true) => ctx.notify(IndexStep(IndexTier::Subjects)),
-                Ok(false) => self.index_scheduled = false,
-                Err(e) => {
-                    self.index_scheduled = false;
-                    tracing::error!(error = %e, "index step failed; the entries stay queued");
-                }
-            },
-            IndexTier::All => {
-                self.customer_index_scheduled = false;
-                store.index_or_log(msg.0);
-            }
+            IndexTier::Subjects => self.index_scheduled = false,
+            IndexTier::All => self.customer_index_scheduled = false,
+        }
+        if let Some(store) = self.store.as_mut() {
+            store.index_or_log(msg.0);
         }
     }
 }

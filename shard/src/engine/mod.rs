@@ -22,8 +22,8 @@ pub use actor::{
     Append, AppendReply, BUSY_WINDOW_MS, CUSTOMER_INDEX_DELAY_MS, CommitObserver, CommitReport,
     Erase, GROUP_COMMIT_EARLY_EVENTS, GROUP_COMMIT_WAIT_US, GetConsistencyProof, GetCurrentState,
     GetCustomerEvents, GetDailyCounts, GetEvent, GetHead, GetHistory, GetInclusionProof,
-    GetWriteStats, GroupCommit, INDEX_DELAY_MS, IndexUpTo, MAILBOX_CAPACITY, Published,
-    SUBJECT_STEP_MAX_ENTRIES, Scrub, ShardActor, ShardHandle, Stop, Submit,
+    GetWriteStats, GroupCommit, INDEX_DELAY_MS, IndexUpTo, MAILBOX_CAPACITY, Published, Scrub,
+    ShardActor, ShardHandle, Stop, Submit,
 };
 pub use erase::{Erased, ErasureRequest, ErasureTarget};
 pub use error::{

@@ -256,31 +256,7 @@ impl Store {
         self.index_step(tier, false)
     }
 
-    /// The subject tier's step over the oldest `max_entries` entries it lacks at most (a
-    /// timer's step, split so that appends need not wait behind a long one); returns whether
-    /// entries still wait for the subject tier.
-    pub fn index_subjects_some(&mut self, max_entries: u64) -> Result<bool, StorageError> {
-        assert!(max_entries > 0, "a step indexes something");
-        let upto = self
-            .head
-            .size
-            .min(self.indexed_upto.saturating_add(max_entries));
-        self.index_step_to(IndexTier::Subjects, false, upto)?;
-        Ok(self.index_pending())
-    }
-
     fn index_step(&mut self, tier: IndexTier, durable: bool) -> Result<(), StorageError> {
-        self.index_step_to(tier, durable, self.head.size)
-    }
-
-    /// The index step of `tier` up to entry `upto` (exclusive; the committed size for the
-    /// customer tier, which indexes its whole queue at once).
-    fn index_step_to(
-        &mut self,
-        tier: IndexTier,
-        durable: bool,
-        upto: u64,
-    ) -> Result<(), StorageError> {
         let size = self.head.size;
         assert_eq!(
             self.unindexed.len() as u64,
@@ -288,59 +264,47 @@ impl Store {
             "the queue holds exactly the entries not in both tiers"
         );
         let customers = tier == IndexTier::All && self.customer_index_pending();
-        assert!(
-            upto <= size && (upto == size || !customers),
-            "a step stays within what is committed; the customer tier takes the whole queue"
-        );
-        if self.indexed_upto >= upto && !customers && !durable {
+        if self.indexed_upto == size && !customers && !durable {
             return Ok(());
         }
         let mut txn = self.db.get().begin_write()?;
         if !durable {
             txn.set_durability(Durability::None)?;
         }
-        let upto = upto.max(self.indexed_upto);
         {
             let mut t = WriteTables::open(&txn)?;
-            self.apply_queued(&mut t.indexes, customers, upto)?;
+            self.apply_queued(&mut t.indexes, customers)?;
             t.indexes.flush_counts()?;
-            t.set_indexed_upto(upto)?;
+            t.set_indexed_upto(size)?;
             if customers {
                 t.set_customer_indexed_upto(size)?;
             }
         }
         self.db.commit(txn)?;
-        self.indexed_upto = upto;
+        self.indexed_upto = size;
         if customers {
             self.unindexed.clear();
             self.customer_indexed_upto = size;
         }
         self.publish();
-        // Readers of a subject with entries past `upto` must still wait: the sets of
-        // unindexed subjects (and customers) empty only when the tier reaches every entry.
-        if upto == size {
-            self.progress.clear_unindexed(customers);
-        }
+        self.progress.clear_unindexed(customers);
         Ok(())
     }
 
-    /// Applies the queue to the subject tier from `indexed_upto` up to `upto`, and with
-    /// `customers` every queued entry to the customer tier (`upto` is then the committed size).
+    /// Applies the queue to the subject tier from `indexed_upto` on, and with `customers`
+    /// every queued entry to the customer tier.
     fn apply_queued(
         &self,
         t: &mut super::index::IndexTables<'_>,
         customers: bool,
-        upto: u64,
     ) -> Result<(), StorageError> {
         // Entries below `indexed_upto` are already in the subject tier: a subject step
         // starts past them.
         let in_subject_tier = usize::try_from(self.indexed_upto - self.customer_indexed_upto)
             .expect("the queue fits in memory");
         let first = if customers { 0 } else { in_subject_tier };
-        let end =
-            usize::try_from(upto - self.customer_indexed_upto).expect("the queue fits in memory");
         let mut next = self.customer_indexed_upto + first as u64;
-        for item in &self.unindexed[first..end] {
+        for item in &self.unindexed[first..] {
             assert_eq!(item.entry.seq, next, "entries are indexed once, in order");
             if customers {
                 t.apply_customer_tier(&item.entry, item.customer)?;
@@ -350,7 +314,7 @@ impl Store {
             }
             next += 1;
         }
-        assert_eq!(next, upto, "every entry up to the step's end is queued");
+        assert_eq!(next, self.head.size, "every committed entry is queued");
         Ok(())
     }
 
