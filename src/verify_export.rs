@@ -30,11 +30,16 @@ fn invalid(step: &'static str, reason: String) -> Refusal {
     Box::new(Outcome::Invalid { step, reason })
 }
 
+fn unusable(reason: String) -> Refusal {
+    Box::new(Outcome::Unusable(reason))
+}
+
 /// Customers named in the report; an export is one customer's, and memory stays bounded
 /// for a file that joins many (the rest are counted).
 pub const MAX_NAMED_CUSTOMERS: usize = 16;
 
 /// What the events checked so far add up to.
+#[derive(Default)]
 struct Tally {
     /// The pinned signers (empty: only the mathematics is checked).
     trusted: Vec<Trusted>,
@@ -66,15 +71,7 @@ pub fn export(file: &str, keys: &KeyArgs) -> Outcome {
     };
     let mut tally = Tally {
         trusted,
-        signers: HashMap::new(),
-        last_seq: HashMap::new(),
-        events: 0,
-        erased: 0,
-        customers: BTreeSet::new(),
-        other_customers_events: 0,
-        signer_ids: BTreeSet::new(),
-        origin: String::new(),
-        checkpoints: None,
+        ..Tally::default()
     };
     let input: Box<dyn BufRead> = if file == "-" {
         Box::new(std::io::stdin().lock())
@@ -94,7 +91,6 @@ pub fn export(file: &str, keys: &KeyArgs) -> Outcome {
 /// Reads JSON lines, or (when the first line is not a whole JSON value) one access-export
 /// document, and checks every event in it.
 fn read_export(mut input: Box<dyn BufRead>, tally: &mut Tally) -> Result<(), Refusal> {
-    let unusable = |m: String| Box::new(Outcome::Unusable(m));
     let mut line = String::new();
     let mut number = 0u64;
     loop {
@@ -140,11 +136,11 @@ fn read_export(mut input: Box<dyn BufRead>, tally: &mut Tally) -> Result<(), Ref
 /// current state are what those events say.
 fn subject_document(mut doc: Value, tally: &mut Tally) -> Result<(), Refusal> {
     let Value::Array(items) = doc["events"].take() else {
-        return Err(Box::new(Outcome::Unusable(
+        return Err(unusable(
             "not an export: no `events` list (give `assent export --receipts` output or a \
              `subjectExport` document)"
                 .into(),
-        )));
+        ));
     };
     let mut states: Vec<PurposeState> = Vec::new();
     let mut shard_id = 0;
