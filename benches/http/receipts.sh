@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Receipts on an existing ledger: serves DATA_DIR, runs the `receipt` workload once to seed
-# its events and warm up, then again for SECONDS, and prints requests/s, p99 and the
-# server's CPU per receipt (docs/benchmarks.md, session 15: the proof node cache at 10M).
+# its events and warm up, then again for SECONDS, and prints `assent bench`'s report, whose
+# last line is the client's and the server's CPU per receipt (docs/benchmarks.md, session
+# 15: the proof node cache at 10M).
 #
 #   benches/http/receipts.sh DATA_DIR [BIN=target/release/assent] [SECONDS=6]
 #
@@ -13,19 +14,9 @@ secs=${3:-6}
 [ -x "$bin" ] || { echo "build first: cargo build --release" >&2; exit 2; }
 log=$(mktemp)
 pid=
-trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -f "$log" "$log.json"' EXIT
+trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -f "$log"' EXIT
 . "$(dirname "$0")/server.sh"
 serve_on "$bin" "$dir" "$log"
 "$bin" bench --url "http://127.0.0.1:$port" --connections 64 --duration 4 --workload receipt >/dev/null
-t0=$(server_ticks)
 "$bin" bench --url "http://127.0.0.1:$port" --connections 64 --duration "$secs" \
-  --workload receipt --json >"$log.json"
-t1=$(server_ticks)
-python3 - "$log.json" "$t0" "$t1" "$(getconf CLK_TCK)" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-t0, t1, hz = (float(x) for x in sys.argv[2:5])
-n = r["requests"]
-print(f'receipt: {r["requests_per_s"]:.0f} req/s, p99 {r["latency_ms"]["p99"]} ms, '
-      f'server CPU {(t1 - t0) / hz * 1e6 / n:.1f} µs per receipt, errors {r["errors"]}')
-PY
+  --workload receipt --server-pid "$pid"
