@@ -10,7 +10,7 @@ use std::path::Path;
 use common::event;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use shard::engine::{
-    Append, AppendError, GetHead, OpenError, Order, ShardAuditError, ShardHandle, Store,
+    Append, AppendError, GetHead, IndexHold, OpenError, Order, ShardAuditError, ShardHandle, Store,
     SubjectsPass, VerifyJournalError,
 };
 use shard::format::{Choice, Entry, PersonalRecord};
@@ -405,6 +405,13 @@ fn edit_table<K: redb::Key + 'static, V: redb::Value + 'static>(
     def: TableDefinition<K, V>,
     f: impl FnOnce(&mut redb::Table<K, V>),
 ) {
+    use redb::TableHandle;
+    let index = shard::engine::index_path(path);
+    let path = if shard::engine::in_index_file(def.name()) {
+        &index
+    } else {
+        path
+    };
     let db = Database::create(path).unwrap();
     let txn = db.begin_write().unwrap();
     f(&mut txn.open_table(def).unwrap());
@@ -567,7 +574,7 @@ fn the_whole_shard_audit_reads_the_journal_once_and_reports_journal_problems_fir
     drop((reader, store));
     // A state row that does not decode stops the index check while the walk still runs.
     let copy = dir.path().join("copy.redb");
-    std::fs::copy(&path, &copy).unwrap();
+    common::copy_shard(&path, &copy);
     let subjects = TableDefinition::<(u32, [u8; 32], u64), &[u8]>::new("subjects");
     edit_table(&copy, subjects, |t| {
         let state = t
@@ -663,8 +670,7 @@ fn index_verification_passes_a_true_index_and_names_a_tampered_one() {
     );
     drop(store);
     // The whole-shard audit (one journal read feeding the same check) must find the same.
-    let tamper =
-        |f: &dyn Fn(&redb::WriteTransaction)| common::index_problem_of_copy(&path, "copy.redb", f);
+    let tamper = |f: &dyn Fn(&common::Edit)| common::index_problem_of_copy(&path, "copy.redb", f);
     let err = tamper(&|t| {
         let mut tab = t.open_table(SUBJECTS).unwrap();
         // The first key of a subject is one of its history rows (the state row is last).
@@ -717,7 +723,7 @@ fn index_verification_passes_a_true_index_and_names_a_tampered_one() {
     // Counters are compared by digest, a day at a time; when they differ, the first bad
     // one is named: a missing counter, one of a purpose no event has, one of a day
     // without events.
-    let first_counter = |t: &redb::WriteTransaction| {
+    let first_counter = |t: &common::Edit| {
         let tab = t.open_table(DAILY_COUNTS).unwrap();
         let first = tab.first().unwrap().unwrap();
         let (c, day, p) = first.0.value();
@@ -748,7 +754,7 @@ fn index_verification_passes_a_true_index_and_names_a_tampered_one() {
     // u64 seq, i64 occurred_at_ms, optional i64 expires_at_ms.
     /// Edits a state's bytes given the offset of its first choice and its subject's history.
     type StateEdit<'a> = &'a dyn Fn(&mut Vec<u8>, usize, &[u64]);
-    fn edit_first_state(t: &redb::WriteTransaction, edit: StateEdit) {
+    fn edit_first_state(t: &common::Edit, edit: StateEdit) {
         let mut tab = t.open_table(SUBJECTS).unwrap();
         let mut history = vec![];
         let (key, mut state) = tab
@@ -799,6 +805,8 @@ fn entries_committed_but_not_yet_indexed_are_indexed_from_the_journal_on_the_nex
         store.append_batches(&[batch]).unwrap().remove(0).unwrap();
     }
     store.index_now(true).unwrap();
+    // The index writer falls behind, and the store closes before it catches up (a crash).
+    store.hold_indexing(IndexHold::BothTiers);
     for i in 10..25 {
         let batch = vec![event("acme", &format!("s{}", i % 3), i)];
         store.append_batches(&[batch]).unwrap().remove(0).unwrap();
@@ -834,12 +842,14 @@ fn entries_committed_but_not_yet_indexed_are_indexed_from_the_journal_on_the_nex
     let mut store = open(&path);
     assert_eq!(store.indexed_upto(), 25);
     assert!(!store.reader().has_unindexed("acme"), "indexed on open");
+    store.hold_indexing(IndexHold::BothTiers);
     store
         .append_batches(&[vec![event("acme", "s9", 99)]])
         .unwrap()
         .remove(0)
         .unwrap();
     assert!(store.reader().has_unindexed("acme"));
+    store.hold_indexing(IndexHold::Nothing);
     store.index_now(false).unwrap();
     assert!(
         !store.reader().has_unindexed("acme"),
@@ -874,6 +884,7 @@ fn the_customer_tier_lags_the_subject_tier_until_its_own_step_and_a_crash_betwee
         append(&mut store, i);
     }
     store.index_now(false).unwrap();
+    store.hold_indexing(IndexHold::CustomerTier);
     for i in 4..10 {
         append(&mut store, i);
     }
@@ -898,7 +909,8 @@ fn the_customer_tier_lags_the_subject_tier_until_its_own_step_and_a_crash_betwee
         "the time index has the first four"
     );
     assert_eq!(r.verify_indexes().unwrap().entries, 10);
-    // A durable commit makes the subject step durable; the customer tier's never ran.
+    // Entry 10 is committed, and the store closes before either tier has it (a crash).
+    store.hold_indexing(IndexHold::BothTiers);
     append(&mut store, 10);
     drop((r, store));
 
@@ -997,6 +1009,7 @@ fn only_the_subjects_written_since_the_last_index_step_count_as_unindexed() {
     append(&mut store, "alice", 0);
     store.index_now(false).unwrap();
     assert!(!r.has_unindexed("acme") && !r.has_unindexed_subject("acme", "alice"));
+    store.hold_indexing(IndexHold::BothTiers);
     append(&mut store, "bob", 1);
     assert!(r.has_unindexed("acme") && r.has_unindexed_subject("acme", "bob"));
     assert!(!r.has_unindexed_subject("acme", "alice"));
@@ -1006,6 +1019,7 @@ fn only_the_subjects_written_since_the_last_index_step_count_as_unindexed() {
     );
     append(&mut store, "alice", 2);
     assert!(r.has_unindexed_subject("acme", "alice"));
+    store.hold_indexing(IndexHold::Nothing);
     store.index_now(false).unwrap();
     assert!(!r.has_unindexed("acme"));
     assert!(!r.has_unindexed_subject("acme", "alice") && !r.has_unindexed_subject("acme", "bob"));
@@ -1171,7 +1185,13 @@ proptest::proptest! {
         use shard::engine::{ErasureError, ErasureRequest, ErasureTarget, IndexTier};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
-        let mut store = Some(open(&path));
+        // The index writer runs only the steps the operations ask for.
+        let open_held = |path: &Path| {
+            let store = open(path);
+            store.hold_indexing(IndexHold::BothTiers);
+            store
+        };
+        let mut store = Some(open_held(&path));
         let mut n = 0u64;
         // (customer, subject, seq) of every consent entry appended.
         let mut written: Vec<(String, String, u64)> = Vec::new();
@@ -1191,11 +1211,19 @@ proptest::proptest! {
                         .collect();
                     s.append_batches(&[batch]).unwrap().remove(0).unwrap();
                 }
-                TierOp::SubjectStep => s.index_tier(IndexTier::Subjects).unwrap(),
-                TierOp::FullStep => s.index_now(false).unwrap(),
+                TierOp::SubjectStep => {
+                    s.hold_indexing(IndexHold::CustomerTier);
+                    s.index_tier(IndexTier::Subjects).unwrap();
+                    s.hold_indexing(IndexHold::BothTiers);
+                }
+                TierOp::FullStep => {
+                    s.hold_indexing(IndexHold::Nothing);
+                    s.index_now(false).unwrap();
+                    s.hold_indexing(IndexHold::BothTiers);
+                }
                 TierOp::Reopen => {
                     drop(store.take());
-                    store = Some(open(&path));
+                    store = Some(open_held(&path));
                 }
                 TierOp::Erase { subject } => {
                     let req = ErasureRequest {

@@ -302,55 +302,82 @@ fn expiring_lists_granted_purposes_that_lapse_and_forgets_erased_subjects() {
 }
 
 #[test]
-fn a_file_of_layout_3_opens_with_its_customer_tier_as_far_as_its_subject_tier() {
-    // Proves: layout 3 (one index step for every table, no `customer_indexed_upto`) is
-    // migrated without a rebuild, and its indexes read and audit as before.
-    use redb::{Database, ReadableDatabase, TableDefinition};
-    let meta: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.redb");
-    let mut store = six_events(&path);
-    store.index_now(true).unwrap();
-    let times = store
-        .reader()
-        .customer_events("acme", i64::MIN, i64::MAX, None, 100)
-        .unwrap();
-    store.close();
-    {
-        let db = Database::open(&path).unwrap();
-        let txn = db.begin_write().unwrap();
-        let mut m = txn.open_table(meta).unwrap();
-        assert!(m.remove("customer_indexed_upto").unwrap().is_some());
-        m.insert("format_version", 3u32.to_be_bytes().as_slice())
+fn files_of_layouts_3_and_4_have_their_indexes_rebuilt_into_the_index_file() {
+    // Proves: a shard file that kept its indexes (layouts 3 and 4, one file per shard)
+    // opens with its index tables dropped from it and rebuilt from the journal into the
+    // index file, a stray index file (of a migration cut short) ignored, and reads and
+    // audits as before.
+    use redb::{Database, ReadableDatabase, TableDefinition, TableHandle};
+    for old_version in [3u32, 4] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let mut store = six_events(&path);
+        store.index_now(true).unwrap();
+        let r = store.reader();
+        let times = r
+            .customer_events("acme", i64::MIN, i64::MAX, None, 100)
             .unwrap();
-        drop(m);
-        txn.commit().unwrap();
+        let state = r.current_state("acme", "s1").unwrap();
+        drop(r);
+        store.close();
+        {
+            // The old layout: index tables (here with a row the journal does not imply)
+            // and watermarks in the shard file; a stray, wrong index file beside it.
+            let db = Database::open(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            let subjects: TableDefinition<(u32, [u8; 32], u64), &[u8]> =
+                TableDefinition::new("subjects");
+            txn.open_table(subjects)
+                .unwrap()
+                .insert((0, [7; 32], 1), [].as_slice())
+                .unwrap();
+            let meta: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+            let mut m = txn.open_table(meta).unwrap();
+            m.insert("format_version", old_version.to_be_bytes().as_slice())
+                .unwrap();
+            m.insert("indexed_upto", 6u64.to_be_bytes().as_slice())
+                .unwrap();
+            drop(m);
+            txn.commit().unwrap();
+            let stray = Database::create(shard::engine::index_path(&path)).unwrap();
+            let txn = stray.begin_write().unwrap();
+            txn.open_table(subjects)
+                .unwrap()
+                .insert((0, [9; 32], 2), [].as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let store = open(&path);
+        assert_eq!(
+            (store.customer_indexed_upto(), store.indexed_upto()),
+            (6, 6)
+        );
+        let r = store.reader();
+        assert_eq!(
+            r.customer_events("acme", i64::MIN, i64::MAX, None, 100)
+                .unwrap(),
+            times
+        );
+        assert_eq!(r.current_state("acme", "s1").unwrap(), state);
+        assert_eq!(r.verify_indexes().unwrap().entries, 6);
+        drop((r, store));
+        let db = Database::open(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let meta: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+        let m = txn.open_table(meta).unwrap();
+        let version = m.get("format_version").unwrap().unwrap().value().to_vec();
+        assert_eq!(version, 5u32.to_be_bytes(), "migrated to layout 5");
+        assert!(m.get("indexed_upto").unwrap().is_none());
+        let names: Vec<String> = txn
+            .list_tables()
+            .unwrap()
+            .map(|t| t.name().to_string())
+            .collect();
+        assert!(
+            !names.iter().any(|n| shard::engine::in_index_file(n)),
+            "no index table is left in the shard file: {names:?}"
+        );
     }
-    let store = open(&path);
-    assert_eq!(
-        (store.customer_indexed_upto(), store.indexed_upto()),
-        (6, 6)
-    );
-    let r = store.reader();
-    assert_eq!(
-        r.customer_events("acme", i64::MIN, i64::MAX, None, 100)
-            .unwrap(),
-        times
-    );
-    assert_eq!(r.verify_indexes().unwrap().entries, 6);
-    drop((r, store));
-    let db = Database::open(&path).unwrap();
-    let txn = db.begin_read().unwrap();
-    let m = txn.open_table(meta).unwrap();
-    let version = m.get("format_version").unwrap().unwrap().value().to_vec();
-    assert_eq!(version, 4u32.to_be_bytes(), "migrated to layout 4");
-    let upto = m
-        .get("customer_indexed_upto")
-        .unwrap()
-        .unwrap()
-        .value()
-        .to_vec();
-    assert_eq!(upto, 6u64.to_be_bytes());
 }
 
 #[test]
@@ -373,12 +400,7 @@ fn files_of_layouts_1_and_2_are_migrated_by_rebuilding_their_indexes_from_the_jo
             // expiry table keyed by subject and purpose (layout 2) or none (layout 1).
             let db = Database::create(&path).unwrap();
             let txn = db.begin_write().unwrap();
-            let subjects: TableDefinition<(u32, [u8; 32], u64), &[u8]> =
-                TableDefinition::new("subjects");
-            let expiries: TableDefinition<(u32, i64, u64), [u8; 32]> =
-                TableDefinition::new("expiries");
-            assert!(txn.delete_table(subjects).unwrap());
-            assert!(txn.delete_table(expiries).unwrap());
+            std::fs::remove_file(shard::engine::index_path(&path)).unwrap();
             let history: TableDefinition<(u32, [u8; 32], u64), ()> =
                 TableDefinition::new("subject_events");
             txn.open_table(history)
@@ -398,9 +420,6 @@ fn files_of_layouts_1_and_2_are_migrated_by_rebuilding_their_indexes_from_the_jo
                     .unwrap()
                     .insert((0, 5, [7; 32], "ads"), ())
                     .unwrap();
-            } else {
-                let erasures: TableDefinition<(u32, u64), ()> = TableDefinition::new("erasures");
-                assert!(txn.delete_table(erasures).unwrap());
             }
             // Merkle nodes keyed by (level, index).
             let merkle: TableDefinition<(u64, u8), [u8; 32]> = TableDefinition::new("merkle");
@@ -450,9 +469,10 @@ fn files_of_layouts_1_and_2_are_migrated_by_rebuilding_their_indexes_from_the_jo
             .map(|t| t.name().to_string())
             .collect();
         assert!(
-            !names
-                .iter()
-                .any(|n| n == "subject_events" || n == "current_state" || n == "merkle_nodes"),
+            !names.iter().any(|n| n == "subject_events"
+                || n == "current_state"
+                || n == "merkle_nodes"
+                || shard::engine::in_index_file(n)),
             "old tables are gone: {names:?}"
         );
     }
@@ -470,6 +490,7 @@ fn a_read_after_each_commit_sees_it_though_the_reads_before_shared_one_snapshot(
             assert_eq!(r.head().unwrap().size, i);
             assert!(r.event(i).unwrap().is_none());
         }
+        store.hold_indexing(shard::engine::IndexHold::BothTiers);
         let events = vec![personal_event("alice", i, None)];
         store.append_batches(&[events]).unwrap().remove(0).unwrap();
         assert_eq!(r.head().unwrap().size, i + 1, "the append's commit is seen");
@@ -481,6 +502,7 @@ fn a_read_after_each_commit_sees_it_though_the_reads_before_shared_one_snapshot(
                 .len() as u64
         };
         assert_eq!(history(&r), i, "not indexed yet");
+        store.hold_indexing(shard::engine::IndexHold::Nothing);
         store.index_now(false).unwrap();
         assert_eq!(history(&r), i + 1, "the index step's commit is seen");
     }
@@ -514,9 +536,8 @@ fn the_audit_proves_every_personal_record_and_names_one_changed_deleted_or_orpha
     assert_eq!((report.personal_records, report.erased_entries), (9, 4));
     drop(store);
 
-    let tampered = |name: &str, f: &dyn Fn(&redb::WriteTransaction)| {
-        common::index_problem_of_copy(&path, name, f)
-    };
+    let tampered =
+        |name: &str, f: &dyn Fn(&common::Edit)| common::index_problem_of_copy(&path, name, f);
     // Entry 3 is subject a's second event: its state row names a later one.
     let err = tampered("changed", &|t| {
         let mut tab = t.open_table(PERSONAL).unwrap();

@@ -4,10 +4,9 @@
 //! one durable transaction and only then answers each caller. An idle shard commits a
 //! burst at once; a busy one (it just committed) first waits `GROUP_COMMIT_WAIT_US` for
 //! more appends, unless `GROUP_COMMIT_EARLY_EVENTS` are already pending. The secondary indexes
-//! follow in index steps that cover every entry committed since the last one: the subject
-//! tier `INDEX_DELAY_MS` after a commit, both tiers `CUSTOMER_INDEX_DELAY_MS` after one,
-//! within the commit when `MAX_INDEX_LAG_ENTRIES` wait, and whenever a reader asks for fresh
-//! indexes (`IndexUpTo`). Reads use redb snapshots
+//! follow on the shard's index writer (its own thread and file: `index_writer`), which
+//! this actor hands every commit's entries to and waits for only when
+//! `MAX_INDEX_LAG_ENTRIES` wait or before an erasure. Reads use redb snapshots
 //! (through [`ShardHandle::reader`], or the read messages here, which run on the blocking
 //! pool), so they never wait for a commit to finish.
 
@@ -31,12 +30,8 @@ use crate::verify::ShardHead;
 /// Messages that may wait in a shard's mailbox; senders wait (backpressure) beyond it.
 pub const MAILBOX_CAPACITY: usize = 1_024;
 
-/// How long after a commit the subject tier's index step runs if no reader asks for it
-/// sooner: commits within this window share one index transaction.
-pub const INDEX_DELAY_MS: u64 = 20;
-
-/// How long after a commit the full index step (both tiers) runs if no customer-wide read
-/// asks for it sooner. The customer tier's rows sit at each customer's end of its table:
+/// How long after the index writer receives an entry the customer tier lacks it runs the
+/// full index step (both tiers, durable) if no customer-wide read asks for it sooner. The customer tier's rows sit at each customer's end of its table:
 /// under load from many customers an index step copies about one page per event there,
 /// whatever its size, so indexing a second's entries at once copies each customer's page
 /// once instead of once per event (docs/benchmarks.md, session 10).
@@ -155,10 +150,6 @@ pub struct ShardActor {
     observer: Option<CommitObserver>,
     /// Bound of the mailbox.
     mailbox_capacity: usize,
-    /// An `IndexStep` of the subject tier is scheduled.
-    index_scheduled: bool,
-    /// An `IndexStep` of both tiers is scheduled.
-    customer_index_scheduled: bool,
     /// When to wait for more appends before committing.
     group_commit: GroupCommit,
     /// When the last group commit ended (`None` before the first).
@@ -198,14 +189,8 @@ pub struct Submit {
 #[rtype(result = "()")]
 struct Flush;
 
-/// Run an index step of a tier (sent by the actor to itself, `INDEX_DELAY_MS` or
-/// `CUSTOMER_INDEX_DELAY_MS` after a commit).
-#[derive(Message)]
-#[rtype(result = "()")]
-struct IndexStep(IndexTier);
-
 /// Answered once `tier` reflects at least the first `size` entries (at once if it already
-/// does; otherwise after an index step of that tier over everything committed).
+/// does; otherwise after the index writer's step that reaches it).
 #[derive(Message)]
 #[rtype(result = "Result<(), QueryError>")]
 pub struct IndexUpTo {
@@ -260,48 +245,21 @@ impl Handler<Submit> for ShardActor {
 impl Handler<Flush> for ShardActor {
     type Result = ();
 
-    fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) {
+    fn handle(&mut self, _: Flush, _: &mut Context<Self>) {
         self.waiting_flush = None;
         self.flush();
-        let Some(store) = self.store.as_mut() else {
-            return;
-        };
-        if store.index_pending() && !self.index_scheduled {
-            self.index_scheduled = true;
-            let delay = std::time::Duration::from_millis(INDEX_DELAY_MS);
-            ctx.notify_later(IndexStep(IndexTier::Subjects), delay);
-        }
-        if store.customer_index_pending() && !self.customer_index_scheduled {
-            self.customer_index_scheduled = true;
-            let delay = std::time::Duration::from_millis(CUSTOMER_INDEX_DELAY_MS);
-            ctx.notify_later(IndexStep(IndexTier::All), delay);
-        }
-    }
-}
-
-impl Handler<IndexStep> for ShardActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: IndexStep, _: &mut Context<Self>) {
-        match msg.0 {
-            IndexTier::Subjects => self.index_scheduled = false,
-            IndexTier::All => self.customer_index_scheduled = false,
-        }
-        if let Some(store) = self.store.as_mut() {
-            store.index_or_log(msg.0);
-        }
     }
 }
 
 impl Handler<IndexUpTo> for ShardActor {
-    type Result = Result<(), QueryError>;
+    type Result = ResponseFuture<Result<(), QueryError>>;
 
     fn handle(&mut self, msg: IndexUpTo, _: &mut Context<Self>) -> Self::Result {
-        let store = self.store.as_mut().ok_or(QueryError::ShardStopped)?;
-        if store.indexed_upto_in(msg.tier) < msg.size {
-            store.index_tier(msg.tier)?;
-        }
-        Ok(())
+        let Some(store) = self.store.as_ref() else {
+            return Box::pin(async { Err(QueryError::ShardStopped) });
+        };
+        let wait = store.reader().wait_indexed(msg.tier, msg.size);
+        Box::pin(async move { Ok(wait.await?) })
     }
 }
 
@@ -484,11 +442,10 @@ macro_rules! read_message {
                     return Box::pin(async { Err(QueryError::ShardStopped) });
                 };
                 // A read through the actor sees every write acknowledged before it.
-                if let Err(e) = store.index_now(false) {
-                    return Box::pin(async move { Err(e.into()) });
-                }
                 let $r = store.reader();
+                let fresh = $r.wait_indexed(IndexTier::All, store.head().size);
                 Box::pin(async move {
+                    fresh.await?;
                     tokio::task::spawn_blocking(move || -> Result<$out, QueryError> { $body })
                         .await
                         .unwrap_or(Err(QueryError::ShardStopped))
@@ -580,8 +537,6 @@ impl ShardHandle {
             pending: Vec::new(),
             observer,
             mailbox_capacity: mailbox_capacity.max(1),
-            index_scheduled: false,
-            customer_index_scheduled: false,
             group_commit,
             last_commit: None,
             waiting_flush: None,
@@ -635,10 +590,7 @@ impl ShardHandle {
         if self.reader.indexed_size_in(tier) >= size || !waiting(&self.reader) {
             return Ok(());
         }
-        self.addr
-            .send(IndexUpTo { size, tier })
-            .await
-            .unwrap_or(Err(QueryError::ShardStopped))
+        Ok(self.reader.wait_indexed(tier, size).await?)
     }
 
     /// Commits what is pending, closes the file and ends the shard's thread.

@@ -4,11 +4,12 @@
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use redb::{
-    Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, TableDefinition, WriteTransaction,
+    Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, TableDefinition, TableHandle,
+    WriteTransaction,
 };
 
 use super::error::StorageError;
-use super::tables::{CUSTOMERS, JOURNAL, PERSONAL, SUBJECTS};
+use super::tables::{CUSTOMERS, JOURNAL, PERSONAL, SUBJECTS, in_index_file};
 
 /// A shard's database: the writer's, or a read-only one that never changes the file (audits).
 pub(crate) enum Db {
@@ -191,4 +192,28 @@ fn opened<'s, K: redb::Key + 'static, V: redb::Value + 'static>(
     }
     let open = txn.open_table(table)?;
     Ok(slot.get_or_init(|| open))
+}
+
+/// Read snapshots of both files of a shard, for walks over tables of both (audits). The
+/// index snapshot is taken first: the index writer indexes only committed entries, so the
+/// shard snapshot then holds every entry an index row names.
+pub(crate) struct Snapshots {
+    /// Of the index file.
+    pub(crate) index: ReadTransaction,
+    /// Of the shard file.
+    pub(crate) shard: ReadTransaction,
+}
+
+impl Snapshots {
+    /// Opens `table` in the snapshot of the file that holds it.
+    pub(crate) fn open_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &self,
+        table: TableDefinition<K, V>,
+    ) -> Result<ReadOnlyTable<K, V>, redb::TableError> {
+        if in_index_file(table.name()) {
+            self.index.open_table(table)
+        } else {
+            self.shard.open_table(table)
+        }
+    }
 }

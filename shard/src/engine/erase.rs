@@ -1,21 +1,23 @@
 //! Erasure: deleting personal records while every entry, hash and proof stays valid.
 //!
-//! One erasure transaction deletes the personal records (subject id, evidence, consent
-//! strings and the salts that open their commitments) of at most `MAX_ERASED_PER_ENTRY`
-//! consent entries, their subject-history rows, marks their idempotency keys erased,
-//! recomputes the current state of every subject concerned from what remains, appends one
-//! erasure entry naming the entries, and commits durably. The journal is only appended to.
-//! See docs/design.md, "Erasure".
+//! One erasure transaction of the shard file deletes the personal records (subject id,
+//! evidence, consent strings and the salts that open their commitments) of at most
+//! `MAX_ERASED_PER_ENTRY` consent entries, marks their idempotency keys erased, appends one
+//! erasure entry naming the entries, and commits durably. Then the index writer deletes
+//! their subject-history rows and recomputes the current state of every subject concerned
+//! from what remains, durably, before the caller is answered. The journal is only appended
+//! to. See docs/design.md, "Erasure".
 
 use std::collections::BTreeSet;
 
-use redb::ReadableTable;
+use redb::{ReadOnlyTable, ReadTransaction, ReadableTable};
 
 use super::error::{ErasureError, StorageError};
-use super::index::{STATE_ROW, apply_to_state};
+use super::index::STATE_ROW;
+use super::index_writer::IndexErasure;
 use super::reader::split_personal;
 use super::store::{Appended, Store, WriteTables};
-use super::tables::META_SCRUB_PENDING;
+use super::tables::{CUSTOMER_EVENTS, META_SCRUB_PENDING, SUBJECTS};
 use crate::format::limits::{MAX_ERASED_PER_ENTRY, MAX_ERASURE_REASON_BYTES, MAX_SUBJECT_ID_BYTES};
 use crate::format::{EntryBody, ErasureCause, ErasureRecord};
 use crate::hash::{Hash, subject_key};
@@ -69,19 +71,27 @@ impl Store {
                 max: MAX_SUBJECT_ID_BYTES as u64,
             });
         }
-        // The subject's rows must all be in the indexes before they are looked up.
-        self.index_now(false)?;
         let mut out = Erased {
             entries: Vec::new(),
             erased_events: 0,
             subjects: 0,
         };
         loop {
+            // The subject's rows must all be in the indexes before they are looked up
+            // (durably: an erasure is rare, and then its index step starts from a file
+            // that has every earlier entry).
+            self.index.requests().durable()?;
             match self.undo_on_error(|store| store.erase_step(req))? {
-                Some((appended, events, subjects)) => {
+                Some((appended, events, erasure)) => {
                     out.entries.push(appended);
                     out.erased_events += events;
-                    out.subjects += subjects;
+                    out.subjects += erasure
+                        .erased
+                        .iter()
+                        .map(|(_, s)| s)
+                        .collect::<BTreeSet<_>>()
+                        .len() as u64;
+                    self.index.requests().erase(erasure)?;
                 }
                 None if out.entries.is_empty() => return Err(ErasureError::NothingToErase),
                 None => return Ok(out),
@@ -89,27 +99,27 @@ impl Store {
         }
     }
 
-    /// One transaction: `None` when nothing (more) matches.
+    /// One transaction of the shard file: `None` when nothing (more) matches.
     fn erase_step(
         &mut self,
         req: &ErasureRequest,
-    ) -> Result<Option<(Appended, u64, u64)>, StorageError> {
+    ) -> Result<Option<(Appended, u64, IndexErasure)>, StorageError> {
+        // Read before the shard transaction begins: the index writer has indexed every
+        // committed entry (`erase`), and nothing is appended until this step ends.
+        let index = self.index_db.get().begin_read()?;
         let txn = self.db.get().begin_write()?;
         let result = {
             let mut t = WriteTables::open(&txn)?;
             let Some((customer, secret)) = t.customer(&req.customer_id)? else {
                 return Ok(None);
             };
-            let seqs = matching_seqs(&t, customer, &secret, &req.target)?;
+            let seqs = matching_seqs(&index, &t, customer, &secret, &req.target)?;
             if seqs.is_empty() {
                 return Ok(None);
             }
-            let mut subjects = BTreeSet::new();
+            let mut erased = Vec::with_capacity(seqs.len());
             for &seq in &seqs {
-                subjects.insert(erase_one(&mut t, customer, &secret, seq)?);
-            }
-            for subject in &subjects {
-                recompute_state(&mut t, customer, *subject)?;
+                erased.push((seq, erase_one(&mut t, customer, &secret, seq)?));
             }
             let cause = match req.target {
                 ErasureTarget::Subject(_) => ErasureCause::SubjectRequest,
@@ -122,31 +132,43 @@ impl Store {
                 erased_seqs: seqs,
             });
             let (entry, hash) = self.append_entry(&mut t, &req.customer_id, body)?;
-            // An erasure entry has no subject-tier rows; its listing row is derived here.
-            t.indexes.apply_customer_tier(&entry, customer)?;
-            assert!(self.unindexed.is_empty(), "indexed before the erasure");
-            t.set_both_indexed_upto(self.head.size)?;
             self.seal(&mut t)?;
             t.meta.insert(META_SCRUB_PENDING, [1u8].as_slice())?;
             let appended = Appended {
-                entry,
+                entry: entry.clone(),
                 entry_hash: hash,
                 duplicate: false,
             };
-            (appended, count, subjects.len() as u64)
+            let erasure = IndexErasure {
+                entry,
+                customer,
+                erased,
+            };
+            (appended, count, erasure)
         };
         self.db.commit(txn)?;
         self.stats.commits += 1;
-        self.indexed_upto = self.head.size;
-        self.customer_indexed_upto = self.head.size;
         self.scrub_pending = true;
+        // Until the index writer has applied it, reads of this customer wait for it.
+        let size = self.head.size;
+        match &req.target {
+            ErasureTarget::Subject(id) => {
+                self.progress
+                    .add_unindexed(&req.customer_id, std::iter::once(id.as_str()), size)
+            }
+            ErasureTarget::RecordedBefore(_) => {
+                self.progress
+                    .add_unindexed(&req.customer_id, std::iter::empty(), size)
+            }
+        }
         Ok(Some(result))
     }
 }
 
 /// The sequence numbers (at most `MAX_ERASED_PER_ENTRY`, increasing) that `target` names and
-/// that still have a personal record.
+/// that still have a personal record, found in the index snapshot `index`.
 fn matching_seqs(
+    index: &ReadTransaction,
     t: &WriteTables<'_>,
     customer: u32,
     secret: &[u8; 32],
@@ -156,9 +178,8 @@ fn matching_seqs(
     match target {
         ErasureTarget::Subject(id) => {
             let s = subject_key(secret, id).0;
-            for row in t
-                .indexes
-                .subjects
+            let subjects: ReadOnlyTable<_, _> = index.open_table(SUBJECTS)?;
+            for row in subjects
                 .range((customer, &s, 0)..(customer, &s, STATE_ROW))?
                 .take(MAX_ERASED_PER_ENTRY)
             {
@@ -166,11 +187,8 @@ fn matching_seqs(
             }
         }
         ErasureTarget::RecordedBefore(before_ms) => {
-            for row in t
-                .indexes
-                .customer_events
-                .range((customer, i64::MIN, 0)..(customer, *before_ms, 0))?
-            {
+            let times = index.open_table(CUSTOMER_EVENTS)?;
+            for row in times.range((customer, i64::MIN, 0)..(customer, *before_ms, 0))? {
                 let seq = row?.0.value().2;
                 if t.personal.get(seq)?.is_some() {
                     out.push(seq);
@@ -185,8 +203,8 @@ fn matching_seqs(
     Ok(out)
 }
 
-/// Deletes entry `seq`'s personal record and history row and marks its idempotency key
-/// erased; returns the subject key it belonged to.
+/// Deletes entry `seq`'s personal record and marks its idempotency key erased; returns the
+/// subject key it belonged to (the index writer deletes its history row with it).
 fn erase_one(
     t: &mut WriteTables<'_>,
     customer: u32,
@@ -204,26 +222,10 @@ fn erase_one(
         split_personal(seq, stored.value())?.record
     };
     let subject = subject_key(secret, &record.subject_id);
-    t.indexes.subjects.remove((customer, &subject.0, seq))?;
     let entry = t.stored(seq)?.entry;
     if let Some(key) = entry.consent().and_then(|c| c.idempotency_key.as_deref()) {
         t.idempotency
             .insert((customer, key), (seq, &Hash::ZERO.0))?;
     }
     Ok(subject)
-}
-
-/// Rebuilds a subject's current state from the events it still has (none: no state).
-fn recompute_state(
-    t: &mut WriteTables<'_>,
-    customer: u32,
-    subject: Hash,
-) -> Result<(), StorageError> {
-    let old = t.indexes.state(customer, subject)?;
-    let mut states = Vec::new();
-    for seq in t.indexes.history(customer, subject)? {
-        apply_to_state(&mut states, &t.stored(seq)?.entry);
-    }
-    t.indexes
-        .set_state(customer, subject, &super::index::expiry_rows(&old), &states)
 }

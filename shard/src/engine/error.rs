@@ -27,6 +27,10 @@ pub enum StorageError {
         "the file was not shut down cleanly (a crash, or a copy taken while a server ran): redb must repair it before it can be read; audit a copy with --repair"
     )]
     NeedsRepair,
+    /// The shard's index writer stopped or failed; its indexes no longer follow the
+    /// journal until the shard is reopened (which rebuilds them).
+    #[error("index writer: {0}")]
+    IndexWriter(String),
     /// A stored value does not have the layout this build writes.
     #[error("corrupt stored value in {table}: {detail}")]
     Corrupt {

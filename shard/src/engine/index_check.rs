@@ -19,7 +19,9 @@ use std::iter::Peekable;
 
 use std::hash::Hasher as _;
 
-use redb::{ReadOnlyTable, ReadTransaction, ReadableTable};
+use redb::{ReadOnlyTable, ReadableTable};
+
+use super::db::Snapshots;
 use siphasher::sip128::{Hasher128 as _, SipHasher24};
 
 use super::error::StorageError;
@@ -127,7 +129,7 @@ pub(crate) struct IndexCheck {
 /// state claims), then `feed`, which must hand every journal entry to the check in order,
 /// then the comparisons. `feed`'s error is the check's.
 pub(crate) fn run(
-    txn: &ReadTransaction,
+    txn: &Snapshots,
     shard_id: u32,
     pass: SubjectsPass,
     claim_bytes_per_pass: usize,
@@ -150,11 +152,7 @@ pub(crate) fn run(
 
 impl IndexCheck {
     /// Opens the tables of `txn` and reads the customers; `key` keys the check's digests.
-    fn open(
-        txn: &ReadTransaction,
-        shard_id: u32,
-        key: MultisetKey,
-    ) -> Result<IndexCheck, IndexMismatch> {
+    fn open(txn: &Snapshots, shard_id: u32, key: MultisetKey) -> Result<IndexCheck, IndexMismatch> {
         let io = |e: StorageError| IndexMismatch {
             shard_id,
             detail: format!("reading: {e}"),
@@ -171,7 +169,7 @@ impl IndexCheck {
             .iter()
             .map(|(n, (id, _))| (id.clone(), *n))
             .collect();
-        let (indexed, customer_indexed) = read_indexed_upto(txn).map_err(io)?;
+        let (indexed, customer_indexed) = read_indexed_upto(&txn.index).map_err(io)?;
         let personal = txn.open_table(PERSONAL).map_err(|e| io(e.into()))?;
         let personal_rows = personal.range::<u64>(..).map_err(|e| io(e.into()))?;
         Ok(IndexCheck {
@@ -216,7 +214,7 @@ impl IndexCheck {
     /// reported before one of the second.
     fn subjects_pass(
         &mut self,
-        txn: &ReadTransaction,
+        txn: &Snapshots,
         pass: SubjectsPass,
         claim_bytes_per_pass: usize,
     ) -> Result<(), IndexMismatch> {
@@ -387,11 +385,7 @@ impl IndexCheck {
 
     /// Compares what the journal implied with the stored rows; `side` holds the digests of
     /// the time, expiry, erasure and idempotency indexes ([`SideDigests::of`]).
-    fn finish(
-        mut self,
-        txn: &ReadTransaction,
-        side: SideDigests,
-    ) -> Result<IndexReport, IndexMismatch> {
+    fn finish(mut self, txn: &Snapshots, side: SideDigests) -> Result<IndexReport, IndexMismatch> {
         self.check_personal_records_end()?;
         for walk in &self.walks {
             if self.state_problem.is_none() {
@@ -447,7 +441,7 @@ impl IndexCheck {
     /// The slow path, when the idempotency rows differ from what the journal implies: names
     /// the first row that does not point at an entry of its customer carrying its key, or
     /// whose request digest is not the entry's (zero once erased), or else the count.
-    fn name_bad_idempotency_row(&self, txn: &ReadTransaction, stored_rows: u64) -> IndexMismatch {
+    fn name_bad_idempotency_row(&self, txn: &Snapshots, stored_rows: u64) -> IndexMismatch {
         let walked = (|| -> Result<Option<String>, StorageError> {
             for row in txn.open_table(IDEMPOTENCY)?.iter()? {
                 let (k, v) = row?;
@@ -563,7 +557,7 @@ impl IndexCheck {
     /// (the time rows are proven by then): names the first stored counter that differs
     /// from its day's recount (or that no event implies), else the first implied counter
     /// that is missing. Memory: one customer-day's counters at a time.
-    fn name_bad_counter(&self, txn: &ReadTransaction) -> IndexMismatch {
+    fn name_bad_counter(&self, txn: &Snapshots) -> IndexMismatch {
         let named = (|| -> Result<Option<String>, IndexMismatch> {
             let times = txn.open_table(CUSTOMER_EVENTS).map_err(|e| self.io(e))?;
             let mut day: Option<((u32, i64), DayCounts)> = None;
@@ -649,7 +643,7 @@ impl IndexCheck {
 
     /// The slow path, when the digests of the time or history rows differ: looks the rows
     /// up one by one to name the first bad one. Always fails.
-    fn name_bad_time_or_history_row(&self, txn: &ReadTransaction) -> Result<(), IndexMismatch> {
+    fn name_bad_time_or_history_row(&self, txn: &Snapshots) -> Result<(), IndexMismatch> {
         let entry_at = |seq: u64| -> Result<Entry, IndexMismatch> {
             let v = self
                 .journal
@@ -749,7 +743,7 @@ struct SideDigests {
 
 impl SideDigests {
     /// Walks the five tables of `txn`, digesting under `key`.
-    fn of(txn: &ReadTransaction, key: MultisetKey) -> Result<SideDigests, StorageError> {
+    fn of(txn: &Snapshots, key: MultisetKey) -> Result<SideDigests, StorageError> {
         let mut d = SideDigests::default();
         for row in txn.open_table(CUSTOMER_EVENTS)?.iter()? {
             let (c, t, seq) = row?.0.value();

@@ -9,10 +9,11 @@ use redb::{
     AccessGuard, Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
 };
 
-use super::db::{Db, DbCell, Snapshot};
+use super::db::{Db, DbCell, Snapshot, Snapshots};
 use super::error::{QueryError, StorageError, VerifyJournalError};
 use super::index::{MS_PER_DAY, PurposeState, STATE_ROW, state_in};
 use super::index_check::{IndexMismatch, IndexReport};
+use super::index_writer::{IndexRequests, index_path, open_index_db};
 use super::node_cache::NodeCache;
 use super::store::IndexTier;
 use super::subjects_walk::SubjectsPass;
@@ -198,16 +199,18 @@ pub(crate) struct Progress {
     unindexed: std::sync::Mutex<Unindexed>,
 }
 
-/// Who has committed entries waiting for an index step.
+/// Who has committed entries waiting for an index step, each with the committed size
+/// that covers its newest such entry: an index step that reaches that size clears it.
+/// The index writer steps concurrently with new commits, so a step clears only what it
+/// covered, never a mark added after it began.
 #[derive(Debug, Default)]
 struct Unindexed {
-    /// Customer ids with entries not in both tiers (emptied by the full step).
-    customers: std::collections::HashSet<String>,
-    /// [`subject_fingerprint`]s of entries not in the subject tier (emptied by every
-    /// step): a subject read waits only for its own subject's entries. At most one per
-    /// unindexed entry, so bounded as the index queue is (`MAX_INDEX_LAG_ENTRIES` and one
-    /// commit's worth).
-    subjects: std::collections::HashSet<u64>,
+    /// Customer ids with entries not in both tiers.
+    customers: std::collections::HashMap<String, u64>,
+    /// [`subject_fingerprint`]s of entries not in the subject tier: a subject read waits
+    /// only for its own subject's entries. At most one per unindexed entry, so bounded as
+    /// the index queue is (`MAX_INDEX_LAG_ENTRIES` and one commit's worth).
+    subjects: std::collections::HashMap<u64, u64>,
 }
 
 /// 64 bits of blake3 over (customer, subject): what the unindexed set keeps of a subject
@@ -228,73 +231,96 @@ impl Progress {
     }
 
     /// Records that `customer`, and each of `subjects` of it, have committed entries
-    /// waiting for the index step.
+    /// below `size` waiting for the index step. Called before `size` is published.
     pub(crate) fn add_unindexed<'s>(
         &self,
         customer: &str,
         subjects: impl Iterator<Item = &'s str>,
+        size: u64,
     ) {
         let fingerprints: Vec<u64> = subjects.map(|s| subject_fingerprint(customer, s)).collect();
         let mut set = self.unindexed();
-        if !set.customers.contains(customer) {
-            set.customers.insert(customer.to_string());
+        match set.customers.get_mut(customer) {
+            Some(upto) => *upto = (*upto).max(size),
+            None => {
+                set.customers.insert(customer.to_string(), size);
+            }
         }
-        set.subjects.extend(fingerprints);
+        for f in fingerprints {
+            let upto = set.subjects.entry(f).or_insert(size);
+            *upto = (*upto).max(size);
+        }
     }
 
-    /// Called after an index step that brought the subject tier, and with `customers` also
-    /// the customer tier, up to every committed entry.
-    pub(crate) fn clear_unindexed(&self, customers: bool) {
+    /// Called after an index step that brought the subject tier to `indexed` entries and
+    /// the customer tier to `customer_indexed`: forgets the marks those cover.
+    pub(crate) fn clear_unindexed(&self, indexed: u64, customer_indexed: u64) {
         let mut set = self.unindexed();
-        if customers {
-            set.customers.clear();
-        }
-        set.subjects.clear();
+        set.customers.retain(|_, upto| *upto > customer_indexed);
+        set.subjects.retain(|_, upto| *upto > indexed);
     }
 
     /// Whether `customer` has committed entries that both tiers do not reflect yet.
     pub(crate) fn has_unindexed(&self, customer: &str) -> bool {
-        self.unindexed().customers.contains(customer)
+        self.unindexed().customers.contains_key(customer)
     }
 
     /// Whether `subject` of `customer` has committed entries the subject tier does not
     /// reflect yet (or shares its fingerprint with one that has).
     pub(crate) fn has_unindexed_subject(&self, customer: &str, subject: &str) -> bool {
         let fingerprint = subject_fingerprint(customer, subject);
-        self.unindexed().subjects.contains(&fingerprint)
+        self.unindexed().subjects.contains_key(&fingerprint)
     }
 
-    /// Called by the writer after a commit returned, so that a snapshot begun after a
-    /// reader sees these numbers holds at least what they say.
-    pub(crate) fn publish(&self, committed: u64, indexed: u64, customer_indexed: u64) {
-        assert!(indexed <= committed, "nothing uncommitted is indexed");
+    /// Called by the shard's writer after a commit returned, so that a snapshot begun
+    /// after a reader sees this number holds at least what it says.
+    pub(crate) fn publish_committed(&self, committed: u64) {
+        use std::sync::atomic::Ordering::{Acquire, Release};
+        assert!(
+            self.indexed.load(Acquire) <= committed,
+            "nothing uncommitted is indexed"
+        );
+        self.committed.store(committed, Release);
+    }
+
+    /// Called by the index writer after an index commit returned.
+    pub(crate) fn publish_indexed(&self, indexed: u64, customer_indexed: u64) {
+        use std::sync::atomic::Ordering::{Acquire, Release};
+        assert!(
+            indexed <= self.committed.load(Acquire),
+            "nothing uncommitted is indexed"
+        );
         assert!(
             customer_indexed <= indexed,
             "the customer tier never leads the subject tier"
         );
-        use std::sync::atomic::Ordering::Release;
-        self.committed.store(committed, Release);
         self.indexed.store(indexed, Release);
         self.customer_indexed.store(customer_indexed, Release);
+    }
+
+    /// Entries in both tiers, as last published.
+    pub(crate) fn customer_indexed(&self) -> u64 {
+        self.customer_indexed
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
 /// The stored (subject tier, customer tier) `indexed_upto` as of `txn`: entries below each
 /// are in that tier.
 pub(crate) fn read_indexed_upto(txn: &ReadTransaction) -> Result<(u64, u64), StorageError> {
-    indexed_upto_in(&txn.open_table(META)?)
+    indexed_upto_in(&txn.open_table(INDEX_META)?)
 }
 
-/// [`read_indexed_upto`] from an open `meta` table (of a read or a write transaction). A
-/// file of layout 3 has no `customer_indexed_upto`: its tiers were indexed together.
+/// [`read_indexed_upto`] from an open `index_meta` table (of a read or a write
+/// transaction of the index file).
 pub(crate) fn indexed_upto_in(
     meta: &impl ReadableTable<&'static str, &'static [u8]>,
 ) -> Result<(u64, u64), StorageError> {
     let subjects = meta_u64(meta, META_INDEXED_UPTO)?.unwrap_or(0);
-    let customers = meta_u64(meta, META_CUSTOMER_INDEXED_UPTO)?.unwrap_or(subjects);
+    let customers = meta_u64(meta, META_CUSTOMER_INDEXED_UPTO)?.unwrap_or(0);
     if customers > subjects {
         return Err(StorageError::Corrupt {
-            table: "meta",
+            table: "index_meta",
             detail: format!("customer_indexed_upto {customers} is above indexed_upto {subjects}"),
         });
     }
@@ -326,10 +352,20 @@ pub enum AuditOpen {
     Repair,
 }
 
-/// A cheap, cloneable read handle on one shard file, usable from any thread.
+/// The index file as readers see it.
+#[derive(Clone)]
+pub(crate) struct IndexSide {
+    /// The index file.
+    pub(crate) db: Arc<DbCell>,
+    /// Its writer, to wait for the indexes to reach a size; `None` in audits.
+    pub(crate) requests: Option<IndexRequests>,
+}
+
+/// A cheap, cloneable read handle on one shard's files, usable from any thread.
 #[derive(Clone)]
 pub struct ShardReader {
     db: Arc<DbCell>,
+    index: IndexSide,
     shard_id: u32,
     progress: Arc<Progress>,
     /// Upper Merkle nodes already read, shared by every reader of the file (proofs).
@@ -339,12 +375,14 @@ pub struct ShardReader {
 impl ShardReader {
     pub(crate) fn with_progress(
         db: Arc<DbCell>,
+        index: IndexSide,
         shard_id: u32,
         progress: Arc<Progress>,
         nodes: Arc<NodeCache>,
     ) -> ShardReader {
         ShardReader {
             db,
+            index,
             shard_id,
             progress,
             nodes,
@@ -396,6 +434,29 @@ impl ShardReader {
         self.progress.has_unindexed_subject(customer_id, subject_id)
     }
 
+    /// Resolves once `tier` reflects the first `size` entries (at once in an audit, whose
+    /// files do not change).
+    pub fn wait_indexed(
+        &self,
+        tier: IndexTier,
+        size: u64,
+    ) -> impl std::future::Future<Output = Result<(), StorageError>> + Send + 'static {
+        let wait = self.index.requests.as_ref().map(|r| r.up_to(tier, size));
+        async move {
+            match wait {
+                Some(wait) => wait.await,
+                None => Ok(()),
+            }
+        }
+    }
+
+    /// The index snapshot, then the shard snapshot (in that order: see [`Snapshots`]),
+    /// both shared with other point reads.
+    fn index_then_shard(&self) -> Result<(Arc<Snapshot>, Arc<Snapshot>), StorageError> {
+        let index = self.index.db.shared_snapshot()?;
+        Ok((index, self.db.shared_snapshot()?))
+    }
+
     /// The shard this reader reads.
     pub fn shard_id(&self) -> u32 {
         self.shard_id
@@ -435,11 +496,11 @@ impl ShardReader {
         customer_id: &str,
         subject_id: &str,
     ) -> Result<Vec<PurposeState>, StorageError> {
-        let snap = self.db.shared_snapshot()?;
+        let (index, snap) = self.index_then_shard()?;
         let Some((customer, subject)) = subject_ref(&snap, customer_id, subject_id)? else {
             return Ok(Vec::new());
         };
-        state_in(snap.subjects()?, customer, &subject.0)
+        state_in(index.subjects()?, customer, &subject.0)
     }
 
     /// The current state of a subject with the event that set each purpose, read from one
@@ -449,11 +510,11 @@ impl ShardReader {
         customer_id: &str,
         subject_id: &str,
     ) -> Result<Vec<(PurposeState, StoredEvent)>, StorageError> {
-        let snap = self.db.shared_snapshot()?;
+        let (index, snap) = self.index_then_shard()?;
         let Some((customer, subject)) = subject_ref(&snap, customer_id, subject_id)? else {
             return Ok(Vec::new());
         };
-        let states = state_in(snap.subjects()?, customer, &subject.0)?;
+        let states = state_in(index.subjects()?, customer, &subject.0)?;
         let tables = EventTables::open(&snap)?;
         let mut loaded: std::collections::HashMap<u64, StoredEvent> =
             std::collections::HashMap::new();
@@ -481,7 +542,7 @@ impl ShardReader {
         after: Option<u64>,
         limit: u32,
     ) -> Result<Page<u64>, StorageError> {
-        let snap = self.db.shared_snapshot()?;
+        let (index, snap) = self.index_then_shard()?;
         let Some((c, s)) = subject_ref(&snap, customer_id, subject_id)? else {
             return Ok(Page {
                 items: vec![],
@@ -489,7 +550,7 @@ impl ShardReader {
                 has_more: false,
             });
         };
-        let table = snap.subjects()?;
+        let table = index.subjects()?;
         let range = match (order, after) {
             (Order::Ascending, Some(a)) if a >= STATE_ROW - 1 => return Ok(empty_page()),
             (Order::Ascending, Some(a)) => table.range((c, &s.0, a + 1)..(c, &s.0, STATE_ROW))?,
@@ -521,7 +582,7 @@ impl ShardReader {
         after: Option<(i64, u64)>,
         limit: u32,
     ) -> Result<Page<(i64, u64)>, StorageError> {
-        let snap = self.db.shared_snapshot()?;
+        let (index, snap) = self.index_then_shard()?;
         let Some((c, _)) = customer_ref(&snap, customer_id)? else {
             return Ok(empty_page());
         };
@@ -534,7 +595,7 @@ impl ShardReader {
         if start >= (until_ms, 0) {
             return Ok(empty_page());
         }
-        let table = snap.txn().open_table(CUSTOMER_EVENTS)?;
+        let table = index.txn().open_table(CUSTOMER_EVENTS)?;
         let range = table.range((c, start.0, start.1)..(c, until_ms, 0))?;
         let keys = range.map(|r| r.map(|(k, _)| (k.value().2, (k.value().1, k.value().2))));
         collect_page(&snap, keys, limit, |x| x)
@@ -549,12 +610,12 @@ impl ShardReader {
         after: Option<ExpiryCursor>,
         limit: u32,
     ) -> Result<(Vec<Expiring>, bool), StorageError> {
-        let snap = self.db.shared_snapshot()?;
+        let (index, snap) = self.index_then_shard()?;
         let Some((c, _)) = customer_ref(&snap, customer_id)? else {
             return Ok((Vec::new(), false));
         };
-        let expiries = snap.txn().open_table(EXPIRIES)?;
-        let subjects = snap.subjects()?;
+        let expiries = index.txn().open_table(EXPIRIES)?;
+        let subjects = index.subjects()?;
         let tables = EventTables::open(&snap)?;
         let start = after
             .as_ref()
@@ -613,7 +674,7 @@ impl ShardReader {
         since_ms: i64,
         until_ms: i64,
     ) -> Result<Vec<DailyCount>, StorageError> {
-        let snap = self.db.shared_snapshot()?;
+        let (index, snap) = self.index_then_shard()?;
         let Some((c, _)) = customer_ref(&snap, customer_id)? else {
             return Ok(Vec::new());
         };
@@ -624,7 +685,7 @@ impl ShardReader {
         if last < first {
             return Ok(Vec::new());
         }
-        let table = snap.txn().open_table(DAILY_COUNTS)?;
+        let table = index.txn().open_table(DAILY_COUNTS)?;
         let mut out = Vec::new();
         for row in table.range((c, first, "")..(c, last + 1, ""))? {
             let (k, v) = row?;
@@ -729,16 +790,21 @@ impl ShardReader {
             Err(redb::DatabaseError::RepairAborted) => return Err(StorageError::NeedsRepair),
             Err(e) => return Err(e.into()),
         };
-        let txn = db.begin_read()?;
-        let (head, _) = head_in(&txn, shard_id)?;
-        let (indexed, customer_indexed) = read_indexed_upto(&txn)?;
-        drop(txn);
+        let index = open_existing_index(path, mode)?;
+        let (head, _) = head_in(&db.begin_read()?, shard_id)?;
+        let (indexed, customer_indexed) = read_indexed_upto(&index.begin_read()?)?;
         let progress = Progress::default();
         let indexed = indexed.min(head.size);
-        progress.publish(head.size, indexed, customer_indexed.min(indexed));
+        progress.publish_committed(head.size);
+        progress.publish_indexed(indexed, customer_indexed.min(indexed));
         let cell = DbCell::holding(Db::ReadOnly(db));
+        let index = IndexSide {
+            db: Arc::new(DbCell::holding(Db::ReadOnly(index))),
+            requests: None,
+        };
         Ok(ShardReader::with_progress(
             Arc::new(cell),
+            index,
             shard_id,
             Arc::new(progress),
             Arc::new(NodeCache::default()),
@@ -758,16 +824,20 @@ impl ShardReader {
         mut observe: impl FnMut(&VerifiedEntry<'_>, &ChainVerifier) -> Result<(), ChainError>,
     ) -> Result<ShardHead, VerifyJournalError> {
         let shard_id = self.shard_id;
-        let txn = self.snapshot()?;
+        let txn = self.db.get().begin_read().map_err(StorageError::from)?;
         self.walk_journal(&txn, |_, entry, verifier| {
             observe(entry, verifier)
                 .map_err(|source| VerifyJournalError::Chain { shard_id, source })
         })
     }
 
-    /// A read snapshot of the whole shard.
-    pub(crate) fn snapshot(&self) -> Result<ReadTransaction, StorageError> {
-        Ok(self.db.get().begin_read()?)
+    /// Read snapshots of both files of the shard (the index file's first).
+    pub(crate) fn snapshot(&self) -> Result<Snapshots, StorageError> {
+        let index = self.index.db.get().begin_read()?;
+        Ok(Snapshots {
+            index,
+            shard: self.db.get().begin_read()?,
+        })
     }
 
     /// Streams the journal of `txn` through a [`ChainVerifier`], comparing every Merkle node
@@ -855,7 +925,7 @@ impl ShardReader {
         };
         let txn = self.snapshot().map_err(io)?;
         super::index_check::run(&txn, shard_id, pass, claim_bytes_per_pass, |check| {
-            let journal = txn.open_table(JOURNAL).map_err(|e| io(e.into()))?;
+            let journal = txn.shard.open_table(JOURNAL).map_err(|e| io(e.into()))?;
             for row in journal.iter().map_err(|e| io(e.into()))? {
                 check.entry_bytes(row.map_err(|e| io(e.into()))?.1.value())?;
             }
@@ -884,6 +954,34 @@ fn stored_node_differs(
         }
         Some(Err(e)) => Some(Err(e.into())),
         _ => Some(Ok(node.level)),
+    }
+}
+
+/// Opens the index file beside the shard file at `path` for an audit, as
+/// [`ShardReader::open_existing`] opens the shard file; a missing index file is a finding.
+fn open_existing_index(
+    path: &std::path::Path,
+    mode: AuditOpen,
+) -> Result<redb::ReadOnlyDatabase, StorageError> {
+    let path = index_path(path);
+    if !path.exists() {
+        return Err(StorageError::Corrupt {
+            table: "file",
+            detail: format!(
+                "the index file {} does not exist (a server rebuilds it from the journal at its next start)",
+                path.display()
+            ),
+        });
+    }
+    if mode == AuditOpen::Repair {
+        drop(open_index_db(&path, false)?);
+    }
+    let mut builder = Database::builder();
+    builder.set_cache_size(super::index_writer::INDEX_CACHE_BYTES);
+    match builder.open_read_only(&path) {
+        Ok(db) => Ok(db),
+        Err(redb::DatabaseError::RepairAborted) => Err(StorageError::NeedsRepair),
+        Err(e) => Err(e.into()),
     }
 }
 

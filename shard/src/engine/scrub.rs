@@ -15,7 +15,9 @@ use redb::{
     TableHandle, WriteTransaction,
 };
 
+use super::db::DbCell;
 use super::error::StorageError;
+use super::index_writer::open_index_db;
 use super::reader::read_head;
 use super::store::{Store, open_db};
 use super::tables::*;
@@ -69,38 +71,71 @@ impl Store {
         self.scrub_pending
     }
 
-    /// Rewrites the shard file with only its live rows and swaps every reader to it. A cut
-    /// at any point leaves either the old file or the new one in place, both complete.
+    /// Rewrites the shard file, then the index file, with only their live rows, and swaps
+    /// every reader to them. A cut at any point leaves either the old file or the new one
+    /// in place, both complete.
     pub fn scrub(&mut self) -> Result<ScrubReport, StorageError> {
-        let tmp = scrub_path(&self.path);
-        remove_leftover(&self.path).map_err(|e| io_error("removing an old scrub file", e))?;
-        let bytes_before = file_len(&self.path)?;
-        let rows = {
-            let dst = open_db(&tmp, true)?;
-            let src = self.db.get().begin_read()?;
-            let rows = copy_all(&src, &dst)?;
-            let (head, _) = read_head(&dst, self.head.shard_id)?;
-            assert_eq!(
-                head, self.head,
-                "a scrub copy must carry the committed head"
-            );
-            rows
-        };
-        std::fs::rename(&tmp, &self.path).map_err(|e| io_error("renaming the scrubbed file", e))?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| io_error("syncing the data directory", e))?;
-        }
-        let fresh = open_db(&self.path, false)?;
-        drop(self.db.replace(fresh));
+        let head = self.head;
+        let shard = rewrite(&self.db, &self.path, FileKind::Shard, |dst| {
+            let (copied, _) = read_head(dst, head.shard_id)?;
+            assert_eq!(copied, head, "a scrub copy must carry the committed head");
+            Ok(())
+        })?;
+        let index = self.index.requests().scrub()?;
         self.scrub_pending = false;
         Ok(ScrubReport {
-            bytes_before,
-            bytes_after: file_len(&self.path)?,
-            rows,
+            bytes_before: shard.bytes_before + index.bytes_before,
+            bytes_after: shard.bytes_after + index.bytes_after,
+            rows: shard.rows + index.rows,
         })
     }
+}
+
+/// Which of a shard's two files a scrub rewrites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FileKind {
+    /// `shard-NNNN.redb`.
+    Shard,
+    /// `shard-NNNN.index.redb`.
+    Index,
+}
+
+/// Rewrites the file at `path` (open in `cell`) with only its live rows: copies them into a
+/// new file, lets `check` look at it, makes it durable, renames it over the old one, syncs
+/// the directory and swaps the cell to it.
+pub(super) fn rewrite(
+    cell: &DbCell,
+    path: &Path,
+    kind: FileKind,
+    check: impl FnOnce(&Database) -> Result<(), StorageError>,
+) -> Result<ScrubReport, StorageError> {
+    let tmp = scrub_path(path);
+    remove_leftover(path).map_err(|e| io_error("removing an old scrub file", e))?;
+    let bytes_before = file_len(path)?;
+    let open = |p: &Path, create: bool| match kind {
+        FileKind::Shard => open_db(p, create),
+        FileKind::Index => open_index_db(p, create),
+    };
+    let rows = {
+        let dst = open(&tmp, true)?;
+        let src = cell.get().begin_read()?;
+        let rows = copy_all(&src, &dst, kind)?;
+        check(&dst)?;
+        rows
+    };
+    std::fs::rename(&tmp, path).map_err(|e| io_error("renaming the scrubbed file", e))?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_error("syncing the data directory", e))?;
+    }
+    let fresh = open(path, false)?;
+    drop(cell.replace(fresh));
+    Ok(ScrubReport {
+        bytes_before,
+        bytes_after: file_len(path)?,
+        rows,
+    })
 }
 
 fn file_len(path: &Path) -> Result<u64, StorageError> {
@@ -109,26 +144,33 @@ fn file_len(path: &Path) -> Result<u64, StorageError> {
         .map_err(|e| io_error("reading the file size", e))
 }
 
-/// Copies every table from `src` into the empty `dst`, clears the scrub mark in `dst` and
-/// commits durably; returns the rows copied.
-fn copy_all(src: &ReadTransaction, dst: &Database) -> Result<u64, StorageError> {
+/// Copies every table of a `kind` file from `src` into the empty `dst` (in a shard file,
+/// clearing the scrub mark) and commits durably; returns the rows copied.
+fn copy_all(src: &ReadTransaction, dst: &Database, kind: FileKind) -> Result<u64, StorageError> {
     let mut copier = Copier {
         dst,
         txn: Some(dst.begin_write()?),
         in_txn: 0,
         rows: 0,
     };
-    copier.table(src, JOURNAL)?;
-    copier.table(src, MERKLE)?;
-    copier.table(src, PERSONAL)?;
-    copier.table(src, META)?;
-    copier.table(src, CUSTOMERS)?;
-    copier.table(src, IDEMPOTENCY)?;
-    copier.table(src, SUBJECTS)?;
-    copier.table(src, CUSTOMER_EVENTS)?;
-    copier.table(src, DAILY_COUNTS)?;
-    copier.table(src, ERASURES)?;
-    copier.table(src, EXPIRIES)?;
+    match kind {
+        FileKind::Shard => {
+            copier.table(src, JOURNAL)?;
+            copier.table(src, MERKLE)?;
+            copier.table(src, PERSONAL)?;
+            copier.table(src, META)?;
+            copier.table(src, CUSTOMERS)?;
+            copier.table(src, IDEMPOTENCY)?;
+        }
+        FileKind::Index => {
+            copier.table(src, SUBJECTS)?;
+            copier.table(src, CUSTOMER_EVENTS)?;
+            copier.table(src, DAILY_COUNTS)?;
+            copier.table(src, ERASURES)?;
+            copier.table(src, EXPIRIES)?;
+            copier.table(src, INDEX_META)?;
+        }
+    }
     let txn = copier.txn.take().expect("a transaction is open");
     // A table added to the layout but not to the list above would be lost by the rename:
     // refuse to finish instead (the old file stays).
@@ -143,8 +185,10 @@ fn copy_all(src: &ReadTransaction, dst: &Database) -> Result<u64, StorageError> 
             ),
         });
     }
-    txn.open_table(META)?
-        .insert(META_SCRUB_PENDING, [0u8].as_slice())?;
+    if kind == FileKind::Shard {
+        txn.open_table(META)?
+            .insert(META_SCRUB_PENDING, [0u8].as_slice())?;
+    }
     // Durability::Immediate is the default: this commit makes the whole copy durable.
     txn.commit()?;
     Ok(copier.rows)

@@ -92,7 +92,7 @@ impl ShardReader {
             });
             let mut batch = EntryBatch::default();
             let mut hung_up = false;
-            let walked = self.walk_journal(&txn, |bytes, entry, verifier| {
+            let walked = self.walk_journal(&txn.shard, |bytes, entry, verifier| {
                 observe(entry, verifier)
                     .map_err(|source| VerifyJournalError::Chain { shard_id, source })?;
                 batch.push(bytes);

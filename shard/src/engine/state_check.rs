@@ -286,7 +286,7 @@ mod tests {
         }
         drop(reader);
         drop(store);
-        let db = redb::Database::open(&path).expect("reopen");
+        let db = redb::Database::open(crate::engine::index_path(&path)).expect("reopen");
         let txn = db.begin_write().expect("write");
         {
             let mut tab = txn

@@ -1,24 +1,23 @@
-//! A shard's redb file: opening and checking it, the append transaction and the index step.
+//! A shard's redb file: opening and checking it, and the append transaction.
 //!
 //! One `Store` is the only writer of its file. An append commits the journal, the Merkle
 //! nodes, the personal records, the idempotency keys, the customers and the head in one
-//! durable write transaction; the caller is answered then. The secondary indexes follow in
-//! a later, non-durable transaction ([`Store::index_now`]) that covers every entry
-//! committed since the last one; they are derived from the journal and rebuilt from
-//! `indexed_upto` after a crash (see docs/design.md, "Commit sequence").
+//! durable write transaction; the caller is answered then, and the new entries are handed
+//! to the shard's index writer (`index_writer`), which keeps the secondary indexes in a
+//! file of their own behind the journal; they are derived from the journal and replayed
+//! from its `indexed_upto` after a crash (see docs/design.md, "Commit sequence").
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
-    WriteTransaction,
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, WriteTransaction,
 };
 
 use super::db::DbCell;
 use super::error::{AppendError, OpenError, StorageError};
-use super::index::IndexTables;
+use super::index_writer::{IndexHold, IndexStore, IndexWriter, Unindexed, index_path};
 use super::node_cache::NodeCache;
 use super::reader::{Progress, RedbNodes, ShardReader, read_head, split_personal};
 use super::tables::*;
@@ -47,9 +46,10 @@ pub(crate) fn open_db(path: &Path, create: bool) -> Result<Database, redb::Datab
     }
 }
 
-/// Committed entries that may wait for the index step. When an append leaves more than this
-/// many not in both tiers, the writer indexes them before it takes the next request: the
-/// bound on the memory they hold (≈ 1 KB each) and on how far a reader may have to wait.
+/// Committed entries that may wait for the index writer. When an append leaves more than
+/// this many not in both tiers, the shard's writer waits for the index writer before it
+/// takes the next request: the bound on the memory they hold (≈ 1 KB each) and on how far
+/// a reader may have to wait.
 pub const MAX_INDEX_LAG_ENTRIES: usize = 16_384;
 
 /// The two tiers of the secondary indexes, indexed at different paces (docs/design.md §5).
@@ -68,11 +68,12 @@ pub enum IndexTier {
 /// Storage layout version written to `meta.format_version`.
 /// Layout 2 added the `erasures` and `expiries` indexes; layout 3 merged the subject history
 /// and current state into `subjects`, keyed `expiries` by granting event and the Merkle
-/// nodes by completing leaf; layout 4 indexes in two tiers (`meta.customer_indexed_upto`).
+/// nodes by completing leaf; layout 4 indexed in two tiers (`meta.customer_indexed_upto`);
+/// layout 5 moved the secondary indexes to their own file (`shard-NNNN.index.redb`).
 /// A file of layout 1 or 2 is migrated on open: its Merkle nodes are re-keyed and its
-/// indexes rebuilt from the journal; one of layout 3 gets `customer_indexed_upto =
-/// indexed_upto`.
-pub const STORE_FORMAT_VERSION: u32 = 4;
+/// idempotency keys rebuilt from the journal; from layouts 1–4 the index tables are
+/// dropped from the shard file and rebuilt from the journal into the index file.
+pub const STORE_FORMAT_VERSION: u32 = 5;
 
 /// One appended (or idempotently found) event, as returned to the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,30 +107,17 @@ pub struct Store {
     pub(super) stats: WriteStats,
     /// Personal records were deleted since the file was last rewritten (see `scrub`).
     pub(super) scrub_pending: bool,
-    /// Entries [0, indexed_upto) are in the subject tier of the secondary indexes (as
-    /// committed, durably or not).
-    pub(super) indexed_upto: u64,
-    /// Entries [0, customer_indexed_upto) are also in the customer tier; never above
-    /// `indexed_upto`.
-    pub(super) customer_indexed_upto: u64,
-    /// Committed consent entries not yet in both tiers, in seq order from
-    /// `customer_indexed_upto` (those from `indexed_upto` on are in neither).
-    pub(super) unindexed: Vec<Unindexed>,
+    /// Consent entries of the transaction being written, handed to the index writer
+    /// once it has committed.
+    pub(super) fresh: Vec<Unindexed>,
+    /// The index writer, which owns the index file.
+    pub(super) index: IndexWriter,
+    /// The index file, as the index writer's readers share it.
+    pub(super) index_db: Arc<DbCell>,
     /// Published to readers: what is committed and what is indexed.
     pub(super) progress: Arc<Progress>,
     /// Upper Merkle nodes read by proofs, shared by every reader handed out.
     pub(super) nodes: Arc<NodeCache>,
-}
-
-/// A committed consent entry waiting for the index step, with what indexing it needs
-/// (kept from the append so the step reads nothing back).
-pub(super) struct Unindexed {
-    /// The committed entry (its seq says where it goes in the queue).
-    entry: Entry,
-    /// Its customer's number in this shard (the prefix of every index key).
-    customer: u32,
-    /// Its subject's keyed hash, computed at the append while the subject id was at hand.
-    subject: Hash,
 }
 
 /// The decision for one event of a batch, made before anything is written.
@@ -154,29 +142,29 @@ impl Store {
         })?;
         let db = open_db(path, true).map_err(StorageError::from)?;
         init_if_new(&db, shard_id)?;
-        check_identity(&db, shard_id)?;
+        check_identity(&db, path, shard_id)?;
         let (head, last_recorded_at_ms) = read_head(&db, shard_id)?;
         let frontier = check_head(&db, &head)?;
         let scrub_pending = super::scrub::pending_in(&db)?;
-        let mut store = Store {
-            db: Arc::new(DbCell::new(db)),
+        let db = Arc::new(DbCell::new(db));
+        let progress = Arc::new(Progress::default());
+        progress.publish_committed(head.size);
+        let index = IndexStore::open(path, shard_id, db.clone(), progress.clone(), head.size)?;
+        let index_db = index.db.clone();
+        Ok(Store {
+            db,
             path: path.to_path_buf(),
             head,
             last_recorded_at_ms,
             frontier,
             stats: WriteStats::default(),
             scrub_pending,
-            indexed_upto: 0,
-            customer_indexed_upto: 0,
-            unindexed: Vec::new(),
-            progress: Arc::new(Progress::default()),
+            fresh: Vec::new(),
+            index: IndexWriter::start(index)?,
+            index_db,
+            progress,
             nodes: Arc::new(NodeCache::default()),
-        };
-        store.catch_up_indexes()?;
-        store.indexed_upto = head.size;
-        store.customer_indexed_upto = head.size;
-        store.publish();
-        Ok(store)
+        })
     }
 
     /// Closes the shard file now. Readers (the gateway's handles) share the file with the
@@ -184,7 +172,8 @@ impl Store {
     /// close it, and redb records a clean shutdown only when the database is dropped: a file
     /// left open at exit must be repaired (a scan of the whole file) at its next open. Later
     /// reads through any handle fail with "database closed".
-    pub fn close(self) {
+    pub fn close(mut self) {
+        self.index.stop();
         let db = self.db.close();
         drop(self);
         if Arc::strong_count(&db) > 1 {
@@ -206,127 +195,69 @@ impl Store {
     pub fn reader(&self) -> ShardReader {
         ShardReader::with_progress(
             self.db.clone(),
+            super::reader::IndexSide {
+                db: self.index_db.clone(),
+                requests: Some(self.index.requests().clone()),
+            },
             self.head.shard_id,
             self.progress.clone(),
             self.nodes.clone(),
         )
     }
 
-    /// Entries [0, n) are in the secondary indexes.
+    /// Entries [0, n) are in the subject tier of the secondary indexes.
     pub fn indexed_upto(&self) -> u64 {
-        self.indexed_upto
+        self.reader().indexed_size()
     }
 
     /// Entries [0, customer_indexed_upto) are also in the customer tier.
     pub fn customer_indexed_upto(&self) -> u64 {
-        self.customer_indexed_upto
+        self.reader().customer_indexed_size()
     }
 
     /// Entries [0, n) are in `tier` (both tiers, for `All`).
     pub fn indexed_upto_in(&self, tier: IndexTier) -> u64 {
-        match tier {
-            IndexTier::Subjects => self.indexed_upto,
-            IndexTier::All => self.customer_indexed_upto,
-        }
+        self.reader().indexed_size_in(tier)
     }
 
     /// Whether committed entries wait for the subject tier's index step.
     pub fn index_pending(&self) -> bool {
-        self.indexed_upto < self.head.size
+        self.indexed_upto() < self.head.size
     }
 
     /// Whether committed entries wait for the customer tier's index step.
     pub fn customer_index_pending(&self) -> bool {
-        !self.unindexed.is_empty()
+        self.customer_indexed_upto() < self.head.size
     }
 
-    /// The full index step: reflects every committed entry not yet indexed in both tiers
-    /// of the secondary indexes, in one transaction. Durable only when `durable`; otherwise
-    /// it becomes durable with the next durable commit, and a crash before that only means
-    /// the next open replays these entries from the journal (`catch_up_indexes`).
-    ///
-    /// With `durable` it always commits durably, also with nothing to index, so that
-    /// earlier non-durable index steps reach the disk (shutdown).
+    /// Waits until both tiers reflect every committed entry; with `durable`, until that is
+    /// also durable in the index file (always a durable commit there, so that earlier
+    /// non-durable index steps reach the disk).
     pub fn index_now(&mut self, durable: bool) -> Result<(), StorageError> {
-        self.index_step(IndexTier::All, durable)
+        if durable {
+            self.index.requests().durable()
+        } else {
+            self.index_tier(IndexTier::All)
+        }
     }
 
-    /// The index step of `tier` (not durable): brings that tier up to the committed size.
+    /// Waits until `tier` reflects every committed entry.
     pub fn index_tier(&mut self, tier: IndexTier) -> Result<(), StorageError> {
-        self.index_step(tier, false)
+        self.index.requests().wait_up_to(tier, self.head.size)
     }
 
-    fn index_step(&mut self, tier: IndexTier, durable: bool) -> Result<(), StorageError> {
-        let size = self.head.size;
-        assert_eq!(
-            self.unindexed.len() as u64,
-            size - self.customer_indexed_upto,
-            "the queue holds exactly the entries not in both tiers"
-        );
-        let customers = tier == IndexTier::All && self.customer_index_pending();
-        if self.indexed_upto == size && !customers && !durable {
-            return Ok(());
-        }
-        let mut txn = self.db.get().begin_write()?;
-        if !durable {
-            txn.set_durability(Durability::None)?;
-        }
-        {
-            let mut t = WriteTables::open(&txn)?;
-            self.apply_queued(&mut t.indexes, customers)?;
-            t.indexes.flush_counts()?;
-            t.set_indexed_upto(size)?;
-            if customers {
-                t.set_customer_indexed_upto(size)?;
-            }
-        }
-        self.db.commit(txn)?;
-        self.indexed_upto = size;
-        if customers {
-            self.unindexed.clear();
-            self.customer_indexed_upto = size;
-        }
-        self.publish();
-        self.progress.clear_unindexed(customers);
-        Ok(())
+    /// Holds back the index writer's steps from after the entries committed so far, so
+    /// that a test can observe indexes behind the journal; a writer closed while held skips
+    /// its final step, as after a crash.
+    #[doc(hidden)]
+    pub fn hold_indexing(&self, hold: IndexHold) {
+        self.index.requests().hold(hold);
     }
 
-    /// Applies the queue to the subject tier from `indexed_upto` on, and with `customers`
-    /// every queued entry to the customer tier.
-    fn apply_queued(
-        &self,
-        t: &mut super::index::IndexTables<'_>,
-        customers: bool,
-    ) -> Result<(), StorageError> {
-        // Entries below `indexed_upto` are already in the subject tier: a subject step
-        // starts past them.
-        let in_subject_tier = usize::try_from(self.indexed_upto - self.customer_indexed_upto)
-            .expect("the queue fits in memory");
-        let first = if customers { 0 } else { in_subject_tier };
-        let mut next = self.customer_indexed_upto + first as u64;
-        for item in &self.unindexed[first..] {
-            assert_eq!(item.entry.seq, next, "entries are indexed once, in order");
-            if customers {
-                t.apply_customer_tier(&item.entry, item.customer)?;
-            }
-            if next >= self.indexed_upto {
-                t.apply_subject_tier(&item.entry, item.customer, Some(item.subject))?;
-            }
-            next += 1;
-        }
-        assert_eq!(next, self.head.size, "every committed entry is queued");
-        Ok(())
-    }
-
-    /// Tells readers what is committed and how far each index tier reaches.
+    /// Tells readers what is committed.
     pub(super) fn publish(&self) {
-        self.progress.publish(
-            self.head.size,
-            self.indexed_upto,
-            self.customer_indexed_upto,
-        );
+        self.progress.publish_committed(self.head.size);
     }
-
     /// Appends several independent batches in one durable transaction (group commit).
     ///
     /// Each batch is all-or-nothing on its own: an invalid batch gets its error and writes
@@ -338,19 +269,15 @@ impl Store {
         batches: &[Vec<ConsentEvent>],
     ) -> Result<Vec<Result<Vec<Appended>, AppendError>>, StorageError> {
         let results = self.undo_on_error(|store| store.append_in_txn(batches))?;
-        if self.unindexed.len() > MAX_INDEX_LAG_ENTRIES {
+        self.index.requests().hand(std::mem::take(&mut self.fresh));
+        let lag = self.head.size - self.progress.customer_indexed();
+        if lag > MAX_INDEX_LAG_ENTRIES as u64 {
             // The appends are durable and answered either way.
-            self.index_or_log(IndexTier::All);
+            if let Err(e) = self.index_tier(IndexTier::All) {
+                tracing::error!(error = %e, "waiting for the index writer failed");
+            }
         }
         Ok(results)
-    }
-
-    /// The index step off any request path: a failure leaves the entries queued (nothing
-    /// of the step was written) for the next step or the next open.
-    pub fn index_or_log(&mut self, tier: IndexTier) {
-        if let Err(e) = self.index_tier(tier) {
-            tracing::error!(error = %e, "index step failed; the entries stay queued");
-        }
     }
 
     /// Runs one write transaction; if it fails, the in-memory head, time, frontier and
@@ -361,11 +288,11 @@ impl Store {
         txn: impl FnOnce(&mut Store) -> Result<T, E>,
     ) -> Result<T, E> {
         let saved = (self.head, self.last_recorded_at_ms, self.frontier.clone());
-        let queued = self.unindexed.len();
+        let queued = self.fresh.len();
         let outcome = txn(self);
         if outcome.is_err() {
             (self.head, self.last_recorded_at_ms, self.frontier) = saved;
-            self.unindexed.truncate(queued);
+            self.fresh.truncate(queued);
         }
         self.publish();
         outcome
@@ -376,7 +303,6 @@ impl Store {
     /// the commit.
     pub(super) fn seal(&mut self, t: &mut WriteTables<'_>) -> Result<(), StorageError> {
         self.head.root = self.frontier.root(&Blake3Tree);
-        t.indexes.flush_counts()?;
         t.write_head(&self.head, self.last_recorded_at_ms)
     }
 
@@ -410,7 +336,9 @@ impl Store {
             for (batch, result) in batches.iter().zip(&results) {
                 if let (Some(first), Ok(_)) = (batch.first(), result) {
                     let subjects = batch.iter().map(|e| e.subject_id.as_str());
-                    self.progress.add_unindexed(&first.customer_id, subjects);
+                    let size = self.head.size;
+                    self.progress
+                        .add_unindexed(&first.customer_id, subjects, size);
                 }
             }
         } else {
@@ -492,7 +420,7 @@ impl Store {
             t.idempotency
                 .insert((customer, key.as_str()), (seq, &digest.0))?;
         }
-        self.unindexed.push(Unindexed {
+        self.fresh.push(Unindexed {
             entry: entry.clone(),
             customer,
             subject: subject_key(&secret, &event.subject_id),
@@ -541,38 +469,16 @@ impl Store {
         Ok((entry, hash))
     }
 
-    /// Replays journal entries that the indexes do not yet reflect.
-    fn catch_up_indexes(&mut self) -> Result<(), StorageError> {
-        const CHUNK: u64 = 10_000;
-        loop {
-            let txn = self.db.get().begin_write()?;
-            let done = {
-                let mut t = WriteTables::open(&txn)?;
-                let (subjects_from, from) = t.indexed_upto()?;
-                let to = self.head.size.min(from + CHUNK);
-                for seq in from..to {
-                    t.reindex(seq, seq >= subjects_from)?;
-                }
-                t.indexes.flush_counts()?;
-                t.set_indexed_upto(to.max(subjects_from))?;
-                t.set_customer_indexed_upto(to)?;
-                to == self.head.size
-            };
-            self.db.commit(txn)?;
-            if done {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Empties every secondary index so that the next open rebuilds them from the
-    /// journal (operator repair, and the test that proves indexes are derivable).
+    /// Deletes the index file so that the next open rebuilds it from the journal
+    /// (operator repair, and the test that proves indexes are derivable).
     pub fn reset_indexes(path: &Path) -> Result<(), StorageError> {
-        let db = open_db(path, true)?;
-        let txn = db.begin_write()?;
-        drop_indexes(&txn)?;
-        txn.commit()?;
-        Ok(())
+        match std::fs::remove_file(index_path(path)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StorageError::File {
+                what: "removing the index file",
+                source: e,
+            }),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -656,7 +562,6 @@ pub(super) struct WriteTables<'t> {
     pub(super) meta: Table<'t, &'static str, &'static [u8]>,
     pub(super) customers: Table<'t, &'static str, (u32, &'static [u8; 32])>,
     pub(super) idempotency: Table<'t, (u32, &'static str), (u64, &'static [u8; 32])>,
-    pub(super) indexes: IndexTables<'t>,
 }
 
 impl<'t> WriteTables<'t> {
@@ -668,14 +573,6 @@ impl<'t> WriteTables<'t> {
             meta: txn.open_table(META)?,
             customers: txn.open_table(CUSTOMERS)?,
             idempotency: txn.open_table(IDEMPOTENCY)?,
-            indexes: IndexTables {
-                subjects: txn.open_table(SUBJECTS)?,
-                customer_events: txn.open_table(CUSTOMER_EVENTS)?,
-                daily_counts: txn.open_table(DAILY_COUNTS)?,
-                erasures: txn.open_table(ERASURES)?,
-                expiries: txn.open_table(EXPIRIES)?,
-                pending_counts: Default::default(),
-            },
         })
     }
 
@@ -733,58 +630,26 @@ impl<'t> WriteTables<'t> {
         Ok(())
     }
 
-    /// The stored (subject tier, customer tier) `indexed_upto`.
-    fn indexed_upto(&self) -> Result<(u64, u64), StorageError> {
-        super::reader::indexed_upto_in(&self.meta)
-    }
-
-    pub(super) fn set_indexed_upto(&mut self, upto: u64) -> Result<(), StorageError> {
-        self.meta
-            .insert(META_INDEXED_UPTO, upto.to_be_bytes().as_slice())?;
-        Ok(())
-    }
-
-    pub(super) fn set_customer_indexed_upto(&mut self, upto: u64) -> Result<(), StorageError> {
-        self.meta
-            .insert(META_CUSTOMER_INDEXED_UPTO, upto.to_be_bytes().as_slice())?;
-        Ok(())
-    }
-
-    /// Both tiers' `indexed_upto` (erasure and rebuilds move them together).
-    pub(super) fn set_both_indexed_upto(&mut self, upto: u64) -> Result<(), StorageError> {
-        self.set_indexed_upto(upto)?;
-        self.set_customer_indexed_upto(upto)
-    }
-
-    /// Applies journal entry `seq` to the customer tier, the idempotency keys and, with
-    /// `subject_tier`, the subject tier.
-    pub(super) fn reindex(&mut self, seq: u64, subject_tier: bool) -> Result<(), StorageError> {
+    /// Writes journal entry `seq`'s idempotency key, if it has one (migration of layouts
+    /// 1 and 2, whose keys had another layout). An erased entry (no personal record) keeps
+    /// only its position, with the zero digest that marks it erased (the real digest covers
+    /// the personal part).
+    fn rebuild_idempotency_key(&mut self, seq: u64) -> Result<(), StorageError> {
         let Appended { entry, .. } = self.stored(seq)?;
-        let (customer, secret) = self.customer_or_create(&entry.customer_id)?;
-        self.indexes.apply_customer_tier(&entry, customer)?;
-        let Some(consent) = entry.consent() else {
+        let Some(key) = entry.consent().and_then(|c| c.idempotency_key.clone()) else {
             return Ok(());
         };
-        // An erased entry has no personal record: it is counted but linked to no one, and
-        // its idempotency key keeps only the position, with the zero digest that marks it
-        // erased (the real digest covers the personal part).
-        let personal = match self.personal.get(seq)? {
-            Some(p) => Some(split_personal(seq, p.value())?.record),
-            None => None,
+        let (customer, _) = self.customer_or_create(&entry.customer_id)?;
+        let digest = match self.personal.get(seq)? {
+            Some(p) => {
+                let record = split_personal(seq, p.value())?.record;
+                request_digest(&ConsentEvent::reassemble(&entry, record))
+            }
+            None => Hash::ZERO,
         };
-        if let Some(key) = &consent.idempotency_key {
-            let digest = match &personal {
-                Some(record) => request_digest(&ConsentEvent::reassemble(&entry, record.clone())),
-                None => Hash::ZERO,
-            };
-            self.idempotency
-                .insert((customer, key.as_str()), (seq, &digest.0))?;
-        }
-        if !subject_tier {
-            return Ok(());
-        }
-        let subject = personal.map(|r| subject_key(&secret, &r.subject_id));
-        self.indexes.apply_subject_tier(&entry, customer, subject)
+        self.idempotency
+            .insert((customer, key.as_str()), (seq, &digest.0))?;
+        Ok(())
     }
 }
 
@@ -808,8 +673,6 @@ fn init_if_new(db: &Database, shard_id: u32) -> Result<(), StorageError> {
         head.extend_from_slice(&Hash::ZERO.0);
         head.extend_from_slice(&i64::MIN.to_be_bytes());
         meta.insert(META_HEAD, head.as_slice())?;
-        meta.insert(META_INDEXED_UPTO, 0u64.to_be_bytes().as_slice())?;
-        meta.insert(META_CUSTOMER_INDEXED_UPTO, 0u64.to_be_bytes().as_slice())?;
     }
     txn.commit()?;
     Ok(())
@@ -833,57 +696,50 @@ fn migrate_merkle(db: &Database) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// Layouts 1 and 2 had other index tables: every index is rebuilt from the journal on this
-/// open (they are derived), then the file says the current layout.
-fn migrate_indexes(db: &Database) -> Result<(), StorageError> {
+/// Layouts 1 and 2 kept idempotency keys in another layout: they are rebuilt from the
+/// journal, in one transaction.
+fn migrate_idempotency(db: &Database) -> Result<(), StorageError> {
     let txn = db.begin_write()?;
-    drop_indexes(&txn)?;
-    txn.open_table(META)?.insert(
-        META_FORMAT_VERSION,
-        STORE_FORMAT_VERSION.to_be_bytes().as_slice(),
-    )?;
+    txn.delete_table(IDEMPOTENCY)?;
     {
-        // Recreates the index tables empty, so readers never meet an absent one.
-        WriteTables::open(&txn)?;
+        let mut t = WriteTables::open(&txn)?;
+        let size = t.journal.len()?;
+        for seq in 0..size {
+            t.rebuild_idempotency_key(seq)?;
+        }
     }
     txn.commit()?;
     Ok(())
 }
 
-/// Layout 3 indexed every table in one step: its customer tier reaches as far as its
-/// subject tier.
-fn migrate_tiers(db: &Database) -> Result<(), StorageError> {
+/// Layouts 1–4 kept the secondary indexes in the shard file: they are dropped from it (the
+/// index file is then rebuilt from the journal at this open), and the file says the current
+/// layout. A stray index file (of a migration cut short) is deleted first, so that the
+/// rebuilt one never mixes with it.
+fn migrate_to_index_file(db: &Database, path: &Path) -> Result<(), StorageError> {
+    Store::reset_indexes(path)?;
     let txn = db.begin_write()?;
+    for name in [
+        "subjects",
+        "subject_events",
+        "current_state",
+        "customer_events",
+        "daily_counts",
+        "erasures",
+        "expiries",
+    ] {
+        txn.delete_table(redb::TableDefinition::<(), ()>::new(name))?;
+    }
     {
         let mut meta = txn.open_table(META)?;
-        let (subjects, _) = super::reader::indexed_upto_in(&meta)?;
-        meta.insert(
-            META_CUSTOMER_INDEXED_UPTO,
-            subjects.to_be_bytes().as_slice(),
-        )?;
+        meta.remove(META_INDEXED_UPTO)?;
+        meta.remove(META_CUSTOMER_INDEXED_UPTO)?;
         meta.insert(
             META_FORMAT_VERSION,
             STORE_FORMAT_VERSION.to_be_bytes().as_slice(),
         )?;
     }
     txn.commit()?;
-    Ok(())
-}
-
-/// Deletes every derived table and marks nothing indexed: the next open rebuilds them
-/// from the journal (`catch_up_indexes`).
-fn drop_indexes(txn: &WriteTransaction) -> Result<(), StorageError> {
-    txn.delete_table(SUBJECTS)?;
-    txn.delete_table(OLD_SUBJECT_EVENTS)?;
-    txn.delete_table(OLD_CURRENT_STATE)?;
-    txn.delete_table(CUSTOMER_EVENTS)?;
-    txn.delete_table(DAILY_COUNTS)?;
-    txn.delete_table(IDEMPOTENCY)?;
-    txn.delete_table(ERASURES)?;
-    txn.delete_table(EXPIRIES)?;
-    let mut meta = txn.open_table(META)?;
-    meta.insert(META_INDEXED_UPTO, 0u64.to_be_bytes().as_slice())?;
-    meta.insert(META_CUSTOMER_INDEXED_UPTO, 0u64.to_be_bytes().as_slice())?;
     Ok(())
 }
 
@@ -900,15 +756,14 @@ fn meta_u32(db: &Database, key: &str) -> Result<Option<u32>, StorageError> {
     Ok(Some(u32::from_be_bytes(arr)))
 }
 
-fn check_identity(db: &Database, shard_id: u32) -> Result<(), OpenError> {
+fn check_identity(db: &Database, path: &Path, shard_id: u32) -> Result<(), OpenError> {
     let mut version = meta_u32(db, META_FORMAT_VERSION)?.unwrap_or(0);
     if version == 1 || version == 2 {
         migrate_merkle(db)?;
-        migrate_indexes(db)?;
-        version = STORE_FORMAT_VERSION;
+        migrate_idempotency(db)?;
     }
-    if version == 3 {
-        migrate_tiers(db)?;
+    if (1..=4).contains(&version) {
+        migrate_to_index_file(db, path)?;
         version = STORE_FORMAT_VERSION;
     }
     if version != STORE_FORMAT_VERSION {

@@ -10,7 +10,7 @@
 //! has, which then fail the digests), so each row is walked exactly once. Each half holds
 //! half of the claims' memory bound.
 
-use redb::ReadTransaction;
+use super::db::Snapshots;
 
 use super::error::StorageError;
 use super::index::{STATE_ROW, decode_state_view, expiry_rows};
@@ -58,7 +58,7 @@ pub(crate) struct SubjectsWalk {
 /// Walks `txn`'s `subjects` table as `pass` says; `customers` are the shard's customer
 /// numbers. The walks together hold at most `claim_bytes_per_pass` of claims.
 pub(crate) fn walk_subjects(
-    txn: &ReadTransaction,
+    txn: &Snapshots,
     pass: SubjectsPass,
     customers: &[u32],
     key: MultisetKey,
@@ -104,7 +104,7 @@ fn halves(customers: &[u32]) -> [Vec<(Key, Option<Key>)>; 2] {
 impl SubjectsWalk {
     /// Walks `ranges` of the `subjects` table in order.
     fn run(
-        txn: &ReadTransaction,
+        txn: &Snapshots,
         ranges: &[(Key, Option<Key>)],
         key: MultisetKey,
         claim_bytes: usize,

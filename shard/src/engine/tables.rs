@@ -47,12 +47,6 @@ pub(crate) const IDEMPOTENCY: TableDefinition<(u32, &str), (u64, &[u8; 32])> =
 /// row sit side by side.
 pub(crate) const SUBJECTS: TableDefinition<(u32, &[u8; 32], u64), &[u8]> =
     TableDefinition::new("subjects");
-/// Tables of layouts 1 and 2 replaced by `subjects`, named only to be deleted on migration
-/// (layout 2's `expiries` had another key; it is deleted and recreated).
-pub(crate) const OLD_SUBJECT_EVENTS: TableDefinition<(u32, &[u8; 32], u64), ()> =
-    TableDefinition::new("subject_events");
-pub(crate) const OLD_CURRENT_STATE: TableDefinition<(u32, &[u8; 32]), &[u8]> =
-    TableDefinition::new("current_state");
 /// (customer number, recorded_at_ms, seq) → (): a customer's events in time order.
 pub(crate) const CUSTOMER_EVENTS: TableDefinition<(u32, i64, u64), ()> =
     TableDefinition::new("customer_events");
@@ -67,6 +61,34 @@ pub(crate) const ERASURES: TableDefinition<(u32, u64), ()> = TableDefinition::ne
 /// choice, for renewal lists.
 pub(crate) const EXPIRIES: TableDefinition<(u32, i64, u64), &[u8; 32]> =
     TableDefinition::new("expiries");
+
+/// The index file's own metadata (named apart from the shard file's `meta`, so that a
+/// table name alone says which file holds it: [`in_index_file`]).
+pub(crate) const INDEX_META: TableDefinition<&str, &[u8]> = TableDefinition::new("index_meta");
+
+/// Tables kept in the index file (`shard-NNNN.index.redb`), written only by the index
+/// writer; every other table is in the shard file.
+pub(crate) const INDEX_FILE_TABLES: [&str; 6] = [
+    "subjects",
+    "customer_events",
+    "daily_counts",
+    "erasures",
+    "expiries",
+    "index_meta",
+];
+
+/// Whether the table named `name` lives in the index file.
+pub fn in_index_file(name: &str) -> bool {
+    INDEX_FILE_TABLES.contains(&name)
+}
+
+/// Layout version of the index file, in `index_meta.format_version`.
+pub(crate) const INDEX_FORMAT_VERSION: u32 = 1;
+
+/// In `index_meta`: the hash of journal entry 0 of the shard the index was built from
+/// (32 bytes; absent while the journal is empty), so that an index file of another ledger
+/// is refused.
+pub(crate) const META_FIRST_ENTRY: &str = "first_entry_hash";
 
 /// `u32` BE: storage layout version.
 pub(crate) const META_FORMAT_VERSION: &str = "format_version";
