@@ -272,8 +272,9 @@ impl Store {
         self.index.requests().hand(std::mem::take(&mut self.fresh));
         let lag = self.head.size - self.progress.customer_indexed();
         if lag > MAX_INDEX_LAG_ENTRIES as u64 {
-            // The appends are durable and answered either way.
-            if let Err(e) = self.index_tier(IndexTier::All) {
+            // The appends are durable and answered either way. A durable step: it also
+            // bounds what a crash leaves for the next open to replay.
+            if let Err(e) = self.index.requests().durable() {
                 tracing::error!(error = %e, "waiting for the index writer failed");
             }
         }
