@@ -17,7 +17,7 @@ bin=${2:-target/release/assent}
 pairs=${3:-2}
 secs=${4:-8}
 [ -x "$bin" ] || { echo "build first: cargo build --release" >&2; exit 2; }
-shards=$(find "$big/shards" -name 'shard-*.redb' | wc -l)
+shards=$(find "$big/shards" -name 'shard-*.redb' ! -name '*.index.redb' | wc -l)
 dev=$(df --output=source "$big" | tail -1 | xargs basename)
 stat=/sys/block/$dev/stat
 [ -r "$stat" ] || stat=$(ls /sys/block/*/stat | head -1)

@@ -30,6 +30,13 @@ use crate::verify::ShardHead;
 /// Messages that may wait in a shard's mailbox; senders wait (backpressure) beyond it.
 pub const MAILBOX_CAPACITY: usize = 1_024;
 
+/// How long after the index writer receives an entry the subject tier lacks it runs the
+/// subject tier's step if no reader asks for it sooner. Zero: the step runs at once, and
+/// the commits that arrive while it runs share the next one. Off the write path, waiting
+/// only made readers wait: 20 ms gave `mixed` −7 to −15 % and `record` a higher p99
+/// (docs/benchmarks.md, session 16).
+pub const INDEX_DELAY_MS: u64 = 0;
+
 /// How long after the index writer receives an entry the customer tier lacks it runs the
 /// full index step (both tiers, durable) if no customer-wide read asks for it sooner. The customer tier's rows sit at each customer's end of its table:
 /// under load from many customers an index step copies about one page per event there,

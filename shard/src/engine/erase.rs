@@ -14,7 +14,7 @@ use redb::{ReadOnlyTable, ReadTransaction, ReadableTable};
 
 use super::error::{ErasureError, StorageError};
 use super::index::STATE_ROW;
-use super::index_writer::IndexErasure;
+use super::index_file::IndexErasure;
 use super::reader::split_personal;
 use super::store::{Appended, Store, WriteTables};
 use super::tables::{CUSTOMER_EVENTS, META_SCRUB_PENDING, SUBJECTS};

@@ -9,6 +9,7 @@ mod erase;
 mod error;
 mod index;
 mod index_check;
+mod index_file;
 mod index_writer;
 mod node_cache;
 mod reader;
@@ -23,8 +24,8 @@ pub use actor::{
     Append, AppendReply, BUSY_WINDOW_MS, CUSTOMER_INDEX_DELAY_MS, CommitObserver, CommitReport,
     Erase, GROUP_COMMIT_EARLY_EVENTS, GROUP_COMMIT_WAIT_US, GetConsistencyProof, GetCurrentState,
     GetCustomerEvents, GetDailyCounts, GetEvent, GetHead, GetHistory, GetInclusionProof,
-    GetWriteStats, GroupCommit, IndexUpTo, MAILBOX_CAPACITY, Published, Scrub, ShardActor,
-    ShardHandle, Stop, Submit,
+    GetWriteStats, GroupCommit, INDEX_DELAY_MS, IndexUpTo, MAILBOX_CAPACITY, Published, Scrub,
+    ShardActor, ShardHandle, Stop, Submit,
 };
 pub use erase::{Erased, ErasureRequest, ErasureTarget};
 pub use error::{
@@ -33,7 +34,8 @@ pub use error::{
 };
 pub use index::{PurposeState, apply_to_state};
 pub use index_check::{IndexMismatch, IndexReport};
-pub use index_writer::{INDEX_CACHE_BYTES, IndexHold, index_path};
+pub use index_file::{INDEX_CACHE_BYTES, index_path};
+pub use index_writer::IndexHold;
 pub use node_cache::{CACHED_NODE_MIN_LEVEL, MAX_CACHED_NODES};
 pub use reader::{
     AuditOpen, ConsistencyProof, DailyCount, Expiring, ExpiryCursor, InclusionProof, MAX_PAGE_SIZE,

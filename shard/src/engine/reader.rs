@@ -13,7 +13,8 @@ use super::db::{Db, DbCell, Snapshot, Snapshots};
 use super::error::{QueryError, StorageError, VerifyJournalError};
 use super::index::{MS_PER_DAY, PurposeState, STATE_ROW, state_in};
 use super::index_check::{IndexMismatch, IndexReport};
-use super::index_writer::{IndexRequests, index_path, open_index_db};
+use super::index_file::{index_path, open_index_db};
+use super::index_writer::IndexRequests;
 use super::node_cache::NodeCache;
 use super::store::IndexTier;
 use super::subjects_walk::SubjectsPass;
@@ -977,7 +978,7 @@ fn open_existing_index(
         drop(open_index_db(&path, false)?);
     }
     let mut builder = Database::builder();
-    builder.set_cache_size(super::index_writer::INDEX_CACHE_BYTES);
+    builder.set_cache_size(super::index_file::INDEX_CACHE_BYTES);
     match builder.open_read_only(&path) {
         Ok(db) => Ok(db),
         Err(redb::DatabaseError::RepairAborted) => Err(StorageError::NeedsRepair),

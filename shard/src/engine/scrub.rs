@@ -17,7 +17,7 @@ use redb::{
 
 use super::db::DbCell;
 use super::error::StorageError;
-use super::index_writer::open_index_db;
+use super::index_file::open_index_db;
 use super::reader::read_head;
 use super::store::{Store, open_db};
 use super::tables::*;

@@ -17,7 +17,8 @@ use redb::{
 
 use super::db::DbCell;
 use super::error::{AppendError, OpenError, StorageError};
-use super::index_writer::{IndexHold, IndexStore, IndexWriter, Unindexed, index_path};
+use super::index_file::{IndexStore, Unindexed, index_path};
+use super::index_writer::{IndexHold, IndexWriter};
 use super::node_cache::NodeCache;
 use super::reader::{Progress, RedbNodes, ShardReader, read_head, split_personal};
 use super::tables::*;
@@ -32,8 +33,11 @@ use crate::verify::ShardHead;
 /// redb's page cache per shard file. redb's default (1 GiB per database) made a 4-shard
 /// server's RSS grow to 5.9 GB while 10M events were loaded; at 32 MiB the caches alone
 /// took half of the 256 MiB budget under 1,000-event batches (peak 349 MiB, 258 MiB at
-/// 16 MiB, same throughput). The OS page cache still holds hot pages beyond this.
-pub const SHARD_CACHE_BYTES: usize = 16 * 1024 * 1024;
+/// 16 MiB, same throughput). Since the indexes have their own file (and cache,
+/// `INDEX_CACHE_BYTES`), the shard file's hot pages are the tails of append-only tables:
+/// 8 MiB instead of 16 cost nothing measurable at 10M events and saved 17–30 MiB of peak
+/// RSS (docs/benchmarks.md, session 16). The OS page cache holds hot pages beyond this.
+pub const SHARD_CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 /// Opens or creates a shard file with the bounded cache.
 pub(crate) fn open_db(path: &Path, create: bool) -> Result<Database, redb::DatabaseError> {

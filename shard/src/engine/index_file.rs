@@ -1,0 +1,553 @@
+//! A shard's index file (`shard-NNNN.index.redb`): opening it (or rebuilding it from the
+//! journal when it cannot be trusted), catching it up with the journal, and the steps that
+//! apply handed entries and erasures to its tables. Only the index writer (`index_writer`)
+//! holds an [`IndexStore`]; nothing here knows threads or requests.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, Table, WriteTransaction};
+
+use super::db::DbCell;
+use super::error::StorageError;
+use super::index::{IndexTables, apply_to_state, expiry_rows};
+use super::reader::{Progress, indexed_upto_in, split_personal};
+use super::scrub::ScrubReport;
+use super::store::IndexTier;
+use super::tables::*;
+use crate::format::Entry;
+use crate::hash::{Hash, entry_hash, subject_key};
+
+/// The index file beside the shard file at `shard_path` (`x.redb` → `x.index.redb`).
+pub fn index_path(shard_path: &Path) -> PathBuf {
+    let stem = shard_path.with_extension("");
+    let mut name = stem.into_os_string();
+    name.push(".index.redb");
+    PathBuf::from(name)
+}
+
+/// A committed consent entry on its way to the index writer, with what indexing it needs
+/// (kept from the append so that the step reads nothing back).
+pub(crate) struct Unindexed {
+    /// The committed entry.
+    pub(crate) entry: Entry,
+    /// Its customer's number in this shard (the prefix of every index key).
+    pub(crate) customer: u32,
+    /// Its subject's keyed hash, computed at the append while the subject id was at hand.
+    pub(crate) subject: Hash,
+}
+
+/// What an erasure asks of the index file once its shard commit is durable.
+pub(crate) struct IndexErasure {
+    /// The erasure entry (its listing row is derived from it).
+    pub(crate) entry: Entry,
+    /// The customer's number in this shard.
+    pub(crate) customer: u32,
+    /// The erased consent entries, each with its subject key (read from its personal
+    /// record before the shard commit deleted it).
+    pub(crate) erased: Vec<(u64, Hash)>,
+}
+
+/// The index file and what its writer knows: how far each tier reaches and the entries
+/// handed but not yet in both tiers.
+pub(crate) struct IndexStore {
+    /// The index file (replaced by a scrub).
+    pub(super) db: Arc<DbCell>,
+    /// The shard file, read for an erasure's recomputed states and for catch-up.
+    shard: Arc<DbCell>,
+    path: PathBuf,
+    pub(super) shard_id: u32,
+    /// Entries [0, indexed_upto) are in the subject tier.
+    pub(super) indexed_upto: u64,
+    /// Entries [0, customer_indexed_upto) are in both tiers; never above `indexed_upto`.
+    pub(super) customer_indexed_upto: u64,
+    /// Handed consent entries not yet in both tiers, in seq order from
+    /// `customer_indexed_upto` (those from `indexed_upto` on are in neither).
+    pub(super) queue: Vec<Unindexed>,
+    /// Published to readers.
+    progress: Arc<Progress>,
+    /// Set when an erasure's index step failed after its shard commit: the file no longer
+    /// follows the journal, and every later step refuses until a restart rebuilds it.
+    broken: Option<String>,
+}
+
+/// The tables of the index file open in one write transaction.
+struct IndexWrite<'t> {
+    indexes: IndexTables<'t>,
+    meta: Table<'t, &'static str, &'static [u8]>,
+}
+
+impl<'t> IndexWrite<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<IndexWrite<'t>, StorageError> {
+        Ok(IndexWrite {
+            indexes: IndexTables {
+                subjects: txn.open_table(SUBJECTS)?,
+                customer_events: txn.open_table(CUSTOMER_EVENTS)?,
+                daily_counts: txn.open_table(DAILY_COUNTS)?,
+                erasures: txn.open_table(ERASURES)?,
+                expiries: txn.open_table(EXPIRIES)?,
+                pending_counts: Default::default(),
+            },
+            meta: txn.open_table(INDEX_META)?,
+        })
+    }
+
+    fn set_upto(&mut self, subjects: u64, customers: u64) -> Result<(), StorageError> {
+        self.indexes.flush_counts()?;
+        self.meta
+            .insert(META_INDEXED_UPTO, subjects.to_be_bytes().as_slice())?;
+        self.meta.insert(
+            META_CUSTOMER_INDEXED_UPTO,
+            customers.to_be_bytes().as_slice(),
+        )?;
+        Ok(())
+    }
+}
+
+/// Opens or creates an index file with the bounded cache.
+pub(crate) fn open_index_db(path: &Path, create: bool) -> Result<Database, redb::DatabaseError> {
+    let mut builder = Database::builder();
+    builder.set_cache_size(INDEX_CACHE_BYTES);
+    if create {
+        builder.create(path)
+    } else {
+        builder.open(path)
+    }
+}
+
+/// redb's page cache of each index file (see `SHARD_CACHE_BYTES` for the shard file). The
+/// index file's hot pages are scattered (a subject's rows sit at a random place), so it
+/// gets the larger cache of the two.
+pub const INDEX_CACHE_BYTES: usize = 16 * 1024 * 1024;
+
+impl IndexStore {
+    /// Opens the index file of the shard file at `shard_path` (whose journal holds `size`
+    /// entries), rebuilding it from the journal when it is missing, of another shard or
+    /// ledger, of another layout, ahead of the journal, or behind an erasure entry; then
+    /// replays the entries it lacks.
+    pub(crate) fn open(
+        shard_path: &Path,
+        shard_id: u32,
+        shard: Arc<DbCell>,
+        progress: Arc<Progress>,
+        size: u64,
+    ) -> Result<IndexStore, StorageError> {
+        let path = index_path(shard_path);
+        super::scrub::remove_leftover(&path).map_err(|source| StorageError::File {
+            what: "removing the file of an interrupted scrub",
+            source,
+        })?;
+        let first = first_entry_hash(&shard)?;
+        let db = match open_checked(&path, shard_id, first, &shard, size)? {
+            Ok(db) => db,
+            Err(why) => {
+                tracing::warn!(
+                    shard = shard_id,
+                    why,
+                    "rebuilding the index file from the journal"
+                );
+                remove_file(&path)?;
+                let db = open_index_db(&path, true)?;
+                init(&db, shard_id, first)?;
+                db
+            }
+        };
+        let mut store = IndexStore {
+            db: Arc::new(DbCell::new(db)),
+            shard,
+            path,
+            shard_id,
+            indexed_upto: 0,
+            customer_indexed_upto: 0,
+            queue: Vec::new(),
+            progress,
+            broken: None,
+        };
+        let started = Instant::now();
+        let replayed = store.catch_up(size)?;
+        if replayed > 0 {
+            tracing::info!(
+                shard = shard_id,
+                entries = replayed,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "indexes caught up with the journal"
+            );
+        }
+        store.indexed_upto = size;
+        store.customer_indexed_upto = size;
+        store.publish();
+        Ok(store)
+    }
+
+    /// Entries handed so far (the committed size the queue reaches).
+    pub(super) fn handed(&self) -> u64 {
+        self.customer_indexed_upto + self.queue.len() as u64
+    }
+
+    fn publish(&self) {
+        self.progress
+            .publish_indexed(self.indexed_upto, self.customer_indexed_upto);
+        self.progress
+            .clear_unindexed(self.indexed_upto, self.customer_indexed_upto);
+    }
+
+    fn check_usable(&self) -> Result<(), StorageError> {
+        match &self.broken {
+            Some(why) => Err(StorageError::IndexWriter(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// The index step of `tier` over everything handed; with `durable`, a durable commit
+    /// even with nothing to index (earlier non-durable steps then reach the disk).
+    pub(super) fn step(&mut self, tier: IndexTier, durable: bool) -> Result<(), StorageError> {
+        self.check_usable()?;
+        let size = self.handed();
+        let customers = tier == IndexTier::All && !self.queue.is_empty();
+        if self.indexed_upto == size && !customers && !durable {
+            return Ok(());
+        }
+        let mut txn = self.db.get().begin_write()?;
+        if !durable {
+            txn.set_durability(Durability::None)?;
+        }
+        {
+            let mut t = IndexWrite::open(&txn)?;
+            if self.indexed_upto == 0
+                && let Some(first) = self.queue.first()
+                && first.entry.seq == 0
+            {
+                let hash = entry_hash(&first.entry.encode());
+                t.meta.insert(META_FIRST_ENTRY, hash.0.as_slice())?;
+            }
+            self.apply_queued(&mut t.indexes, customers)?;
+            let customer_upto = if customers {
+                size
+            } else {
+                self.customer_indexed_upto
+            };
+            t.set_upto(size, customer_upto)?;
+        }
+        self.db.commit(txn)?;
+        self.indexed_upto = size;
+        if customers {
+            self.queue.clear();
+            self.customer_indexed_upto = size;
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// Applies the queue to the subject tier from `indexed_upto` on, and with `customers`
+    /// every queued entry to the customer tier.
+    fn apply_queued(&self, t: &mut IndexTables<'_>, customers: bool) -> Result<(), StorageError> {
+        let in_subject_tier = usize::try_from(self.indexed_upto - self.customer_indexed_upto)
+            .expect("the queue fits in memory");
+        let first = if customers { 0 } else { in_subject_tier };
+        let mut next = self.customer_indexed_upto + first as u64;
+        for item in &self.queue[first..] {
+            assert_eq!(item.entry.seq, next, "entries are indexed once, in order");
+            if customers {
+                t.apply_customer_tier(&item.entry, item.customer)?;
+            }
+            if next >= self.indexed_upto {
+                t.apply_subject_tier(&item.entry, item.customer, Some(item.subject))?;
+            }
+            next += 1;
+        }
+        assert_eq!(next, self.handed(), "every handed entry is queued");
+        Ok(())
+    }
+
+    /// Takes entries the shard writer handed over.
+    pub(super) fn take(&mut self, items: Vec<Unindexed>) {
+        for item in items {
+            assert_eq!(
+                item.entry.seq,
+                self.handed(),
+                "entries are handed once, in order, without gaps"
+            );
+            self.queue.push(item);
+        }
+    }
+
+    /// Applies an erasure whose shard commit is durable: deletes the erased entries'
+    /// history rows, recomputes their subjects' states from what remains, writes the
+    /// listing row; commits durably.
+    pub(super) fn erase(&mut self, erasure: IndexErasure) -> Result<(), StorageError> {
+        self.step(IndexTier::All, false)?;
+        let seq = erasure.entry.seq;
+        assert!(
+            self.queue.is_empty() && self.indexed_upto == seq,
+            "every entry before an erasure entry is indexed before its index changes"
+        );
+        let outcome = self.apply_erasure(&erasure);
+        if let Err(e) = &outcome {
+            self.broken = Some(format!(
+                "the index changes of erasure entry {seq} failed ({e}); restart to rebuild the indexes"
+            ));
+        }
+        outcome
+    }
+
+    fn apply_erasure(&mut self, erasure: &IndexErasure) -> Result<(), StorageError> {
+        let shard = self.shard.get().begin_read()?;
+        let journal = shard.open_table(JOURNAL)?;
+        let txn = self.db.get().begin_write()?;
+        {
+            let mut t = IndexWrite::open(&txn)?;
+            let customer = erasure.customer;
+            let mut subjects = BTreeSet::new();
+            for (seq, subject) in &erasure.erased {
+                t.indexes.subjects.remove((customer, &subject.0, *seq))?;
+                subjects.insert(*subject);
+            }
+            for subject in subjects {
+                recompute_state(&mut t.indexes, &journal, customer, subject)?;
+            }
+            t.indexes.apply_customer_tier(&erasure.entry, customer)?;
+            t.set_upto(erasure.entry.seq + 1, erasure.entry.seq + 1)?;
+        }
+        self.db.commit(txn)?;
+        self.indexed_upto = erasure.entry.seq + 1;
+        self.customer_indexed_upto = erasure.entry.seq + 1;
+        self.publish();
+        Ok(())
+    }
+
+    /// Replays journal entries the index file lacks, in durable chunks; returns how many.
+    fn catch_up(&mut self, size: u64) -> Result<u64, StorageError> {
+        const CHUNK: u64 = 10_000;
+        let shard = self.shard.get().begin_read()?;
+        let journal = shard.open_table(JOURNAL)?;
+        let personal = shard.open_table(PERSONAL)?;
+        let customers = shard.open_table(CUSTOMERS)?;
+        let mut replayed = 0;
+        loop {
+            let txn = self.db.get().begin_write()?;
+            let done = {
+                let mut t = IndexWrite::open(&txn)?;
+                let (subjects_from, from) = indexed_upto_in(&t.meta)?;
+                if from == 0
+                    && size > 0
+                    && let Some(first) = journal.get(0)?
+                {
+                    let hash = entry_hash(first.value());
+                    t.meta.insert(META_FIRST_ENTRY, hash.0.as_slice())?;
+                }
+                let to = size.min(from + CHUNK);
+                for seq in from..to {
+                    let replay = Replay {
+                        journal: &journal,
+                        personal: &personal,
+                        customers: &customers,
+                    };
+                    replay.entry(&mut t.indexes, seq, seq >= subjects_from)?;
+                }
+                replayed += to - from;
+                t.set_upto(to.max(subjects_from), to)?;
+                to == size
+            };
+            self.db.commit(txn)?;
+            if done {
+                return Ok(replayed);
+            }
+        }
+    }
+
+    /// Rewrites the index file with its live rows (see `scrub`).
+    pub(super) fn scrub(&mut self) -> Result<ScrubReport, StorageError> {
+        self.step(IndexTier::All, true)?;
+        super::scrub::rewrite(&self.db, &self.path, super::scrub::FileKind::Index, |_| {
+            Ok(())
+        })
+    }
+}
+
+/// The shard-file tables a replay reads.
+struct Replay<'a> {
+    journal: &'a ReadOnlyTable<u64, &'static [u8]>,
+    personal: &'a ReadOnlyTable<u64, &'static [u8]>,
+    customers: &'a ReadOnlyTable<&'static str, (u32, &'static [u8; 32])>,
+}
+
+impl Replay<'_> {
+    /// Applies journal entry `seq` to the customer tier and, with `subject_tier`, to the
+    /// subject tier. An erased entry (no personal record) is counted but linked to no one.
+    fn entry(
+        &self,
+        t: &mut IndexTables<'_>,
+        seq: u64,
+        subject_tier: bool,
+    ) -> Result<(), StorageError> {
+        let entry = stored_entry(self.journal, seq)?;
+        let (customer, secret) = self
+            .customers
+            .get(entry.customer_id.as_str())?
+            .map(|v| {
+                let (number, secret) = v.value();
+                (number, *secret)
+            })
+            .ok_or_else(|| StorageError::Corrupt {
+                table: "customers",
+                detail: format!("entry {seq} names a customer the shard does not have"),
+            })?;
+        t.apply_customer_tier(&entry, customer)?;
+        if !subject_tier || entry.consent().is_none() {
+            return Ok(());
+        }
+        let subject = match self.personal.get(seq)? {
+            Some(p) => Some(subject_key(
+                &secret,
+                &split_personal(seq, p.value())?.record.subject_id,
+            )),
+            None => None,
+        };
+        t.apply_subject_tier(&entry, customer, subject)
+    }
+}
+
+fn stored_entry(
+    journal: &ReadOnlyTable<u64, &'static [u8]>,
+    seq: u64,
+) -> Result<Entry, StorageError> {
+    let bytes = journal.get(seq)?.ok_or_else(|| StorageError::Corrupt {
+        table: "journal",
+        detail: format!("entry {seq} is missing"),
+    })?;
+    Entry::decode(bytes.value()).map_err(|e| StorageError::Corrupt {
+        table: "journal",
+        detail: format!("entry {seq}: {e}"),
+    })
+}
+
+/// Rebuilds a subject's current state from the events it still has (none: no state).
+fn recompute_state(
+    t: &mut IndexTables<'_>,
+    journal: &ReadOnlyTable<u64, &'static [u8]>,
+    customer: u32,
+    subject: Hash,
+) -> Result<(), StorageError> {
+    let old = t.state(customer, subject)?;
+    let mut states = Vec::new();
+    for seq in t.history(customer, subject)? {
+        apply_to_state(&mut states, &stored_entry(journal, seq)?);
+    }
+    t.set_state(customer, subject, &expiry_rows(&old), &states)
+}
+
+/// The hash of journal entry 0, if the journal has one.
+fn first_entry_hash(shard: &DbCell) -> Result<Option<Hash>, StorageError> {
+    let txn = shard.get().begin_read()?;
+    let journal = txn.open_table(JOURNAL)?;
+    Ok(journal.get(0)?.map(|v| entry_hash(v.value())))
+}
+
+fn remove_file(path: &Path) -> Result<(), StorageError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StorageError::File {
+            what: "removing an index file to rebuild it",
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Writes the metadata of a new index file (nothing indexed).
+fn init(db: &Database, shard_id: u32, first: Option<Hash>) -> Result<(), StorageError> {
+    let txn = db.begin_write()?;
+    {
+        let mut t = IndexWrite::open(&txn)?;
+        t.meta.insert(
+            META_FORMAT_VERSION,
+            INDEX_FORMAT_VERSION.to_be_bytes().as_slice(),
+        )?;
+        t.meta
+            .insert(META_SHARD_ID, shard_id.to_be_bytes().as_slice())?;
+        if let Some(first) = first {
+            t.meta.insert(META_FIRST_ENTRY, first.0.as_slice())?;
+        }
+        t.set_upto(0, 0)?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// Opens the index file at `path` if it exists and can be caught up with the journal;
+/// `Err(why)` when it must be rebuilt (absent, foreign, ahead, or behind an erasure).
+fn open_checked(
+    path: &Path,
+    shard_id: u32,
+    first: Option<Hash>,
+    shard: &DbCell,
+    size: u64,
+) -> Result<Result<Database, &'static str>, StorageError> {
+    if !path.exists() {
+        return Ok(Err("the index file is missing"));
+    }
+    let db = match open_index_db(path, false) {
+        Ok(db) => db,
+        Err(redb::DatabaseError::Storage(e)) => {
+            tracing::warn!(error = %e, "the index file cannot be opened");
+            return Ok(Err("the index file cannot be opened"));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let why = {
+        let txn = db.begin_read()?;
+        match txn.open_table(INDEX_META) {
+            Ok(meta) => identity_problem(&meta, shard_id, first, shard, size)?,
+            Err(redb::TableError::TableDoesNotExist(_)) => Some("the index file has no metadata"),
+            Err(e) => return Err(e.into()),
+        }
+    };
+    Ok(match why {
+        None => Ok(db),
+        Some(why) => Err(why),
+    })
+}
+
+/// Why an index file with this `index_meta` cannot be caught up with the journal, if so.
+fn identity_problem(
+    meta: &ReadOnlyTable<&'static str, &'static [u8]>,
+    shard_id: u32,
+    first: Option<Hash>,
+    shard: &DbCell,
+    size: u64,
+) -> Result<Option<&'static str>, StorageError> {
+    let get = |key: &str| -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(meta.get(key)?.map(|v| v.value().to_vec()))
+    };
+    if get(META_FORMAT_VERSION)? != Some(INDEX_FORMAT_VERSION.to_be_bytes().to_vec()) {
+        return Ok(Some("the index file has another layout"));
+    }
+    if get(META_SHARD_ID)? != Some(shard_id.to_be_bytes().to_vec()) {
+        return Ok(Some("the index file belongs to another shard"));
+    }
+    let (subjects, customers) = indexed_upto_in(meta)?;
+    let stored_first = get(META_FIRST_ENTRY)?;
+    if subjects > 0 && stored_first != first.map(|h| h.0.to_vec()) {
+        return Ok(Some("the index file was built from another journal"));
+    }
+    if subjects > size {
+        return Ok(Some("the index file is ahead of the journal"));
+    }
+    // An erasure entry the customer tier lacks: its deletions may be missing from the
+    // rows below it, and only its subjects' personal records (gone) could say where.
+    let txn = shard.get().begin_read()?;
+    let journal = txn.open_table(JOURNAL)?;
+    for row in journal.range(customers..size)? {
+        let (k, v) = row?;
+        let entry =
+            crate::format::EntryView::decode(v.value()).map_err(|e| StorageError::Corrupt {
+                table: "journal",
+                detail: format!("entry {}: {e}", k.value()),
+            })?;
+        if entry.erasure().is_some() {
+            return Ok(Some("an erasure entry is not in the index file"));
+        }
+    }
+    Ok(None)
+}
