@@ -478,7 +478,9 @@ fn audit_dir(dir: &Path, args: &AuditArgs) -> Result<Value, Failure> {
             ShardReader::open_existing(&path, i, mode).map_err(|e| {
                 let m = format!("shard {i} ({}): {e}", path.display());
                 match e {
-                    StorageError::NeedsRepair => Failure::Unusable(m),
+                    StorageError::NeedsRepair | StorageError::OldLayout { .. } => {
+                        Failure::Unusable(m)
+                    }
                     _ => Failure::Problem(m),
                 }
             })
@@ -505,6 +507,7 @@ fn audit_dir(dir: &Path, args: &AuditArgs) -> Result<Value, Failure> {
     let outcomes = in_parallel(readers.len(), jobs, |i| {
         let file = dir.join("shards").join(format!("shard-{i:04}.redb"));
         let _ahead = ReadAhead::start(&file);
+        let _ahead_index = ReadAhead::start(&shard::engine::index_path(&file));
         let expect = Expectations::new(stored_notes(&ledger.txn)?, i);
         audit_shard(&readers[i], expect, pass, &bar)
     });

@@ -396,6 +396,47 @@ fn audit_passes_an_intact_ledger_and_names_each_kind_of_tampering() {
             .unwrap();
     });
     assert!(out.contains("shard") || out.contains("redb"), "{out}");
+    // The index file: a history row removed (an operator hiding an event from queries),
+    // and the whole file deleted.
+    let out = run("index-row", &|d| {
+        const SUBJECTS: redb::TableDefinition<(u32, [u8; 32], u64), &[u8]> =
+            redb::TableDefinition::new("subjects");
+        let path = d.join("shards").join("shard-0001.index.redb");
+        let db = redb::Database::open(path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(SUBJECTS).unwrap();
+            let first = t.first().unwrap().unwrap().0.value();
+            t.remove(first).unwrap();
+        }
+        txn.commit().unwrap();
+    });
+    assert!(
+        out.contains("shard 1") && out.contains("subject history"),
+        "{out}"
+    );
+    let out = run("index-file", &|d| {
+        std::fs::remove_file(d.join("shards").join("shard-0000.index.redb")).unwrap();
+    });
+    assert!(
+        out.contains("shard 0") && out.contains("index file"),
+        "{out}"
+    );
+    // A shard file of an older layout (indexes inside it) is refused, not misread.
+    let out = run("layout-4", &|d| {
+        const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+        let db = redb::Database::open(d.join("shards").join("shard-0001.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert("format_version", 4u32.to_be_bytes().as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    });
+    assert!(
+        out.contains("shard 1") && out.contains("storage layout 4"),
+        "{out}"
+    );
 }
 
 /// Replaces the stored checkpoints of the data directory `data` with what `f` makes of

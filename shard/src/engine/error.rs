@@ -27,6 +27,16 @@ pub enum StorageError {
         "the file was not shut down cleanly (a crash, or a copy taken while a server ran): redb must repair it before it can be read; audit a copy with --repair"
     )]
     NeedsRepair,
+    /// A shard file of an older storage layout, which only a server migrates.
+    #[error(
+        "the shard file has storage layout {found}; this build reads layout {supported}: serve a copy of the data directory once (which migrates it), then audit that"
+    )]
+    OldLayout {
+        /// Layout in the file.
+        found: u32,
+        /// Layout this build reads.
+        supported: u32,
+    },
     /// The shard's index writer stopped or failed; its indexes no longer follow the
     /// journal until the shard is reopened (which rebuilds them).
     #[error("index writer: {0}")]

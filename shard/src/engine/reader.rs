@@ -791,6 +791,13 @@ impl ShardReader {
             Err(redb::DatabaseError::RepairAborted) => return Err(StorageError::NeedsRepair),
             Err(e) => return Err(e.into()),
         };
+        let found = stored_layout(&db.begin_read()?)?;
+        if found != super::store::STORE_FORMAT_VERSION {
+            return Err(StorageError::OldLayout {
+                found,
+                supported: super::store::STORE_FORMAT_VERSION,
+            });
+        }
         let index = open_existing_index(path, mode)?;
         let (head, _) = head_in(&db.begin_read()?, shard_id)?;
         let (indexed, customer_indexed) = read_indexed_upto(&index.begin_read()?)?;
@@ -956,6 +963,19 @@ fn stored_node_differs(
         Some(Err(e)) => Some(Err(e.into())),
         _ => Some(Ok(node.level)),
     }
+}
+
+/// The storage layout a shard file says it has (0 when it says none).
+fn stored_layout(txn: &ReadTransaction) -> Result<u32, StorageError> {
+    let meta = txn.open_table(META)?;
+    let Some(v) = meta.get(META_FORMAT_VERSION)? else {
+        return Ok(0);
+    };
+    let bytes: [u8; 4] = v.value().try_into().map_err(|_| StorageError::Corrupt {
+        table: "meta",
+        detail: "format_version is not 4 bytes".into(),
+    })?;
+    Ok(u32::from_be_bytes(bytes))
 }
 
 /// Opens the index file beside the shard file at `path` for an audit, as
