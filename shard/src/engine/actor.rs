@@ -32,11 +32,10 @@ pub const MAILBOX_CAPACITY: usize = 1_024;
 
 /// How long after the index writer receives an entry the subject tier lacks it runs the
 /// subject tier's step if no reader asks for it sooner (a reader's request wakes it at
-/// once). Handed entries do not wake a writer that has a step due, so the commits of this
-/// window share one step and one wake-up: measured (docs/benchmarks.md, session 16), the
-/// index threads' context switches per request fell from 0.071 to 0.004 under `record`
-/// (one customer's `record`: 15.9k → 18.0k req/s in an alternated pair); 20 ms made
-/// readers wait (`mixed` −7 to −15 %).
+/// once). Entries handed while a step is due join it without waking the thread. Measured
+/// (docs/benchmarks.md, session 16): 20 ms made readers wait (`mixed` −7 to −15 %); with
+/// 2 ms the index threads' context switches per `record` request were 0.053 against 0.071
+/// when every commit woke them.
 pub const INDEX_DELAY_MS: u64 = 2;
 
 /// How long after the index writer receives an entry the customer tier lacks it runs the
