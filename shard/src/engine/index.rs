@@ -1,7 +1,7 @@
 //! Secondary indexes: derived from the journal (and personal records), rebuildable.
 //!
 //! Everything here can be recomputed by replaying the journal; see
-//! `Store::catch_up_indexes`.
+//! `IndexStore::open` (`index_file`).
 
 use redb::{ReadableTable, Table};
 

@@ -262,12 +262,14 @@ impl Store {
     pub(super) fn publish(&self) {
         self.progress.publish_committed(self.head.size);
     }
+
     /// Appends several independent batches in one durable transaction (group commit).
     ///
     /// Each batch is all-or-nothing on its own: an invalid batch gets its error and writes
     /// nothing, the others commit. `Err` means the commit itself failed and nothing at all
-    /// was written. The new entries reach the secondary indexes at the next
-    /// [`Store::index_now`], or here when more than `MAX_INDEX_LAG_ENTRIES` wait.
+    /// was written. The new entries are then handed to the index writer, which indexes
+    /// them behind the commit; this waits for it only when more than
+    /// `MAX_INDEX_LAG_ENTRIES` committed entries are not in both tiers.
     pub fn append_batches(
         &mut self,
         batches: &[Vec<ConsentEvent>],
