@@ -108,13 +108,7 @@ impl<'t> IndexWrite<'t> {
 
 /// Opens or creates an index file with the bounded cache.
 pub(crate) fn open_index_db(path: &Path, create: bool) -> Result<Database, redb::DatabaseError> {
-    let mut builder = Database::builder();
-    builder.set_cache_size(INDEX_CACHE_BYTES);
-    if create {
-        builder.create(path)
-    } else {
-        builder.open(path)
-    }
+    super::store::open_with_cache(path, create, INDEX_CACHE_BYTES)
 }
 
 /// redb's page cache of each index file (see `SHARD_CACHE_BYTES` for the shard file). The

@@ -41,8 +41,17 @@ pub const SHARD_CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 /// Opens or creates a shard file with the bounded cache.
 pub(crate) fn open_db(path: &Path, create: bool) -> Result<Database, redb::DatabaseError> {
+    open_with_cache(path, create, SHARD_CACHE_BYTES)
+}
+
+/// Opens (or with `create`, creates) a redb file with a page cache of `cache_bytes`.
+pub(crate) fn open_with_cache(
+    path: &Path,
+    create: bool,
+    cache_bytes: usize,
+) -> Result<Database, redb::DatabaseError> {
     let mut builder = Database::builder();
-    builder.set_cache_size(SHARD_CACHE_BYTES);
+    builder.set_cache_size(cache_bytes);
     if create {
         builder.create(path)
     } else {
