@@ -347,11 +347,15 @@ fn files_of_layouts_3_and_4_have_their_indexes_rebuilt_into_the_index_file() {
                 .unwrap();
             txn.commit().unwrap();
         }
+        let old_bytes = std::fs::metadata(&path).unwrap().len();
         let store = open(&path);
         assert_eq!(
             (store.customer_indexed_upto(), store.indexed_upto()),
             (6, 6)
         );
+        // The dropped tables' pages go back to the file system (compaction).
+        let new_bytes = std::fs::metadata(&path).unwrap().len();
+        assert!(new_bytes < old_bytes, "{new_bytes} < {old_bytes}");
         let r = store.reader();
         assert_eq!(
             r.customer_events("acme", i64::MIN, i64::MAX, None, 100)

@@ -153,9 +153,9 @@ impl Store {
             what: "removing the file of an interrupted scrub",
             source,
         })?;
-        let db = open_db(path, true).map_err(StorageError::from)?;
+        let mut db = open_db(path, true).map_err(StorageError::from)?;
         init_if_new(&db, shard_id)?;
-        check_identity(&db, path, shard_id)?;
+        check_identity(&mut db, path, shard_id)?;
         let (head, last_recorded_at_ms) = read_head(&db, shard_id)?;
         let frontier = check_head(&db, &head)?;
         let scrub_pending = super::scrub::pending_in(&db)?;
@@ -759,6 +759,19 @@ fn migrate_to_index_file(db: &Database, path: &Path) -> Result<(), StorageError>
     Ok(())
 }
 
+/// Returns the pages the migration freed (the index tables, about a third of a layout-4
+/// file) to the file system, so that the two files of a migrated shard take no more room
+/// than the one before. A cut during it leaves a file redb opens at its last commit.
+fn compact(db: &mut Database) -> Result<(), StorageError> {
+    let started = std::time::Instant::now();
+    while db.compact().map_err(redb::Error::from)? {}
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "shard file compacted after its migration to layout 5"
+    );
+    Ok(())
+}
+
 fn meta_u32(db: &Database, key: &str) -> Result<Option<u32>, StorageError> {
     let txn = db.begin_read()?;
     let meta = txn.open_table(META)?;
@@ -772,7 +785,7 @@ fn meta_u32(db: &Database, key: &str) -> Result<Option<u32>, StorageError> {
     Ok(Some(u32::from_be_bytes(arr)))
 }
 
-fn check_identity(db: &Database, path: &Path, shard_id: u32) -> Result<(), OpenError> {
+fn check_identity(db: &mut Database, path: &Path, shard_id: u32) -> Result<(), OpenError> {
     let mut version = meta_u32(db, META_FORMAT_VERSION)?.unwrap_or(0);
     if version == 1 || version == 2 {
         migrate_merkle(db)?;
@@ -780,6 +793,7 @@ fn check_identity(db: &Database, path: &Path, shard_id: u32) -> Result<(), OpenE
     }
     if (1..=4).contains(&version) {
         migrate_to_index_file(db, path)?;
+        compact(db)?;
         version = STORE_FORMAT_VERSION;
     }
     if version != STORE_FORMAT_VERSION {
