@@ -11,7 +11,7 @@ use std::sync::Arc;
 use ed25519_dalek::SigningKey;
 use redb::{Database, ReadableTable, TableDefinition};
 use shard::checkpoint::valid_origin;
-use shard::engine::{CommitObserver, ShardHandle};
+use shard::engine::{CommitObserver, GroupCommit, OpenError, ShardHandle, Store};
 
 use crate::config::{DEFAULT_LEDGER_NAME, MAX_SHARDS, ServeConfig, default_shards};
 use crate::shards::ShardClient;
@@ -99,6 +99,34 @@ pub(crate) struct Ledger {
     pub(crate) meta: Arc<Database>,
 }
 
+/// Opens the `count` shard files in `shards_dir`, as many at once as there are cores (a
+/// migration or an index rebuild at open is CPU and disk work per shard: on two cores two
+/// at once; not more, so that their caches stay within the memory budget).
+fn open_stores(shards_dir: &Path, count: u32) -> Result<Vec<Store>, OpenError> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let ids: Vec<u32> = (0..count).collect();
+    let mut stores = Vec::with_capacity(count as usize);
+    for group in ids.chunks(cores) {
+        let opened: Vec<Result<Store, OpenError>> = std::thread::scope(|scope| {
+            let opening: Vec<_> = group
+                .iter()
+                .map(|&id| {
+                    let path = shards_dir.join(format!("shard-{id:04}.redb"));
+                    scope.spawn(move || Store::open(&path, id))
+                })
+                .collect();
+            opening
+                .into_iter()
+                .map(|t| t.join().expect("opening a shard does not panic"))
+                .collect()
+        });
+        for store in opened {
+            stores.push(store?);
+        }
+    }
+    Ok(stores)
+}
+
 impl Ledger {
     /// Opens (creating if needed) the ledger in `config.data_dir`.
     pub(crate) fn open(
@@ -117,14 +145,13 @@ impl Ledger {
             None => load_or_create_key(&dir.join("signing-key"))?,
         };
         let mut shards = Vec::with_capacity(count as usize);
-        for id in 0..count {
-            let path = dir.join("shards").join(format!("shard-{id:04}.redb"));
-            let handle = ShardHandle::start_observed(
-                &path,
-                id,
+        for (id, store) in (0..count).zip(open_stores(&dir.join("shards"), count)?) {
+            let handle = ShardHandle::serve(
+                store,
                 observer.clone(),
                 config.shard_mailbox_capacity,
-            )?;
+                GroupCommit::default(),
+            );
             shards.push(ShardClient::local(id, handle));
         }
         Ok(Ledger {

@@ -538,6 +538,23 @@ impl ShardHandle {
         group_commit: GroupCommit,
     ) -> Result<ShardHandle, OpenError> {
         let store = Store::open(path, shard_id)?;
+        Ok(ShardHandle::serve(
+            store,
+            observer,
+            mailbox_capacity,
+            group_commit,
+        ))
+    }
+
+    /// Starts the actor of a shard opened already (a server opens its shards' files on
+    /// several threads at once, then starts their actors), as [`ShardHandle::start_with`]
+    /// does. Must be called inside a running actix System.
+    pub fn serve(
+        store: Store,
+        observer: Option<CommitObserver>,
+        mailbox_capacity: usize,
+        group_commit: GroupCommit,
+    ) -> ShardHandle {
         let reader = store.reader();
         let arbiter = Arbiter::new();
         let addr = ShardActor::start_in_arbiter(&arbiter.handle(), move |_| ShardActor {
@@ -550,11 +567,11 @@ impl ShardHandle {
             waiting_flush: None,
             pending_events: 0,
         });
-        Ok(ShardHandle {
+        ShardHandle {
             addr,
             reader,
             arbiter,
-        })
+        }
     }
 
     /// A read handle for direct (non-actor) reads.
