@@ -48,16 +48,22 @@ fn assert_rebuilt(path: &Path, shard_id: u32, size: u64, why: &str) {
     store.close();
 }
 
+/// Shard 0 at `dir/s.redb` with 20 indexed events, closed.
+fn closed_shard_of_20(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("s.redb");
+    let mut store = open(&path, 0);
+    append(&mut store, 0, 20);
+    store.close();
+    path
+}
+
 #[test]
 fn an_index_file_that_is_missing_foreign_or_ahead_of_the_journal_is_rebuilt_from_it() {
     // Proves: the index file is derived data the shard never trusts blindly: one that is
     // missing, of another ledger, of another shard, or ahead of the journal is replaced by
     // one rebuilt from the journal, so that reads and the audit agree with the journal.
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.redb");
-    let mut store = open(&path, 0);
-    append(&mut store, 0, 20);
-    store.close();
+    let path = closed_shard_of_20(dir.path());
     let shard_at_20 = dir.path().join("s20.redb");
     std::fs::copy(&path, &shard_at_20).unwrap();
 
@@ -114,10 +120,7 @@ fn an_erasure_whose_index_step_was_lost_is_redone_by_a_rebuild_at_the_next_open(
     // index file, so no history row or state of the erased subject survives, and the
     // audit's index check passes.
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.redb");
-    let mut store = open(&path, 0);
-    append(&mut store, 0, 20);
-    store.close();
+    let path = closed_shard_of_20(dir.path());
     let before = dir.path().join("before.index.redb");
     std::fs::copy(index_path(&path), &before).unwrap();
 

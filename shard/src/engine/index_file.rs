@@ -142,12 +142,15 @@ impl IndexStore {
                     why,
                     "rebuilding the index file from the journal"
                 );
-                remove_file(&path)?;
+                remove_index_file(&path)?;
                 let db = open_index_db(&path, true)?;
-                init(&db, shard_id, first)?;
+                init(&db, shard_id)?;
                 db
             }
         };
+        if let Some(first) = first {
+            record_first_entry(&db, first)?;
+        }
         let mut store = IndexStore {
             db: Arc::new(DbCell::new(db)),
             shard,
@@ -324,13 +327,6 @@ impl IndexStore {
             let done = {
                 let mut t = IndexWrite::open(&txn)?;
                 let (subjects_from, from) = indexed_upto_in(&t.meta)?;
-                if from == 0
-                    && size > 0
-                    && let Some(first) = journal.get(0)?
-                {
-                    let hash = entry_hash(first.value());
-                    t.meta.insert(META_FIRST_ENTRY, hash.0.as_slice())?;
-                }
                 let to = size.min(from + CHUNK);
                 for seq in from..to {
                     let replay = Replay {
@@ -439,10 +435,11 @@ fn first_entry_hash(shard: &DbCell) -> Result<Option<Hash>, StorageError> {
     Ok(journal.get(0)?.map(|v| entry_hash(v.value())))
 }
 
-fn remove_file(path: &Path) -> Result<(), StorageError> {
+/// Deletes the index file at `path`, if there is one (the next open rebuilds it).
+pub(super) fn remove_index_file(path: &Path) -> Result<(), StorageError> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StorageError::File {
-            what: "removing an index file to rebuild it",
+            what: "removing the index file",
             source: e,
         }),
         _ => Ok(()),
@@ -450,7 +447,7 @@ fn remove_file(path: &Path) -> Result<(), StorageError> {
 }
 
 /// Writes the metadata of a new index file (nothing indexed).
-fn init(db: &Database, shard_id: u32, first: Option<Hash>) -> Result<(), StorageError> {
+fn init(db: &Database, shard_id: u32) -> Result<(), StorageError> {
     let txn = db.begin_write()?;
     {
         let mut t = IndexWrite::open(&txn)?;
@@ -460,11 +457,27 @@ fn init(db: &Database, shard_id: u32, first: Option<Hash>) -> Result<(), Storage
         )?;
         t.meta
             .insert(META_SHARD_ID, shard_id.to_be_bytes().as_slice())?;
-        if let Some(first) = first {
-            t.meta.insert(META_FIRST_ENTRY, first.0.as_slice())?;
-        }
         t.set_upto(0, 0)?;
     }
+    txn.commit()?;
+    Ok(())
+}
+
+/// Records which journal the index file follows (the hash of entry 0), once the journal
+/// has an entry 0 and the file does not say yet (a file opened while the journal was empty
+/// learns it here or at its first step).
+fn record_first_entry(db: &Database, first: Hash) -> Result<(), StorageError> {
+    if db
+        .begin_read()?
+        .open_table(INDEX_META)?
+        .get(META_FIRST_ENTRY)?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let txn = db.begin_write()?;
+    txn.open_table(INDEX_META)?
+        .insert(META_FIRST_ENTRY, first.0.as_slice())?;
     txn.commit()?;
     Ok(())
 }

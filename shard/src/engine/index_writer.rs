@@ -194,8 +194,11 @@ fn refuse(command: Command) {
     }
 }
 
+/// Why a request to a stopped index writer fails.
+const STOPPED: &str = "the index writer has stopped";
+
 fn stopped() -> StorageError {
-    StorageError::IndexWriter("the index writer has stopped".into())
+    StorageError::IndexWriter(STOPPED.into())
 }
 
 /// The running index writer of one shard: its thread and the way to reach it.
@@ -346,13 +349,13 @@ fn run(mut store: IndexStore, inbox: Receiver) {
         if let Err(e) = &outcome {
             tracing::error!(error = %e, "index step failed; the entries stay queued");
         }
-        answer(&store, &mut waiters, outcome.err());
+        answer(&store, &mut waiters, outcome.err().map(|e| e.to_string()));
     }
     let last = match hold {
         IndexHold::Nothing => store.step(IndexTier::All, true),
         _ => Ok(()),
     };
-    answer(&store, &mut waiters, Some(stopped()));
+    answer(&store, &mut waiters, Some(STOPPED.into()));
     drop(store.db.close());
     if let Some(reply) = stop {
         reply(last);
@@ -404,11 +407,11 @@ fn index_steps(
     Ok(())
 }
 
-/// Answers the waiters whose tier reached their size; with `failed`, every waiter.
+/// Answers the waiters whose tier reached their size; with `failed` (why), every waiter.
 fn answer(
     store: &IndexStore,
     waiters: &mut Vec<(IndexTier, u64, Reply<()>)>,
-    failed: Option<StorageError>,
+    failed: Option<String>,
 ) {
     let reached = |tier: IndexTier| match tier {
         IndexTier::Subjects => store.indexed_upto,
@@ -421,7 +424,7 @@ fn answer(
             let (_, _, reply) = waiters.swap_remove(i);
             reply(match &failed {
                 None => Ok(()),
-                Some(e) => Err(StorageError::IndexWriter(e.to_string())),
+                Some(why) => Err(StorageError::IndexWriter(why.clone())),
             });
         } else {
             i += 1;

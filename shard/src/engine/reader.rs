@@ -13,10 +13,11 @@ use super::db::{Db, DbCell, Snapshot, Snapshots};
 use super::error::{QueryError, StorageError, VerifyJournalError};
 use super::index::{MS_PER_DAY, PurposeState, STATE_ROW, state_in};
 use super::index_check::{IndexMismatch, IndexReport};
-use super::index_file::{index_path, open_index_db};
+use super::index_file::index_path;
 use super::index_writer::IndexRequests;
 use super::node_cache::NodeCache;
 use super::store::IndexTier;
+use super::store::meta_u32_in;
 use super::subjects_walk::SubjectsPass;
 use super::tables::*;
 use crate::format::{Entry, PersonalRecord};
@@ -299,10 +300,13 @@ impl Progress {
         self.customer_indexed.store(customer_indexed, Release);
     }
 
-    /// Entries in both tiers, as last published.
-    pub(crate) fn customer_indexed(&self) -> u64 {
-        self.customer_indexed
-            .load(std::sync::atomic::Ordering::Acquire)
+    /// Entries in `tier` (both tiers, for `All`), as last published.
+    pub(crate) fn indexed_in(&self, tier: IndexTier) -> u64 {
+        let reached = match tier {
+            IndexTier::Subjects => &self.indexed,
+            IndexTier::All => &self.customer_indexed,
+        };
+        reached.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
@@ -400,26 +404,19 @@ impl ShardReader {
     /// Entries the subject tier of the secondary indexes reflects (current state, history,
     /// expiries); never more than [`ShardReader::committed_size`].
     pub fn indexed_size(&self) -> u64 {
-        self.progress
-            .indexed
-            .load(std::sync::atomic::Ordering::Acquire)
+        self.progress.indexed_in(IndexTier::Subjects)
     }
 
     /// Entries both tiers reflect (also the time index, counters and erasure list); never
     /// more than [`ShardReader::indexed_size`].
     pub fn customer_indexed_size(&self) -> u64 {
-        self.progress
-            .customer_indexed
-            .load(std::sync::atomic::Ordering::Acquire)
+        self.progress.indexed_in(IndexTier::All)
     }
 
     /// Entries `tier` reflects ([`ShardReader::indexed_size`] or
     /// [`ShardReader::customer_indexed_size`]).
     pub fn indexed_size_in(&self, tier: IndexTier) -> u64 {
-        match tier {
-            IndexTier::Subjects => self.indexed_size(),
-            IndexTier::All => self.customer_indexed_size(),
-        }
+        self.progress.indexed_in(tier)
     }
 
     /// Whether `customer_id` has committed entries that both tiers do not reflect yet (a
@@ -435,14 +432,18 @@ impl ShardReader {
         self.progress.has_unindexed_subject(customer_id, subject_id)
     }
 
-    /// Resolves once `tier` reflects the first `size` entries (at once in an audit, whose
-    /// files do not change).
+    /// Resolves once `tier` reflects the first `size` entries (at once when it already
+    /// does, without a request to the index writer, and in an audit, whose files do not
+    /// change).
     pub fn wait_indexed(
         &self,
         tier: IndexTier,
         size: u64,
     ) -> impl std::future::Future<Output = Result<(), StorageError>> + Send + 'static {
-        let wait = self.index.requests.as_ref().map(|r| r.up_to(tier, size));
+        let wait = match &self.index.requests {
+            Some(requests) if self.indexed_size_in(tier) < size => Some(requests.up_to(tier, size)),
+            _ => None,
+        };
         async move {
             match wait {
                 Some(wait) => wait.await,
@@ -774,31 +775,20 @@ impl ShardReader {
         shard_id: u32,
         mode: AuditOpen,
     ) -> Result<ShardReader, StorageError> {
-        if !path.exists() {
-            return Err(StorageError::Corrupt {
-                table: "file",
-                detail: format!("{} does not exist", path.display()),
-            });
-        }
-        if mode == AuditOpen::Repair {
-            // redb repairs a file that was not shut down cleanly when it opens it writable.
-            drop(super::store::open_db(path, false)?);
-        }
-        let mut builder = Database::builder();
-        builder.set_cache_size(super::store::SHARD_CACHE_BYTES);
-        let db = match builder.open_read_only(path) {
-            Ok(db) => db,
-            Err(redb::DatabaseError::RepairAborted) => return Err(StorageError::NeedsRepair),
-            Err(e) => return Err(e.into()),
-        };
-        let found = stored_layout(&db.begin_read()?)?;
+        let db = open_audited(path, super::store::SHARD_CACHE_BYTES, mode, "")?;
+        let found = meta_u32_in(&db.begin_read()?, META_FORMAT_VERSION)?.unwrap_or(0);
         if found != super::store::STORE_FORMAT_VERSION {
             return Err(StorageError::OldLayout {
                 found,
                 supported: super::store::STORE_FORMAT_VERSION,
             });
         }
-        let index = open_existing_index(path, mode)?;
+        let index = open_audited(
+            &index_path(path),
+            super::index_file::INDEX_CACHE_BYTES,
+            mode,
+            " (the index file: a server rebuilds it from the journal at its next start)",
+        )?;
         let (head, _) = head_in(&db.begin_read()?, shard_id)?;
         let (indexed, customer_indexed) = read_indexed_upto(&index.begin_read()?)?;
         let progress = Progress::default();
@@ -965,41 +955,28 @@ fn stored_node_differs(
     }
 }
 
-/// The storage layout a shard file says it has (0 when it says none).
-fn stored_layout(txn: &ReadTransaction) -> Result<u32, StorageError> {
-    let meta = txn.open_table(META)?;
-    let Some(v) = meta.get(META_FORMAT_VERSION)? else {
-        return Ok(0);
-    };
-    let bytes: [u8; 4] = v.value().try_into().map_err(|_| StorageError::Corrupt {
-        table: "meta",
-        detail: "format_version is not 4 bytes".into(),
-    })?;
-    Ok(u32::from_be_bytes(bytes))
-}
-
-/// Opens the index file beside the shard file at `path` for an audit, as
-/// [`ShardReader::open_existing`] opens the shard file; a missing index file is a finding.
-fn open_existing_index(
+/// Opens an existing file of a shard (with a page cache of `cache_bytes`) for an audit, as
+/// [`ShardReader::open_existing`] says; a missing file is a finding (`missing_note` adds
+/// what it means).
+fn open_audited(
     path: &std::path::Path,
+    cache_bytes: usize,
     mode: AuditOpen,
+    missing_note: &str,
 ) -> Result<redb::ReadOnlyDatabase, StorageError> {
-    let path = index_path(path);
     if !path.exists() {
         return Err(StorageError::Corrupt {
             table: "file",
-            detail: format!(
-                "the index file {} does not exist (a server rebuilds it from the journal at its next start)",
-                path.display()
-            ),
+            detail: format!("{} does not exist{missing_note}", path.display()),
         });
     }
     if mode == AuditOpen::Repair {
-        drop(open_index_db(&path, false)?);
+        // redb repairs a file that was not shut down cleanly when it opens it writable.
+        drop(super::store::open_with_cache(path, false, cache_bytes)?);
     }
     let mut builder = Database::builder();
-    builder.set_cache_size(super::index_file::INDEX_CACHE_BYTES);
-    match builder.open_read_only(&path) {
+    builder.set_cache_size(cache_bytes);
+    match builder.open_read_only(path) {
         Ok(db) => Ok(db),
         Err(redb::DatabaseError::RepairAborted) => Err(StorageError::NeedsRepair),
         Err(e) => Err(e.into()),

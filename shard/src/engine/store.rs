@@ -17,7 +17,7 @@ use redb::{
 
 use super::db::DbCell;
 use super::error::{AppendError, OpenError, StorageError};
-use super::index_file::{IndexStore, Unindexed, index_path};
+use super::index_file::{IndexStore, Unindexed, index_path, remove_index_file};
 use super::index_writer::{IndexHold, IndexWriter};
 use super::node_cache::NodeCache;
 use super::reader::{Progress, RedbNodes, ShardReader, read_head, split_personal};
@@ -220,27 +220,12 @@ impl Store {
 
     /// Entries [0, n) are in the subject tier of the secondary indexes.
     pub fn indexed_upto(&self) -> u64 {
-        self.reader().indexed_size()
+        self.progress.indexed_in(IndexTier::Subjects)
     }
 
     /// Entries [0, customer_indexed_upto) are also in the customer tier.
     pub fn customer_indexed_upto(&self) -> u64 {
-        self.reader().customer_indexed_size()
-    }
-
-    /// Entries [0, n) are in `tier` (both tiers, for `All`).
-    pub fn indexed_upto_in(&self, tier: IndexTier) -> u64 {
-        self.reader().indexed_size_in(tier)
-    }
-
-    /// Whether committed entries wait for the subject tier's index step.
-    pub fn index_pending(&self) -> bool {
-        self.indexed_upto() < self.head.size
-    }
-
-    /// Whether committed entries wait for the customer tier's index step.
-    pub fn customer_index_pending(&self) -> bool {
-        self.customer_indexed_upto() < self.head.size
+        self.progress.indexed_in(IndexTier::All)
     }
 
     /// Waits until both tiers reflect every committed entry; with `durable`, until that is
@@ -285,7 +270,7 @@ impl Store {
     ) -> Result<Vec<Result<Vec<Appended>, AppendError>>, StorageError> {
         let results = self.undo_on_error(|store| store.append_in_txn(batches))?;
         self.index.requests().hand(std::mem::take(&mut self.fresh));
-        let lag = self.head.size - self.progress.customer_indexed();
+        let lag = self.head.size - self.customer_indexed_upto();
         if lag > MAX_INDEX_LAG_ENTRIES as u64 {
             // The appends are durable and answered either way. A durable step: it also
             // bounds what a crash leaves for the next open to replay.
@@ -488,13 +473,7 @@ impl Store {
     /// Deletes the index file so that the next open rebuilds it from the journal
     /// (operator repair, and the test that proves indexes are derivable).
     pub fn reset_indexes(path: &Path) -> Result<(), StorageError> {
-        match std::fs::remove_file(index_path(path)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StorageError::File {
-                what: "removing the index file",
-                source: e,
-            }),
-            _ => Ok(()),
-        }
+        remove_index_file(&index_path(path))
     }
 }
 
@@ -773,7 +752,14 @@ fn compact(db: &mut Database) -> Result<(), StorageError> {
 }
 
 fn meta_u32(db: &Database, key: &str) -> Result<Option<u32>, StorageError> {
-    let txn = db.begin_read()?;
+    meta_u32_in(&db.begin_read()?, key)
+}
+
+/// A `u32` BE value of the shard file's `meta`, if present, as of `txn`.
+pub(crate) fn meta_u32_in(
+    txn: &redb::ReadTransaction,
+    key: &str,
+) -> Result<Option<u32>, StorageError> {
     let meta = txn.open_table(META)?;
     let Some(v) = meta.get(key)? else {
         return Ok(None);
