@@ -114,37 +114,62 @@ fn an_index_file_that_is_missing_foreign_or_ahead_of_the_journal_is_rebuilt_from
 }
 
 #[test]
-fn an_erasure_whose_index_step_was_lost_is_redone_by_a_rebuild_at_the_next_open() {
+fn an_erasure_whose_index_step_was_lost_is_redone_by_the_catch_up_without_a_rebuild() {
     // Proves: an erasure entry past the index file's watermark (the process died between
-    // the erasure's shard commit and its index commit) makes the next open rebuild the
-    // index file, so no history row or state of the erased subject survives, and the
-    // audit's index check passes.
-    let dir = tempfile::tempdir().unwrap();
-    let path = closed_shard_of_20(dir.path());
-    let before = dir.path().join("before.index.redb");
-    std::fs::copy(index_path(&path), &before).unwrap();
+    // the erasure's shard commit and its index commit) is replayed by the next open's
+    // catch-up: no history row or state of the erased subject survives, other subjects
+    // keep theirs, the audit's index check passes, and the index file is the same file
+    // (caught up, not rebuilt from the whole journal). Both when the file held every
+    // erased event and when it held only the older ones.
+    for indexed_before in [20, 10] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let before = dir.path().join("before.index.redb");
+        let mut store = open(&path, 0);
+        append(&mut store, 0, indexed_before);
+        store.close();
+        std::fs::copy(index_path(&path), &before).unwrap();
+        let mut store = open(&path, 0);
+        append(&mut store, indexed_before, 20 - indexed_before);
+        store.index_now(false).unwrap();
+        assert_eq!(history(&store, "s2"), vec![2, 7, 12, 17]);
+        store
+            .erase(&ErasureRequest {
+                customer_id: "acme".into(),
+                target: ErasureTarget::Subject("s2".into()),
+                reason: "request".into(),
+            })
+            .unwrap();
+        assert!(history(&store, "s2").is_empty());
+        store.close();
+        // The index file as it was before the erasure reached it.
+        std::fs::copy(&before, index_path(&path)).unwrap();
+        // A table of our own in it: a catch-up keeps it, a rebuild (a new file) would not.
+        let marker: redb::TableDefinition<u64, u64> = redb::TableDefinition::new("test_marker");
+        {
+            let db = redb::Database::open(index_path(&path)).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(marker).unwrap().insert(1, 1).unwrap();
+            txn.commit().unwrap();
+        }
 
-    let mut store = open(&path, 0);
-    assert_eq!(history(&store, "s2"), vec![2, 7, 12, 17]);
-    store
-        .erase(&ErasureRequest {
-            customer_id: "acme".into(),
-            target: ErasureTarget::Subject("s2".into()),
-            reason: "request".into(),
-        })
-        .unwrap();
-    assert!(history(&store, "s2").is_empty());
-    store.close();
-    // The index file as it was before the erasure reached it.
-    std::fs::copy(&before, index_path(&path)).unwrap();
-
-    let store = open(&path, 0);
-    assert!(history(&store, "s2").is_empty(), "no erased row survives");
-    let r = store.reader();
-    assert!(r.current_state("acme", "s2").unwrap().is_empty());
-    assert_eq!(history(&store, "s3"), vec![3, 8, 13, 18]);
-    let report = r.verify_indexes().unwrap();
-    assert_eq!((report.entries, report.erased_entries), (21, 4));
+        let store = open(&path, 0);
+        let why = format!("index file of {indexed_before} entries");
+        assert!(history(&store, "s2").is_empty(), "{why}: no erased row");
+        let r = store.reader();
+        assert!(r.current_state("acme", "s2").unwrap().is_empty(), "{why}");
+        assert_eq!(history(&store, "s3"), vec![3, 8, 13, 18], "{why}");
+        assert_eq!(r.current_state("acme", "s3").unwrap()[0].seq, 18, "{why}");
+        let report = r.verify_indexes().unwrap();
+        assert_eq!((report.entries, report.erased_entries), (21, 4), "{why}");
+        store.close();
+        let db = redb::Database::open(index_path(&path)).unwrap();
+        let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+        assert!(
+            txn.open_table(marker).is_ok(),
+            "{why}: caught up, not rebuilt"
+        );
+    }
 }
 
 #[test]

@@ -8,11 +8,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, Table, WriteTransaction};
+use redb::{
+    Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, WriteTransaction,
+};
 
 use super::db::DbCell;
 use super::error::StorageError;
-use super::index::{IndexTables, apply_to_state, expiry_rows};
+use super::index::{IndexTables, STATE_ROW, apply_to_state, expiry_rows};
 use super::reader::{Progress, indexed_upto_in, split_personal};
 use super::scrub::ScrubReport;
 use super::store::IndexTier;
@@ -118,9 +120,10 @@ pub const INDEX_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 impl IndexStore {
     /// Opens the index file of the shard file at `shard_path` (whose journal holds `size`
-    /// entries), rebuilding it from the journal when it is missing, of another shard or
-    /// ledger, of another layout, ahead of the journal, or behind an erasure entry; then
-    /// replays the entries it lacks.
+    /// entries), rebuilding it from the journal when it is missing, unopenable, of another
+    /// shard or ledger, of another layout, or ahead of the journal; then replays the
+    /// entries it lacks, an erasure entry among them included (its lost index commit is
+    /// redone, see `redo_erasure`).
     pub(crate) fn open(
         shard_path: &Path,
         shard_id: u32,
@@ -134,7 +137,7 @@ impl IndexStore {
             source,
         })?;
         let first = first_entry_hash(&shard)?;
-        let db = match open_checked(&path, shard_id, first, &shard, size)? {
+        let db = match open_checked(&path, shard_id, first, size)? {
             Ok(db) => db,
             Err(why) => {
                 tracing::warn!(
@@ -321,6 +324,12 @@ impl IndexStore {
         let journal = shard.open_table(JOURNAL)?;
         let personal = shard.open_table(PERSONAL)?;
         let customers = shard.open_table(CUSTOMERS)?;
+        // Subject rows on disk before this catch-up: only entries below this mark can have
+        // rows that a replayed erasure entry must delete.
+        let rows_below = {
+            let txn = self.db.get().begin_read()?;
+            indexed_upto_in(&txn.open_table(INDEX_META)?)?.0
+        };
         let mut replayed = 0;
         loop {
             let txn = self.db.get().begin_write()?;
@@ -333,6 +342,7 @@ impl IndexStore {
                         journal: &journal,
                         personal: &personal,
                         customers: &customers,
+                        rows_below,
                     };
                     replay.entry(&mut t.indexes, seq, seq >= subjects_from)?;
                 }
@@ -361,6 +371,9 @@ struct Replay<'a> {
     journal: &'a ReadOnlyTable<u64, &'static [u8]>,
     personal: &'a ReadOnlyTable<u64, &'static [u8]>,
     customers: &'a ReadOnlyTable<&'static str, (u32, &'static [u8; 32])>,
+    /// The subject tier's watermark before the replay began: rows of entries below it may
+    /// be in the file (see [`redo_erasure`]); a rebuild starts at 0.
+    rows_below: u64,
 }
 
 impl Replay<'_> {
@@ -385,7 +398,19 @@ impl Replay<'_> {
                 detail: format!("entry {seq} names a customer the shard does not have"),
             })?;
         t.apply_customer_tier(&entry, customer)?;
-        if !subject_tier || entry.consent().is_none() {
+        if !subject_tier {
+            return Ok(());
+        }
+        if let Some(erasure) = entry.erasure() {
+            return redo_erasure(
+                t,
+                self.journal,
+                customer,
+                &erasure.erased_seqs,
+                self.rows_below,
+            );
+        }
+        if entry.consent().is_none() {
             return Ok(());
         }
         let subject = match self.personal.get(seq)? {
@@ -411,6 +436,50 @@ fn stored_entry(
         table: "journal",
         detail: format!("entry {seq}: {e}"),
     })
+}
+
+/// The subject-tier effect of an erasure entry met by a replay: the history rows of its
+/// erased entries that the file already holds (those below `rows_below`, written before the
+/// process died between the erasure's shard commit and its index commit) are deleted and
+/// their subjects' states recomputed. The erased entries' subject keys went with their
+/// personal records, so the rows are found by their seqs in a walk of the customer's
+/// subject rows: one customer's rows, not the journal (a rebuild reads all of it). Erased
+/// entries at or above `rows_below` are replayed without a personal record, so they have
+/// no rows.
+fn redo_erasure(
+    t: &mut IndexTables<'_>,
+    journal: &ReadOnlyTable<u64, &'static [u8]>,
+    customer: u32,
+    erased_seqs: &[u64],
+    rows_below: u64,
+) -> Result<(), StorageError> {
+    debug_assert!(
+        erased_seqs.is_sorted(),
+        "erased seqs are strictly increasing"
+    );
+    if erased_seqs.first().is_none_or(|&first| first >= rows_below) {
+        return Ok(());
+    }
+    let mut found = Vec::new();
+    for row in t
+        .subjects
+        .range((customer, &[0u8; 32], 0)..=(customer, &[0xffu8; 32], STATE_ROW))?
+    {
+        let (key, _) = row?;
+        let (_, subject, seq) = key.value();
+        if seq != STATE_ROW && erased_seqs.binary_search(&seq).is_ok() {
+            found.push((Hash(*subject), seq));
+        }
+    }
+    let mut subjects = BTreeSet::new();
+    for (subject, seq) in found {
+        t.subjects.remove((customer, &subject.0, seq))?;
+        subjects.insert(subject);
+    }
+    for subject in subjects {
+        recompute_state(t, journal, customer, subject)?;
+    }
+    Ok(())
 }
 
 /// Rebuilds a subject's current state from the events it still has (none: no state).
@@ -483,12 +552,11 @@ fn record_first_entry(db: &Database, first: Hash) -> Result<(), StorageError> {
 }
 
 /// Opens the index file at `path` if it exists and can be caught up with the journal;
-/// `Err(why)` when it must be rebuilt (absent, foreign, ahead, or behind an erasure).
+/// `Err(why)` when it must be rebuilt (absent, unopenable, foreign, or ahead).
 fn open_checked(
     path: &Path,
     shard_id: u32,
     first: Option<Hash>,
-    shard: &DbCell,
     size: u64,
 ) -> Result<Result<Database, &'static str>, StorageError> {
     if !path.exists() {
@@ -505,7 +573,7 @@ fn open_checked(
     let why = {
         let txn = db.begin_read()?;
         match txn.open_table(INDEX_META) {
-            Ok(meta) => identity_problem(&meta, shard_id, first, shard, size)?,
+            Ok(meta) => identity_problem(&meta, shard_id, first, size)?,
             Err(redb::TableError::TableDoesNotExist(_)) => Some("the index file has no metadata"),
             Err(e) => return Err(e.into()),
         }
@@ -521,7 +589,6 @@ fn identity_problem(
     meta: &ReadOnlyTable<&'static str, &'static [u8]>,
     shard_id: u32,
     first: Option<Hash>,
-    shard: &DbCell,
     size: u64,
 ) -> Result<Option<&'static str>, StorageError> {
     let get = |key: &str| -> Result<Option<Vec<u8>>, StorageError> {
@@ -533,28 +600,13 @@ fn identity_problem(
     if get(META_SHARD_ID)? != Some(shard_id.to_be_bytes().to_vec()) {
         return Ok(Some("the index file belongs to another shard"));
     }
-    let (subjects, customers) = indexed_upto_in(meta)?;
+    let (subjects, _) = indexed_upto_in(meta)?;
     let stored_first = get(META_FIRST_ENTRY)?;
     if subjects > 0 && stored_first != first.map(|h| h.0.to_vec()) {
         return Ok(Some("the index file was built from another journal"));
     }
     if subjects > size {
         return Ok(Some("the index file is ahead of the journal"));
-    }
-    // An erasure entry the customer tier lacks: its deletions may be missing from the
-    // rows below it, and only its subjects' personal records (gone) could say where.
-    let txn = shard.get().begin_read()?;
-    let journal = txn.open_table(JOURNAL)?;
-    for row in journal.range(customers..size)? {
-        let (k, v) = row?;
-        let entry =
-            crate::format::EntryView::decode(v.value()).map_err(|e| StorageError::Corrupt {
-                table: "journal",
-                detail: format!("entry {}: {e}", k.value()),
-            })?;
-        if entry.erasure().is_some() {
-            return Ok(Some("an erasure entry is not in the index file"));
-        }
     }
     Ok(None)
 }
