@@ -792,7 +792,7 @@ fn more_large_batches_than_turns_all_complete_and_record_every_event() {
 fn customer_wide_reads_see_every_acknowledged_event_though_subject_reads_ran_first() {
     // Proves: read-your-writes across the two index tiers over real HTTP: after each
     // write, a subject read brings the subject tier up to date, and the time index and
-    // counters read right after (customer tier, indexed once a second) still count it.
+    // counters read right after (customer tier, indexed every 3 s) still count it.
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &[]);
     s.customers(&["acme"]);

@@ -39,11 +39,21 @@ pub const MAILBOX_CAPACITY: usize = 1_024;
 pub const INDEX_DELAY_MS: u64 = 2;
 
 /// How long after the index writer receives an entry the customer tier lacks it runs the
-/// full index step (both tiers, durable) if no customer-wide read asks for it sooner. The customer tier's rows sit at each customer's end of its table:
-/// under load from many customers an index step copies about one page per event there,
-/// whatever its size, so indexing a second's entries at once copies each customer's page
-/// once instead of once per event (docs/benchmarks.md, session 10).
-pub const CUSTOMER_INDEX_DELAY_MS: u64 = 1_000;
+/// full index step (both tiers, durable) if no customer-wide read asks for it sooner (and
+/// unless half the lag bound is reached first). The customer tier's rows sit at each
+/// customer's end of its table: under load from many customers an index step copies about
+/// one page per event there, whatever its size, so indexing seconds of entries at once
+/// copies each customer's page once instead of once per event (docs/benchmarks.md,
+/// session 10). The step is also the index file's durable commit: its `fdatasync` writes
+/// every page the subject steps dirtied since the last one, and on a 10M-event ledger
+/// (one random `subjects` leaf and branch per event) that burst delays the shard files'
+/// commits. 3 s instead of 1 s (session 17, `benches/http/flat.sh`, 2 × 2 runs): 10M
+/// `record` p99 17–19 ms instead of 22–27 ms, 15.0–15.5 instead of 16.3–17.0 KB written
+/// to the device per event (8.1–8.2 instead of 8.9–9.0 on a fresh ledger), req/s +3–5 %;
+/// the queue then holds up to 3 s of a shard's entries (still at most
+/// `MAX_INDEX_LAG_ENTRIES` / 2, as before at higher rates): peak RSS at 10M 226–237 MiB
+/// instead of 210.
+pub const CUSTOMER_INDEX_DELAY_MS: u64 = 3_000;
 
 /// How long the writer waits for more appends before a durable commit while it is busy
 /// (it committed within the last `BUSY_WINDOW_MS`). A durable commit is the write path's
