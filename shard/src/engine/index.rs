@@ -32,16 +32,51 @@ pub struct PurposeState {
 /// of the same subject: the one rule behind the stored current state and `asOf` replays.
 /// Entries that are not consent events change nothing.
 pub fn apply_to_state(states: &mut Vec<PurposeState>, entry: &Entry) {
-    let Some(consent) = entry.consent() else {
-        return;
-    };
-    for (purpose, choice) in &consent.purposes {
+    if let Some(facts) = ConsentFacts::of(entry) {
+        apply_facts(states, &facts);
+    }
+}
+
+/// What the indexes read of a consent entry: the whole entry (notice, jurisdiction, TCF
+/// and GPP strings, hashes) is not needed, and the index writer's queue holds up to
+/// `MAX_INDEX_LAG_ENTRIES` of these per shard.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConsentFacts<'a> {
+    /// The entry's sequence number.
+    pub(crate) seq: u64,
+    /// When the ledger recorded it (Unix ms): the time index and the day's counters.
+    pub(crate) recorded_at_ms: i64,
+    /// When the event says the choices were made (Unix ms).
+    pub(crate) occurred_at_ms: i64,
+    /// When its grants lapse (Unix ms), if they do.
+    pub(crate) expires_at_ms: Option<i64>,
+    /// Its purposes and choices.
+    pub(crate) purposes: &'a [(String, Choice)],
+}
+
+impl<'a> ConsentFacts<'a> {
+    /// The facts of `entry`, or `None` for an erasure entry.
+    pub(crate) fn of(entry: &'a Entry) -> Option<ConsentFacts<'a>> {
+        let consent = entry.consent()?;
+        Some(ConsentFacts {
+            seq: entry.seq,
+            recorded_at_ms: entry.recorded_at_ms,
+            occurred_at_ms: consent.occurred_at_ms,
+            expires_at_ms: consent.expires_at_ms,
+            purposes: &consent.purposes,
+        })
+    }
+}
+
+/// [`apply_to_state`] from the facts of a consent entry.
+fn apply_facts(states: &mut Vec<PurposeState>, facts: &ConsentFacts<'_>) {
+    for (purpose, choice) in facts.purposes {
         let new = PurposeState {
             purpose: purpose.clone(),
             choice: *choice,
-            seq: entry.seq,
-            occurred_at_ms: consent.occurred_at_ms,
-            expires_at_ms: consent.expires_at_ms,
+            seq: facts.seq,
+            occurred_at_ms: facts.occurred_at_ms,
+            expires_at_ms: facts.expires_at_ms,
         };
         match states.binary_search_by(|s| s.purpose.as_str().cmp(purpose)) {
             Ok(i) => states[i] = new,
@@ -231,17 +266,29 @@ impl IndexTables<'_> {
         entry: &Entry,
         customer: u32,
     ) -> Result<(), StorageError> {
-        let Some(consent) = entry.consent() else {
-            // An erasure: its effects were applied when it was written (and a rebuild finds
-            // the personal records already gone); only the listing row is derived here.
-            self.erasures.insert((customer, entry.seq), ())?;
-            return Ok(());
-        };
+        match ConsentFacts::of(entry) {
+            Some(facts) => self.apply_customer_consent(&facts, customer),
+            None => {
+                // An erasure: its effects were applied when it was written (and a rebuild
+                // finds the personal records already gone); only the listing row is derived
+                // here.
+                self.erasures.insert((customer, entry.seq), ())?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The customer tier of a consent entry: its time row and its day's counters.
+    pub(crate) fn apply_customer_consent(
+        &mut self,
+        facts: &ConsentFacts<'_>,
+        customer: u32,
+    ) -> Result<(), StorageError> {
         self.customer_events
-            .insert((customer, entry.recorded_at_ms, entry.seq), ())?;
-        let day = entry.recorded_at_ms.div_euclid(MS_PER_DAY);
+            .insert((customer, facts.recorded_at_ms, facts.seq), ())?;
+        let day = facts.recorded_at_ms.div_euclid(MS_PER_DAY);
         let day_counts = self.pending_counts.entry((customer, day)).or_default();
-        for (purpose, choice) in &consent.purposes {
+        for (purpose, choice) in facts.purposes {
             tally(day_counts, purpose.as_bytes(), *choice);
         }
         Ok(())
@@ -255,18 +302,29 @@ impl IndexTables<'_> {
         customer: u32,
         subject: Option<Hash>,
     ) -> Result<(), StorageError> {
-        let (Some(_), Some(subject)) = (entry.consent(), subject) else {
-            return Ok(());
-        };
+        match (ConsentFacts::of(entry), subject) {
+            (Some(facts), Some(subject)) => self.apply_subject_consent(&facts, customer, subject),
+            _ => Ok(()),
+        }
+    }
+
+    /// The subject tier of a consent entry: its history row, current state and expiry
+    /// rows.
+    pub(crate) fn apply_subject_consent(
+        &mut self,
+        facts: &ConsentFacts<'_>,
+        customer: u32,
+        subject: Hash,
+    ) -> Result<(), StorageError> {
         assert!(
-            entry.seq < STATE_ROW,
+            facts.seq < STATE_ROW,
             "a seq never reaches the state row key"
         );
         self.subjects
-            .insert((customer, &subject.0, entry.seq), [].as_slice())?;
+            .insert((customer, &subject.0, facts.seq), [].as_slice())?;
         let mut states = self.state(customer, subject)?;
         let before = expiry_rows(&states);
-        apply_to_state(&mut states, entry);
+        apply_facts(&mut states, facts);
         self.set_state(customer, subject, &before, &states)
     }
 

@@ -14,12 +14,12 @@ use redb::{
 
 use super::db::DbCell;
 use super::error::StorageError;
-use super::index::{IndexTables, STATE_ROW, apply_to_state, expiry_rows};
+use super::index::{ConsentFacts, IndexTables, STATE_ROW, apply_to_state, expiry_rows};
 use super::reader::{Progress, indexed_upto_in, split_personal};
 use super::scrub::ScrubReport;
 use super::store::IndexTier;
 use super::tables::*;
-use crate::format::Entry;
+use crate::format::{Choice, Entry};
 use crate::hash::{Hash, entry_hash, subject_key};
 
 /// The index file beside the shard file at `shard_path` (`x.redb` → `x.index.redb`).
@@ -30,15 +30,40 @@ pub fn index_path(shard_path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// A committed consent entry on its way to the index writer, with what indexing it needs
-/// (kept from the append so that the step reads nothing back).
+/// A committed consent entry on its way to the index writer, as much of it as indexing
+/// needs (kept from the append so that the step reads nothing back; not the whole entry:
+/// the queue holds up to `MAX_INDEX_LAG_ENTRIES` of these per shard: 104 bytes and the
+/// purposes, where a whole entry was 264 bytes and its customer id, notice, jurisdiction
+/// and TCF/GPP strings besides, all freed on another thread than the one that allocated
+/// them).
 pub(crate) struct Unindexed {
-    /// The committed entry.
-    pub(crate) entry: Entry,
+    /// The entry's sequence number.
+    pub(crate) seq: u64,
+    /// When the ledger recorded it (Unix ms).
+    pub(crate) recorded_at_ms: i64,
+    /// When the event says the choices were made (Unix ms).
+    pub(crate) occurred_at_ms: i64,
+    /// When its grants lapse (Unix ms), if they do.
+    pub(crate) expires_at_ms: Option<i64>,
+    /// Its purposes and choices.
+    pub(crate) purposes: Vec<(String, Choice)>,
     /// Its customer's number in this shard (the prefix of every index key).
     pub(crate) customer: u32,
     /// Its subject's keyed hash, computed at the append while the subject id was at hand.
     pub(crate) subject: Hash,
+}
+
+impl Unindexed {
+    /// What the index tiers read of it.
+    fn facts(&self) -> ConsentFacts<'_> {
+        ConsentFacts {
+            seq: self.seq,
+            recorded_at_ms: self.recorded_at_ms,
+            occurred_at_ms: self.occurred_at_ms,
+            expires_at_ms: self.expires_at_ms,
+            purposes: &self.purposes,
+        }
+    }
 }
 
 /// What an erasure asks of the index file once its shard commit is durable.
@@ -220,10 +245,9 @@ impl IndexStore {
         {
             let mut t = IndexWrite::open(&txn)?;
             if self.indexed_upto == 0
-                && let Some(first) = self.queue.first()
-                && first.entry.seq == 0
+                && self.queue.first().is_some_and(|first| first.seq == 0)
+                && let Some(hash) = first_entry_hash(&self.shard)?
             {
-                let hash = entry_hash(&first.entry.encode());
                 t.meta.insert(META_FIRST_ENTRY, hash.0.as_slice())?;
             }
             self.apply_queued(&mut t.indexes, customers)?;
@@ -252,12 +276,13 @@ impl IndexStore {
         let first = if customers { 0 } else { in_subject_tier };
         let mut next = self.customer_indexed_upto + first as u64;
         for item in &self.queue[first..] {
-            assert_eq!(item.entry.seq, next, "entries are indexed once, in order");
+            assert_eq!(item.seq, next, "entries are indexed once, in order");
+            let facts = item.facts();
             if customers {
-                t.apply_customer_tier(&item.entry, item.customer)?;
+                t.apply_customer_consent(&facts, item.customer)?;
             }
             if next >= self.indexed_upto {
-                t.apply_subject_tier(&item.entry, item.customer, Some(item.subject))?;
+                t.apply_subject_consent(&facts, item.customer, item.subject)?;
             }
             next += 1;
         }
@@ -269,7 +294,7 @@ impl IndexStore {
     pub(super) fn take(&mut self, items: Vec<Unindexed>) {
         for item in items {
             assert_eq!(
-                item.entry.seq,
+                item.seq,
                 self.handed(),
                 "entries are handed once, in order, without gaps"
             );

@@ -17,6 +17,7 @@ use redb::{
 
 use super::db::DbCell;
 use super::error::{AppendError, OpenError, StorageError};
+use super::index::ConsentFacts;
 use super::index_file::{IndexStore, Unindexed, index_path, remove_index_file};
 use super::index_writer::{IndexHold, IndexWriter};
 use super::node_cache::NodeCache;
@@ -421,8 +422,13 @@ impl Store {
             t.idempotency
                 .insert((customer, key.as_str()), (seq, &digest.0))?;
         }
+        let facts = ConsentFacts::of(&entry).expect("a consent event's entry is a consent entry");
         self.fresh.push(Unindexed {
-            entry: entry.clone(),
+            seq,
+            recorded_at_ms: facts.recorded_at_ms,
+            occurred_at_ms: facts.occurred_at_ms,
+            expires_at_ms: facts.expires_at_ms,
+            purposes: facts.purposes.to_vec(),
             customer,
             subject: subject_key(&secret, &event.subject_id),
         });
