@@ -328,14 +328,8 @@ impl IndexStore {
         {
             let mut t = IndexWrite::open(&txn)?;
             let customer = erasure.customer;
-            let mut subjects = BTreeSet::new();
-            for (seq, subject) in &erasure.erased {
-                t.indexes.subjects.remove((customer, &subject.0, *seq))?;
-                subjects.insert(*subject);
-            }
-            for subject in subjects {
-                recompute_state(&mut t.indexes, &journal, customer, subject)?;
-            }
+            let erased = erasure.erased.iter().copied();
+            delete_erased_rows(&mut t.indexes, &journal, customer, erased)?;
             t.indexes.apply_customer_tier(&erasure.entry, customer)?;
             t.set_upto(erasure.entry.seq + 1, erasure.entry.seq + 1)?;
         }
@@ -439,9 +433,6 @@ impl Replay<'_> {
                 self.rows_below,
             );
         }
-        if entry.consent().is_none() {
-            return Ok(());
-        }
         let subject = match self.personal.get(seq)? {
             Some(p) => Some(subject_key(
                 &secret,
@@ -497,11 +488,23 @@ fn redo_erasure(
         let (key, _) = row?;
         let (_, subject, seq) = key.value();
         if seq != STATE_ROW && erased_seqs.binary_search(&seq).is_ok() {
-            found.push((Hash(*subject), seq));
+            found.push((seq, Hash(*subject)));
         }
     }
+    delete_erased_rows(t, journal, customer, found)
+}
+
+/// Deletes the history rows of one customer's erased entries (`(seq, subject key)`) and
+/// recomputes the state of every subject concerned from the events it still has: an
+/// erasure's index step, and its redo by a replay.
+fn delete_erased_rows(
+    t: &mut IndexTables<'_>,
+    journal: &ReadOnlyTable<u64, &'static [u8]>,
+    customer: u32,
+    erased: impl IntoIterator<Item = (u64, Hash)>,
+) -> Result<(), StorageError> {
     let mut subjects = BTreeSet::new();
-    for (subject, seq) in found {
+    for (seq, subject) in erased {
         t.subjects.remove((customer, &subject.0, seq))?;
         subjects.insert(subject);
     }
