@@ -18,6 +18,30 @@ mod verify_export;
 /// mimalloc measured markedly faster than glibc malloc on the batch path (docs/benchmarks.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// How long mimalloc keeps freed memory before it returns it to the OS, for the server.
+/// mimalloc v3's default, 1,000 ms, kept ≈ 30-50 MiB of freed pages resident under
+/// `batch` on a 10M-event ledger (peak RSS 262-266 MiB, over the 256 MiB budget of
+/// docs/benchmarks.md): a shard's entries are allocated on its writer's thread and freed on
+/// its index writer's. 10 ms: 226-234 MiB there, the same server CPU per event on a fresh
+/// ledger (`batch`, `record`); 0 cost `batch` 10-17 % (docs/benchmarks.md, session 18).
+/// `MIMALLOC_PURGE_DELAY` in the environment still wins.
+const ALLOCATOR_PURGE_DELAY_MS: std::ffi::c_long = 10;
+
+/// mimalloc's option number of `mi_option_purge_delay` in its v3 header (`mimalloc.h`),
+/// which `libmimalloc-sys` does not name; the test below checks it against the option's
+/// environment variable.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Sets the server's allocator options (see [`ALLOCATOR_PURGE_DELAY_MS`]) unless the
+/// environment sets them.
+fn tune_allocator() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets one integer option of the allocator; mimalloc reads it atomically
+        // and allows changing it at any time.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ALLOCATOR_PURGE_DELAY_MS) };
+    }
+}
 use gateway::{LogFormat, ServeConfig};
 
 /// Assent: a verifiable consent ledger.
@@ -189,6 +213,7 @@ fn init_logging(format: LogFormat) {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
+    tune_allocator();
     let log_format = match args.log_format {
         LogFormatArg::Text => LogFormat::Text,
         LogFormatArg::Json => LogFormat::Json,
@@ -385,5 +410,39 @@ mod admin {
         }
         eprintln!("created customer {id}");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The probe's environment variable: set, the test checks the option in this process.
+    const PROBE: &str = "ASSENT_PURGE_DELAY_PROBE";
+
+    #[test]
+    fn the_option_tune_allocator_sets_is_the_one_mimalloc_purge_delay_names() {
+        // Proves: option 15 is what `MIMALLOC_PURGE_DELAY` sets (checked in a child process
+        // started with it), and `tune_allocator` sets it to ALLOCATOR_PURGE_DELAY_MS.
+        // SAFETY: reads one integer option of the allocator.
+        let get = || unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+        if std::env::var_os(PROBE).is_some() {
+            assert_eq!(get(), 4_321, "option 15 is not mimalloc's purge delay");
+            return;
+        }
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "tests::the_option_tune_allocator_sets_is_the_one_mimalloc_purge_delay_names",
+            ])
+            .env(PROBE, "1")
+            .env("MIMALLOC_PURGE_DELAY", "4321")
+            .status()
+            .unwrap();
+        assert!(status.success(), "the child process's check failed");
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+            tune_allocator();
+            assert_eq!(get(), ALLOCATOR_PURGE_DELAY_MS);
+        }
     }
 }
