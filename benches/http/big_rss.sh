@@ -30,5 +30,5 @@ serve_on "$bin" "$copy" "$log" ${ASSENT_SERVE_ARGS:-}
 extra=(); [ "$workload" = batch ] && extra=(--batch 1000)
 "$bin" bench --url "http://127.0.0.1:$port" --workload "$workload" "${extra[@]}" \
   --connections "$conns" --duration "$secs" --server-pid "$pid" --json |
-  python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"{sys.argv[1]}: {r[\"events_per_s\"]:.0f} events/s, {r[\"requests_per_s\"]:.0f} req/s, errors {r[\"errors\"]}, ", end="")' "$workload"
+  python3 -c 'import json,sys; r=json.load(sys.stdin); print("%s: %.0f events/s, %.0f req/s, errors %s, " % (sys.argv[1], r["events_per_s"], r["requests_per_s"], r["errors"]), end="")' "$workload"
 echo "server peak RSS $(awk '/VmHWM/ {printf "%.0f MiB", $2 / 1024}' "/proc/$pid/status")"
