@@ -186,7 +186,9 @@ struct ServeArgs {
     #[arg(long, env = "ASSENT_FEED_CAPACITY", default_value_t = gateway::FEED_CAPACITY)]
     feed_capacity: usize,
     /// How often shard files holding erased records in freed pages are rewritten, in ms
-    /// (the longest an erased byte stays on disk); 0 leaves it to `scrubStorage`.
+    /// (the longest an erased byte stays on disk, unless a shard's last rewrite took longer
+    /// than 1 % of the time since: then it waits 100x that rewrite's duration); 0 leaves it
+    /// to `scrubStorage`.
     #[arg(long, env = "ASSENT_SCRUB_INTERVAL_MS", default_value_t = gateway::privacy::DEFAULT_SCRUB_INTERVAL_MS)]
     scrub_interval_ms: u64,
     /// How often every customer's retention period is applied, in ms; 0 (default) leaves

@@ -465,3 +465,73 @@ fn the_scrub_timer_rewrites_a_shard_file_after_an_erasure_and_only_then() {
     s.stop();
     assert!(files_containing(&data, "timer-subject").is_empty());
 }
+
+#[test]
+fn the_scrub_timer_spaces_a_large_shards_rewrites_while_scrub_storage_runs_at_once() {
+    // Proves: right after a rewrite the timer defers the next one (SCRUB_SPACING_FACTOR x
+    // its length) although an erasure is pending; `scrubStorage` rewrites at once.
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        &dir.path().join("data"),
+        &["--scrub-interval-ms", "50", "--shards", "1"],
+    );
+    s.customers(&["shop"]);
+    let writer = s.key(Some("shop"), "WRITER");
+    // Enough events that a rewrite takes tens of milliseconds (68 ms here): its spacing
+    // then outlasts the test's next steps by far.
+    let batch = "mutation($c: ID!, $e: [ConsentEventInput!]!) { recordConsents(customerId: $c, events: $e) { event { id } } }";
+    for b in 0..4u32 {
+        let events: Vec<Value> = (0..500)
+            .map(|i| {
+                let mut e = event_of(&format!("bulk-{b}-{i}"), i);
+                e["idempotencyKey"] = json!(format!("bulk-{b}-{i}"));
+                e
+            })
+            .collect();
+        let v = s.gql_as(Some(&writer), batch, json!({ "c": "shop", "e": events }));
+        assert!(v.get("errors").is_none(), "{v:#}");
+    }
+    record(&s, &writer, "shop", event_of("spaced-first", 0));
+    record(&s, &writer, "shop", event_of("spaced-second", 1));
+    let count = |s: &Server, line: &str| s.log.lock().unwrap().matches(line).count();
+    let wait_for = |s: &Server, line: &str, n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while count(s, line) < n && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(count(s, line) >= n, "no {line:?} in the log");
+    };
+    let erase = |subject: &str| {
+        let q = format!(
+            "mutation {{ eraseSubject(customerId: \"shop\", subjectId: \"{subject}\", reason: \"t\") {{ erasedEvents }} }}"
+        );
+        let v = s.gql_as(Some(&writer), &q, json!({}));
+        assert_eq!(
+            v["data"]["eraseSubject"]["erasedEvents"],
+            json!("1"),
+            "{v:#}"
+        );
+    };
+    const REWRITTEN: &str = "shard file rewritten";
+    const DEFERRED: &str = "scheduled scrub deferred";
+    erase("spaced-first");
+    wait_for(&s, REWRITTEN, 1);
+    assert_eq!(
+        count(&s, DEFERRED),
+        0,
+        "nothing was pending after the rewrite"
+    );
+    erase("spaced-second");
+    wait_for(&s, DEFERRED, 1);
+    assert_eq!(
+        count(&s, REWRITTEN),
+        1,
+        "the timer rewrote the file again at once"
+    );
+    let v = s.ok("mutation { scrubStorage { shard } }", json!({}));
+    assert_eq!(v["scrubStorage"].as_array().unwrap().len(), 1, "{v:#}");
+    assert_eq!(count(&s, REWRITTEN), 2);
+    let data = s.data_dir.clone();
+    s.stop();
+    assert!(files_containing(&data, "spaced-second").is_empty());
+}

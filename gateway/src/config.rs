@@ -64,7 +64,9 @@ pub struct ServeConfig {
     /// Commits a subscriber may fall behind the live feed before it replays from the journal.
     pub feed_capacity: usize,
     /// How often shard files with pending erasures are rewritten (bounds how long erased
-    /// bytes may stay in freed pages); 0 turns the timer off (`scrubStorage` still works).
+    /// bytes may stay in freed pages; a shard whose last rewrite took long waits
+    /// `SCRUB_SPACING_FACTOR` times its duration); 0 turns the timer off (`scrubStorage`
+    /// still works).
     pub scrub_interval_ms: u64,
     /// How often every customer's retention period is applied; 0 (the default) leaves it
     /// to `applyRetention` / `assent retention apply`.

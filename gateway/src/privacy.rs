@@ -73,14 +73,17 @@ pub(crate) async fn apply_retention(
     Ok(out)
 }
 
-/// Rewrites every shard file with pending erasures (every file with `force`).
+/// Rewrites every shard file with pending erasures (every file with `force`); `scheduled`
+/// (the timer) skips a shard whose last scrub ended too recently for its length
+/// (`SCRUB_SPACING_FACTOR`).
 pub(crate) async fn scrub_all(
     ledger: &Ledger,
     force: bool,
+    scheduled: bool,
 ) -> Result<Vec<(u32, ScrubReport)>, ShardCallError> {
     let mut out = Vec::new();
     for shard in &ledger.shards {
-        if let Some(report) = shard.scrub(force).await? {
+        if let Some(report) = shard.scrub(force, scheduled).await? {
             out.push((shard.shard_id(), report));
         }
     }
@@ -90,7 +93,7 @@ pub(crate) async fn scrub_all(
 /// Scrubs shards with pending erasures every `interval_ms`.
 pub(crate) async fn scrub_loop(ledger: Arc<Ledger>, interval_ms: u64) {
     crate::http::every(interval_ms, || async {
-        if let Err(e) = scrub_all(&ledger, false).await {
+        if let Err(e) = scrub_all(&ledger, false, true).await {
             tracing::error!(error = %e.message(), "scheduled scrub failed");
         }
     })

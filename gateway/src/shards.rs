@@ -272,9 +272,20 @@ impl ShardClient {
         }
     }
 
-    /// Rewrites the shard file if an erasure is pending (or always, with `force`).
-    pub(crate) async fn scrub(&self, force: bool) -> Result<Option<ScrubReport>, ShardCallError> {
-        match self.local.handle.addr.send(Scrub { force }).await {
+    /// Rewrites the shard file if an erasure is pending (or always, with `force`); a
+    /// `scheduled` scrub waits its turn after the last one (`SCRUB_SPACING_FACTOR`).
+    pub(crate) async fn scrub(
+        &self,
+        force: bool,
+        scheduled: bool,
+    ) -> Result<Option<ScrubReport>, ShardCallError> {
+        match self
+            .local
+            .handle
+            .addr
+            .send(Scrub { force, scheduled })
+            .await
+        {
             Ok(result) => Ok(result?),
             Err(_) => Err(QueryError::ShardStopped.into()),
         }

@@ -102,7 +102,8 @@ impl PrivacyMutation {
     /// entry (which entries, when, `reason`; no personal data). `reason` (≤ 1,024 bytes)
     /// must not contain personal data: a ticket number or policy name. NOT_FOUND when
     /// nothing of the subject is stored. The erased bytes may stay in freed pages of the
-    /// shard file until it is rewritten: within `--scrub-interval-ms`, or `scrubStorage`.
+    /// shard file until it is rewritten: within `--scrub-interval-ms` (on a large shard,
+    /// within 100 times its last rewrite's duration), or `scrubStorage`.
     async fn erase_subject(
         &self,
         ctx: &Context<'_>,
@@ -182,14 +183,15 @@ impl PrivacyMutation {
 
     /// Rewrites every shard file that has had an erasure since its last rewrite (every
     /// file with `force`), so no erased byte remains on disk; returns when done. The server
-    /// also does this every `--scrub-interval-ms`. Admin only. Writes to a shard wait while
+    /// also does this every `--scrub-interval-ms` (spacing a large shard's rewrites to at
+    /// most 1 % of the time); this runs at once. Admin only. Writes to a shard wait while
     /// its file is copied.
     async fn scrub_storage(
         &self,
         ctx: &Context<'_>,
         #[graphql(default = false)] force: bool,
     ) -> Result<Vec<ScrubResult>> {
-        let done = crate::privacy::scrub_all(&state(ctx).ledger, force).await?;
+        let done = crate::privacy::scrub_all(&state(ctx).ledger, force, false).await?;
         Ok(done
             .into_iter()
             .map(|(shard, r)| ScrubResult {

@@ -235,6 +235,9 @@ pub struct Erase(pub ErasureRequest);
 pub struct Scrub {
     /// Rewrite even when no erasure is pending.
     pub force: bool,
+    /// Asked by the scrub timer: waits its turn after the shard's last scrub
+    /// (`SCRUB_SPACING_FACTOR`); a scrub asked for by an operator runs at once.
+    pub scheduled: bool,
 }
 
 /// Write-path counters.
@@ -415,6 +418,15 @@ impl Handler<Scrub> for ShardActor {
             return Ok(None);
         };
         if !msg.force && !store.scrub_pending() {
+            return Ok(None);
+        }
+        let wait = store.scheduled_scrub_wait();
+        if msg.scheduled && !wait.is_zero() {
+            tracing::info!(
+                shard = store.head().shard_id,
+                wait_ms = wait.as_millis() as u64,
+                "scheduled scrub deferred: the last one took long (SCRUB_SPACING_FACTOR)"
+            );
             return Ok(None);
         }
         let started = std::time::Instant::now();

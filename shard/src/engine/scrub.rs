@@ -9,6 +9,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
@@ -24,6 +25,32 @@ use super::tables::*;
 
 /// Rows copied per (non-durable) transaction of the new file; the last commit is durable.
 const SCRUB_ROWS_PER_TXN: u64 = 200_000;
+
+/// A *scheduled* scrub of a shard waits, after the shard's previous scrub ended, this many
+/// times as long as that scrub took. A scrub blocks the shard's writes while it copies
+/// (50.7 s for a 2.5M-entry shard of a 10M ledger, docs/benchmarks.md), so with erasures
+/// arriving steadily a large shard scrubbed every `--scrub-interval-ms` would take writes
+/// only a few seconds a minute; spaced, it spends at most 1 % of the time scrubbing. A
+/// small shard (a scrub of milliseconds) is still scrubbed every interval. Scrubs asked for
+/// (`scrubStorage`) run at once.
+pub const SCRUB_SPACING_FACTOR: u32 = 100;
+
+/// When a shard's last scrub ended and how long it took, to space the scheduled ones.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LastScrub {
+    /// When it ended.
+    pub(super) ended: Instant,
+    /// How long it took.
+    pub(super) took: Duration,
+}
+
+impl LastScrub {
+    /// How much longer a scheduled scrub must wait at `now` (zero: it may run).
+    pub(super) fn wait_at(&self, now: Instant) -> Duration {
+        let spacing = self.took.saturating_mul(SCRUB_SPACING_FACTOR);
+        spacing.saturating_sub(now.saturating_duration_since(self.ended))
+    }
+}
 
 /// What a scrub did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,10 +98,18 @@ impl Store {
         self.scrub_pending
     }
 
+    /// How much longer a scheduled scrub must wait (zero: it may run now): see
+    /// [`SCRUB_SPACING_FACTOR`]. Zero before this process's first scrub of the shard.
+    pub fn scheduled_scrub_wait(&self) -> Duration {
+        self.last_scrub
+            .map_or(Duration::ZERO, |last| last.wait_at(Instant::now()))
+    }
+
     /// Rewrites the shard file, then the index file, with only their live rows, and swaps
     /// every reader to them. A cut at any point leaves either the old file or the new one
     /// in place, both complete.
     pub fn scrub(&mut self) -> Result<ScrubReport, StorageError> {
+        let started = Instant::now();
         let head = self.head;
         let shard = rewrite(&self.db, &self.path, FileKind::Shard, |dst| {
             let (copied, _) = read_head(dst, head.shard_id)?;
@@ -83,6 +118,10 @@ impl Store {
         })?;
         let index = self.index.requests().scrub()?;
         self.scrub_pending = false;
+        self.last_scrub = Some(LastScrub {
+            ended: Instant::now(),
+            took: started.elapsed(),
+        });
         Ok(ScrubReport {
             bytes_before: shard.bytes_before + index.bytes_before,
             bytes_after: shard.bytes_after + index.bytes_after,
@@ -244,5 +283,26 @@ impl Copier<'_> {
         self.txn = Some(self.dst.begin_write()?);
         self.in_txn = 0;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scheduled_scrub_waits_the_spacing_factor_times_the_last_scrubs_duration() {
+        // Proves: the wait is SCRUB_SPACING_FACTOR x took from the end, shrinking to zero.
+        let ended = Instant::now();
+        let last = LastScrub {
+            ended,
+            took: Duration::from_millis(500),
+        };
+        let spacing = Duration::from_millis(500) * SCRUB_SPACING_FACTOR;
+        assert_eq!(last.wait_at(ended), spacing);
+        let later = ended + Duration::from_secs(10);
+        assert_eq!(last.wait_at(later), spacing - Duration::from_secs(10));
+        assert_eq!(last.wait_at(ended + spacing), Duration::ZERO);
+        assert_eq!(last.wait_at(ended + spacing * 2), Duration::ZERO);
     }
 }

@@ -121,6 +121,8 @@ pub struct Store {
     pub(super) stats: WriteStats,
     /// Personal records were deleted since the file was last rewritten (see `scrub`).
     pub(super) scrub_pending: bool,
+    /// This process's last scrub of the shard, which spaces the scheduled ones.
+    pub(super) last_scrub: Option<super::scrub::LastScrub>,
     /// Consent entries of the transaction being written, handed to the index writer
     /// once it has committed.
     pub(super) fresh: Vec<Unindexed>,
@@ -173,6 +175,7 @@ impl Store {
             frontier,
             stats: WriteStats::default(),
             scrub_pending,
+            last_scrub: None,
             fresh: Vec::new(),
             index: IndexWriter::start(index)?,
             index_db,
