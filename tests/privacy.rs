@@ -530,7 +530,8 @@ fn the_scrub_timer_spaces_a_large_shards_rewrites_while_scrub_storage_runs_at_on
     );
     let v = s.ok("mutation { scrubStorage { shard } }", json!({}));
     assert_eq!(v["scrubStorage"].as_array().unwrap().len(), 1, "{v:#}");
-    assert_eq!(count(&s, REWRITTEN), 2);
+    // The log arrives through a pipe: wait for the line rather than assume it is read.
+    wait_for(&s, REWRITTEN, 2);
     let data = s.data_dir.clone();
     s.stop();
     assert!(files_containing(&data, "spaced-second").is_empty());
