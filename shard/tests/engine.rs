@@ -558,7 +558,7 @@ fn the_whole_shard_audit_reads_the_journal_once_and_reports_journal_problems_fir
     let mut seen = 0u64;
     let (head, report) = reader
         .audit(SubjectsPass::OneThread, |entry, _| {
-            assert_eq!(entry.entry.seq, seen, "entries are observed in order");
+            assert_eq!(entry.seq, seen, "entries are observed in order");
             seen += 1;
             Ok(())
         })
@@ -1260,5 +1260,70 @@ proptest::proptest! {
         let report = s.reader().verify_indexes();
         proptest::prop_assert!(report.is_ok(), "after the last open: {:?}", report.err());
         proptest::prop_assert_eq!(report.unwrap().entries, size);
+    }
+}
+
+#[test]
+fn the_audit_names_an_entry_that_does_not_decode_even_when_every_hash_over_it_agrees() {
+    // Proves: the audit's chain walk decodes only headers, yet a non-canonical entry whose
+    // leaf, Merkle nodes and head were recomputed over its bytes is named by the audit (its
+    // index check decodes every entry strictly), and by `verify_journal`.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let mut store = open(&path);
+    append_one_by_one(&mut store, 8);
+    store.index_now(true).unwrap();
+    drop(store);
+    let last = 7u64;
+    let mut entries: Vec<Vec<u8>> = Vec::new();
+    edit_table(&path, JOURNAL, |t| {
+        for row in t.iter().unwrap() {
+            entries.push(row.unwrap().1.value().to_vec());
+        }
+        entries[last as usize].push(0); // a trailing byte: no longer canonical
+        t.insert(last, entries[last as usize].as_slice()).unwrap();
+    });
+    let mut verifier = shard::verify::ChainVerifier::new(0);
+    let mut nodes = Vec::new();
+    let mut chain_head = Hash::ZERO;
+    for (seq, bytes) in entries.iter().enumerate() {
+        let chained = verifier
+            .push_chained(bytes, |n| {
+                if seq as u64 == last {
+                    nodes.push(n)
+                }
+            })
+            .expect("the header still decodes and links");
+        chain_head = chained.entry_hash;
+    }
+    edit_table(&path, MERKLE, |t| {
+        for n in &nodes {
+            t.insert((last, n.level), n.hash.0).unwrap();
+        }
+    });
+    let meta = TableDefinition::<&str, &[u8]>::new("meta");
+    edit_table(&path, meta, |t| {
+        let mut head = t.get("head").unwrap().unwrap().value().to_vec();
+        head[8..40].copy_from_slice(&verifier.root().0);
+        head[40..72].copy_from_slice(&chain_head.0);
+        t.insert("head", head.as_slice()).unwrap();
+    });
+    let reader =
+        shard::engine::ShardReader::open_existing(&path, 0, shard::engine::AuditOpen::ReadOnly)
+            .unwrap();
+    match reader.verify_journal() {
+        Err(VerifyJournalError::Chain {
+            source: ChainError::Undecodable { seq, .. },
+            ..
+        }) => assert_eq!(seq, last),
+        other => panic!("verify_journal must name the entry, got {other:?}"),
+    }
+    for pass in [SubjectsPass::OneThread, SubjectsPass::TwoThreads] {
+        match reader.audit(pass, |_, _| Ok(())) {
+            Err(ShardAuditError::Index(e)) => {
+                assert!(e.to_string().contains("entry 7"), "{e}")
+            }
+            other => panic!("the audit must name the entry, got {other:?}"),
+        }
     }
 }

@@ -20,12 +20,12 @@ use super::store::IndexTier;
 use super::store::meta_u32_in;
 use super::subjects_walk::SubjectsPass;
 use super::tables::*;
-use crate::format::{Entry, PersonalRecord};
+use crate::format::{Entry, EntryView, PersonalRecord};
 use crate::hash::{Hash, entry_hash, subject_key};
 use crate::merkle::{
     Blake3Tree, NodeSource, ProofError, consistency_proof, inclusion_proof, subtree_root,
 };
-use crate::verify::{ChainError, ChainVerifier, ShardHead, VerifiedEntry};
+use crate::verify::{ChainError, ChainVerifier, ChainedEntry, ShardHead, VerifiedEntry};
 
 /// Largest page any paged read returns.
 pub const MAX_PAGE_SIZE: u32 = 500;
@@ -822,10 +822,18 @@ impl ShardReader {
         mut observe: impl FnMut(&VerifiedEntry<'_>, &ChainVerifier) -> Result<(), ChainError>,
     ) -> Result<ShardHead, VerifyJournalError> {
         let shard_id = self.shard_id;
+        let chain = |source| VerifyJournalError::Chain { shard_id, source };
         let txn = self.db.get().begin_read().map_err(StorageError::from)?;
-        self.walk_journal(&txn, |_, entry, verifier| {
-            observe(entry, verifier)
-                .map_err(|source| VerifyJournalError::Chain { shard_id, source })
+        self.walk_journal(&txn, |bytes, chained, verifier| {
+            let seq = chained.seq;
+            let entry = EntryView::decode(bytes)
+                .map_err(|source| chain(ChainError::Undecodable { seq, source }))?;
+            let verified = VerifiedEntry {
+                entry,
+                entry_hash: chained.entry_hash,
+                leaf_hash: chained.leaf_hash,
+            };
+            observe(&verified, verifier).map_err(chain)
         })
     }
 
@@ -840,15 +848,13 @@ impl ShardReader {
 
     /// Streams the journal of `txn` through a [`ChainVerifier`], comparing every Merkle node
     /// an append completes with the stored one, and calls `observe(bytes, entry, verifier)`
-    /// after each entry; then checks the head. Memory is O(log n).
+    /// after each entry; then checks the head. Only each entry's header is decoded here:
+    /// `observe` decodes the whole entry strictly (or hands it to what does). Memory is
+    /// O(log n).
     pub(crate) fn walk_journal(
         &self,
         txn: &ReadTransaction,
-        mut observe: impl FnMut(
-            &[u8],
-            &VerifiedEntry<'_>,
-            &ChainVerifier,
-        ) -> Result<(), VerifyJournalError>,
+        mut observe: impl FnMut(&[u8], &ChainedEntry, &ChainVerifier) -> Result<(), VerifyJournalError>,
     ) -> Result<ShardHead, VerifyJournalError> {
         let shard_id = self.shard_id;
         let chain = |source: ChainError| VerifyJournalError::Chain { shard_id, source };
@@ -871,7 +877,7 @@ impl ShardReader {
             let bytes = v.value();
             let mut node_problem: Option<Result<u8, StorageError>> = None;
             let entry = verifier
-                .push_with_nodes(bytes, |node| {
+                .push_chained(bytes, |node| {
                     if node_problem.is_none() {
                         node_problem = stored_node_differs(stored.next(), &node);
                     }

@@ -18,7 +18,7 @@ use super::index_check::{self, IndexMismatch, IndexReport};
 use super::reader::ShardReader;
 use super::state_check::STATE_CLAIM_BYTES_PER_PASS;
 use super::subjects_walk::SubjectsPass;
-use crate::verify::{ChainError, ChainVerifier, ShardHead, VerifiedEntry};
+use crate::verify::{ChainError, ChainVerifier, ChainedEntry, ShardHead};
 
 /// Bytes of journal entries per batch handed from the chain walk to the index check.
 pub const AUDIT_BATCH_BYTES: usize = 1 << 20;
@@ -60,11 +60,12 @@ impl ShardReader {
     /// [`ShardReader::verify_journal_observed`] does (calling `observe` after each entry)
     /// and the indexes as [`ShardReader::verify_indexes`] does, reading the journal once,
     /// walking the `subjects` table as `pass` says. A journal problem is reported before an
-    /// index problem.
+    /// index problem. The chain walk decodes only each entry's header; the index check
+    /// decodes every entry strictly, once, and names an entry that does not decode.
     pub fn audit(
         &self,
         pass: SubjectsPass,
-        mut observe: impl FnMut(&VerifiedEntry<'_>, &ChainVerifier) -> Result<(), ChainError>,
+        mut observe: impl FnMut(&ChainedEntry, &ChainVerifier) -> Result<(), ChainError>,
     ) -> Result<(ShardHead, IndexReport), ShardAuditError> {
         let shard_id = self.shard_id();
         let txn = self.snapshot()?;

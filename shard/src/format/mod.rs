@@ -25,4 +25,4 @@ pub use gpc::{
     GPC_OPT_OUT_JURISDICTIONS, GPC_SALE_PURPOSE, GPC_SHARING_PURPOSE, apply_gpc, gpc_opts_out,
 };
 pub use validate::{InvalidEvent, validate_customer_id, validate_event, validate_purpose_name};
-pub use view::{BodyView, ConsentView, EntryView, ErasureView, PurposesView};
+pub use view::{BodyView, ConsentView, EntryView, ErasureView, HeaderView, PurposesView};

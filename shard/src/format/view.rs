@@ -86,39 +86,86 @@ pub struct ErasureView<'a> {
     erased: &'a [u8],
 }
 
-impl<'a> EntryView<'a> {
-    /// Strict decoding of canonical entry bytes (the contract of [`Entry::decode`]).
-    pub fn decode(bytes: &'a [u8]) -> Result<EntryView<'a>, DecodeError> {
-        let mut r = Reader::new(bytes);
+/// The fixed fields every entry starts with: what the hash chain links. Decoding them does
+/// not read the body, so it is no check that the whole entry is canonical: a caller that
+/// skips [`EntryView::decode`] must decode every entry strictly elsewhere (the audit's index
+/// check does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderView {
+    /// Entry kind byte, one of the known kinds.
+    pub kind: u8,
+    /// Shard the entry belongs to.
+    pub shard_id: u32,
+    /// Sequence number within the shard.
+    pub seq: u64,
+    /// When the shard wrote it (Unix ms).
+    pub recorded_at_ms: i64,
+    /// Chain hash of the entry before it.
+    pub prev_hash: Hash,
+}
+
+impl HeaderView {
+    /// Decodes the version, kind and chained fields at the start of entry bytes.
+    pub fn decode(bytes: &[u8]) -> Result<HeaderView, DecodeError> {
+        HeaderView::read(&mut Reader::new(bytes))
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<HeaderView, DecodeError> {
         let version = r.u8()?;
         if version != ENTRY_FORMAT_VERSION {
             return Err(DecodeError::UnsupportedVersion(version));
         }
         let kind = r.u8()?;
-        let shard_id = r.u32()?;
-        let seq = r.u64()?;
-        let recorded_at_ms = r.i64()?;
-        let prev_hash = r.hash()?;
+        if kind != KIND_CONSENT && kind != KIND_ERASURE {
+            return Err(DecodeError::BadValue {
+                field: "kind",
+                value: u64::from(kind),
+            });
+        }
+        Ok(HeaderView {
+            kind,
+            shard_id: r.u32()?,
+            seq: r.u64()?,
+            recorded_at_ms: r.i64()?,
+            prev_hash: r.hash()?,
+        })
+    }
+}
+
+impl<'a> EntryView<'a> {
+    /// Strict decoding of canonical entry bytes (the contract of [`Entry::decode`]).
+    pub fn decode(bytes: &'a [u8]) -> Result<EntryView<'a>, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let header = HeaderView::read(&mut r)?;
         let customer_id = r.str_ref()?;
-        let body = match kind {
-            KIND_CONSENT => BodyView::Consent(decode_consent(&mut r)?),
-            KIND_ERASURE => BodyView::Erasure(decode_erasure(&mut r, seq)?),
-            other => {
-                return Err(DecodeError::BadValue {
-                    field: "kind",
-                    value: u64::from(other),
-                });
-            }
+        let body = if header.kind == KIND_CONSENT {
+            BodyView::Consent(decode_consent(&mut r)?)
+        } else {
+            BodyView::Erasure(decode_erasure(&mut r, header.seq)?)
         };
         r.finish()?;
         Ok(EntryView {
-            shard_id,
-            seq,
-            recorded_at_ms,
-            prev_hash,
+            shard_id: header.shard_id,
+            seq: header.seq,
+            recorded_at_ms: header.recorded_at_ms,
+            prev_hash: header.prev_hash,
             customer_id,
             body,
         })
+    }
+
+    /// The chained fields of this entry.
+    pub fn header(&self) -> HeaderView {
+        HeaderView {
+            kind: match self.body {
+                BodyView::Consent(_) => KIND_CONSENT,
+                BodyView::Erasure(_) => KIND_ERASURE,
+            },
+            shard_id: self.shard_id,
+            seq: self.seq,
+            recorded_at_ms: self.recorded_at_ms,
+            prev_hash: self.prev_hash,
+        }
     }
 
     /// The consent part, when this entry is a consent event.
