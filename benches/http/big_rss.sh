@@ -7,8 +7,7 @@
 #   benches/http/big_rss.sh BIG_DATA_DIR [BIN=target/release/assent] [WORKLOAD=batch] [SECONDS=15] [CONNECTIONS=8]
 #
 # Needs free disk for one copy (≈ 10 GB for 10M events). As root, the page cache is dropped
-# after the copy. Server options come from the environment's ASSENT_SERVE_ARGS (e.g.
-# "--shards 4"); environment variables such as MIMALLOC_PURGE_DELAY reach the server.
+# after the copy. Environment variables such as MIMALLOC_PURGE_DELAY reach the server.
 set -euo pipefail
 big=${1:?usage: big_rss.sh BIG_DATA_DIR [BIN] [WORKLOAD] [SECONDS] [CONNECTIONS]}
 bin=${2:-target/release/assent}
@@ -25,8 +24,8 @@ cp -a --sparse=always "$big" "$copy"
 sync
 [ -w /proc/sys/vm/drop_caches ] && echo 3 > /proc/sys/vm/drop_caches
 . "$(dirname "$0")/server.sh"
-# shellcheck disable=SC2086
-serve_on "$bin" "$copy" "$log" ${ASSENT_SERVE_ARGS:-}
+shards=$(find "$copy/shards" -name 'shard-*.redb' ! -name '*.index.redb' | wc -l)
+serve_on "$bin" "$copy" "$log" --shards "$shards"
 extra=(); [ "$workload" = batch ] && extra=(--batch 1000)
 "$bin" bench --url "http://127.0.0.1:$port" --workload "$workload" "${extra[@]}" \
   --connections "$conns" --duration "$secs" --server-pid "$pid" --json |
