@@ -439,6 +439,24 @@ fn expiry_renewal_lists_gpc_subject_export_and_the_export_tool() {
     assert!(err.contains("FORBIDDEN"), "{err}");
 }
 
+/// The server's log line of a finished scrub.
+const REWRITTEN: &str = "shard file rewritten";
+
+/// How many times `line` appears in the server's log so far.
+fn log_count(s: &Server, line: &str) -> usize {
+    s.log.lock().unwrap().matches(line).count()
+}
+
+/// Waits (up to 10 s) until `line` appears `n` times in the server's log, which arrives
+/// through a pipe, later than the responses.
+fn wait_for_log(s: &Server, line: &str, n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while log_count(s, line) < n && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(log_count(s, line) >= n, "{line:?} not {n} times in the log");
+}
+
 #[test]
 fn the_scrub_timer_rewrites_a_shard_file_after_an_erasure_and_only_then() {
     let dir = tempfile::tempdir().unwrap();
@@ -447,8 +465,7 @@ fn the_scrub_timer_rewrites_a_shard_file_after_an_erasure_and_only_then() {
     let writer = s.key(Some("shop"), "WRITER");
     record(&s, &writer, "shop", event_of("timer-subject", 0));
     std::thread::sleep(std::time::Duration::from_millis(400));
-    let rewritten = |s: &Server| s.log.lock().unwrap().contains("shard file rewritten");
-    assert!(!rewritten(&s), "no erasure, no rewrite");
+    assert_eq!(log_count(&s, REWRITTEN), 0, "no erasure, no rewrite");
     let erase = "mutation { eraseSubject(customerId: \"shop\", subjectId: \"timer-subject\", reason: \"t\") { erasedEvents } }";
     let v = s.gql_as(Some(&writer), erase, json!({}));
     assert_eq!(
@@ -456,11 +473,7 @@ fn the_scrub_timer_rewrites_a_shard_file_after_an_erasure_and_only_then() {
         json!("1"),
         "{v:#}"
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !rewritten(&s) && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    assert!(rewritten(&s), "the timer did not scrub the shard");
+    wait_for_log(&s, REWRITTEN, 1);
     let data = s.data_dir.clone();
     s.stop();
     assert!(files_containing(&data, "timer-subject").is_empty());
@@ -493,14 +506,6 @@ fn the_scrub_timer_spaces_a_large_shards_rewrites_while_scrub_storage_runs_at_on
     }
     record(&s, &writer, "shop", event_of("spaced-first", 0));
     record(&s, &writer, "shop", event_of("spaced-second", 1));
-    let count = |s: &Server, line: &str| s.log.lock().unwrap().matches(line).count();
-    let wait_for = |s: &Server, line: &str, n: usize| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while count(s, line) < n && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        assert!(count(s, line) >= n, "no {line:?} in the log");
-    };
     let erase = |subject: &str| {
         let q = format!(
             "mutation {{ eraseSubject(customerId: \"shop\", subjectId: \"{subject}\", reason: \"t\") {{ erasedEvents }} }}"
@@ -512,26 +517,24 @@ fn the_scrub_timer_spaces_a_large_shards_rewrites_while_scrub_storage_runs_at_on
             "{v:#}"
         );
     };
-    const REWRITTEN: &str = "shard file rewritten";
     const DEFERRED: &str = "scheduled scrub deferred";
     erase("spaced-first");
-    wait_for(&s, REWRITTEN, 1);
+    wait_for_log(&s, REWRITTEN, 1);
     assert_eq!(
-        count(&s, DEFERRED),
+        log_count(&s, DEFERRED),
         0,
         "nothing was pending after the rewrite"
     );
     erase("spaced-second");
-    wait_for(&s, DEFERRED, 1);
+    wait_for_log(&s, DEFERRED, 1);
     assert_eq!(
-        count(&s, REWRITTEN),
+        log_count(&s, REWRITTEN),
         1,
         "the timer rewrote the file again at once"
     );
     let v = s.ok("mutation { scrubStorage { shard } }", json!({}));
     assert_eq!(v["scrubStorage"].as_array().unwrap().len(), 1, "{v:#}");
-    // The log arrives through a pipe: wait for the line rather than assume it is read.
-    wait_for(&s, REWRITTEN, 2);
+    wait_for_log(&s, REWRITTEN, 2);
     let data = s.data_dir.clone();
     s.stop();
     assert!(files_containing(&data, "spaced-second").is_empty());
