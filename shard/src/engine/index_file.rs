@@ -54,6 +54,19 @@ pub(crate) struct Unindexed {
 }
 
 impl Unindexed {
+    /// The queue record of a committed consent entry with these facts.
+    pub(crate) fn new(facts: &ConsentFacts<'_>, customer: u32, subject: Hash) -> Unindexed {
+        Unindexed {
+            seq: facts.seq,
+            recorded_at_ms: facts.recorded_at_ms,
+            occurred_at_ms: facts.occurred_at_ms,
+            expires_at_ms: facts.expires_at_ms,
+            purposes: facts.purposes.to_vec(),
+            customer,
+            subject,
+        }
+    }
+
     /// What the index tiers read of it.
     fn facts(&self) -> ConsentFacts<'_> {
         ConsentFacts {

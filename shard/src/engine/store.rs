@@ -426,15 +426,8 @@ impl Store {
                 .insert((customer, key.as_str()), (seq, &digest.0))?;
         }
         let facts = ConsentFacts::of(&entry).expect("a consent event's entry is a consent entry");
-        self.fresh.push(Unindexed {
-            seq,
-            recorded_at_ms: facts.recorded_at_ms,
-            occurred_at_ms: facts.occurred_at_ms,
-            expires_at_ms: facts.expires_at_ms,
-            purposes: facts.purposes.to_vec(),
-            customer,
-            subject: subject_key(&secret, &event.subject_id),
-        });
+        let subject = subject_key(&secret, &event.subject_id);
+        self.fresh.push(Unindexed::new(&facts, customer, subject));
         Ok(Appended {
             entry,
             entry_hash: hash,
