@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use gateway::{LogFormat, ServeConfig};
 
 mod audit;
 mod bench;
@@ -21,10 +22,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// How long mimalloc keeps freed memory before it returns it to the OS, for the server.
 /// mimalloc v3's default, 1,000 ms, kept ≈ 30-50 MiB of freed pages resident under
-/// `batch` on a 10M-event ledger (peak RSS 262-266 MiB, over the 256 MiB budget of
+/// `batch` on a 10M-event ledger (peak RSS 262-274 MiB, over the 256 MiB budget of
 /// docs/benchmarks.md): a shard's entries are allocated on its writer's thread and freed on
-/// its index writer's. 10 ms: 226-234 MiB there, the same server CPU per event on a fresh
-/// ledger (`batch`, `record`); 0 cost `batch` 10-17 % (docs/benchmarks.md, session 18).
+/// its index writer's. 10 ms: 223-238 MiB there, for ≈ 2-3 % of server CPU on a fresh
+/// ledger (page faults of memory handed back and taken again: `perf` of `batch`; alternated
+/// `batch` and `record` runs showed no difference above the host's noise); 0 costs `batch`
+/// 10-17 % (docs/benchmarks.md, session 18).
 /// `MIMALLOC_PURGE_DELAY` in the environment still wins.
 const ALLOCATOR_PURGE_DELAY_MS: std::ffi::c_long = 10;
 
@@ -42,7 +45,6 @@ fn tune_allocator() {
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ALLOCATOR_PURGE_DELAY_MS) };
     }
 }
-use gateway::{LogFormat, ServeConfig};
 
 /// Assent: a verifiable consent ledger.
 #[derive(Parser)]
