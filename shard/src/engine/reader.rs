@@ -876,7 +876,7 @@ impl ShardReader {
             }
             let bytes = v.value();
             let mut node_problem: Option<Result<u8, StorageError>> = None;
-            let entry = verifier
+            let chained = verifier
                 .push_chained(bytes, |node| {
                     if node_problem.is_none() {
                         node_problem = stored_node_differs(stored.next(), &node);
@@ -889,7 +889,7 @@ impl ShardReader {
                 Some(Ok(level)) => return Err(chain(ChainError::NodeMismatch { seq, level })),
                 Some(Err(e)) => return Err(e.into()),
             }
-            observe(bytes, &entry, &verifier)?;
+            observe(bytes, &chained, &verifier)?;
         }
         verifier.finish(&head).map_err(chain)?;
         if stored.next().is_some() {
