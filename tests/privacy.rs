@@ -539,3 +539,70 @@ fn the_scrub_timer_spaces_a_large_shards_rewrites_while_scrub_storage_runs_at_on
     s.stop();
     assert!(files_containing(&data, "spaced-second").is_empty());
 }
+
+#[test]
+fn writes_are_answered_while_scrub_storage_copies_the_shard() {
+    // Proves: a scrub copies beside the writer: appends sent while it copies are answered
+    // before it ends (the writer pauses only for the hand-over), and they are all kept.
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir.path().join("data"), &["--shards", "1"]);
+    s.customers(&["shop"]);
+    let writer = s.key(Some("shop"), "WRITER");
+    let batch = "mutation($c: ID!, $e: [ConsentEventInput!]!) { recordConsents(customerId: $c, events: $e) { event { id } } }";
+    // Enough events that the copy takes far longer than a few appends.
+    for b in 0..20u32 {
+        let events: Vec<Value> = (0..1_000)
+            .map(|i| {
+                let mut e = event_of(&format!("bulk-{b}-{i}"), i);
+                e["idempotencyKey"] = json!(format!("bulk-{b}-{i}"));
+                e
+            })
+            .collect();
+        let v = s.gql_as(Some(&writer), batch, json!({ "c": "shop", "e": events }));
+        assert!(v.get("errors").is_none(), "{v:#}");
+    }
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let answered_meanwhile = std::thread::scope(|scope| {
+        let scrub = scope.spawn(|| {
+            let q = "mutation { scrubStorage(force: true) { shard rows } }";
+            let v = s.gql(q, json!({}));
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            v
+        });
+        wait_for_log(&s, "scrub started", 1);
+        let mut answered = 0;
+        for n in 0.. {
+            let mut e = event_of(&format!("during-{n}"), n);
+            e["idempotencyKey"] = json!(format!("during-{n}"));
+            record(&s, &writer, "shop", e);
+            if done.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            answered += 1;
+        }
+        let v = scrub.join().unwrap();
+        assert_eq!(
+            v["data"]["scrubStorage"].as_array().map(Vec::len),
+            Some(1),
+            "{v:#} {}",
+            s.log.lock().unwrap()
+        );
+        answered
+    });
+    assert!(
+        answered_meanwhile >= 5,
+        "only {answered_meanwhile} appends were answered while the scrub ran"
+    );
+    wait_for_log(&s, REWRITTEN, 1);
+    let q = "query($s: String!) { consentHistory(customerId: \"shop\", subjectId: $s) { edges { node { id } } } }";
+    let reader = s.key(Some("shop"), "READER");
+    for n in [0, answered_meanwhile] {
+        let v = s.gql_as(Some(&reader), q, json!({ "s": format!("during-{n}") }));
+        let edges = v["data"]["consentHistory"]["edges"].as_array().cloned();
+        assert_eq!(edges.map(|e| e.len()), Some(1), "during-{n}: {v:#}");
+    }
+    let data = s.data_dir.clone();
+    s.stop();
+    let (status, out, err) = assent(&["audit", "--data-dir", data.to_str().unwrap()], &[]);
+    assert_eq!(status, 0, "{out}{err}");
+}

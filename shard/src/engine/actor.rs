@@ -21,7 +21,7 @@ use super::index::PurposeState;
 use super::reader::{
     ConsistencyProof, DailyCount, InclusionProof, Order, Page, ShardReader, StoredEvent,
 };
-use super::scrub::ScrubReport;
+use super::scrub::{ScrubCopy, ScrubReport};
 use super::store::{Appended, IndexTier, Store, WriteStats};
 use crate::format::ConsentEvent;
 use crate::format::limits::MAX_BATCH_EVENTS;
@@ -176,6 +176,8 @@ pub struct ShardActor {
     waiting_flush: Option<SpawnHandle>,
     /// Events in `pending`.
     pending_events: usize,
+    /// The scrub under way, if one is.
+    scrubbing: Option<Scrubbing>,
 }
 
 impl Actor for ShardActor {
@@ -387,6 +389,12 @@ impl Handler<Stop> for ShardActor {
 
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
         self.flush();
+        if let Some(running) = self.scrubbing.take() {
+            // Its callers learn that it stopped; the copy's files go at the next open.
+            running
+                .cancel
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Some(store) = self.store.as_mut()
             && let Err(e) = store.index_now(true)
         {
@@ -409,15 +417,43 @@ impl Handler<Erase> for ShardActor {
     }
 }
 
-impl Handler<Scrub> for ShardActor {
-    type Result = Result<Option<ScrubReport>, StorageError>;
+/// Where the answer to a scrub request goes.
+type ScrubReply = oneshot::Sender<Result<Option<ScrubReport>, StorageError>>;
 
-    fn handle(&mut self, msg: Scrub, _: &mut Context<Self>) -> Self::Result {
+/// A scrub under way: its copy runs on a thread of its own while the shard appends.
+struct Scrubbing {
+    /// Callers waiting for its report (the first asked for it; the others joined).
+    waiters: Vec<ScrubReply>,
+    /// Stops the copy when the shard stops.
+    cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// A scrub's copy is done (or failed): the writer pauses to hand it over (sent by the
+/// copying thread).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ScrubCopied(Result<ScrubCopy, StorageError>);
+
+impl Handler<Scrub> for ShardActor {
+    type Result = ResponseFuture<Result<Option<ScrubReport>, StorageError>>;
+
+    fn handle(&mut self, msg: Scrub, ctx: &mut Context<Self>) -> Self::Result {
+        let nothing = || -> Self::Result { Box::pin(async { Ok(None) }) };
         let Some(store) = self.store.as_ref() else {
-            return Ok(None);
+            return nothing();
         };
         if !msg.force && !store.scrub_pending() {
-            return Ok(None);
+            return nothing();
+        }
+        let (tx, rx) = oneshot::channel();
+        let answer = Box::pin(async move { rx.await.unwrap_or_else(|_| Err(scrub_stopped())) });
+        if let Some(running) = self.scrubbing.as_mut() {
+            // A timer tick needs nothing more; an operator's request waits for this one.
+            if msg.scheduled {
+                return nothing();
+            }
+            running.waiters.push(tx);
+            return answer;
         }
         if msg.scheduled {
             let wait = store.scheduled_scrub_wait();
@@ -427,27 +463,84 @@ impl Handler<Scrub> for ShardActor {
                     wait_ms = wait.as_millis() as u64,
                     "scheduled scrub deferred: the last one took long (SCRUB_SPACING_FACTOR)"
                 );
-                return Ok(None);
+                return nothing();
             }
         }
-        // Only a scrub that runs commits the waiting appends early: a skipped timer tick
-        // leaves group commit alone.
+        // The copy starts from the last commit: what waits now would only be copied later.
         self.flush();
         let store = self
             .store
-            .as_mut()
+            .as_ref()
             .expect("flushing does not stop the shard");
-        let report = store.scrub()?;
-        let took = store.last_scrub.expect("the scrub just ended").took;
+        let job = store.scrub_job();
+        let cancel = job.canceller();
+        let addr = ctx.address();
+        let spawned = std::thread::Builder::new()
+            .name(format!("scrub-{:04}", store.head().shard_id))
+            .spawn(move || addr.do_send(ScrubCopied(job.copy())));
+        if let Err(source) = spawned {
+            let what = "starting the scrub thread";
+            return Box::pin(async move { Err(StorageError::File { what, source }) });
+        }
         tracing::info!(
             shard = store.head().shard_id,
-            bytes_before = report.bytes_before,
-            bytes_after = report.bytes_after,
-            elapsed_ms = took.as_millis() as u64,
-            "shard file rewritten; erased records are gone from it"
+            "scrub started: the files are copied while writes go on"
         );
-        Ok(Some(report))
+        self.scrubbing = Some(Scrubbing {
+            waiters: vec![tx],
+            cancel,
+        });
+        answer
     }
+}
+
+impl Handler<ScrubCopied> for ShardActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ScrubCopied, _: &mut Context<Self>) {
+        let Some(running) = self.scrubbing.take() else {
+            return;
+        };
+        self.flush();
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        let shard = store.head().shard_id;
+        let outcome = msg.0.and_then(|copy| store.finish_scrub(copy));
+        match &outcome {
+            Ok(report) => tracing::info!(
+                shard,
+                bytes_before = report.bytes_before,
+                bytes_after = report.bytes_after,
+                elapsed_ms = report.took_ms,
+                paused_ms = report.paused_ms,
+                "shard file rewritten; erased records are gone from it"
+            ),
+            Err(e) => {
+                store.discard_scrub();
+                tracing::error!(shard, error = %e, "scrub failed; the files stay as they were");
+            }
+        }
+        let mut waiters = running.waiters.into_iter();
+        let first = waiters.next();
+        for tx in waiters {
+            let shared = match &outcome {
+                Ok(report) => Ok(Some(*report)),
+                Err(e) => Err(StorageError::Corrupt {
+                    table: "scrub",
+                    detail: e.to_string(),
+                }),
+            };
+            let _ = tx.send(shared);
+        }
+        if let Some(tx) = first {
+            let _ = tx.send(outcome.map(Some));
+        }
+    }
+}
+
+fn scrub_stopped() -> StorageError {
+    StorageError::IndexWriter("the shard stopped before its scrub finished".into())
 }
 
 impl Handler<GetWriteStats> for ShardActor {
@@ -596,6 +689,7 @@ impl ShardHandle {
             last_commit: None,
             waiting_flush: None,
             pending_events: 0,
+            scrubbing: None,
         });
         ShardHandle {
             addr,

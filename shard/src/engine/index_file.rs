@@ -355,50 +355,68 @@ impl IndexStore {
 
     /// Replays journal entries the index file lacks, in durable chunks; returns how many.
     fn catch_up(&mut self, size: u64) -> Result<u64, StorageError> {
-        const CHUNK: u64 = 10_000;
-        let shard = self.shard.get().begin_read()?;
-        let journal = shard.open_table(JOURNAL)?;
-        let personal = shard.open_table(PERSONAL)?;
-        let customers = shard.open_table(CUSTOMERS)?;
-        // Subject rows on disk before this catch-up: only entries below this mark can have
-        // rows that a replayed erasure entry must delete.
-        let rows_below = {
-            let txn = self.db.get().begin_read()?;
-            indexed_upto_in(&txn.open_table(INDEX_META)?)?.0
-        };
-        let mut replayed = 0;
-        loop {
-            let txn = self.db.get().begin_write()?;
-            let done = {
-                let mut t = IndexWrite::open(&txn)?;
-                let (subjects_from, from) = indexed_upto_in(&t.meta)?;
-                let to = size.min(from + CHUNK);
-                for seq in from..to {
-                    let replay = Replay {
-                        journal: &journal,
-                        personal: &personal,
-                        customers: &customers,
-                        rows_below,
-                    };
-                    replay.entry(&mut t.indexes, seq, seq >= subjects_from)?;
-                }
-                replayed += to - from;
-                t.set_upto(to.max(subjects_from), to)?;
-                to == size
-            };
-            self.db.commit(txn)?;
-            if done {
-                return Ok(replayed);
-            }
-        }
+        catch_up(&self.db, &self.shard, size)
     }
 
-    /// Rewrites the index file with its live rows (see `scrub`).
-    pub(super) fn scrub(&mut self) -> Result<ScrubReport, StorageError> {
+    /// Ends a scrub of the index file: indexes everything handed (durable), brings the
+    /// scrub's copy up to the same entries by replay, checks that it has every table with
+    /// as many rows, renames it over the file and swaps the readers to it. The copy was
+    /// filled from a snapshot while this writer kept indexing (`scrub::ScrubJob::copy`),
+    /// so the replay here is of the last few entries only.
+    pub(super) fn finish_scrub(&mut self, copy: DbCell) -> Result<ScrubReport, StorageError> {
         self.step(IndexTier::All, true)?;
-        super::scrub::rewrite(&self.db, &self.path, super::scrub::FileKind::Index, |_| {
-            Ok(())
-        })
+        let size = self.handed();
+        assert_eq!(
+            (self.indexed_upto, self.customer_indexed_upto),
+            (size, size),
+            "a durable step of both tiers indexes everything handed"
+        );
+        catch_up(&copy, &self.shard, size)?;
+        super::scrub::check_same_rows(&self.db.get().begin_read()?, &copy.get().begin_read()?)?;
+        drop(copy.close());
+        super::scrub::replace_file(&self.db, &self.path, super::scrub::FileKind::Index)
+    }
+}
+
+/// Replays the journal entries (of the shard file in `shard`, up to `size`) that the index
+/// file in `index` lacks, in durable chunks (at least one durable commit, even with
+/// nothing to replay); returns how many. Used at open, and on a scrub's copy.
+pub(super) fn catch_up(index: &DbCell, shard: &DbCell, size: u64) -> Result<u64, StorageError> {
+    const CHUNK: u64 = 10_000;
+    let shard = shard.get().begin_read()?;
+    let journal = shard.open_table(JOURNAL)?;
+    let personal = shard.open_table(PERSONAL)?;
+    let customers = shard.open_table(CUSTOMERS)?;
+    // Subject rows on disk before this catch-up: only entries below this mark can have
+    // rows that a replayed erasure entry must delete.
+    let rows_below = {
+        let txn = index.get().begin_read()?;
+        indexed_upto_in(&txn.open_table(INDEX_META)?)?.0
+    };
+    let mut replayed = 0;
+    loop {
+        let txn = index.get().begin_write()?;
+        let done = {
+            let mut t = IndexWrite::open(&txn)?;
+            let (subjects_from, from) = indexed_upto_in(&t.meta)?;
+            let to = size.min(from + CHUNK);
+            for seq in from..to {
+                let replay = Replay {
+                    journal: &journal,
+                    personal: &personal,
+                    customers: &customers,
+                    rows_below,
+                };
+                replay.entry(&mut t.indexes, seq, seq >= subjects_from)?;
+            }
+            replayed += to - from;
+            t.set_upto(to.max(subjects_from), to)?;
+            to == size
+        };
+        index.commit(txn)?;
+        if done {
+            return Ok(replayed);
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::actor::{CUSTOMER_INDEX_DELAY_MS, INDEX_DELAY_MS};
+use super::db::DbCell;
 use super::error::StorageError;
 use super::index_file::{IndexErasure, IndexStore, Unindexed};
 use super::scrub::ScrubReport;
@@ -42,8 +43,8 @@ enum Command {
     Durable(Reply<()>),
     /// Index everything handed, then apply an erasure; durable.
     Erase(Box<IndexErasure>, Reply<()>),
-    /// Rewrite the index file with its live rows only (after erasures).
-    Scrub(Reply<ScrubReport>),
+    /// End a scrub: bring its copy of the index file up to date and put it in place.
+    FinishScrub(Box<DbCell>, Reply<ScrubReport>),
     /// Index everything handed durably, close the file and end the thread.
     Stop(Reply<()>),
     /// Hold back index steps from now on (tests).
@@ -60,7 +61,7 @@ pub enum IndexHold {
     Nothing,
     /// Subject steps run; customer-tier steps do not.
     CustomerTier,
-    /// No step runs except those a `Durable`, `Erase` or `Scrub` request makes.
+    /// No step runs except those a `Durable`, `Erase` or `FinishScrub` request makes.
     BothTiers,
 }
 
@@ -171,9 +172,10 @@ impl IndexRequests {
         self.call(|reply| Command::Erase(Box::new(erasure), reply))
     }
 
-    /// Blocks until the index file is rewritten.
-    pub(crate) fn scrub(&self) -> Result<ScrubReport, StorageError> {
-        self.call(Command::Scrub)
+    /// Blocks until the scrub's copy of the index file (filled by `ScrubJob::copy`)
+    /// has replaced the file.
+    pub(crate) fn finish_scrub(&self, copy: DbCell) -> Result<ScrubReport, StorageError> {
+        self.call(|reply| Command::FinishScrub(Box::new(copy), reply))
     }
 
     /// Holds back index steps from after the entries handed so far (tests).
@@ -190,7 +192,7 @@ fn refuse(command: Command) {
         | Command::Durable(reply)
         | Command::Erase(_, reply)
         | Command::Stop(reply) => reply(Err(stopped())),
-        Command::Scrub(reply) => reply(Err(stopped())),
+        Command::FinishScrub(_, reply) => reply(Err(stopped())),
     }
 }
 
@@ -332,7 +334,7 @@ fn run(mut store: IndexStore, inbox: Receiver) {
                 Command::UpTo { tier, size, reply } => waiters.push((tier, size, reply)),
                 Command::Durable(reply) => reply(store.step(IndexTier::All, true)),
                 Command::Erase(erasure, reply) => reply(store.erase(*erasure)),
-                Command::Scrub(reply) => reply(store.scrub()),
+                Command::FinishScrub(copy, reply) => reply(store.finish_scrub(*copy)),
                 Command::Hold(new) => hold = new,
                 Command::Stop(reply) => {
                     stop = Some(reply);

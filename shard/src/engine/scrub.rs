@@ -7,13 +7,14 @@
 //! directory and swaps the readers to it. Cost: one sequential copy of the live data.
 //! See docs/design.md, "Erasure and freed pages".
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use redb::{
-    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
-    TableHandle, WriteTransaction,
+    Database, Durability, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, TableDefinition, TableHandle, WriteTransaction,
 };
 
 use super::db::DbCell;
@@ -22,8 +23,9 @@ use super::index_file::open_index_db;
 use super::reader::read_head;
 use super::store::{Store, open_db};
 use super::tables::*;
+use crate::format::{Entry, EntryBody};
 
-/// Rows copied per (non-durable) transaction of the new file; the last commit is durable.
+/// Rows copied per (non-durable) transaction of a copy; the hand-over's commit is durable.
 const SCRUB_ROWS_PER_TXN: u64 = 200_000;
 
 /// A *scheduled* scrub of a shard waits, after the shard's previous scrub ended, this many
@@ -61,6 +63,10 @@ pub struct ScrubReport {
     pub bytes_after: u64,
     /// Rows copied, every table together.
     pub rows: u64,
+    /// From the start of the copy to the swap, in milliseconds.
+    pub took_ms: u64,
+    /// How long the shard's writes were paused for the hand-over, in milliseconds.
+    pub paused_ms: u64,
 }
 
 /// The temporary file a scrub writes before renaming it over the shard file.
@@ -81,7 +87,10 @@ pub(super) fn remove_leftover(path: &Path) -> std::io::Result<()> {
 
 /// Whether the file says personal records were deleted since its last rewrite.
 pub(super) fn pending_in(db: &Database) -> Result<bool, StorageError> {
-    let txn = db.begin_read()?;
+    pending_in_snapshot(&db.begin_read()?)
+}
+
+fn pending_in_snapshot(txn: &ReadTransaction) -> Result<bool, StorageError> {
     let meta = txn.open_table(META)?;
     Ok(meta
         .get(META_SCRUB_PENDING)?
@@ -106,28 +115,378 @@ impl Store {
     }
 
     /// Rewrites the shard file, then the index file, with only their live rows, and swaps
-    /// every reader to them. A cut at any point leaves either the old file or the new one
-    /// in place, both complete.
+    /// every reader to them, all on this thread: [`Store::scrub_job`], [`ScrubJob::copy`]
+    /// and [`Store::finish_scrub`] in a row. The shard actor runs the copy on a thread of
+    /// its own instead, so that appends go on meanwhile. A cut at any point leaves either
+    /// the old file or the new one in place, both complete.
     pub fn scrub(&mut self) -> Result<ScrubReport, StorageError> {
-        let started = Instant::now();
-        let head = self.head;
-        let shard = rewrite(&self.db, &self.path, FileKind::Shard, |dst| {
-            let (copied, _) = read_head(dst, head.shard_id)?;
-            assert_eq!(copied, head, "a scrub copy must carry the committed head");
-            Ok(())
-        })?;
-        let index = self.index.requests().scrub()?;
-        self.scrub_pending = false;
+        let copy = self.scrub_job().copy()?;
+        self.finish_scrub(copy)
+    }
+
+    /// Deletes what a failed scrub left (its copies; the files in use stay as they were).
+    pub fn discard_scrub(&self) {
+        let index_path = super::index_file::index_path(&self.path);
+        for path in [&self.path, &index_path] {
+            if let Err(e) = remove_leftover(path) {
+                tracing::warn!(error = %e, "a scrub's copy could not be deleted; the next open deletes it");
+            }
+        }
+    }
+
+    /// What a scrub copies from: both files of this shard, as they will be when the copy
+    /// reads them. Call with nothing pending (the actor flushes first).
+    pub fn scrub_job(&self) -> ScrubJob {
+        ScrubJob {
+            shard: self.db.clone(),
+            shard_path: self.path.clone(),
+            index: self.index_db.clone(),
+            index_path: super::index_file::index_path(&self.path),
+            cancel: Arc::new(AtomicBool::new(false)),
+            started: Instant::now(),
+        }
+    }
+
+    /// Ends a scrub whose copy ran meanwhile (writes are paused while this runs): copies
+    /// what was committed since the copy's last snapshot, checks the copy, makes it durable,
+    /// renames it over the shard file and swaps the readers to it; then the index writer
+    /// does the same with its copy. Personal records an erasure deleted during the copy are
+    /// deleted from it too, but their bytes may then sit in its freed pages: the file stays
+    /// marked for the next scrub.
+    pub fn finish_scrub(&mut self, copy: ScrubCopy) -> Result<ScrubReport, StorageError> {
+        let paused = Instant::now();
+        let index_path = super::index_file::index_path(&self.path);
+        let bytes_before = file_len(&self.path)? + file_len(&index_path)?;
+        let ScrubCopy {
+            shard,
+            shard_upto,
+            erased,
+            rows,
+            index,
+            started,
+        } = copy;
+        let finished = finish_shard_copy(&self.db, &shard, shard_upto, erased);
+        if let Err(e) = finished {
+            drop(shard);
+            drop(index.close());
+            self.discard_scrub();
+            return Err(e);
+        }
+        let (delta_rows, still_pending) = finished?;
+        let (copied, _) = read_head(&shard, self.head.shard_id)?;
+        assert_eq!(
+            copied, self.head,
+            "a scrub copy must carry the committed head"
+        );
+        drop(shard);
+        let shard_report = replace_file(&self.db, &self.path, FileKind::Shard)?;
+        let index_report = self.index.requests().finish_scrub(index)?;
+        self.scrub_pending = still_pending;
+        let took = started.elapsed();
         self.last_scrub = Some(LastScrub {
             ended: Instant::now(),
-            took: started.elapsed(),
+            took,
         });
         Ok(ScrubReport {
-            bytes_before: shard.bytes_before + index.bytes_before,
-            bytes_after: shard.bytes_after + index.bytes_after,
-            rows: shard.rows + index.rows,
+            bytes_before,
+            bytes_after: shard_report.bytes_after + index_report.bytes_after,
+            rows: rows + delta_rows + index_report.rows,
+            took_ms: took.as_millis() as u64,
+            paused_ms: paused.elapsed().as_millis() as u64,
         })
     }
+}
+
+/// Appends committed since a scrub copy's first snapshot, at or above which the copying
+/// thread hands the copy to the shard's writer (below, the writer copies the rest with
+/// writes paused: a few milliseconds).
+const SCRUB_HANDOVER_ENTRIES: u64 = 2_000;
+
+/// At most this many rounds of copying what was appended meanwhile, on the copying thread,
+/// before the hand-over (a shard appending faster than the copy keeps up still finishes).
+const SCRUB_CATCH_UP_ROUNDS: u32 = 8;
+
+/// A scrub of one shard, ready to copy (on any thread): both files' cells and paths.
+pub struct ScrubJob {
+    shard: Arc<DbCell>,
+    shard_path: PathBuf,
+    index: Arc<DbCell>,
+    index_path: PathBuf,
+    /// Set to stop the copy early (the shard is stopping).
+    cancel: Arc<AtomicBool>,
+    started: Instant,
+}
+
+/// Points of [`ScrubJob::copy_observed`] at which tests act.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScrubStage {
+    /// The shard file's first snapshot is copied; the rounds of later entries follow.
+    ShardCopied,
+    /// The index file's snapshot is copied; its catch-up by replay follows.
+    IndexCopied,
+}
+
+/// Both files copied from snapshots, not yet in place: what [`Store::finish_scrub`] takes.
+pub struct ScrubCopy {
+    /// The new shard file (`….redb.scrub`), up to `shard_upto` entries.
+    shard: Database,
+    /// Entries the copy holds.
+    shard_upto: u64,
+    /// An erasure entry was among the entries copied after the first snapshot.
+    erased: bool,
+    /// Rows written to both copies so far.
+    rows: u64,
+    /// The new index file, caught up to some point the index writer has passed.
+    index: DbCell,
+    started: Instant,
+}
+
+impl ScrubJob {
+    /// A flag that stops the copy early when set (it then fails, and the temporary files
+    /// stay until the next open or scrub removes them).
+    pub fn canceller(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
+    /// Copies both files from read snapshots while the shard may keep appending: the shard
+    /// file whole, then the entries appended meanwhile, in rounds, until fewer than
+    /// `SCRUB_HANDOVER_ENTRIES` remain; then the index file whole, caught up by replaying
+    /// the journal.
+    pub fn copy(self) -> Result<ScrubCopy, StorageError> {
+        self.copy_observed(|_| {})
+    }
+
+    /// [`ScrubJob::copy`], calling `meanwhile` at each [`ScrubStage`] (tests write to the
+    /// shard there, as its writer would while the copy runs).
+    #[doc(hidden)]
+    pub fn copy_observed(
+        self,
+        mut meanwhile: impl FnMut(ScrubStage),
+    ) -> Result<ScrubCopy, StorageError> {
+        let shard = create_copy(&self.shard_path, FileKind::Shard)?;
+        let (mut upto, mut rows) = {
+            let src = self.shard.get().begin_read()?;
+            let size = journal_len(&src)?;
+            (size, copy_all(&src, &shard, FileKind::Shard, &self.cancel)?)
+        };
+        meanwhile(ScrubStage::ShardCopied);
+        let mut erased = false;
+        for _ in 0..SCRUB_CATCH_UP_ROUNDS {
+            let src = self.shard.get().begin_read()?;
+            let size = journal_len(&src)?;
+            if size - upto < SCRUB_HANDOVER_ENTRIES {
+                break;
+            }
+            let mut txn = shard.begin_write()?;
+            txn.set_durability(Durability::None)?;
+            let delta = copy_shard_delta(&src, &txn, upto)?;
+            txn.commit()?;
+            rows += delta.rows;
+            erased |= delta.erased;
+            upto = size;
+        }
+        let index = create_copy(&self.index_path, FileKind::Index)?;
+        {
+            let src = self.index.get().begin_read()?;
+            rows += copy_all(&src, &index, FileKind::Index, &self.cancel)?;
+        }
+        let index = DbCell::new(index);
+        meanwhile(ScrubStage::IndexCopied);
+        let size = journal_len(&self.shard.get().begin_read()?)?;
+        rows += super::index_file::catch_up(&index, &self.shard, size)?;
+        Ok(ScrubCopy {
+            shard,
+            shard_upto: upto,
+            erased,
+            rows,
+            index,
+            started: self.started,
+        })
+    }
+}
+
+/// Completes the shard file's copy from the file in `cell` (the shard's writer is paused):
+/// the entries from `upto` on, the whole `customers` and `meta`, the scrub mark; checks
+/// it; commits durably. Returns the rows written and whether the file stays marked.
+fn finish_shard_copy(
+    cell: &DbCell,
+    dst: &Database,
+    upto: u64,
+    erased: bool,
+) -> Result<(u64, bool), StorageError> {
+    let src = cell.get().begin_read()?;
+    let txn = dst.begin_write()?;
+    let delta = copy_shard_delta(&src, &txn, upto)?;
+    let mut rows = delta.rows;
+    rows += overwrite_table(&src, &txn, CUSTOMERS)?;
+    rows += overwrite_table(&src, &txn, META)?;
+    let pending = erased || delta.erased;
+    // A file never erased from has no mark row (and the copy keeps its row count).
+    if pending_in_snapshot(&src)? || pending {
+        txn.open_table(META)?
+            .insert(META_SCRUB_PENDING, [u8::from(pending)].as_slice())?;
+    }
+    // Durability::Immediate is the default: this commit makes the whole copy durable.
+    txn.commit()?;
+    check_same_rows(&src, &dst.begin_read()?)?;
+    Ok((rows, pending))
+}
+
+/// What copying the entries appended after a snapshot did.
+struct Delta {
+    rows: u64,
+    /// An erasure entry was among them.
+    erased: bool,
+}
+
+/// Makes `dst` hold what the shard file snapshot `src` holds for entries from `from` on:
+/// journal rows and Merkle nodes completed by them, the personal record and idempotency
+/// row of each consent entry among them, and of each entry an erasure entry among them
+/// names (copied when `src` has it, deleted when it does not: erased).
+fn copy_shard_delta(
+    src: &ReadTransaction,
+    dst: &WriteTransaction,
+    from: u64,
+) -> Result<Delta, StorageError> {
+    let journal = src.open_table(JOURNAL)?;
+    let mut touched = Vec::new();
+    let mut out = Delta {
+        rows: 0,
+        erased: false,
+    };
+    {
+        let mut to = dst.open_table(JOURNAL)?;
+        for row in journal.range(from..)? {
+            let (seq, bytes) = row?;
+            let seq = seq.value();
+            to.insert(seq, bytes.value())?;
+            out.rows += 1;
+            match decode(seq, bytes.value())?.body {
+                EntryBody::Consent(_) => touched.push(seq),
+                EntryBody::Erasure(e) => {
+                    out.erased = true;
+                    touched.extend(e.erased_seqs);
+                }
+            }
+        }
+    }
+    {
+        let merkle = src.open_table(MERKLE)?;
+        let mut to = dst.open_table(MERKLE)?;
+        for row in merkle.range((from, 0u8)..)? {
+            let (key, hash) = row?;
+            to.insert(key.value(), hash.value())?;
+            out.rows += 1;
+        }
+    }
+    out.rows += sync_personal_rows(src, dst, &journal, &touched)?;
+    Ok(out)
+}
+
+/// For each entry in `seqs`: its personal record and idempotency row in `dst` made what
+/// they are in `src` (copied, or deleted when absent there). Returns the rows written.
+fn sync_personal_rows(
+    src: &ReadTransaction,
+    dst: &WriteTransaction,
+    journal: &ReadOnlyTable<u64, &'static [u8]>,
+    seqs: &[u64],
+) -> Result<u64, StorageError> {
+    let personal = src.open_table(PERSONAL)?;
+    let customers = src.open_table(CUSTOMERS)?;
+    let keys = src.open_table(IDEMPOTENCY)?;
+    let mut personal_to = dst.open_table(PERSONAL)?;
+    let mut keys_to = dst.open_table(IDEMPOTENCY)?;
+    let mut rows = 0;
+    for &seq in seqs {
+        match personal.get(seq)? {
+            Some(record) => personal_to.insert(seq, record.value())?,
+            None => personal_to.remove(seq)?,
+        };
+        rows += 1;
+        let bytes = journal.get(seq)?.ok_or_else(|| StorageError::Corrupt {
+            table: "journal",
+            detail: format!("entry {seq}, named by a later entry, is missing"),
+        })?;
+        let entry = decode(seq, bytes.value())?;
+        let Some(key) = entry.consent().and_then(|c| c.idempotency_key.as_deref()) else {
+            continue;
+        };
+        let customer = customers
+            .get(entry.customer_id.as_str())?
+            .ok_or_else(|| StorageError::Corrupt {
+                table: "customers",
+                detail: format!("entry {seq} names a customer the shard does not have"),
+            })?
+            .value()
+            .0;
+        match keys.get((customer, key))? {
+            Some(v) => {
+                let (at, digest) = v.value();
+                keys_to.insert((customer, key), (at, digest))?
+            }
+            None => keys_to.remove((customer, key))?,
+        };
+        rows += 1;
+    }
+    Ok(rows)
+}
+
+fn decode(seq: u64, bytes: &[u8]) -> Result<Entry, StorageError> {
+    Entry::decode(bytes).map_err(|e| StorageError::Corrupt {
+        table: "journal",
+        detail: format!("entry {seq}: {e}"),
+    })
+}
+
+/// Writes every row of `src`'s table into `dst`'s (small tables copied whole at the
+/// hand-over); returns how many.
+fn overwrite_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    src: &ReadTransaction,
+    dst: &WriteTransaction,
+    def: TableDefinition<K, V>,
+) -> Result<u64, StorageError> {
+    let from = src.open_table(def)?;
+    let mut to = dst.open_table(def)?;
+    let mut rows = 0;
+    for row in from.iter()? {
+        let (k, v) = row?;
+        to.insert(k.value(), v.value())?;
+        rows += 1;
+    }
+    Ok(rows)
+}
+
+/// Entries in a shard file snapshot's journal.
+fn journal_len(src: &ReadTransaction) -> Result<u64, StorageError> {
+    Ok(src.open_table(JOURNAL)?.len()?)
+}
+
+/// Refuses a copy that lacks a table of the file it replaces or has another number of rows
+/// in one (a table added to the layout but not to `copy_all`, a row the catch-up missed):
+/// the old file then stays.
+pub(super) fn check_same_rows(
+    live: &ReadTransaction,
+    copy: &ReadTransaction,
+) -> Result<(), StorageError> {
+    for table in live.list_tables()? {
+        let name = table.name().to_string();
+        let want = live.open_untyped_table(table)?.len()?;
+        let got = match copy.open_untyped_table(TableDefinition::<u64, ()>::new(&name)) {
+            Ok(t) => t.len()?,
+            Err(redb::TableError::TableDoesNotExist(_)) => 0,
+            Err(e) => return Err(e.into()),
+        };
+        if got != want {
+            return Err(StorageError::Corrupt {
+                table: "scrub",
+                detail: format!(
+                    "table {name}: the copy has {got} rows, the file {want}; the file was not replaced"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Which of a shard's two files a scrub rewrites.
@@ -139,41 +498,42 @@ pub(super) enum FileKind {
     Index,
 }
 
-/// Rewrites the file at `path` (open in `cell`) with only its live rows: copies them into a
-/// new file, lets `check` look at it, makes it durable, renames it over the old one, syncs
-/// the directory and swaps the cell to it.
-pub(super) fn rewrite(
+fn open_kind(path: &Path, kind: FileKind, create: bool) -> Result<Database, StorageError> {
+    Ok(match kind {
+        FileKind::Shard => open_db(path, create),
+        FileKind::Index => open_index_db(path, create),
+    }?)
+}
+
+/// A new, empty file for the copy of the file at `path` (a leftover one removed first).
+fn create_copy(path: &Path, kind: FileKind) -> Result<Database, StorageError> {
+    remove_leftover(path).map_err(|e| io_error("removing an old scrub file", e))?;
+    open_kind(&scrub_path(path), kind, true)
+}
+
+/// Puts a finished, durable, closed copy in place of the file at `path` (open in `cell`):
+/// renames it over the file, syncs the directory and swaps the cell to it.
+pub(super) fn replace_file(
     cell: &DbCell,
     path: &Path,
     kind: FileKind,
-    check: impl FnOnce(&Database) -> Result<(), StorageError>,
 ) -> Result<ScrubReport, StorageError> {
-    let tmp = scrub_path(path);
-    remove_leftover(path).map_err(|e| io_error("removing an old scrub file", e))?;
     let bytes_before = file_len(path)?;
-    let open = |p: &Path, create: bool| match kind {
-        FileKind::Shard => open_db(p, create),
-        FileKind::Index => open_index_db(p, create),
-    };
-    let rows = {
-        let dst = open(&tmp, true)?;
-        let src = cell.get().begin_read()?;
-        let rows = copy_all(&src, &dst, kind)?;
-        check(&dst)?;
-        rows
-    };
-    std::fs::rename(&tmp, path).map_err(|e| io_error("renaming the scrubbed file", e))?;
+    std::fs::rename(scrub_path(path), path)
+        .map_err(|e| io_error("renaming the scrubbed file", e))?;
     if let Some(dir) = path.parent() {
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| io_error("syncing the data directory", e))?;
     }
-    let fresh = open(path, false)?;
+    let fresh = open_kind(path, kind, false)?;
     drop(cell.replace(fresh));
     Ok(ScrubReport {
         bytes_before,
         bytes_after: file_len(path)?,
-        rows,
+        rows: 0,
+        took_ms: 0,
+        paused_ms: 0,
     })
 }
 
@@ -183,14 +543,20 @@ fn file_len(path: &Path) -> Result<u64, StorageError> {
         .map_err(|e| io_error("reading the file size", e))
 }
 
-/// Copies every table of a `kind` file from `src` into the empty `dst` (in a shard file,
-/// clearing the scrub mark) and commits durably; returns the rows copied.
-fn copy_all(src: &ReadTransaction, dst: &Database, kind: FileKind) -> Result<u64, StorageError> {
+/// Copies every table of a `kind` file from `src` into the empty `dst`, in non-durable
+/// transactions (the hand-over's commit makes them durable); returns the rows copied.
+fn copy_all(
+    src: &ReadTransaction,
+    dst: &Database,
+    kind: FileKind,
+    cancel: &AtomicBool,
+) -> Result<u64, StorageError> {
     let mut copier = Copier {
         dst,
-        txn: Some(dst.begin_write()?),
+        txn: Some(begin_quiet(dst)?),
         in_txn: 0,
         rows: 0,
+        cancel,
     };
     match kind {
         FileKind::Shard => {
@@ -210,27 +576,15 @@ fn copy_all(src: &ReadTransaction, dst: &Database, kind: FileKind) -> Result<u64
             copier.table(src, INDEX_META)?;
         }
     }
-    let txn = copier.txn.take().expect("a transaction is open");
-    // A table added to the layout but not to the list above would be lost by the rename:
-    // refuse to finish instead (the old file stays).
-    let names = |tables: Vec<String>| tables.into_iter().collect::<BTreeSet<_>>();
-    let copied = names(txn.list_tables()?.map(|t| t.name().to_string()).collect());
-    let live = names(src.list_tables()?.map(|t| t.name().to_string()).collect());
-    if let Some(missing) = live.difference(&copied).next() {
-        return Err(StorageError::Corrupt {
-            table: "scrub",
-            detail: format!(
-                "table {missing} is not copied by scrub::copy_all; the file was not replaced"
-            ),
-        });
-    }
-    if kind == FileKind::Shard {
-        txn.open_table(META)?
-            .insert(META_SCRUB_PENDING, [0u8].as_slice())?;
-    }
-    // Durability::Immediate is the default: this commit makes the whole copy durable.
-    txn.commit()?;
+    copier.txn.take().expect("a transaction is open").commit()?;
     Ok(copier.rows)
+}
+
+/// A write transaction that commits without syncing.
+fn begin_quiet(db: &Database) -> Result<WriteTransaction, StorageError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::None)?;
+    Ok(txn)
 }
 
 /// Streams rows into `dst` in transactions of `SCRUB_ROWS_PER_TXN` rows.
@@ -239,6 +593,7 @@ struct Copier<'d> {
     txn: Option<WriteTransaction>,
     in_txn: u64,
     rows: u64,
+    cancel: &'d AtomicBool,
 }
 
 impl Copier<'_> {
@@ -271,16 +626,16 @@ impl Copier<'_> {
         }
     }
 
-    /// Commits the current (non-durable) transaction and starts the next one.
+    /// Commits the current (non-durable) transaction and starts the next one, unless the
+    /// copy was cancelled.
     fn rotate(&mut self) -> Result<(), StorageError> {
-        let mut txn = self.txn.take().expect("a transaction is open");
-        txn.set_durability(Durability::None)
-            .map_err(|e| StorageError::Corrupt {
-                table: "scrub",
-                detail: e.to_string(),
-            })?;
-        txn.commit()?;
-        self.txn = Some(self.dst.begin_write()?);
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(StorageError::IndexWriter(
+                "the scrub was cancelled: the shard is stopping".into(),
+            ));
+        }
+        self.txn.take().expect("a transaction is open").commit()?;
+        self.txn = Some(begin_quiet(self.dst)?);
         self.in_txn = 0;
         Ok(())
     }
