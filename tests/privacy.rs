@@ -564,7 +564,7 @@ fn writes_are_answered_while_scrub_storage_copies_the_shard() {
     let done = std::sync::atomic::AtomicBool::new(false);
     let answered_meanwhile = std::thread::scope(|scope| {
         let scrub = scope.spawn(|| {
-            let q = "mutation { scrubStorage(force: true) { shard rows } }";
+            let q = "mutation { scrubStorage(force: true) { shard rows tookMs pausedMs } }";
             let v = s.gql(q, json!({}));
             done.store(true, std::sync::atomic::Ordering::SeqCst);
             v
@@ -587,6 +587,13 @@ fn writes_are_answered_while_scrub_storage_copies_the_shard() {
             "{v:#} {}",
             s.log.lock().unwrap()
         );
+        let ms = |field: &str| {
+            let n = &v["data"]["scrubStorage"][0][field];
+            n.as_str()
+                .and_then(|t| t.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("{field}: {v:#}"))
+        };
+        assert!(ms("pausedMs") <= ms("tookMs"), "{v:#}");
         answered
     });
     assert!(

@@ -84,7 +84,7 @@ fn a_scrub_keeps_what_is_appended_and_erased_while_it_copies() {
     .unwrap();
     erase(&mut store, "gone-before");
 
-    let job = store.scrub_job();
+    let job = store.scrub_job().unwrap();
     let copy = job
         .copy_observed(|stage| match stage {
             ScrubStage::ShardCopied => {
@@ -203,6 +203,7 @@ fn an_erasure_that_only_the_copys_rounds_see_keeps_the_file_marked() {
     erase(&mut store, "old-99");
     let copy = store
         .scrub_job()
+        .unwrap()
         .copy_observed(|stage| {
             if stage == ScrubStage::ShardCopied {
                 erase(&mut store, "old-98");

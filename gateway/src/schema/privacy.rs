@@ -66,6 +66,10 @@ pub(crate) struct ScrubResult {
     bytes_after: UInt64,
     /// Rows copied into the rewritten file.
     rows: UInt64,
+    /// How long the scrub took, from the start of its copy to the swap, in milliseconds.
+    took_ms: UInt64,
+    /// How long the shard's writes waited for the scrub (its hand-over), in milliseconds.
+    paused_ms: UInt64,
 }
 
 /// A GRANTED purpose that lapses: a subject due for renewal.
@@ -184,8 +188,10 @@ impl PrivacyMutation {
     /// Rewrites every shard file that has had an erasure since its last rewrite (every
     /// file with `force`), so no erased byte remains on disk; returns when done. The server
     /// also does this every `--scrub-interval-ms` (spacing a large shard's rewrites to at
-    /// most 1 % of the time); this runs at once. Admin only. Writes to a shard wait while
-    /// its file is copied.
+    /// most 1 % of the time); this runs at once. Admin only. Writes to a shard go on while
+    /// its files are copied and wait only for the hand-over of the last entries
+    /// (milliseconds); a subject erased during the copy leaves the file marked for the
+    /// next scrub.
     async fn scrub_storage(
         &self,
         ctx: &Context<'_>,
@@ -199,6 +205,8 @@ impl PrivacyMutation {
                 bytes_before: UInt64(r.bytes_before),
                 bytes_after: UInt64(r.bytes_after),
                 rows: UInt64(r.rows),
+                took_ms: UInt64(r.took_ms),
+                paused_ms: UInt64(r.paused_ms),
             })
             .collect())
     }

@@ -472,7 +472,10 @@ impl Handler<Scrub> for ShardActor {
             .store
             .as_ref()
             .expect("flushing does not stop the shard");
-        let job = store.scrub_job();
+        let job = match store.scrub_job() {
+            Ok(job) => job,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
         let cancel = job.canceller();
         let addr = ctx.address();
         let spawned = std::thread::Builder::new()

@@ -364,14 +364,23 @@ impl IndexStore {
     /// filled from a snapshot while this writer kept indexing (`scrub::ScrubJob::copy`),
     /// so the replay here is of the last few entries only.
     pub(super) fn finish_scrub(&mut self, copy: DbCell) -> Result<ScrubReport, StorageError> {
+        let started = Instant::now();
         self.step(IndexTier::All, true)?;
+        let stepped_ms = started.elapsed().as_millis() as u64;
         let size = self.handed();
         assert_eq!(
             (self.indexed_upto, self.customer_indexed_upto),
             (size, size),
             "a durable step of both tiers indexes everything handed"
         );
-        catch_up(&copy, &self.shard, size)?;
+        let replayed = catch_up(&copy, &self.shard, size)?;
+        tracing::debug!(
+            shard = self.shard_id,
+            stepped_ms,
+            replayed,
+            replayed_ms = started.elapsed().as_millis() as u64 - stepped_ms,
+            "scrub hand-over of the index file: the live file's durable step, the copy's replay"
+        );
         super::scrub::check_same_rows(&self.db.get().begin_read()?, &copy.get().begin_read()?)?;
         drop(copy.close());
         super::scrub::replace_file(&self.db, &self.path, super::scrub::FileKind::Index)

@@ -4,8 +4,10 @@
 //! the deleted personal records still sit in free pages of the file until something
 //! happens to overwrite them. A scrub copies every live row into a fresh file (which never
 //! held the erased bytes), makes it durable, renames it over the old one, syncs the
-//! directory and swaps the readers to it. Cost: one sequential copy of the live data.
-//! See docs/design.md, "Erasure and freed pages".
+//! directory and swaps the readers to it; likewise the index file. The copy runs beside
+//! the shard's writer (`ScrubJob::copy`, from snapshots, caught up in rounds); the writer
+//! pauses only for the hand-over of the last entries (`Store::finish_scrub`). Cost: one
+//! sequential copy of the live data. See docs/design.md, "Freed pages" in §10.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,9 +19,10 @@ use redb::{
     ReadableTableMetadata, TableDefinition, TableHandle, WriteTransaction,
 };
 
-use super::db::DbCell;
+use super::db::{Db, DbCell};
 use super::error::StorageError;
 use super::index_file::open_index_db;
+use super::index_writer::IndexRequests;
 use super::reader::read_head;
 use super::store::{Store, open_db};
 use super::tables::*;
@@ -120,8 +123,14 @@ impl Store {
     /// its own instead, so that appends go on meanwhile. A cut at any point leaves either
     /// the old file or the new one in place, both complete.
     pub fn scrub(&mut self) -> Result<ScrubReport, StorageError> {
-        let copy = self.scrub_job().copy()?;
-        self.finish_scrub(copy)
+        let outcome = self
+            .scrub_job()
+            .and_then(ScrubJob::copy)
+            .and_then(|copy| self.finish_scrub(copy));
+        if outcome.is_err() {
+            self.discard_scrub();
+        }
+        outcome
     }
 
     /// Deletes what a failed scrub left (its copies; the files in use stay as they were).
@@ -136,15 +145,18 @@ impl Store {
 
     /// What a scrub copies from: both files of this shard, as they will be when the copy
     /// reads them. Call with nothing pending (the actor flushes first).
-    pub fn scrub_job(&self) -> ScrubJob {
-        ScrubJob {
+    pub fn scrub_job(&self) -> Result<ScrubJob, StorageError> {
+        let index_path = super::index_file::index_path(&self.path);
+        Ok(ScrubJob {
+            bytes_before: file_len(&self.path)? + file_len(&index_path)?,
             shard: self.db.clone(),
             shard_path: self.path.clone(),
             index: self.index_db.clone(),
-            index_path: super::index_file::index_path(&self.path),
+            index_path,
+            index_requests: self.index.requests().clone(),
             cancel: Arc::new(AtomicBool::new(false)),
             started: Instant::now(),
-        }
+        })
     }
 
     /// Ends a scrub whose copy ran meanwhile (writes are paused while this runs): copies
@@ -152,11 +164,11 @@ impl Store {
     /// renames it over the shard file and swaps the readers to it; then the index writer
     /// does the same with its copy. Personal records an erasure deleted during the copy are
     /// deleted from it too, but their bytes may then sit in its freed pages: the file stays
-    /// marked for the next scrub.
+    /// marked for the next scrub. After an error, [`Store::discard_scrub`] deletes the
+    /// copies (the files in use are as they were, or the shard file is new and the index
+    /// file old, which follows the same journal).
     pub fn finish_scrub(&mut self, copy: ScrubCopy) -> Result<ScrubReport, StorageError> {
         let paused = Instant::now();
-        let index_path = super::index_file::index_path(&self.path);
-        let bytes_before = file_len(&self.path)? + file_len(&index_path)?;
         let ScrubCopy {
             shard,
             shard_upto,
@@ -164,15 +176,10 @@ impl Store {
             rows,
             index,
             started,
+            bytes_before,
         } = copy;
-        let finished = finish_shard_copy(&self.db, &shard, shard_upto, erased);
-        if let Err(e) = finished {
-            drop(shard);
-            drop(index.close());
-            self.discard_scrub();
-            return Err(e);
-        }
-        let (delta_rows, still_pending) = finished?;
+        let (delta_rows, still_pending) = finish_shard_copy(&self.db, &shard, shard_upto, erased)?;
+        let copied_ms = paused.elapsed().as_millis() as u64;
         let (copied, _) = read_head(&shard, self.head.shard_id)?;
         assert_eq!(
             copied, self.head,
@@ -180,7 +187,15 @@ impl Store {
         );
         drop(shard);
         let shard_report = replace_file(&self.db, &self.path, FileKind::Shard)?;
+        let swapped_ms = paused.elapsed().as_millis() as u64;
         let index_report = self.index.requests().finish_scrub(index)?;
+        tracing::debug!(
+            shard = self.head.shard_id,
+            copied_ms,
+            swapped_ms,
+            index_done_ms = paused.elapsed().as_millis() as u64,
+            "scrub hand-over: shard copy completed, shard file swapped, index file's hand-over done"
+        );
         self.scrub_pending = still_pending;
         let took = started.elapsed();
         self.last_scrub = Some(LastScrub {
@@ -197,13 +212,13 @@ impl Store {
     }
 }
 
-/// Appends committed since a scrub copy's first snapshot, at or above which the copying
-/// thread hands the copy to the shard's writer (below, the writer copies the rest with
-/// writes paused: a few milliseconds).
-const SCRUB_HANDOVER_ENTRIES: u64 = 2_000;
+/// Entries appended during a round of a scrub's copy below which the copying thread hands
+/// the copies over; the shard's writer then copies what was appended since with its writes
+/// paused (9–94 ms in all on the 10M ledger under load, docs/benchmarks.md).
+const SCRUB_HANDOVER_ENTRIES: u64 = 500;
 
-/// At most this many rounds of copying what was appended meanwhile, on the copying thread,
-/// before the hand-over (a shard appending faster than the copy keeps up still finishes).
+/// At most this many rounds of catching the copies up, on the copying thread, before the
+/// hand-over (a shard that appends faster than the rounds catch up still gets scrubbed).
 const SCRUB_CATCH_UP_ROUNDS: u32 = 8;
 
 /// A scrub of one shard, ready to copy (on any thread): both files' cells and paths.
@@ -212,18 +227,23 @@ pub struct ScrubJob {
     shard_path: PathBuf,
     index: Arc<DbCell>,
     index_path: PathBuf,
+    /// The shard's index writer.
+    index_requests: IndexRequests,
     /// Set to stop the copy early (the shard is stopping).
     cancel: Arc<AtomicBool>,
     started: Instant,
+    /// Both files' sizes when the scrub began.
+    bytes_before: u64,
 }
 
 /// Points of [`ScrubJob::copy_observed`] at which tests act.
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScrubStage {
-    /// The shard file's first snapshot is copied; the rounds of later entries follow.
+    /// The shard file's first snapshot is copied; the index file's copy follows.
     ShardCopied,
-    /// The index file's snapshot is copied; its catch-up by replay follows.
+    /// The index file's snapshot is copied; the rounds that bring both copies up to the
+    /// journal follow.
     IndexCopied,
 }
 
@@ -237,9 +257,11 @@ pub struct ScrubCopy {
     erased: bool,
     /// Rows written to both copies so far.
     rows: u64,
-    /// The new index file, caught up to some point the index writer has passed.
+    /// The new index file, caught up to the journal as it was at the last round.
     index: DbCell,
     started: Instant,
+    /// Both files' sizes when the scrub began.
+    bytes_before: u64,
 }
 
 impl ScrubJob {
@@ -250,9 +272,9 @@ impl ScrubJob {
     }
 
     /// Copies both files from read snapshots while the shard may keep appending: the shard
-    /// file whole, then the entries appended meanwhile, in rounds, until fewer than
-    /// `SCRUB_HANDOVER_ENTRIES` remain; then the index file whole, caught up by replaying
-    /// the journal.
+    /// file whole, the index file whole, then, in rounds until fewer than
+    /// `SCRUB_HANDOVER_ENTRIES` were appended during the last one, what the entries appended
+    /// meanwhile changed in the shard file and the index file's replay of them.
     pub fn copy(self) -> Result<ScrubCopy, StorageError> {
         self.copy_observed(|_| {})
     }
@@ -271,21 +293,6 @@ impl ScrubJob {
             (size, copy_all(&src, &shard, FileKind::Shard, &self.cancel)?)
         };
         meanwhile(ScrubStage::ShardCopied);
-        let mut erased = false;
-        for _ in 0..SCRUB_CATCH_UP_ROUNDS {
-            let src = self.shard.get().begin_read()?;
-            let size = journal_len(&src)?;
-            if size - upto < SCRUB_HANDOVER_ENTRIES {
-                break;
-            }
-            let mut txn = shard.begin_write()?;
-            txn.set_durability(Durability::None)?;
-            let delta = copy_shard_delta(&src, &txn, upto)?;
-            txn.commit()?;
-            rows += delta.rows;
-            erased |= delta.erased;
-            upto = size;
-        }
         let index = create_copy(&self.index_path, FileKind::Index)?;
         {
             let src = self.index.get().begin_read()?;
@@ -293,8 +300,32 @@ impl ScrubJob {
         }
         let index = DbCell::new(index);
         meanwhile(ScrubStage::IndexCopied);
-        let size = journal_len(&self.shard.get().begin_read()?)?;
-        rows += super::index_file::catch_up(&index, &self.shard, size)?;
+        // Rounds: both copies reach the journal as it is now; again while the shard
+        // appended `SCRUB_HANDOVER_ENTRIES` or more meanwhile.
+        let mut erased = false;
+        for round in 0..SCRUB_CATCH_UP_ROUNDS {
+            let src = self.shard.get().begin_read()?;
+            let size = journal_len(&src)?;
+            if round > 0 && size - upto < SCRUB_HANDOVER_ENTRIES {
+                break;
+            }
+            if size > upto {
+                let txn = begin_quiet(&shard)?;
+                let delta = copy_shard_delta(&src, &txn, upto)?;
+                txn.commit()?;
+                rows += delta.rows;
+                erased |= delta.erased;
+                upto = size;
+            }
+            drop(src);
+            rows += super::index_file::catch_up(&index, &self.shard, size)?;
+        }
+        // Written out here, not during the hand-over: the copy's non-durable commits left
+        // the whole file to sync, and the hand-over's durable commit would wait for it.
+        shard.begin_write()?.commit()?;
+        // Likewise the live index file's durable step of both tiers (up to
+        // `CUSTOMER_INDEX_DELAY_MS` of entries): the hand-over's then has only the last few.
+        self.index_requests.durable()?;
         Ok(ScrubCopy {
             shard,
             shard_upto: upto,
@@ -302,6 +333,7 @@ impl ScrubJob {
             rows,
             index,
             started: self.started,
+            bytes_before: self.bytes_before,
         })
     }
 }
@@ -527,7 +559,7 @@ pub(super) fn replace_file(
             .map_err(|e| io_error("syncing the data directory", e))?;
     }
     let fresh = open_kind(path, kind, false)?;
-    drop(cell.replace(fresh));
+    close_elsewhere(cell.replace(fresh));
     Ok(ScrubReport {
         bytes_before,
         bytes_after: file_len(path)?,
@@ -535,6 +567,20 @@ pub(super) fn replace_file(
         took_ms: 0,
         paused_ms: 0,
     })
+}
+
+/// Drops the replaced file's database on a thread of its own (there, or on the thread of
+/// the last read holding it): redb's clean shutdown of a multi-gigabyte file took 0.43–0.66 s (10M ledger,
+/// docs/benchmarks.md), which the shard's writes would otherwise wait for. The file is
+/// already renamed over, so nothing reads what the shutdown writes.
+fn close_elsewhere(old: Arc<Db>) {
+    // If the thread cannot start, the closure and the database are dropped here.
+    let spawned = std::thread::Builder::new()
+        .name("scrub-close".into())
+        .spawn(move || drop(old));
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "a replaced file was closed on the writer's thread");
+    }
 }
 
 fn file_len(path: &Path) -> Result<u64, StorageError> {
