@@ -32,12 +32,13 @@ use crate::format::{Entry, EntryBody};
 const SCRUB_ROWS_PER_TXN: u64 = 200_000;
 
 /// A *scheduled* scrub of a shard waits, after the shard's previous scrub ended, this many
-/// times as long as that scrub took. A scrub blocks the shard's writes while it copies
-/// (50.7 s for a 2.5M-entry shard of a 10M ledger, docs/benchmarks.md), so with erasures
-/// arriving steadily a large shard scrubbed every `--scrub-interval-ms` would take writes
-/// only a few seconds a minute; spaced, it spends at most 1 % of the time scrubbing. A
-/// small shard (a scrub of milliseconds) is still scrubbed every interval. Scrubs asked for
-/// (`scrubStorage`) run at once.
+/// times as long as that scrub took. A scrub pauses the shard's writes only for its
+/// hand-over, but its copy reads and writes the whole shard and takes CPU and disk from the
+/// writers (40–70 s under load for a 2.5M-entry shard of a 10M ledger, docs/benchmarks.md),
+/// so with erasures arriving steadily a large shard scrubbed every `--scrub-interval-ms`
+/// would be copying most of the time; spaced, it spends at most 1 % of the time scrubbing.
+/// A small shard (a scrub of milliseconds) is still scrubbed every interval. Scrubs asked
+/// for (`scrubStorage`) run at once.
 pub const SCRUB_SPACING_FACTOR: u32 = 100;
 
 /// When a shard's last scrub ended and how long it took, to space the scheduled ones.
