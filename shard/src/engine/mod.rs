@@ -41,7 +41,9 @@ pub use reader::{
     AuditOpen, ConsistencyProof, DailyCount, Expiring, ExpiryCursor, InclusionProof, MAX_PAGE_SIZE,
     Order, Page, ShardReader, StoredEvent, StoredPersonal,
 };
-pub use scrub::{SCRUB_SPACING_FACTOR, ScrubCopy, ScrubJob, ScrubReport, ScrubStage};
+pub use scrub::{
+    SCRUB_COPY_CACHE_BYTES, SCRUB_SPACING_FACTOR, ScrubCopy, ScrubJob, ScrubReport, ScrubStage,
+};
 pub use shard_audit::{AUDIT_BATCH_BYTES, AUDIT_BATCHES_IN_FLIGHT};
 pub use store::{
     Appended, IndexTier, MAX_INDEX_LAG_ENTRIES, SHARD_CACHE_BYTES, STORE_FORMAT_VERSION, Store,

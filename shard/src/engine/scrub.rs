@@ -287,14 +287,14 @@ impl ScrubJob {
         self,
         mut meanwhile: impl FnMut(ScrubStage),
     ) -> Result<ScrubCopy, StorageError> {
-        let shard = create_copy(&self.shard_path, FileKind::Shard)?;
+        let shard = create_copy(&self.shard_path)?;
         let (mut upto, mut rows) = {
             let src = self.shard.get().begin_read()?;
             let size = journal_len(&src)?;
             (size, copy_all(&src, &shard, FileKind::Shard, &self.cancel)?)
         };
         meanwhile(ScrubStage::ShardCopied);
-        let index = create_copy(&self.index_path, FileKind::Index)?;
+        let index = create_copy(&self.index_path)?;
         {
             let src = self.index.get().begin_read()?;
             rows += copy_all(&src, &index, FileKind::Index, &self.cancel)?;
@@ -538,10 +538,21 @@ fn open_kind(path: &Path, kind: FileKind, create: bool) -> Result<Database, Stor
     }?)
 }
 
+/// redb's page cache of each of a scrub's two copies while they are written: rows arrive in
+/// key order (and the rounds' few at the ends), so little is read back, and the copies
+/// are open beside both live files while the shard serves (their 8 MiB caches pushed peak
+/// RSS under `batch` at 10M to 263 MiB, docs/benchmarks.md).
+pub const SCRUB_COPY_CACHE_BYTES: usize = 2 * 1024 * 1024;
+
 /// A new, empty file for the copy of the file at `path` (a leftover one removed first).
-fn create_copy(path: &Path, kind: FileKind) -> Result<Database, StorageError> {
+fn create_copy(path: &Path) -> Result<Database, StorageError> {
     remove_leftover(path).map_err(|e| io_error("removing an old scrub file", e))?;
-    open_kind(&scrub_path(path), kind, true)
+    let copy = scrub_path(path);
+    Ok(super::store::open_with_cache(
+        &copy,
+        true,
+        SCRUB_COPY_CACHE_BYTES,
+    )?)
 }
 
 /// Puts a finished, durable, closed copy in place of the file at `path` (open in `cell`):
