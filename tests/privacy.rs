@@ -439,6 +439,23 @@ fn expiry_renewal_lists_gpc_subject_export_and_the_export_tool() {
     assert!(err.contains("FORBIDDEN"), "{err}");
 }
 
+/// Records `batches` batches of `per_batch` events of customer `shop`, each of its own
+/// subject `bulk-B-I` with its own idempotency key.
+fn record_bulk(s: &Server, writer: &str, batches: u32, per_batch: u32) {
+    let batch = "mutation($c: ID!, $e: [ConsentEventInput!]!) { recordConsents(customerId: $c, events: $e) { event { id } } }";
+    for b in 0..batches {
+        let events: Vec<Value> = (0..per_batch)
+            .map(|i| {
+                let mut e = event_of(&format!("bulk-{b}-{i}"), i);
+                e["idempotencyKey"] = json!(format!("bulk-{b}-{i}"));
+                e
+            })
+            .collect();
+        let v = s.gql_as(Some(writer), batch, json!({ "c": "shop", "e": events }));
+        assert!(v.get("errors").is_none(), "{v:#}");
+    }
+}
+
 /// The server's log line of a finished scrub.
 const REWRITTEN: &str = "shard file rewritten";
 
@@ -492,18 +509,7 @@ fn the_scrub_timer_spaces_a_large_shards_rewrites_while_scrub_storage_runs_at_on
     let writer = s.key(Some("shop"), "WRITER");
     // Enough events that a rewrite takes tens of milliseconds (68 ms here): its spacing
     // then outlasts the test's next steps by far.
-    let batch = "mutation($c: ID!, $e: [ConsentEventInput!]!) { recordConsents(customerId: $c, events: $e) { event { id } } }";
-    for b in 0..4u32 {
-        let events: Vec<Value> = (0..500)
-            .map(|i| {
-                let mut e = event_of(&format!("bulk-{b}-{i}"), i);
-                e["idempotencyKey"] = json!(format!("bulk-{b}-{i}"));
-                e
-            })
-            .collect();
-        let v = s.gql_as(Some(&writer), batch, json!({ "c": "shop", "e": events }));
-        assert!(v.get("errors").is_none(), "{v:#}");
-    }
+    record_bulk(&s, &writer, 4, 500);
     record(&s, &writer, "shop", event_of("spaced-first", 0));
     record(&s, &writer, "shop", event_of("spaced-second", 1));
     let erase = |subject: &str| {
@@ -548,19 +554,8 @@ fn writes_are_answered_while_scrub_storage_copies_the_shard() {
     let s = Server::start(&dir.path().join("data"), &["--shards", "1"]);
     s.customers(&["shop"]);
     let writer = s.key(Some("shop"), "WRITER");
-    let batch = "mutation($c: ID!, $e: [ConsentEventInput!]!) { recordConsents(customerId: $c, events: $e) { event { id } } }";
     // Enough events that the copy takes far longer than a few appends.
-    for b in 0..20u32 {
-        let events: Vec<Value> = (0..1_000)
-            .map(|i| {
-                let mut e = event_of(&format!("bulk-{b}-{i}"), i);
-                e["idempotencyKey"] = json!(format!("bulk-{b}-{i}"));
-                e
-            })
-            .collect();
-        let v = s.gql_as(Some(&writer), batch, json!({ "c": "shop", "e": events }));
-        assert!(v.get("errors").is_none(), "{v:#}");
-    }
+    record_bulk(&s, &writer, 20, 1_000);
     let done = std::sync::atomic::AtomicBool::new(false);
     let answered_meanwhile = std::thread::scope(|scope| {
         let scrub = scope.spawn(|| {
