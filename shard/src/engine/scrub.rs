@@ -301,25 +301,12 @@ impl ScrubJob {
         }
         let index = DbCell::new(index);
         meanwhile(ScrubStage::IndexCopied);
-        // Rounds: both copies reach the journal as it is now; again while the shard
-        // appended `SCRUB_HANDOVER_ENTRIES` or more meanwhile.
         let mut erased = false;
         for round in 0..SCRUB_CATCH_UP_ROUNDS {
-            let src = self.shard.get().begin_read()?;
-            let size = journal_len(&src)?;
-            if round > 0 && size - upto < SCRUB_HANDOVER_ENTRIES {
+            let Some(delta) = self.round(&shard, &index, upto, round == 0)? else {
                 break;
-            }
-            if size > upto {
-                let txn = begin_quiet(&shard)?;
-                let delta = copy_shard_delta(&src, &txn, upto)?;
-                txn.commit()?;
-                rows += delta.rows;
-                erased |= delta.erased;
-                upto = size;
-            }
-            drop(src);
-            rows += super::index_file::catch_up(&index, &self.shard, size)?;
+            };
+            (upto, rows, erased) = (delta.upto, rows + delta.rows, erased || delta.erased);
         }
         // Written out here, not during the hand-over: the copy's non-durable commits left
         // the whole file to sync, and the hand-over's durable commit would wait for it.
@@ -336,6 +323,32 @@ impl ScrubJob {
             started: self.started,
             bytes_before: self.bytes_before,
         })
+    }
+}
+
+impl ScrubJob {
+    /// One round: both copies brought up to the journal as it is now (from entry `upto`
+    /// on), unless this is not the `first` round and fewer than `SCRUB_HANDOVER_ENTRIES`
+    /// were appended since the last one (`None`: time for the hand-over).
+    fn round(
+        &self,
+        shard: &Database,
+        index: &DbCell,
+        upto: u64,
+        first: bool,
+    ) -> Result<Option<Delta>, StorageError> {
+        let src = self.shard.get().begin_read()?;
+        let size = journal_len(&src)?;
+        assert!(size >= upto, "a journal only grows");
+        if !first && size - upto < SCRUB_HANDOVER_ENTRIES {
+            return Ok(None);
+        }
+        let txn = begin_quiet(shard)?;
+        let mut delta = copy_shard_delta(&src, &txn, upto)?;
+        txn.commit()?;
+        drop(src);
+        delta.rows += super::index_file::catch_up(index, &self.shard, size)?;
+        Ok(Some(delta))
     }
 }
 
@@ -368,8 +381,11 @@ fn finish_shard_copy(
 
 /// What copying the entries appended after a snapshot did.
 struct Delta {
+    /// The journal size the copy now reaches.
+    upto: u64,
+    /// Rows written.
     rows: u64,
-    /// An erasure entry was among them.
+    /// An erasure entry was among the entries.
     erased: bool,
 }
 
@@ -385,6 +401,7 @@ fn copy_shard_delta(
     let journal = src.open_table(JOURNAL)?;
     let mut touched = Vec::new();
     let mut out = Delta {
+        upto: journal.len()?,
         rows: 0,
         erased: false,
     };
