@@ -445,15 +445,12 @@ impl Handler<Scrub> for ShardActor {
         if !msg.force && !store.scrub_pending() {
             return nothing();
         }
-        let (tx, rx) = oneshot::channel();
-        let answer = Box::pin(async move { rx.await.unwrap_or_else(|_| Err(scrub_stopped())) });
         if let Some(running) = self.scrubbing.as_mut() {
             // A timer tick needs nothing more; an operator's request waits for this one.
             if msg.scheduled {
                 return nothing();
             }
-            running.waiters.push(tx);
-            return answer;
+            return waiting_on(&mut running.waiters);
         }
         if msg.scheduled {
             let wait = store.scheduled_scrub_wait();
@@ -489,12 +486,20 @@ impl Handler<Scrub> for ShardActor {
             shard = store.head().shard_id,
             "scrub started: the files are copied while writes go on"
         );
-        self.scrubbing = Some(Scrubbing {
-            waiters: vec![tx],
-            cancel,
-        });
+        let mut waiters = Vec::new();
+        let answer = waiting_on(&mut waiters);
+        self.scrubbing = Some(Scrubbing { waiters, cancel });
         answer
     }
+}
+
+/// A new caller of the running scrub: its reply joins `waiters`; the future answers it.
+fn waiting_on(
+    waiters: &mut Vec<ScrubReply>,
+) -> ResponseFuture<Result<Option<ScrubReport>, StorageError>> {
+    let (tx, rx) = oneshot::channel();
+    waiters.push(tx);
+    Box::pin(async move { rx.await.unwrap_or_else(|_| Err(scrub_stopped())) })
 }
 
 impl Handler<ScrubCopied> for ShardActor {

@@ -16,7 +16,6 @@ use super::db::DbCell;
 use super::error::StorageError;
 use super::index::{ConsentFacts, IndexTables, STATE_ROW, apply_to_state, expiry_rows};
 use super::reader::{Progress, indexed_upto_in, split_personal};
-use super::scrub::ScrubReport;
 use super::store::IndexTier;
 use super::tables::*;
 use crate::format::{Choice, Entry};
@@ -208,7 +207,7 @@ impl IndexStore {
             broken: None,
         };
         let started = Instant::now();
-        let replayed = store.catch_up(size)?;
+        let replayed = catch_up(&store.db, &store.shard, size)?;
         if replayed > 0 {
             tracing::info!(
                 shard = shard_id,
@@ -353,17 +352,12 @@ impl IndexStore {
         Ok(())
     }
 
-    /// Replays journal entries the index file lacks, in durable chunks; returns how many.
-    fn catch_up(&mut self, size: u64) -> Result<u64, StorageError> {
-        catch_up(&self.db, &self.shard, size)
-    }
-
     /// Ends a scrub of the index file: indexes everything handed (durable), brings the
     /// scrub's copy up to the same entries by replay, checks that it has every table with
-    /// as many rows, renames it over the file and swaps the readers to it. The copy was
-    /// filled from a snapshot while this writer kept indexing (`scrub::ScrubJob::copy`),
-    /// so the replay here is of the last few entries only.
-    pub(super) fn finish_scrub(&mut self, copy: DbCell) -> Result<ScrubReport, StorageError> {
+    /// as many rows, renames it over the file and swaps the readers to it; returns the new
+    /// file's size in bytes. The copy was filled from a snapshot while this writer kept
+    /// indexing (`scrub::ScrubJob::copy`), so the replay here is of the last few entries.
+    pub(super) fn finish_scrub(&mut self, copy: DbCell) -> Result<u64, StorageError> {
         let started = Instant::now();
         self.step(IndexTier::All, true)?;
         let stepped_ms = started.elapsed().as_millis() as u64;

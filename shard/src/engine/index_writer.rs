@@ -19,7 +19,6 @@ use super::actor::{CUSTOMER_INDEX_DELAY_MS, INDEX_DELAY_MS};
 use super::db::DbCell;
 use super::error::StorageError;
 use super::index_file::{IndexErasure, IndexStore, Unindexed};
-use super::scrub::ScrubReport;
 use super::store::{IndexTier, MAX_INDEX_LAG_ENTRIES};
 
 /// Entries the customer tier may lack before its step runs without waiting for
@@ -44,7 +43,7 @@ enum Command {
     /// Index everything handed, then apply an erasure; durable.
     Erase(Box<IndexErasure>, Reply<()>),
     /// End a scrub: bring its copy of the index file up to date and put it in place.
-    FinishScrub(Box<DbCell>, Reply<ScrubReport>),
+    FinishScrub(Box<DbCell>, Reply<u64>),
     /// Index everything handed durably, close the file and end the thread.
     Stop(Reply<()>),
     /// Hold back index steps from now on (tests).
@@ -173,8 +172,8 @@ impl IndexRequests {
     }
 
     /// Blocks until the scrub's copy of the index file (filled by `ScrubJob::copy`)
-    /// has replaced the file.
-    pub(crate) fn finish_scrub(&self, copy: DbCell) -> Result<ScrubReport, StorageError> {
+    /// has replaced the file; returns the new file's size in bytes.
+    pub(crate) fn finish_scrub(&self, copy: DbCell) -> Result<u64, StorageError> {
         self.call(|reply| Command::FinishScrub(Box::new(copy), reply))
     }
 

@@ -187,9 +187,9 @@ impl Store {
             "a scrub copy must carry the committed head"
         );
         drop(shard);
-        let shard_report = replace_file(&self.db, &self.path, FileKind::Shard)?;
+        let shard_bytes = replace_file(&self.db, &self.path, FileKind::Shard)?;
         let swapped_ms = paused.elapsed().as_millis() as u64;
-        let index_report = self.index.requests().finish_scrub(index)?;
+        let index_bytes = self.index.requests().finish_scrub(index)?;
         tracing::debug!(
             shard = self.head.shard_id,
             copied_ms,
@@ -205,8 +205,8 @@ impl Store {
         });
         Ok(ScrubReport {
             bytes_before,
-            bytes_after: shard_report.bytes_after + index_report.bytes_after,
-            rows: rows + delta_rows + index_report.rows,
+            bytes_after: shard_bytes + index_bytes,
+            rows: rows + delta_rows,
             took_ms: took.as_millis() as u64,
             paused_ms: paused.elapsed().as_millis() as u64,
         })
@@ -522,6 +522,7 @@ pub(super) fn check_same_rows(
     for table in live.list_tables()? {
         let name = table.name().to_string();
         let want = live.open_untyped_table(table)?.len()?;
+        // An untyped open reads only the handle's name: any definition of that name does.
         let got = match copy.open_untyped_table(TableDefinition::<u64, ()>::new(&name)) {
             Ok(t) => t.len()?,
             Err(redb::TableError::TableDoesNotExist(_)) => 0,
@@ -573,13 +574,13 @@ fn create_copy(path: &Path) -> Result<Database, StorageError> {
 }
 
 /// Puts a finished, durable, closed copy in place of the file at `path` (open in `cell`):
-/// renames it over the file, syncs the directory and swaps the cell to it.
+/// renames it over the file, syncs the directory and swaps the cell to it; returns the new
+/// file's size in bytes.
 pub(super) fn replace_file(
     cell: &DbCell,
     path: &Path,
     kind: FileKind,
-) -> Result<ScrubReport, StorageError> {
-    let bytes_before = file_len(path)?;
+) -> Result<u64, StorageError> {
     std::fs::rename(scrub_path(path), path)
         .map_err(|e| io_error("renaming the scrubbed file", e))?;
     if let Some(dir) = path.parent() {
@@ -589,13 +590,7 @@ pub(super) fn replace_file(
     }
     let fresh = open_kind(path, kind, false)?;
     close_elsewhere(cell.replace(fresh));
-    Ok(ScrubReport {
-        bytes_before,
-        bytes_after: file_len(path)?,
-        rows: 0,
-        took_ms: 0,
-        paused_ms: 0,
-    })
+    file_len(path)
 }
 
 /// Drops the replaced file's database on a thread of its own (there, or on the thread of
