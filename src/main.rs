@@ -216,8 +216,22 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Ignores SIGXFSZ, which the kernel sends when a write would pass the process's file-size
+/// limit (`ulimit -f`) and which kills the process by default: the write then fails with
+/// EFBIG instead, the shard reports its storage failure (`STORAGE_FAILED`, `/healthz`) and
+/// every other shard and every read of the others goes on.
+fn ignore_file_size_signal() {
+    #[cfg(unix)]
+    // SAFETY: sets the disposition of one signal to "ignore", which runs no handler code;
+    // done before any thread that writes files starts.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
 fn serve(args: ServeArgs) -> ExitCode {
     tune_allocator();
+    ignore_file_size_signal();
     let log_format = match args.log_format {
         LogFormatArg::Text => LogFormat::Text,
         LogFormatArg::Json => LogFormat::Json,

@@ -170,3 +170,113 @@ fn a_kill_9_while_a_scrub_copies_loses_nothing_and_leaves_no_copy_behind() {
     let (code, out) = common::audit(dir.path(), &[]);
     assert_eq!(code, 0, "{out}");
 }
+
+/// The largest file below `dir`, in bytes.
+fn largest_file(dir: &std::path::Path) -> u64 {
+    common::files_under(dir)
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .max()
+        .unwrap()
+}
+
+/// A batch of `n` events with idempotency keys `{tag}-{i}`.
+fn keyed_batch(tag: &str, n: u32) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            let mut e = event(&format!("{tag}-{}", i % 50), "GRANTED", None);
+            e["idempotencyKey"] = json!(format!("{tag}-{i}"));
+            e
+        })
+        .collect()
+}
+
+#[test]
+fn a_shard_whose_file_cannot_grow_refuses_writes_clearly_and_loses_nothing() {
+    // Proves: when a write fails on I/O (here a file-size limit, as a full disk does), the
+    // server lives on, answers STORAGE_FAILED at once from then on (not INTERNAL, no
+    // hang), reports it on /healthz, does not flood its log, and a restart once the cause
+    // is gone has every acknowledged event, nothing of the failed batch, and audits clean.
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--shards", "1"]);
+    s.customers(&["c0"]);
+    s.stop();
+    let limit = largest_file(dir.path()) + 2 * 1024 * 1024;
+    let s = Server::start_with_file_limit(dir.path(), &["--shards", "1"], limit);
+    let mut acked: Vec<(String, String)> = Vec::new();
+    let mut failed = None;
+    for b in 0..400 {
+        let tag = format!("b{b}");
+        let v = s.gql(
+            RECORD_MANY,
+            json!({ "c": "c0", "e": keyed_batch(&tag, 200) }),
+        );
+        if v.get("errors").is_some() {
+            failed = Some((tag, v));
+            break;
+        }
+        let events = v["data"]["recordConsents"].as_array().unwrap();
+        let first = events[0]["event"]["id"].as_str().unwrap().to_string();
+        let last = events[199]["event"]["id"].as_str().unwrap().to_string();
+        acked.push((first, last));
+    }
+    let (failed_tag, v) = failed.expect("the file-size limit was reached");
+    assert!(
+        acked.len() > 3,
+        "batches were acknowledged before the limit"
+    );
+    assert_eq!(common::code(&v), "STORAGE_FAILED", "{v:#}");
+    let message = v["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("restart the server"), "{message}");
+    // From now on every write is refused at once, and the server says why.
+    let started = std::time::Instant::now();
+    for n in 0..20 {
+        let v = s.gql(
+            RECORD,
+            json!({ "c": "c0", "e": event(&format!("after-{n}"), "DENIED", None) }),
+        );
+        assert_eq!(common::code(&v), "STORAGE_FAILED", "{v:#}");
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "refusals are prompt"
+    );
+    let health = s.get("/healthz");
+    assert_eq!(health.status(), 503);
+    assert!(health.text().unwrap().contains("storage failed"));
+    // The index writer retries a failed step after INDEX_RETRY_MS, not in a loop.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let log = s.log.lock().unwrap().clone();
+    assert!(log.lines().count() < 200, "the log is not flooded:\n{log}");
+    assert_eq!(
+        log.matches("storage failed: it refuses writes").count(),
+        1,
+        "{log}"
+    );
+    drop(s); // SIGKILL: the latched files are not shut down cleanly either way
+
+    let s = Server::start(dir.path(), &["--shards", "1"]);
+    for (first, last) in &acked {
+        for id in [first, last] {
+            let d = s.ok(
+                "query($id: ID!) { event(id: $id) { id } }",
+                json!({ "id": id }),
+            );
+            assert_eq!(d["event"]["id"], json!(id));
+        }
+    }
+    // All or nothing: the refused batch left nothing, so its retry records all 200 anew.
+    let retry = s.ok(
+        RECORD_MANY,
+        json!({ "c": "c0", "e": keyed_batch(&failed_tag, 200) }),
+    );
+    let events = retry["recordConsents"].as_array().unwrap();
+    assert!(
+        events.iter().all(|e| e["duplicate"] == json!(false)),
+        "{retry:#}"
+    );
+    assert_eq!(s.get("/healthz").status(), 200);
+    s.stop();
+    let (code, out) = common::audit(dir.path(), &[]);
+    assert_eq!(code, 0, "{out}");
+}

@@ -14,6 +14,7 @@ pub(crate) enum Code {
     Unauthenticated,
     Forbidden,
     RateLimited,
+    StorageFailed,
     Internal,
 }
 
@@ -28,6 +29,7 @@ impl Code {
             Code::Unauthenticated => "UNAUTHENTICATED",
             Code::Forbidden => "FORBIDDEN",
             Code::RateLimited => "RATE_LIMITED",
+            Code::StorageFailed => "STORAGE_FAILED",
             Code::Internal => "INTERNAL",
         }
     }
@@ -79,6 +81,19 @@ impl ShardCallError {
     }
 }
 
+impl ShardCallError {
+    /// The storage error inside, if this is one.
+    fn storage(&self) -> Option<&StorageError> {
+        match self {
+            ShardCallError::Append(AppendError::Storage(e))
+            | ShardCallError::Query(QueryError::Storage(e))
+            | ShardCallError::Erasure(ErasureError::Storage(e))
+            | ShardCallError::Storage(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 impl From<AppendError> for ShardCallError {
     fn from(e: AppendError) -> Self {
         ShardCallError::Append(e)
@@ -105,6 +120,9 @@ impl From<StorageError> for ShardCallError {
 
 impl From<ShardCallError> for Error {
     fn from(e: ShardCallError) -> Error {
+        if let Some(failed) = e.storage().filter(|s| s.is_io_failure()) {
+            return storage_failed(failed);
+        }
         let code = match &e {
             ShardCallError::Append(AppendError::Invalid { .. })
             | ShardCallError::Append(AppendError::BatchSize { .. })
@@ -129,4 +147,17 @@ impl From<ShardCallError> for Error {
         }
         err(code, e.message())
     }
+}
+
+/// `STORAGE_FAILED`: a shard's file failed on I/O (a full disk, a failing device) and the
+/// shard refuses writes until the server restarts. The message names the OS error, which
+/// holds nothing of a request.
+fn storage_failed(e: &StorageError) -> Error {
+    let message = match e {
+        StorageError::Failed { .. } => e.to_string(),
+        other => format!(
+            "the shard's storage failed ({other}); fix the cause (free disk space, check the device) and restart the server"
+        ),
+    };
+    err(Code::StorageFailed, message)
 }

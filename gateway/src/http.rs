@@ -165,10 +165,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>
                 .app_data(server.clone())
                 .route("/graphql", web::post().to(graphql_post))
                 .route("/graphql", web::get().to(graphql_get))
-                .route(
-                    "/healthz",
-                    web::get().to(|| async { HttpResponse::Ok().body("ok\n") }),
-                )
+                .route("/healthz", web::get().to(healthz))
                 .route("/readyz", web::get().to(readyz))
                 .route("/metrics", web::get().to(metrics_text))
                 .route("/.well-known/assent/keys", web::get().to(well_known_keys))
@@ -490,6 +487,23 @@ async fn graphql_get(
     }
     let resp = execute(&server, for_caller(request, caller)).await;
     finish(&server, BatchResponse::Single(resp))
+}
+
+/// Liveness: 503 once a shard's storage failed (it refuses writes until a restart, which
+/// is what a supervisor such as Kubernetes does on a failing liveness probe).
+async fn healthz(server: web::Data<Server>) -> HttpResponse {
+    let failed: Vec<String> = server
+        .state
+        .ledger
+        .shards
+        .iter()
+        .filter_map(|s| s.storage_failure())
+        .map(|e| e.to_string())
+        .collect();
+    if failed.is_empty() {
+        return HttpResponse::Ok().body("ok\n");
+    }
+    HttpResponse::ServiceUnavailable().body(failed.join("\n") + "\n")
 }
 
 async fn readyz(server: web::Data<Server>) -> HttpResponse {

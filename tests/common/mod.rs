@@ -35,7 +35,31 @@ impl Server {
     /// Like [`Server::start`] with extra environment variables. With `ASSENT_ADMIN_TOKEN`
     /// among them, that is the admin token; otherwise `<data-dir>/admin-token` is.
     pub fn start_env(data_dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_assent"))
+        Server::spawn(
+            Command::new(env!("CARGO_BIN_EXE_assent")),
+            data_dir,
+            extra,
+            envs,
+        )
+    }
+
+    /// Like [`Server::start`] with a file-size limit (`ulimit -f`, rounded down to 512-byte
+    /// blocks): a write that would make a file larger fails (EFBIG), as on a full disk.
+    pub fn start_with_file_limit(data_dir: &Path, extra: &[&str], limit_bytes: u64) -> Server {
+        let mut sh = Command::new("sh");
+        let script = format!("ulimit -f {} && exec \"$0\" \"$@\"", limit_bytes / 512);
+        sh.args(["-c", &script, env!("CARGO_BIN_EXE_assent")]);
+        Server::spawn(sh, data_dir, extra, &[])
+    }
+
+    /// Runs `serve` with `command` (the binary, or a shell that execs it).
+    fn spawn(
+        mut command: Command,
+        data_dir: &Path,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Server {
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)

@@ -296,6 +296,8 @@ impl ShardActor {
             }));
         } else if self.store.is_none() {
             let _ = tx.send(Err(AppendError::ShardStopped));
+        } else if let Some(Err(e)) = self.store.as_ref().map(Store::check_writable) {
+            let _ = tx.send(Err(AppendError::Storage(e)));
         } else {
             let first = self.pending.is_empty();
             self.pending_events += count;
@@ -367,21 +369,26 @@ impl ShardActor {
                 }
             }
             Err(e) => {
-                tracing_error(&e);
-                let msg = e.to_string();
+                tracing::error!(error = %e, "shard commit failed; nothing of this group was written");
+                store.note_failure(&e);
                 for tx in replies {
-                    let _ = tx.send(Err(AppendError::Storage(StorageError::Corrupt {
-                        table: "commit",
-                        detail: msg.clone(),
-                    })));
+                    let _ = tx.send(Err(AppendError::Storage(commit_failure(store, &e))));
                 }
             }
         }
     }
 }
 
-fn tracing_error(e: &StorageError) {
-    tracing::error!(error = %e, "shard commit failed; nothing of this group was written");
+/// What each caller of a failed group commit hears (the error is not `Clone`): the
+/// shard's storage failure when the commit failed on I/O.
+fn commit_failure(store: &Store, e: &StorageError) -> StorageError {
+    match store.check_writable() {
+        Err(failed) => failed,
+        Ok(()) => StorageError::Corrupt {
+            table: "commit",
+            detail: e.to_string(),
+        },
+    }
 }
 
 impl Handler<Stop> for ShardActor {
@@ -413,7 +420,12 @@ impl Handler<Erase> for ShardActor {
     fn handle(&mut self, msg: Erase, _: &mut Context<Self>) -> Self::Result {
         self.flush();
         let store = self.store.as_mut().ok_or(ErasureError::ShardStopped)?;
-        store.erase(&msg.0)
+        store.check_writable()?;
+        let outcome = store.erase(&msg.0);
+        if let Err(ErasureError::Storage(e)) = &outcome {
+            store.note_failure(e);
+        }
+        outcome
     }
 }
 
@@ -444,6 +456,9 @@ impl Handler<Scrub> for ShardActor {
         };
         if !msg.force && !store.scrub_pending() {
             return nothing();
+        }
+        if let Err(e) = store.check_writable() {
+            return Box::pin(async move { Err(e) });
         }
         if let Some(running) = self.scrubbing.as_mut() {
             // A timer tick needs nothing more; an operator's request waits for this one.
@@ -526,6 +541,9 @@ impl Handler<ScrubCopied> for ShardActor {
             ),
             Err(e) => {
                 store.discard_scrub();
+                // Not noted as the shard's failure: a full disk fails the copy's writes,
+                // which leave the live files usable (an I/O failure of theirs shows at the
+                // next commit).
                 tracing::error!(shard, error = %e, "scrub failed; the files stay as they were");
             }
         }

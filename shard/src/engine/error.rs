@@ -49,6 +49,30 @@ pub enum StorageError {
         /// What is wrong with it.
         detail: String,
     },
+    /// Writing one of the shard's files failed earlier (a full disk, a file-size limit, a
+    /// failing device). redb refuses a file after an I/O error until it is reopened, so the
+    /// shard refuses writes from then on instead of failing each one deeper down.
+    #[error(
+        "shard {shard_id}: its storage failed ({cause}); nothing of this request was carried out. Fix the cause (free disk space, check the device) and restart the server: the shard then reopens and checks its files"
+    )]
+    Failed {
+        /// The shard.
+        shard_id: u32,
+        /// The first I/O error, as redb reported it.
+        cause: String,
+    },
+}
+
+impl StorageError {
+    /// Whether this is an I/O failure of a file, after which redb refuses the file until it
+    /// is reopened (or the shard already refuses because of one).
+    pub fn is_io_failure(&self) -> bool {
+        matches!(
+            self,
+            StorageError::Db(redb::Error::Io(_) | redb::Error::PreviousIo)
+                | StorageError::Failed { .. }
+        )
+    }
 }
 
 macro_rules! from_redb {

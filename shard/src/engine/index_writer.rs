@@ -25,6 +25,11 @@ use super::store::{IndexTier, MAX_INDEX_LAG_ENTRIES};
 /// `CUSTOMER_INDEX_DELAY_MS`: half the lag bound.
 const CUSTOMER_STEP_ENTRIES: usize = MAX_INDEX_LAG_ENTRIES / 2;
 
+/// After a failed index step, how long the writer waits before its next try (unless a
+/// reader asks sooner). A step retried at once spun a core and wrote 150 million log lines
+/// in a minute when the disk was full (session 20), filling the rest of the disk.
+pub const INDEX_RETRY_MS: u64 = 1_000;
+
 /// Where the outcome of a request to the index writer goes.
 pub(crate) type Reply<T> = Box<dyn FnOnce(Result<T, StorageError>) + Send>;
 
@@ -259,6 +264,15 @@ struct Schedule {
 }
 
 impl Schedule {
+    /// Moves each tier's due step to `at` (after a failed step).
+    fn retry_later(&mut self, at: Instant) {
+        for due in [&mut self.subjects, &mut self.customers] {
+            if due.is_some() {
+                *due = Some(at);
+            }
+        }
+    }
+
     /// The earlier of the two, if any.
     fn next(&self) -> Option<Instant> {
         match (self.subjects, self.customers) {
@@ -347,10 +361,15 @@ fn run(mut store: IndexStore, inbox: Receiver) {
             break;
         }
         let outcome = index_steps(&mut store, hold, &waiters, &mut schedule);
-        if let Err(e) = &outcome {
-            tracing::error!(error = %e, "index step failed; the entries stay queued");
-        }
-        answer(&store, &mut waiters, outcome.err().map(|e| e.to_string()));
+        let failed = outcome.err().map(|e| {
+            let e = store.note_failure(e);
+            if !e.is_io_failure() {
+                tracing::error!(error = %e, "index step failed; the entries stay queued");
+            }
+            schedule.retry_later(Instant::now() + Duration::from_millis(INDEX_RETRY_MS));
+            e.to_string()
+        });
+        answer(&store, &mut waiters, failed);
     }
     let last = match hold {
         IndexHold::Nothing => store.step(IndexTier::All, true),
@@ -425,7 +444,9 @@ fn answer(
             let (_, _, reply) = waiters.swap_remove(i);
             reply(match &failed {
                 None => Ok(()),
-                Some(why) => Err(StorageError::IndexWriter(why.clone())),
+                Some(why) => Err(store
+                    .failure()
+                    .unwrap_or_else(|| StorageError::IndexWriter(why.clone()))),
             });
         } else {
             i += 1;

@@ -35,7 +35,7 @@ pub use error::{
 pub use index::{PurposeState, apply_to_state};
 pub use index_check::{IndexMismatch, IndexReport};
 pub use index_file::{INDEX_CACHE_BYTES, index_path};
-pub use index_writer::IndexHold;
+pub use index_writer::{INDEX_RETRY_MS, IndexHold};
 pub use node_cache::{CACHED_NODE_MIN_LEVEL, MAX_CACHED_NODES};
 pub use reader::{
     AuditOpen, ConsistencyProof, DailyCount, Expiring, ExpiryCursor, InclusionProof, MAX_PAGE_SIZE,

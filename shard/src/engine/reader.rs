@@ -199,6 +199,9 @@ pub(crate) struct Progress {
     /// Added to before `committed` is published (so before any caller hears of the
     /// entries); emptied after the index step that covers them has committed.
     unindexed: std::sync::Mutex<Unindexed>,
+    /// The first I/O failure of either of the shard's files, set by whichever writer met
+    /// it: the shard refuses writes from then on and reports it as unhealthy.
+    failure: std::sync::OnceLock<String>,
 }
 
 /// Who has committed entries waiting for an index step, each with the committed size
@@ -230,6 +233,25 @@ fn subject_fingerprint(customer: &str, subject: &str) -> u64 {
 impl Progress {
     fn unindexed(&self) -> std::sync::MutexGuard<'_, Unindexed> {
         self.unindexed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records that a file of the shard failed with `e` (the first failure is kept);
+    /// returns whether this was the first.
+    pub(crate) fn fail(&self, e: &StorageError) -> bool {
+        assert!(e.is_io_failure(), "only I/O failures stop a shard");
+        let first = self.failure.set(e.to_string()).is_ok();
+        if first {
+            tracing::error!(
+                error = %e,
+                "the shard's storage failed: it refuses writes until the server restarts"
+            );
+        }
+        first
+    }
+
+    /// The first I/O failure of the shard's files, if one happened.
+    pub(crate) fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
     }
 
     /// Records that `customer`, and each of `subjects` of it, have committed entries
@@ -378,6 +400,15 @@ pub struct ShardReader {
 }
 
 impl ShardReader {
+    /// The first I/O failure of the shard's files, if one happened: the shard then refuses
+    /// writes until a restart (`/healthz` reports it).
+    pub fn storage_failure(&self) -> Option<StorageError> {
+        self.progress.failure().map(|cause| StorageError::Failed {
+            shard_id: self.shard_id,
+            cause: cause.to_string(),
+        })
+    }
+
     pub(crate) fn with_progress(
         db: Arc<DbCell>,
         index: IndexSide,
