@@ -15,6 +15,7 @@ pub(crate) enum Code {
     Forbidden,
     RateLimited,
     StorageFailed,
+    InsufficientStorage,
     Internal,
 }
 
@@ -30,6 +31,7 @@ impl Code {
             Code::Forbidden => "FORBIDDEN",
             Code::RateLimited => "RATE_LIMITED",
             Code::StorageFailed => "STORAGE_FAILED",
+            Code::InsufficientStorage => "INSUFFICIENT_STORAGE",
             Code::Internal => "INTERNAL",
         }
     }
@@ -135,6 +137,7 @@ impl From<ShardCallError> for Error {
                 Code::IdempotencyConflict
             }
             ShardCallError::Erasure(ErasureError::NothingToErase) => Code::NotFound,
+            ShardCallError::Storage(StorageError::DiskSpace { .. }) => Code::InsufficientStorage,
             ShardCallError::Overloaded(_)
             | ShardCallError::Append(AppendError::ShardStopped)
             | ShardCallError::Query(QueryError::ShardStopped)

@@ -7,7 +7,9 @@ mod common;
 use std::path::Path;
 
 use common::event;
-use shard::engine::{AppendError, ErasureRequest, ErasureTarget, ScrubStage, Store};
+use shard::engine::{
+    AppendError, ErasureRequest, ErasureTarget, ScrubSpace, ScrubStage, StorageError, Store,
+};
 use shard::format::ConsentEvent;
 
 /// An event of `subject` whose evidence names it, so a byte search can find it.
@@ -217,4 +219,54 @@ fn an_erasure_that_only_the_copys_rounds_see_keeps_the_file_marked() {
     store.scrub().unwrap();
     assert!(!store.scrub_pending());
     assert!(!file_contains(&path, "UA-of-old-98"));
+}
+
+/// The names of the files in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_scrub_without_the_free_disk_space_it_needs_changes_nothing_and_says_so() {
+    // Proves: a scrub refuses to start when the disk lacks the space it needs, and a copy
+    // stops (its files deleted) when free space falls below the floor it leaves the live
+    // files; the shard keeps writing, stays marked, and a scrub with room succeeds.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let mut store = Store::open(&path, 0).unwrap();
+    fill(&mut store, "a", 50);
+    erase(&mut store, "a-7");
+    // More than any disk has, relative to the files: refused before anything is written.
+    store.set_scrub_space(ScrubSpace {
+        start_percent: u64::MAX,
+        min_free_bytes: 0,
+    });
+    let e = store.scrub().unwrap_err();
+    assert!(matches!(e, StorageError::DiskSpace { .. }), "{e}");
+    assert!(e.to_string().contains("Free disk space"), "{e}");
+    assert_eq!(names_in(dir.path()), ["s.index.redb", "s.redb"]);
+    // The start passes, the floor is never met: the copy stops after the shard file's copy.
+    store.set_scrub_space(ScrubSpace {
+        start_percent: 0,
+        min_free_bytes: u64::MAX,
+    });
+    let mut stages = Vec::new();
+    let job = store.scrub_job().unwrap();
+    let e = job.copy_observed(|stage| stages.push(stage)).err().unwrap();
+    assert!(matches!(e, StorageError::DiskSpace { .. }), "{e}");
+    assert_eq!(stages, [ScrubStage::ShardCopied]);
+    store.discard_scrub();
+    assert_eq!(names_in(dir.path()), ["s.index.redb", "s.redb"]);
+    assert!(store.scrub_pending());
+    fill(&mut store, "b", 10);
+    store.set_scrub_space(ScrubSpace::default());
+    store.scrub().unwrap();
+    assert!(!store.scrub_pending());
+    assert!(!file_contains(&path, "UA-of-a-7"));
+    store.reader().verify_indexes().unwrap();
 }

@@ -49,6 +49,17 @@ pub enum StorageError {
         /// What is wrong with it.
         detail: String,
     },
+    /// A scrub would leave too little free disk space (checked before and during its
+    /// copy); the files stay as they were.
+    #[error(
+        "not enough free disk space for a scrub of the shard: {free_bytes} bytes free, {needed_bytes} needed; nothing was changed. Free disk space (the erased bytes stay in freed pages until a scrub succeeds)"
+    )]
+    DiskSpace {
+        /// Bytes free on the data directory's file system.
+        free_bytes: u64,
+        /// Bytes the scrub needs free.
+        needed_bytes: u64,
+    },
     /// Writing one of the shard's files failed earlier (a full disk, a file-size limit, a
     /// failing device). redb refuses a file after an I/O error until it is reopened, so the
     /// shard refuses writes from then on instead of failing each one deeper down.

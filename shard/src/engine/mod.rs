@@ -42,7 +42,8 @@ pub use reader::{
     Order, Page, ShardReader, StoredEvent, StoredPersonal,
 };
 pub use scrub::{
-    SCRUB_COPY_CACHE_BYTES, SCRUB_SPACING_FACTOR, ScrubCopy, ScrubJob, ScrubReport, ScrubStage,
+    SCRUB_COPY_CACHE_BYTES, SCRUB_FREE_SPACE_PERCENT, SCRUB_MIN_FREE_BYTES, SCRUB_SPACING_FACTOR,
+    ScrubCopy, ScrubJob, ScrubReport, ScrubSpace, ScrubStage,
 };
 pub use shard_audit::{AUDIT_BATCH_BYTES, AUDIT_BATCHES_IN_FLIGHT};
 pub use store::{

@@ -44,6 +44,66 @@ const SCRUB_ROWS_PER_TXN: u64 = 200_000;
 /// for (`scrubStorage`) run at once.
 pub const SCRUB_SPACING_FACTOR: u32 = 100;
 
+/// Free disk space a scrub needs before it starts, in percent of the size of the shard's
+/// two files: room for the copies (at most the files' size) and for the live files'
+/// growth while the copies' snapshots pin their freed pages (at 10M events under `record`
+/// load, files and copies took 2.4–2.5 times the files' size at the start:
+/// docs/benchmarks.md, session 19).
+pub const SCRUB_FREE_SPACE_PERCENT: u64 = 150;
+
+/// Free disk space below which a running scrub stops and deletes its copies, leaving the
+/// rest to the live files: a scrub must never make their writes fail (a shard whose file
+/// fails on I/O refuses writes until a restart).
+pub const SCRUB_MIN_FREE_BYTES: u64 = 128 * 1024 * 1024;
+
+/// The free disk space a scrub needs ([`SCRUB_FREE_SPACE_PERCENT`],
+/// [`SCRUB_MIN_FREE_BYTES`]); tests set others with [`Store::set_scrub_space`].
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScrubSpace {
+    /// Needed free at the start, in percent of the shard's files' size.
+    pub start_percent: u64,
+    /// Needed free throughout the copy, in bytes.
+    pub min_free_bytes: u64,
+}
+
+impl Default for ScrubSpace {
+    fn default() -> ScrubSpace {
+        ScrubSpace {
+            start_percent: SCRUB_FREE_SPACE_PERCENT,
+            min_free_bytes: SCRUB_MIN_FREE_BYTES,
+        }
+    }
+}
+
+/// Bytes this process may still write on the file system that holds `path`.
+fn free_bytes(path: &Path) -> Result<u64, StorageError> {
+    #[cfg(unix)]
+    {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let stat = rustix::fs::statvfs(dir)
+            .map_err(|e| io_error("reading the free disk space", e.into()))?;
+        Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(u64::MAX)
+    }
+}
+
+/// Refuses unless at least `needed_bytes` are free beside `path`.
+fn require_free(path: &Path, needed_bytes: u64) -> Result<(), StorageError> {
+    let free = free_bytes(path)?;
+    if free < needed_bytes {
+        return Err(StorageError::DiskSpace {
+            free_bytes: free,
+            needed_bytes,
+        });
+    }
+    Ok(())
+}
+
 /// When a shard's last scrub ended and how long it took, to space the scheduled ones.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct LastScrub {
@@ -137,6 +197,12 @@ impl Store {
         outcome
     }
 
+    /// Sets the free disk space scrubs need (tests; the default is [`ScrubSpace::default`]).
+    #[doc(hidden)]
+    pub fn set_scrub_space(&mut self, space: ScrubSpace) {
+        self.scrub_space = space;
+    }
+
     /// Deletes what a failed scrub left (its copies; the files in use stay as they were).
     pub fn discard_scrub(&self) {
         let index_path = super::index_file::index_path(&self.path);
@@ -151,8 +217,12 @@ impl Store {
     /// reads them. Call with nothing pending (the actor flushes first).
     pub fn scrub_job(&self) -> Result<ScrubJob, StorageError> {
         let index_path = super::index_file::index_path(&self.path);
+        let bytes_before = file_len(&self.path)? + file_len(&index_path)?;
+        let needed = (bytes_before / 100).saturating_mul(self.scrub_space.start_percent);
+        require_free(&self.path, needed)?;
         Ok(ScrubJob {
-            bytes_before: file_len(&self.path)? + file_len(&index_path)?,
+            bytes_before,
+            min_free_bytes: self.scrub_space.min_free_bytes,
             shard: self.db.clone(),
             shard_path: self.path.clone(),
             index: self.index_db.clone(),
@@ -238,6 +308,8 @@ pub struct ScrubJob {
     started: Instant,
     /// Both files' sizes when the scrub began.
     bytes_before: u64,
+    /// Free disk space below which the copy stops ([`SCRUB_MIN_FREE_BYTES`]).
+    min_free_bytes: u64,
 }
 
 /// Points of [`ScrubJob::copy_observed`] at which tests act.
@@ -294,13 +366,14 @@ impl ScrubJob {
         let (mut upto, mut rows) = {
             let src = self.shard.get().begin_read()?;
             let size = journal_len(&src)?;
-            (size, copy_all(&src, &shard, FileKind::Shard, &self.cancel)?)
+            (size, copy_all(&src, &shard, FileKind::Shard, &self.stop())?)
         };
         meanwhile(ScrubStage::ShardCopied);
+        self.stop().check()?;
         let index = create_copy(&self.index_path)?;
         {
             let src = self.index.get().begin_read()?;
-            rows += copy_all(&src, &index, FileKind::Index, &self.cancel)?;
+            rows += copy_all(&src, &index, FileKind::Index, &self.stop())?;
         }
         let index = DbCell::new(index);
         meanwhile(ScrubStage::IndexCopied);
@@ -340,6 +413,7 @@ impl ScrubJob {
         upto: u64,
         first: bool,
     ) -> Result<Option<Delta>, StorageError> {
+        self.stop().check()?;
         let src = self.shard.get().begin_read()?;
         let size = journal_len(&src)?;
         assert!(size >= upto, "a journal only grows");
@@ -616,20 +690,53 @@ fn file_len(path: &Path) -> Result<u64, StorageError> {
         .map_err(|e| io_error("reading the file size", e))
 }
 
+/// When a copy stops early: the shard stops, or free disk space runs low.
+struct CopyStop<'j> {
+    /// Set when the shard stops.
+    cancel: &'j AtomicBool,
+    /// The shard file (its file system is the one measured).
+    path: &'j Path,
+    /// Free bytes the copy leaves to the live files.
+    min_free_bytes: u64,
+}
+
+impl CopyStop<'_> {
+    /// Refuses once the shard is stopping or less than `min_free_bytes` are free.
+    fn check(&self) -> Result<(), StorageError> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(StorageError::IndexWriter(
+                "the scrub was cancelled: the shard is stopping".into(),
+            ));
+        }
+        require_free(self.path, self.min_free_bytes)
+    }
+}
+
+impl ScrubJob {
+    /// What stops this job's copy early.
+    fn stop(&self) -> CopyStop<'_> {
+        CopyStop {
+            cancel: &self.cancel,
+            path: &self.shard_path,
+            min_free_bytes: self.min_free_bytes,
+        }
+    }
+}
+
 /// Copies every table of a `kind` file from `src` into the empty `dst`, in durable
 /// transactions of `SCRUB_ROWS_PER_TXN` rows; returns the rows copied.
 fn copy_all(
     src: &ReadTransaction,
     dst: &Database,
     kind: FileKind,
-    cancel: &AtomicBool,
+    stop: &CopyStop<'_>,
 ) -> Result<u64, StorageError> {
     let mut copier = Copier {
         dst,
         txn: Some(dst.begin_write()?),
         in_txn: 0,
         rows: 0,
-        cancel,
+        stop,
     };
     match kind {
         FileKind::Shard => {
@@ -666,7 +773,7 @@ struct Copier<'d> {
     txn: Option<WriteTransaction>,
     in_txn: u64,
     rows: u64,
-    cancel: &'d AtomicBool,
+    stop: &'d CopyStop<'d>,
 }
 
 impl Copier<'_> {
@@ -699,14 +806,10 @@ impl Copier<'_> {
         }
     }
 
-    /// Commits the current transaction and starts the next one, unless the
-    /// copy was cancelled.
+    /// Commits the current transaction and starts the next one, unless the copy must
+    /// stop ([`CopyStop::check`]).
     fn rotate(&mut self) -> Result<(), StorageError> {
-        if self.cancel.load(Ordering::Relaxed) {
-            return Err(StorageError::IndexWriter(
-                "the scrub was cancelled: the shard is stopping".into(),
-            ));
-        }
+        self.stop.check()?;
         self.txn.take().expect("a transaction is open").commit()?;
         self.txn = Some(self.dst.begin_write()?);
         self.in_txn = 0;

@@ -123,6 +123,8 @@ pub struct Store {
     pub(super) scrub_pending: bool,
     /// This process's last scrub of the shard, which spaces the scheduled ones.
     pub(super) last_scrub: Option<super::scrub::LastScrub>,
+    /// The free disk space a scrub needs (tests lower or raise it).
+    pub(super) scrub_space: super::scrub::ScrubSpace,
     /// Consent entries of the transaction being written, handed to the index writer
     /// once it has committed.
     pub(super) fresh: Vec<Unindexed>,
@@ -176,6 +178,7 @@ impl Store {
             stats: WriteStats::default(),
             scrub_pending,
             last_scrub: None,
+            scrub_space: super::scrub::ScrubSpace::default(),
             fresh: Vec::new(),
             index: IndexWriter::start(index)?,
             index_db,
