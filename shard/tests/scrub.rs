@@ -184,12 +184,7 @@ fn a_scrub_without_writes_meanwhile_clears_the_mark_and_leaves_no_copy_behind() 
     let report = store.scrub().unwrap();
     assert!(!store.scrub_pending());
     assert!(report.took_ms >= report.paused_ms, "{report:?}");
-    let mut names: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    assert_eq!(names, ["s.index.redb", "s.redb"]);
+    assert_eq!(names_in(dir.path()), ["s.index.redb", "s.redb"]);
     assert!(!file_contains(&path, "UA-of-a-7"));
 }
 

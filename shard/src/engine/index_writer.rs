@@ -27,7 +27,7 @@ const CUSTOMER_STEP_ENTRIES: usize = MAX_INDEX_LAG_ENTRIES / 2;
 
 /// After a failed index step, how long the writer waits before its next try (unless a
 /// reader asks sooner). A step retried at once spun a core and wrote 150 million log lines
-/// in a minute when the disk was full (session 20), filling the rest of the disk.
+/// in five minutes when the disk was full (session 20), filling the rest of the disk.
 pub const INDEX_RETRY_MS: u64 = 1_000;
 
 /// Where the outcome of a request to the index writer goes.
