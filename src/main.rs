@@ -231,6 +231,8 @@ fn ignore_file_size_signal() {
 
 fn serve(args: ServeArgs) -> ExitCode {
     tune_allocator();
+    // SAFETY: mi_collect only walks the calling thread's own heap.
+    shard::engine::set_memory_release(|| unsafe { libmimalloc_sys::mi_collect(false) });
     ignore_file_size_signal();
     let log_format = match args.log_format {
         LogFormatArg::Text => LogFormat::Text,

@@ -185,6 +185,10 @@ impl Actor for ShardActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(self.mailbox_capacity);
+        if super::memory::releases_memory() {
+            let every = std::time::Duration::from_millis(super::memory::MEMORY_RELEASE_INTERVAL_MS);
+            ctx.run_interval(every, |_, _| super::memory::release_memory());
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use super::actor::{CUSTOMER_INDEX_DELAY_MS, INDEX_DELAY_MS};
 use super::db::DbCell;
 use super::error::StorageError;
 use super::index_file::{IndexErasure, IndexStore, Unindexed};
+use super::memory::{MEMORY_RELEASE_INTERVAL_MS, release_memory, releases_memory};
 use super::store::{IndexTier, MAX_INDEX_LAG_ENTRIES};
 
 /// Entries the customer tier may lack before its step runs without waiting for
@@ -282,6 +283,51 @@ impl Schedule {
     }
 }
 
+/// When the index writer hands freed memory back (`memory`): every
+/// `MEMORY_RELEASE_INTERVAL_MS` while it works, and once after it goes idle.
+struct Release {
+    /// The last release.
+    last: Instant,
+    /// Work was done since the last release.
+    owed: bool,
+}
+
+impl Release {
+    fn new() -> Release {
+        Release {
+            last: Instant::now(),
+            owed: false,
+        }
+    }
+
+    fn interval() -> Duration {
+        Duration::from_millis(MEMORY_RELEASE_INTERVAL_MS)
+    }
+
+    /// When the writer must wake: at `due`, or sooner for a release it owes.
+    fn wake_at(&self, due: Option<Instant>) -> Option<Instant> {
+        if !self.owed || !releases_memory() {
+            return due;
+        }
+        let at = self.last + Release::interval();
+        Some(due.map_or(at, |due| due.min(at)))
+    }
+
+    /// Notes a turn that took requests.
+    fn owe_if(&mut self, worked: bool) {
+        self.owed |= worked;
+    }
+
+    /// Releases when one is owed and the interval has passed.
+    fn release_if_due(&mut self) {
+        if self.owed && self.last.elapsed() >= Release::interval() {
+            release_memory();
+            self.last = Instant::now();
+            self.owed = false;
+        }
+    }
+}
+
 /// The index writer's end of the inbox. Dropped when the writer ends (also by a panic):
 /// the inbox is closed and every request still in it refused, so no caller waits forever.
 struct Receiver(Arc<Shared>);
@@ -338,9 +384,12 @@ fn run(mut store: IndexStore, inbox: Receiver) {
     let mut schedule = Schedule::default();
     let mut stop: Option<Reply<()>> = None;
     let mut hold = IndexHold::Nothing;
+    let mut release = Release::new();
     while stop.is_none() {
-        let due = schedule.next();
-        let mut commands = inbox.take(due, schedule.subjects.is_some()).into_iter();
+        let due = release.wake_at(schedule.next());
+        let commands = inbox.take(due, schedule.subjects.is_some());
+        release.owe_if(!commands.is_empty());
+        let mut commands = commands.into_iter();
         for command in commands.by_ref() {
             match command {
                 Command::Entries(items) => store.take(items),
@@ -370,6 +419,7 @@ fn run(mut store: IndexStore, inbox: Receiver) {
             e.to_string()
         });
         answer(&store, &mut waiters, failed);
+        release.release_if_due();
     }
     let last = match hold {
         IndexHold::Nothing => store.step(IndexTier::All, true),

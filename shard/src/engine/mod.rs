@@ -11,6 +11,7 @@ mod index;
 mod index_check;
 mod index_file;
 mod index_writer;
+mod memory;
 mod node_cache;
 mod reader;
 mod scrub;
@@ -36,6 +37,7 @@ pub use index::{PurposeState, apply_to_state};
 pub use index_check::{IndexMismatch, IndexReport};
 pub use index_file::{INDEX_CACHE_BYTES, index_path};
 pub use index_writer::{INDEX_RETRY_MS, IndexHold};
+pub use memory::{MEMORY_RELEASE_INTERVAL_MS, release_memory, set_memory_release};
 pub use node_cache::{CACHED_NODE_MIN_LEVEL, MAX_CACHED_NODES};
 pub use reader::{
     AuditOpen, ConsistencyProof, DailyCount, Expiring, ExpiryCursor, InclusionProof, MAX_PAGE_SIZE,
