@@ -287,12 +287,58 @@ where
 }
 
 async fn checkpoint_loop(checkpoints: Arc<Checkpointer>, interval_ms: u64) {
+    let failures = std::cell::RefCell::new(RepeatedFailures::default());
     every(interval_ms, || async {
-        if let Err(e) = checkpoints.issue_if_changed().await {
-            tracing::error!(error = %e.message(), "periodic checkpoint failed");
+        let outcome = checkpoints.issue_if_changed().await;
+        let mut failures = failures.borrow_mut();
+        match outcome {
+            Ok(_) => failures.cleared(),
+            Err(e) => {
+                let message = e.message();
+                if let Some(repeats) = failures.failed(&message, std::time::Instant::now()) {
+                    tracing::error!(error = %message, repeats, "periodic checkpoint failed");
+                }
+            }
         }
     })
     .await
+}
+
+/// How often a periodic task's same failure is logged again (with how many times it
+/// recurred): a shard whose storage failed makes every checkpoint fail until a restart,
+/// once a second by default.
+const REPEATED_FAILURE_LOG_MS: u64 = 60_000;
+
+/// Which failures of a periodic task to log: a new one at once, the same one again at
+/// most every `REPEATED_FAILURE_LOG_MS`.
+#[derive(Default)]
+struct RepeatedFailures {
+    /// The last failure logged, and when.
+    last: Option<(String, std::time::Instant)>,
+    /// Times it recurred since it was last logged.
+    repeats: u64,
+}
+
+impl RepeatedFailures {
+    /// Notes a failure at `now`; `Some(repeats since the last log)` when it is to be logged.
+    fn failed(&mut self, message: &str, now: std::time::Instant) -> Option<u64> {
+        let every = Duration::from_millis(REPEATED_FAILURE_LOG_MS);
+        if let Some((last, at)) = &self.last
+            && last == message
+            && now.duration_since(*at) < every
+        {
+            self.repeats += 1;
+            return None;
+        }
+        let repeats = std::mem::take(&mut self.repeats);
+        self.last = Some((message.to_string(), now));
+        Some(repeats)
+    }
+
+    /// Notes a success: the next failure is logged at once.
+    fn cleared(&mut self) {
+        *self = RepeatedFailures::default();
+    }
 }
 
 fn error_body(status: StatusCode, code: Code, message: &str) -> HttpResponse {
@@ -546,3 +592,23 @@ async fn graphiql() -> HttpResponse {
 /// A self-contained query page: no external scripts, styles or fonts, so it works on
 /// networks without internet access.
 pub(crate) const GRAPHIQL_HTML: &str = include_str!("graphiql.html");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_failure_is_logged_once_a_minute_with_its_count() {
+        // Proves: the first failure logs, the same one within a minute does not, a minute
+        // later it logs with the count, another message or a success starts over.
+        let mut f = RepeatedFailures::default();
+        let t0 = std::time::Instant::now();
+        assert_eq!(f.failed("disk full", t0), Some(0));
+        assert_eq!(f.failed("disk full", t0 + Duration::from_secs(1)), None);
+        assert_eq!(f.failed("disk full", t0 + Duration::from_secs(2)), None);
+        assert_eq!(f.failed("disk full", t0 + Duration::from_secs(61)), Some(2));
+        assert_eq!(f.failed("other", t0 + Duration::from_secs(62)), Some(0));
+        f.cleared();
+        assert_eq!(f.failed("other", t0 + Duration::from_secs(63)), Some(0));
+    }
+}
