@@ -20,12 +20,8 @@ copy="${big%/}.rss-copy"
 log=$(mktemp)
 pid=
 trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$copy" "$log"' EXIT
-cp -a --sparse=always "$big" "$copy"
-sync
-[ -w /proc/sys/vm/drop_caches ] && echo 3 > /proc/sys/vm/drop_caches
 . "$(dirname "$0")/server.sh"
-shards=$(find "$copy/shards" -name 'shard-*.redb' ! -name '*.index.redb' | wc -l)
-serve_on "$bin" "$copy" "$log" --shards "$shards"
+serve_copy_of "$bin" "$big" "$copy" "$log"
 extra=(); [ "$workload" = batch ] && extra=(--batch 1000)
 "$bin" bench --url "http://127.0.0.1:$port" --workload "$workload" "${extra[@]}" \
   --connections "$conns" --duration "$secs" --server-pid "$pid" --json |

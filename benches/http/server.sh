@@ -31,3 +31,16 @@ start_server() {
   trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data"' EXIT
   serve_on "$1" "$data/data" "${2:-$data/server.log}"
 }
+
+# serve_copy_of BIN BIG_DATA_DIR COPY LOG copies a large ledger to COPY (runs grow and rewrite
+# a ledger: each starts from the same one), drops the page cache (as root), and serves the
+# copy as serve_on does, with the copy's own shard count. The caller checks that COPY did not
+# exist and deletes it at exit.
+serve_copy_of() {
+  local bin=$1 big=$2 copy=$3 log=$4 shards
+  cp -a --sparse=always "$big" "$copy"
+  sync
+  [ -w /proc/sys/vm/drop_caches ] && echo 3 > /proc/sys/vm/drop_caches
+  shards=$(find "$copy/shards" -name 'shard-*.redb' ! -name '*.index.redb' | wc -l)
+  serve_on "$bin" "$copy" "$log" --shards "$shards"
+}

@@ -19,12 +19,8 @@ copy="${big%/}.rss-copy"
 work=$(mktemp -d)
 pid=
 trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$copy" "$work"' EXIT
-cp -a --sparse=always "$big" "$copy"
-sync
-[ -w /proc/sys/vm/drop_caches ] && echo 3 > /proc/sys/vm/drop_caches
 . "$(dirname "$0")/../http/server.sh"
-shards=$(find "$copy/shards" -name 'shard-*.redb' ! -name '*.index.redb' | wc -l)
-serve_on "$bin" "$copy" "$work/server.log" --shards "$shards"
+serve_copy_of "$bin" "$big" "$copy" "$work/server.log"
 rss() { awk '/VmRSS|VmHWM/ {printf "%s %d MiB  ", $1, $2 / 1024}' "/proc/$pid/status"; echo; }
 ( while kill -0 "$pid" 2>/dev/null; do
     echo "$(date +%s.%N) $(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null)"

@@ -81,9 +81,7 @@ impl ShardCallError {
             ShardCallError::Overloaded(id) => format!("shard {id} is overloaded; retry shortly"),
         }
     }
-}
 
-impl ShardCallError {
     /// The storage error inside, if this is one.
     fn storage(&self) -> Option<&StorageError> {
         match self {

@@ -54,13 +54,13 @@ impl ShardClient {
         self.shard_id
     }
 
-    /// Appends not yet answered.
     /// The shard's storage failure, if one of its files failed (it then refuses writes
     /// until the server restarts).
     pub(crate) fn storage_failure(&self) -> Option<shard::engine::StorageError> {
         self.local.reader.storage_failure()
     }
 
+    /// Appends not yet answered.
     pub(crate) fn queue_depth(&self) -> i64 {
         self.local.in_flight.load(Ordering::Relaxed)
     }

@@ -374,7 +374,7 @@ impl ShardActor {
             }
             Err(e) => {
                 tracing::error!(error = %e, "shard commit failed; nothing of this group was written");
-                store.note_failure(&e);
+                store.progress.note_failure(&e);
                 for tx in replies {
                     let _ = tx.send(Err(AppendError::Storage(commit_failure(store, &e))));
                 }
@@ -427,7 +427,7 @@ impl Handler<Erase> for ShardActor {
         store.check_writable()?;
         let outcome = store.erase(&msg.0);
         if let Err(ErasureError::Storage(e)) = &outcome {
-            store.note_failure(e);
+            store.progress.note_failure(e);
         }
         outcome
     }

@@ -237,19 +237,17 @@ impl IndexStore {
     /// Takes note of a failed step: an I/O failure of the index file stops the shard's
     /// writes (see [`StorageError::Failed`]); returns it as the shard reports it.
     pub(super) fn note_failure(&self, e: StorageError) -> StorageError {
-        if !e.is_io_failure() {
-            return e;
+        self.progress.note_failure(&e);
+        if e.is_io_failure() {
+            self.failure().expect("an I/O failure was just recorded")
+        } else {
+            e
         }
-        self.progress.fail(&e);
-        self.failure().expect("just recorded")
     }
 
     /// The shard's storage failure, if either of its files failed.
     pub(super) fn failure(&self) -> Option<StorageError> {
-        self.progress.failure().map(|cause| StorageError::Failed {
-            shard_id: self.shard_id,
-            cause: cause.to_string(),
-        })
+        self.progress.failure(self.shard_id)
     }
 
     fn check_usable(&self) -> Result<(), StorageError> {

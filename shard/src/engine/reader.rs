@@ -235,23 +235,24 @@ impl Progress {
         self.unindexed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records that a file of the shard failed with `e` (the first failure is kept);
-    /// returns whether this was the first.
-    pub(crate) fn fail(&self, e: &StorageError) -> bool {
-        assert!(e.is_io_failure(), "only I/O failures stop a shard");
-        let first = self.failure.set(e.to_string()).is_ok();
-        if first {
+    /// Records that a file of the shard failed with `e`, if it is an I/O failure (the first
+    /// one is kept and logged).
+    pub(crate) fn note_failure(&self, e: &StorageError) {
+        if e.is_io_failure() && self.failure.set(e.to_string()).is_ok() {
             tracing::error!(
                 error = %e,
                 "the shard's storage failed: it refuses writes until the server restarts"
             );
         }
-        first
     }
 
-    /// The first I/O failure of the shard's files, if one happened.
-    pub(crate) fn failure(&self) -> Option<&str> {
-        self.failure.get().map(String::as_str)
+    /// The first I/O failure of shard `shard_id`'s files, if one happened, as the shard
+    /// reports it from then on.
+    pub(crate) fn failure(&self, shard_id: u32) -> Option<StorageError> {
+        self.failure.get().map(|cause| StorageError::Failed {
+            shard_id,
+            cause: cause.clone(),
+        })
     }
 
     /// Records that `customer`, and each of `subjects` of it, have committed entries
@@ -403,10 +404,7 @@ impl ShardReader {
     /// The first I/O failure of the shard's files, if one happened: the shard then refuses
     /// writes until a restart (`/healthz` reports it).
     pub fn storage_failure(&self) -> Option<StorageError> {
-        self.progress.failure().map(|cause| StorageError::Failed {
-            shard_id: self.shard_id,
-            cause: cause.to_string(),
-        })
+        self.progress.failure(self.shard_id)
     }
 
     pub(crate) fn with_progress(

@@ -290,20 +290,9 @@ impl Store {
 
     /// Refuses when a file of the shard failed earlier (see [`StorageError::Failed`]).
     pub(super) fn check_writable(&self) -> Result<(), StorageError> {
-        match self.progress.failure() {
-            Some(cause) => Err(StorageError::Failed {
-                shard_id: self.head.shard_id,
-                cause: cause.to_string(),
-            }),
-            None => Ok(()),
-        }
-    }
-
-    /// Takes note of a failed operation: an I/O failure stops the shard's writes.
-    pub(super) fn note_failure(&self, e: &StorageError) {
-        if e.is_io_failure() {
-            self.progress.fail(e);
-        }
+        self.progress
+            .failure(self.head.shard_id)
+            .map_or(Ok(()), Err)
     }
 
     /// Runs one write transaction; if it fails, the in-memory head, time, frontier and
