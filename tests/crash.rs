@@ -280,3 +280,69 @@ fn a_shard_whose_file_cannot_grow_refuses_writes_clearly_and_loses_nothing() {
     let (code, out) = common::audit(dir.path(), &[]);
     assert_eq!(code, 0, "{out}");
 }
+
+/// `(customer on shard 0, customer on shard 1)` among `c0`…`c7` of a two-shard server,
+/// found by recording one event (subject `probe`) for each.
+fn customers_on_two_shards(s: &Server) -> (String, String) {
+    let names: Vec<String> = (0..8).map(|n| format!("c{n}")).collect();
+    s.customers(&names.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut on = [None, None];
+    for c in &names {
+        let d = s.ok(
+            "mutation($c: ID!, $e: ConsentEventInput!) { recordConsent(customerId: $c, event: $e) { event { shard } } }",
+            json!({ "c": c, "e": event("probe", "GRANTED", None) }),
+        );
+        let shard = d["recordConsent"]["event"]["shard"].as_u64().unwrap() as usize;
+        on[shard].get_or_insert_with(|| c.clone());
+    }
+    let [Some(a), Some(b)] = on else {
+        panic!("c0…c7 all live on one shard")
+    };
+    (a, b)
+}
+
+#[test]
+fn a_failed_shard_does_not_keep_the_other_shards_from_their_scrub() {
+    // Proves: a scrub of every shard tries each one: a shard whose file failed on I/O is
+    // named in a STORAGE_FAILED error that also says which shards were scrubbed meanwhile,
+    // and the healthy shard's erased bytes leave the disk all the same (the scrub used to
+    // stop at the first shard that failed, shard 0 here).
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--shards", "2", "--scrub-interval-ms", "0"];
+    let s = Server::start(dir.path(), &args);
+    let (failing, healthy) = customers_on_two_shards(&s);
+    s.stop();
+    let limit = largest_file(dir.path()) + 2 * 1024 * 1024;
+    let s = Server::start_with_file_limit(dir.path(), &args, limit);
+    const ERASE: &str = "mutation($c: ID!, $s: String!) { eraseSubject(customerId: $c, subjectId: $s, reason: \"t\") { erasedEvents } }";
+    // Shard 0 has an erasure pending when its file fails; shard 1 one after that.
+    s.ok(ERASE, json!({ "c": failing, "s": "probe" }));
+    let v = (0..400)
+        .map(|b| {
+            let tag = format!("b{b}");
+            s.gql(
+                RECORD_MANY,
+                json!({ "c": failing, "e": keyed_batch(&tag, 200) }),
+            )
+        })
+        .find(|v| v.get("errors").is_some())
+        .expect("the file-size limit was reached");
+    assert_eq!(common::code(&v), "STORAGE_FAILED", "{v:#}");
+    let gone = "healthy-erased-subject";
+    s.ok(
+        RECORD,
+        json!({ "c": healthy, "e": event(gone, "GRANTED", None) }),
+    );
+    s.ok(ERASE, json!({ "c": healthy, "s": gone }));
+
+    let v = s.gql("mutation { scrubStorage { shard } }", json!({}));
+    assert_eq!(common::code(&v), "STORAGE_FAILED", "{v:#}");
+    let message = v["errors"][0]["message"].as_str().unwrap();
+    assert!(message.starts_with("shard 0: "), "{message}");
+    assert!(message.contains("done meanwhile: [shard 1]"), "{message}");
+    drop(s); // SIGKILL: the failed shard is not shut down cleanly either way
+    assert_eq!(
+        common::files_containing(dir.path(), gone),
+        Vec::<String>::new()
+    );
+}

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Server, code};
+use common::{Server, code, files_containing};
 use serde_json::{Value, json};
 
 const RECORD: &str = "mutation($c: ID!, $e: ConsentEventInput!) { recordConsent(customerId: $c, event: $e) { event { id purposes { purpose choice } expiresAt } } }";
@@ -71,20 +71,6 @@ fn verify_receipt(dir: &Path, doc: &str, name: &str) -> (i32, String) {
     std::fs::write(&path, doc).unwrap();
     let (code, out, err) = assent(&["verify", "receipt", path.to_str().unwrap()], &[]);
     (code, format!("{out}{err}"))
-}
-
-/// Every file under `dir` that contains `needle`.
-fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
-    common::files_under(dir)
-        .into_iter()
-        .filter(|p| {
-            std::fs::read(p)
-                .unwrap()
-                .windows(needle.len())
-                .any(|w| w == needle.as_bytes())
-        })
-        .map(|p| p.display().to_string())
-        .collect()
 }
 
 #[test]

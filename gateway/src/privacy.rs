@@ -32,20 +32,75 @@ pub(crate) struct RetentionOutcome {
     pub(crate) erasure_ids: Vec<(u32, u64)>,
 }
 
+/// What a run over several shards or customers did: the outcomes of those that succeeded
+/// and the failures of the others. One failing shard (a full disk, say) does not keep the
+/// others from their erasures and scrubs.
+#[derive(Debug)]
+pub(crate) struct EachOutcome<T, K> {
+    /// What succeeded, in order.
+    pub(crate) done: Vec<T>,
+    /// Which shard or customer failed, and how, in order.
+    pub(crate) failed: Vec<(K, ShardCallError)>,
+}
+
+impl<T, K> Default for EachOutcome<T, K> {
+    fn default() -> Self {
+        EachOutcome {
+            done: Vec::new(),
+            failed: Vec::new(),
+        }
+    }
+}
+
+impl<T, K: std::fmt::Display> EachOutcome<T, K> {
+    /// The outcomes when nothing failed; else the first failure, its message followed by
+    /// what succeeded meanwhile (named by `what_done`) and the count of further failures,
+    /// so that a caller learns that part of the run took effect.
+    pub(crate) fn into_result(
+        self,
+        what_done: impl Fn(&T) -> String,
+    ) -> Result<Vec<T>, async_graphql::Error> {
+        let mut failed = self.failed.into_iter();
+        let Some((key, first)) = failed.next() else {
+            return Ok(self.done);
+        };
+        let mut e = async_graphql::Error::from(first);
+        let done: Vec<String> = self.done.iter().map(what_done).collect();
+        e.message = format!(
+            "{key}: {}; done meanwhile: [{}]; {} other failure(s), in the server's log",
+            e.message,
+            done.join(", "),
+            failed.len()
+        );
+        for (key, other) in failed {
+            tracing::error!(%key, error = %other.message(), "failed");
+        }
+        Err(e)
+    }
+
+    /// Logs every failure (the timers' runs, which have no caller to answer).
+    pub(crate) fn log_failures(&self, what: &str) {
+        for (key, e) in &self.failed {
+            tracing::error!(%key, error = %e.message(), "scheduled {what} failed");
+        }
+    }
+}
+
 /// Applies the retention period of `only` (or of every customer that has one): erases the
-/// personal records of events recorded more than `retention_days` ago.
+/// personal records of events recorded more than `retention_days` ago. A customer whose
+/// shard fails is reported in `failed`; the others' periods are applied.
 pub(crate) async fn apply_retention(
     ledger: &Ledger,
     keys: &KeyStore,
     only: Option<&str>,
     now_ms: i64,
-) -> Result<Vec<RetentionOutcome>, ShardCallError> {
+) -> EachOutcome<RetentionOutcome, String> {
     let mut periods = keys.retention_periods();
     if let Some(id) = only {
         periods.retain(|(c, _)| c == id);
     }
     periods.sort();
-    let mut out = Vec::new();
+    let mut out = EachOutcome::default();
     for (customer_id, days) in periods {
         let cutoff_ms = now_ms.saturating_sub(i64::from(days) * MS_PER_DAY);
         let req = ErasureRequest {
@@ -57,9 +112,12 @@ pub(crate) async fn apply_retention(
         let erased = match shard.erase(req).await {
             Ok(e) => e,
             Err(ShardCallError::Erasure(ErasureError::NothingToErase)) => continue,
-            Err(e) => return Err(e),
+            Err(e) => {
+                out.failed.push((format!("customer {customer_id}"), e));
+                continue;
+            }
         };
-        out.push(RetentionOutcome {
+        out.done.push(RetentionOutcome {
             customer_id,
             cutoff_ms,
             erased_events: erased.erased_events,
@@ -70,32 +128,33 @@ pub(crate) async fn apply_retention(
                 .collect(),
         });
     }
-    Ok(out)
+    out
 }
 
 /// Rewrites every shard file with pending erasures (every file with `force`); `scheduled`
 /// (the timer) skips a shard whose last scrub ended too recently for its length
-/// (`SCRUB_SPACING_FACTOR`).
+/// (`SCRUB_SPACING_FACTOR`). Every shard is tried: one that fails is reported in `failed`
+/// and the next is scrubbed all the same.
 pub(crate) async fn scrub_all(
     ledger: &Ledger,
     force: bool,
     scheduled: bool,
-) -> Result<Vec<(u32, ScrubReport)>, ShardCallError> {
-    let mut out = Vec::new();
+) -> EachOutcome<(u32, ScrubReport), String> {
+    let mut out = EachOutcome::default();
     for shard in &ledger.shards {
-        if let Some(report) = shard.scrub(force, scheduled).await? {
-            out.push((shard.shard_id(), report));
+        match shard.scrub(force, scheduled).await {
+            Ok(Some(report)) => out.done.push((shard.shard_id(), report)),
+            Ok(None) => {}
+            Err(e) => out.failed.push((format!("shard {}", shard.shard_id()), e)),
         }
     }
-    Ok(out)
+    out
 }
 
 /// Scrubs shards with pending erasures every `interval_ms`.
 pub(crate) async fn scrub_loop(ledger: Arc<Ledger>, interval_ms: u64) {
     crate::http::every(interval_ms, || async {
-        if let Err(e) = scrub_all(&ledger, false, true).await {
-            tracing::error!(error = %e.message(), "scheduled scrub failed");
-        }
+        scrub_all(&ledger, false, true).await.log_failures("scrub");
     })
     .await
 }
@@ -104,14 +163,11 @@ pub(crate) async fn scrub_loop(ledger: Arc<Ledger>, interval_ms: u64) {
 pub(crate) async fn retention_loop(ledger: Arc<Ledger>, keys: Arc<KeyStore>, interval_ms: u64) {
     crate::http::every(interval_ms, || async {
         let now_ms = chrono::Utc::now().timestamp_millis();
-        match apply_retention(&ledger, &keys, None, now_ms).await {
-            Ok(done) => {
-                for o in done {
-                    tracing::info!(customer = %o.customer_id, erased_events = o.erased_events, "retention applied");
-                }
-            }
-            Err(e) => tracing::error!(error = %e.message(), "scheduled retention failed"),
+        let outcome = apply_retention(&ledger, &keys, None, now_ms).await;
+        for o in &outcome.done {
+            tracing::info!(customer = %o.customer_id, erased_events = o.erased_events, "retention applied");
         }
+        outcome.log_failures("retention");
     })
     .await
 }

@@ -246,6 +246,21 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Every file under `dir` that contains `needle`: where a test looks for bytes that must
+/// have left the disk.
+pub fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
+    files_under(dir)
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(p)
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+        })
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
 /// The first error's `extensions.code`.
 pub fn code(v: &Value) -> String {
     v["errors"][0]["extensions"]["code"]

@@ -146,7 +146,8 @@ impl PrivacyMutation {
     /// erases, as `eraseSubject` does, the personal records of events recorded longer ago
     /// than the period, counted back from `asOf` (default: now; a later instant erases what
     /// will have expired by then, e.g. before a planned export). Admin only; `assent
-    /// retention apply` calls it.
+    /// retention apply` calls it. Every customer is tried: if one's shard fails, the error
+    /// names it and lists the customers done meanwhile.
     async fn apply_retention(
         &self,
         ctx: &Context<'_>,
@@ -173,7 +174,8 @@ impl PrivacyMutation {
             customer_id.as_ref().map(|c| c.as_str()),
             now_ms,
         )
-        .await?;
+        .await
+        .into_result(|o| format!("customer {}", o.customer_id))?;
         Ok(done
             .into_iter()
             .map(|o| RetentionResult {
@@ -191,13 +193,16 @@ impl PrivacyMutation {
     /// most 1 % of the time); this runs at once. Admin only. Writes to a shard go on while
     /// its files are copied and wait only for the hand-over of the last entries
     /// (milliseconds); a subject erased during the copy leaves the file marked for the
-    /// next scrub.
+    /// next scrub. Every shard is tried: if one fails (`STORAGE_FAILED`,
+    /// `INSUFFICIENT_STORAGE`), the error names it and lists the shards scrubbed meanwhile.
     async fn scrub_storage(
         &self,
         ctx: &Context<'_>,
         #[graphql(default = false)] force: bool,
     ) -> Result<Vec<ScrubResult>> {
-        let done = crate::privacy::scrub_all(&state(ctx).ledger, force, false).await?;
+        let done = crate::privacy::scrub_all(&state(ctx).ledger, force, false)
+            .await
+            .into_result(|(shard, _)| format!("shard {shard}"))?;
         Ok(done
             .into_iter()
             .map(|(shard, r)| ScrubResult {
