@@ -1206,7 +1206,16 @@ proptest::proptest! {
                     let batch = (0..*k)
                         .map(|_| {
                             n += 1;
-                            event(&format!("c{customer}"), &format!("s{subject}"), n)
+                            // Some events name fewer purposes than the subject's state
+                            // holds, some grant until a time: merged states, expiry rows.
+                            let mut e = event(&format!("c{customer}"), &format!("s{subject}"), n);
+                            if n.is_multiple_of(3) {
+                                e.purposes.remove("marketing");
+                            }
+                            if n % 4 < 2 {
+                                e.expires_at_ms = Some(e.occurred_at_ms + 86_400_000 * (1 + n % 5) as i64);
+                            }
+                            e
                         })
                         .collect();
                     s.append_batches(&[batch]).unwrap().remove(0).unwrap();

@@ -322,16 +322,62 @@ impl IndexTables<'_> {
         );
         self.subjects
             .insert((customer, &subject.0, facts.seq), [].as_slice())?;
-        let mut states = self.state(customer, subject)?;
-        let before = expiry_rows(&states);
-        apply_facts(&mut states, facts);
-        self.set_state(customer, subject, &before, &states)
+        // Most events are their subject's first (a new visitor): the state row is written
+        // first with the state this event alone gives, and the previous state, if any,
+        // comes back from the insert. A first event then costs one B-tree descent for its
+        // state instead of a read and a write; a later one a second write.
+        let mut alone = Vec::new();
+        apply_facts(&mut alone, facts);
+        if alone.is_empty() {
+            // No purpose: nothing to write unread (validation refuses such events).
+            let mut states = self.state(customer, subject)?;
+            let before = expiry_rows(&states);
+            apply_facts(&mut states, facts);
+            return self.set_state(customer, subject, &before, &states);
+        }
+        let key = (customer, &subject.0, STATE_ROW);
+        let replaced = match self.subjects.insert(key, encode_state(&alone).as_slice())? {
+            Some(old) => Some(decode_state(old.value())?),
+            None => None,
+        };
+        let (before, states) = match replaced {
+            None => (Vec::new(), alone),
+            Some(mut states) => {
+                let before = expiry_rows(&states);
+                apply_facts(&mut states, facts);
+                if states != alone {
+                    self.subjects
+                        .insert(key, encode_state(&states).as_slice())?;
+                }
+                (before, states)
+            }
+        };
+        self.set_expiries(customer, subject, &before, &states)
     }
 
     /// Stores `new` as a subject's current state (empty: the subject has no state) whose
     /// previous state had the expiry rows `before` (see [`expiry_rows`]), keeping the
     /// expiry index in step.
     pub(crate) fn set_state(
+        &mut self,
+        customer: u32,
+        subject: Hash,
+        before: &[(i64, u64)],
+        new: &[PurposeState],
+    ) -> Result<(), StorageError> {
+        self.set_expiries(customer, subject, before, new)?;
+        let key = (customer, &subject.0, STATE_ROW);
+        if new.is_empty() {
+            self.subjects.remove(key)?;
+        } else {
+            self.subjects.insert(key, encode_state(new).as_slice())?;
+        }
+        Ok(())
+    }
+
+    /// Brings a subject's expiry rows from those of its previous state (`before`, see
+    /// [`expiry_rows`]) to those of `new`.
+    fn set_expiries(
         &mut self,
         customer: u32,
         subject: Hash,
@@ -346,12 +392,6 @@ impl IndexTables<'_> {
         }
         for &(at, seq) in after.iter().filter(|r| !before.contains(r)) {
             self.expiries.insert((customer, at, seq), &subject.0)?;
-        }
-        let key = (customer, &subject.0, STATE_ROW);
-        if new.is_empty() {
-            self.subjects.remove(key)?;
-        } else {
-            self.subjects.insert(key, encode_state(new).as_slice())?;
         }
         Ok(())
     }
