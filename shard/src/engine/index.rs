@@ -93,39 +93,45 @@ fn encode_first_state(facts: &ConsentFacts<'_>) -> Vec<u8> {
         facts.purposes.is_sorted_by(|a, b| a.0 < b.0),
         "an entry's purposes are sorted and distinct"
     );
-    let mut w = Writer::with_capacity(32 * facts.purposes.len() + 4);
-    w.u32(u32::try_from(facts.purposes.len()).expect("purposes per event fit in u32"));
-    for (purpose, choice) in facts.purposes {
-        w.str(purpose);
-        w.u8(choice.to_byte());
-        w.u64(facts.seq);
-        w.i64(facts.occurred_at_ms);
-        w.opt_i64(facts.expires_at_ms);
-    }
-    w.buf
+    encode_purposes(facts.purposes.iter().map(|(purpose, choice)| {
+        let times = (facts.occurred_at_ms, facts.expires_at_ms);
+        (purpose.as_str(), *choice, facts.seq, times)
+    }))
 }
 
-/// The expiry rows of the state a subject's first event gives it ([`expiry_rows`]): one
-/// row when it grants a purpose until a time, else none.
+/// The expiry rows of the state a subject's first event gives it ([`expiry_rows`]): its
+/// purposes share one seq and one lapse time, so one row when any is GRANTED and lapses.
 fn first_expiry_rows(facts: &ConsentFacts<'_>) -> Vec<(i64, u64)> {
-    let grants = facts.purposes.iter().any(|(_, c)| *c == Choice::Granted);
-    match facts.expires_at_ms {
-        Some(at) if grants => vec![(at, facts.seq)],
-        _ => Vec::new(),
-    }
+    facts
+        .purposes
+        .iter()
+        .find_map(|(_, choice)| granted_expiry(*choice, facts.expires_at_ms, facts.seq))
+        .into_iter()
+        .collect()
 }
 
 /// Value layout of `current_state`: u32 count, then per purpose (sorted by name):
 /// str name, u8 choice, u64 seq, i64 occurred_at_ms, opt i64 expires_at_ms.
 pub(crate) fn encode_state(states: &[PurposeState]) -> Vec<u8> {
-    let mut w = Writer::with_capacity(32 * states.len() + 4);
-    w.u32(u32::try_from(states.len()).expect("purposes per subject fit in u32"));
-    for s in states {
-        w.str(&s.purpose);
-        w.u8(s.choice.to_byte());
-        w.u64(s.seq);
-        w.i64(s.occurred_at_ms);
-        w.opt_i64(s.expires_at_ms);
+    encode_purposes(states.iter().map(|s| {
+        let times = (s.occurred_at_ms, s.expires_at_ms);
+        (s.purpose.as_str(), s.choice, s.seq, times)
+    }))
+}
+
+/// The one writer of the `current_state` layout ([`encode_state`]): (name, choice, seq,
+/// (occurred_at_ms, expires_at_ms)) per purpose, in the order given (sorted by name).
+fn encode_purposes<'p>(
+    purposes: impl ExactSizeIterator<Item = (&'p str, Choice, u64, (i64, Option<i64>))>,
+) -> Vec<u8> {
+    let mut w = Writer::with_capacity(32 * purposes.len() + 4);
+    w.u32(u32::try_from(purposes.len()).expect("purposes per subject fit in u32"));
+    for (name, choice, seq, (occurred_at_ms, expires_at_ms)) in purposes {
+        w.str(name);
+        w.u8(choice.to_byte());
+        w.u64(seq);
+        w.i64(occurred_at_ms);
+        w.opt_i64(expires_at_ms);
     }
     w.buf
 }
@@ -357,11 +363,8 @@ impl IndexTables<'_> {
         // comes back from the insert. A first event then costs one B-tree descent for its
         // state instead of a read and a write; a later one a second write.
         if facts.purposes.is_empty() {
-            // No purpose: nothing to write unread (validation refuses such events).
-            let mut states = self.state(customer, subject)?;
-            let before = expiry_rows(&states);
-            apply_facts(&mut states, facts);
-            return self.set_state(customer, subject, &before, &states);
+            // Validation refuses such events; one would change no state and no expiry row.
+            return Ok(());
         }
         let key = (customer, &subject.0, STATE_ROW);
         let alone = encode_first_state(facts);
