@@ -171,13 +171,18 @@ fn a_kill_9_while_a_scrub_copies_loses_nothing_and_leaves_no_copy_behind() {
     assert_eq!(code, 0, "{out}");
 }
 
-/// The largest file below `dir`, in bytes.
-fn largest_file(dir: &std::path::Path) -> u64 {
-    common::files_under(dir)
+/// Stops `s` and starts it again on the same data directory with `args`, under a
+/// file-size limit 2 MiB above its largest file: the shard that grows past it first fails
+/// on I/O, as on a full disk.
+fn restart_with_little_room(s: Server, args: &[&str]) -> Server {
+    let dir = s.data_dir.clone();
+    s.stop();
+    let largest = common::files_under(&dir)
         .iter()
         .map(|f| std::fs::metadata(f).unwrap().len())
         .max()
-        .unwrap()
+        .unwrap();
+    Server::start_with_file_limit(&dir, args, largest + 2 * 1024 * 1024)
 }
 
 /// A batch of `n` events with idempotency keys `{tag}-{i}`.
@@ -200,9 +205,7 @@ fn a_shard_whose_file_cannot_grow_refuses_writes_clearly_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &["--shards", "1"]);
     s.customers(&["c0"]);
-    s.stop();
-    let limit = largest_file(dir.path()) + 2 * 1024 * 1024;
-    let s = Server::start_with_file_limit(dir.path(), &["--shards", "1"], limit);
+    let s = restart_with_little_room(s, &["--shards", "1"]);
     let mut acked: Vec<(String, String)> = Vec::new();
     let mut failed = None;
     for b in 0..400 {
@@ -311,9 +314,7 @@ fn a_failed_shard_does_not_keep_the_other_shards_from_their_scrub() {
     let args = ["--shards", "2", "--scrub-interval-ms", "0"];
     let s = Server::start(dir.path(), &args);
     let (failing, healthy) = customers_on_two_shards(&s);
-    s.stop();
-    let limit = largest_file(dir.path()) + 2 * 1024 * 1024;
-    let s = Server::start_with_file_limit(dir.path(), &args, limit);
+    let s = restart_with_little_room(s, &args);
     const ERASE: &str = "mutation($c: ID!, $s: String!) { eraseSubject(customerId: $c, subjectId: $s, reason: \"t\") { erasedEvents } }";
     // Shard 0 has an erasure pending when its file fails; shard 1 one after that.
     s.ok(ERASE, json!({ "c": failing, "s": "probe" }));

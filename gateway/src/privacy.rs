@@ -36,14 +36,14 @@ pub(crate) struct RetentionOutcome {
 /// and the failures of the others. One failing shard (a full disk, say) does not keep the
 /// others from their erasures and scrubs.
 #[derive(Debug)]
-pub(crate) struct EachOutcome<T, K> {
+pub(crate) struct EachOutcome<T> {
     /// What succeeded, in order.
     pub(crate) done: Vec<T>,
-    /// Which shard or customer failed, and how, in order.
-    pub(crate) failed: Vec<(K, ShardCallError)>,
+    /// Which shard or customer failed ("shard 3", "customer acme"), and how, in order.
+    pub(crate) failed: Vec<(String, ShardCallError)>,
 }
 
-impl<T, K> Default for EachOutcome<T, K> {
+impl<T> Default for EachOutcome<T> {
     fn default() -> Self {
         EachOutcome {
             done: Vec::new(),
@@ -52,36 +52,36 @@ impl<T, K> Default for EachOutcome<T, K> {
     }
 }
 
-impl<T, K: std::fmt::Display> EachOutcome<T, K> {
+impl<T> EachOutcome<T> {
     /// The outcomes when nothing failed; else the first failure, its message followed by
-    /// what succeeded meanwhile (named by `what_done`) and the count of further failures,
-    /// so that a caller learns that part of the run took effect.
+    /// what succeeded meanwhile (named by `what_done`) and the count of further failures
+    /// (logged), so that a caller learns that part of the run took effect.
     pub(crate) fn into_result(
-        self,
+        mut self,
+        what: &str,
         what_done: impl Fn(&T) -> String,
     ) -> Result<Vec<T>, async_graphql::Error> {
-        let mut failed = self.failed.into_iter();
-        let Some((key, first)) = failed.next() else {
+        if self.failed.is_empty() {
             return Ok(self.done);
-        };
+        }
+        let (key, first) = self.failed.remove(0);
+        self.log_failures(what);
         let mut e = async_graphql::Error::from(first);
         let done: Vec<String> = self.done.iter().map(what_done).collect();
         e.message = format!(
             "{key}: {}; done meanwhile: [{}]; {} other failure(s), in the server's log",
             e.message,
             done.join(", "),
-            failed.len()
+            self.failed.len()
         );
-        for (key, other) in failed {
-            tracing::error!(%key, error = %other.message(), "failed");
-        }
         Err(e)
     }
 
-    /// Logs every failure (the timers' runs, which have no caller to answer).
+    /// Logs every failure (all of a timer's run, which has no caller to answer; a
+    /// request's beyond the first, which its answer carries).
     pub(crate) fn log_failures(&self, what: &str) {
         for (key, e) in &self.failed {
-            tracing::error!(%key, error = %e.message(), "scheduled {what} failed");
+            tracing::error!(%key, error = %e.message(), "{what} failed");
         }
     }
 }
@@ -94,7 +94,7 @@ pub(crate) async fn apply_retention(
     keys: &KeyStore,
     only: Option<&str>,
     now_ms: i64,
-) -> EachOutcome<RetentionOutcome, String> {
+) -> EachOutcome<RetentionOutcome> {
     let mut periods = keys.retention_periods();
     if let Some(id) = only {
         periods.retain(|(c, _)| c == id);
@@ -139,7 +139,7 @@ pub(crate) async fn scrub_all(
     ledger: &Ledger,
     force: bool,
     scheduled: bool,
-) -> EachOutcome<(u32, ScrubReport), String> {
+) -> EachOutcome<(u32, ScrubReport)> {
     let mut out = EachOutcome::default();
     for shard in &ledger.shards {
         match shard.scrub(force, scheduled).await {
@@ -154,7 +154,9 @@ pub(crate) async fn scrub_all(
 /// Scrubs shards with pending erasures every `interval_ms`.
 pub(crate) async fn scrub_loop(ledger: Arc<Ledger>, interval_ms: u64) {
     crate::http::every(interval_ms, || async {
-        scrub_all(&ledger, false, true).await.log_failures("scrub");
+        scrub_all(&ledger, false, true)
+            .await
+            .log_failures("scheduled scrub");
     })
     .await
 }
@@ -167,7 +169,7 @@ pub(crate) async fn retention_loop(ledger: Arc<Ledger>, keys: Arc<KeyStore>, int
         for o in &outcome.done {
             tracing::info!(customer = %o.customer_id, erased_events = o.erased_events, "retention applied");
         }
-        outcome.log_failures("retention");
+        outcome.log_failures("scheduled retention");
     })
     .await
 }

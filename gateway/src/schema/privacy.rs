@@ -175,7 +175,7 @@ impl PrivacyMutation {
             now_ms,
         )
         .await
-        .into_result(|o| format!("customer {}", o.customer_id))?;
+        .into_result("retention", |o| format!("customer {}", o.customer_id))?;
         Ok(done
             .into_iter()
             .map(|o| RetentionResult {
@@ -202,7 +202,7 @@ impl PrivacyMutation {
     ) -> Result<Vec<ScrubResult>> {
         let done = crate::privacy::scrub_all(&state(ctx).ledger, force, false)
             .await
-            .into_result(|(shard, _)| format!("shard {shard}"))?;
+            .into_result("scrub", |(shard, _)| format!("shard {shard}"))?;
         Ok(done
             .into_iter()
             .map(|(shard, r)| ScrubResult {
