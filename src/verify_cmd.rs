@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use shard::checkpoint::{Checkpoint, CheckpointError, key_id, open_checkpoint};
 use shard::hash::Hash;
 use shard::merkle::{Blake3Tree, verify_consistency};
-use shard::receipt::{Receipt, ReceiptError, verify_receipt};
+use shard::receipt::{Receipt, verify_receipt};
 
 /// What `assent verify` checks.
 #[derive(clap::Subcommand)]
@@ -240,26 +240,6 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-pub(crate) fn checkpoint_step(e: &CheckpointError) -> &'static str {
-    match e {
-        CheckpointError::NoSignature { .. } | CheckpointError::BadSignature(_) => "signature",
-        _ => "checkpoint",
-    }
-}
-
-/// The step of a receipt's verification that an error belongs to.
-pub(crate) fn receipt_step(e: &ReceiptError) -> &'static str {
-    match e {
-        ReceiptError::Malformed(_) => "format",
-        ReceiptError::Entry(_) => "entry",
-        ReceiptError::PersonalCommitment => "personal-commitment",
-        ReceiptError::Checkpoint(c) => checkpoint_step(c),
-        ReceiptError::ShardHead(_) => "shard-head",
-        ReceiptError::ShardProof(_) => "shard-inclusion",
-        ReceiptError::CombinedProof(_) => "combined-inclusion",
-    }
-}
-
 pub(crate) fn signer_text(signer: &Option<String>) -> String {
     match signer {
         Some(id) => format!("signed by key {id}"),
@@ -286,7 +266,7 @@ pub fn receipt(file: &str, keys: &KeyArgs) -> Outcome {
         Ok(s) => s,
         Err(e) => {
             return Outcome::Invalid {
-                step: receipt_step(&e),
+                step: e.step(),
                 reason: e.to_string(),
             };
         }
@@ -295,7 +275,7 @@ pub fn receipt(file: &str, keys: &KeyArgs) -> Outcome {
         Ok((_, s)) => s,
         Err(e) => {
             return Outcome::Invalid {
-                step: checkpoint_step(&e),
+                step: e.step(),
                 reason: e.to_string(),
             };
         }
@@ -354,7 +334,7 @@ pub fn checkpoint(file: &str, keys: &KeyArgs) -> Outcome {
             details: json!({ "number": c.number, "origin": c.origin, "totalSize": c.total_size(), "combinedRoot": c.combined_root().to_hex(), "signerKeyId": signer }),
         },
         Err(e) => Outcome::Invalid {
-            step: checkpoint_step(&e),
+            step: e.step(),
             reason: e.to_string(),
         },
     }

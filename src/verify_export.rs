@@ -15,9 +15,7 @@ use serde_json::{Map, Value, json};
 use shard::engine::{PurposeState, apply_to_state};
 use shard::receipt::{Receipt, ReceiptSummary, verify_receipt};
 
-use crate::verify_cmd::{
-    KeyArgs, Outcome, Trusted, checkpoint_step, open_with, receipt_step, signer_text, trusted,
-};
+use crate::verify_cmd::{KeyArgs, Outcome, Trusted, open_with, signer_text, trusted};
 
 /// Distinct checkpoint notes whose signature check is remembered; past this the memory is
 /// emptied and refills (an export normally cites one or a few checkpoints).
@@ -207,8 +205,8 @@ impl Tally {
         let at = format!("{at} (event {id})");
         let receipt: Receipt = serde_json::from_value(receipt)
             .map_err(|e| invalid("format", format!("{at}: its receipt is not a receipt: {e}")))?;
-        let summary = verify_receipt(&receipt, None)
-            .map_err(|e| invalid(receipt_step(&e), format!("{at}: {e}")))?;
+        let summary =
+            verify_receipt(&receipt, None).map_err(|e| invalid(e.step(), format!("{at}: {e}")))?;
         self.signature(&at, &receipt.checkpoint)?;
         check_fields(&at, event, &summary)?;
         self.in_order(&at, &summary)?;
@@ -235,7 +233,7 @@ impl Tally {
     fn signature(&mut self, at: &str, note: &str) -> Result<(), Refusal> {
         if !self.signers.contains_key(note) {
             let signer = open_with(note, &self.trusted)
-                .map_err(|e| invalid(checkpoint_step(&e), format!("{at}: {e}")))?
+                .map_err(|e| invalid(e.step(), format!("{at}: {e}")))?
                 .1;
             if self.signers.len() >= MAX_REMEMBERED_CHECKPOINTS {
                 self.signers.clear();

@@ -326,31 +326,15 @@ async fn sigterm_with_open_subscriptions_leaves_files_that_open_without_repair()
 #[test]
 fn the_graphql_ws_npm_client_subscribes_unchanged() {
     // Installs graphql-ws and ws from the npm registry into the test's own folder.
+    let node_dir = common::node_clients();
     let dir = tempfile::tempdir().unwrap();
-    let node_dir = dir.path().join("node");
-    std::fs::create_dir_all(&node_dir).unwrap();
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
-    for f in ["package.json", "subscribe.mjs"] {
-        std::fs::copy(src.join(f), node_dir.join(f)).unwrap();
-    }
-    let install = std::process::Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--silent"])
-        .current_dir(&node_dir)
-        .output()
-        .expect("npm is installed (Node.js is part of the development machine)");
-    assert!(
-        install.status.success(),
-        "npm install failed: {}",
-        String::from_utf8_lossy(&install.stderr)
-    );
-
     let s = Server::start(&dir.path().join("data"), &[]);
     s.customers(&["acme"]);
     let reader = s.key(Some("acme"), "READER");
     let ws_url = format!("{}/graphql", s.url.replace("http://", "ws://"));
     let mut child = std::process::Command::new("node")
         .args(["subscribe.mjs", &ws_url, &reader, "acme", "3"])
-        .current_dir(&node_dir)
+        .current_dir(node_dir.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

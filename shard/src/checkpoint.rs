@@ -57,6 +57,17 @@ pub enum CheckpointError {
     BadSignature(String),
 }
 
+impl CheckpointError {
+    /// The name of the verification step that failed (docs/receipts.md §3): `signature`
+    /// when no pinned key signed the body, else `checkpoint`.
+    pub fn step(&self) -> &'static str {
+        match self {
+            CheckpointError::NoSignature { .. } | CheckpointError::BadSignature(_) => "signature",
+            CheckpointError::Malformed(_) | CheckpointError::Inconsistent(_) => "checkpoint",
+        }
+    }
+}
+
 /// The 77-byte leaf of a shard head in the combined tree:
 /// `0x01 ‖ shard_id u32 ‖ size u64 ‖ root ‖ chain_head`.
 pub fn shard_head_leaf(head: &ShardHead) -> Vec<u8> {
@@ -150,6 +161,11 @@ impl Checkpoint {
             return Err(bad("too few lines"));
         }
         let origin = lines[0].to_string();
+        if !valid_origin(&origin) {
+            return Err(bad(
+                "origin line is not 1-128 characters of A-Z a-z 0-9 . / _ -",
+            ));
+        }
         let total: u64 = lines[1]
             .parse()
             .map_err(|_| bad("size line is not a number"))?;
@@ -339,6 +355,21 @@ mod tests {
             assert!(
                 open_checkpoint(&text, Some((&cp.origin, &vk))).is_err(),
                 "byte {i} changed undetected"
+            );
+        }
+    }
+
+    #[test]
+    fn a_body_whose_origin_breaks_the_documented_rule_is_malformed_before_any_signature_check() {
+        let cp = sample();
+        for origin in ["example.com/ass`nt", "", "two words", &"a".repeat(129)] {
+            let body = cp.body().replacen(&cp.origin, origin, 1);
+            assert!(
+                matches!(
+                    Checkpoint::parse_body(&body),
+                    Err(CheckpointError::Malformed(_))
+                ),
+                "origin {origin:?} accepted"
             );
         }
     }

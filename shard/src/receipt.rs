@@ -115,6 +115,23 @@ pub enum ReceiptError {
     CombinedProof(MerkleVerifyError),
 }
 
+impl ReceiptError {
+    /// The name of the verification step that failed (docs/receipts.md §3), stable for
+    /// scripts and for verifiers in other languages to compare against (the step names of
+    /// tests/vectors/manifest.json).
+    pub fn step(&self) -> &'static str {
+        match self {
+            ReceiptError::Malformed(_) => "format",
+            ReceiptError::Entry(_) => "entry",
+            ReceiptError::PersonalCommitment => "personal-commitment",
+            ReceiptError::Checkpoint(c) => c.step(),
+            ReceiptError::ShardHead(_) => "shard-head",
+            ReceiptError::ShardProof(_) => "shard-inclusion",
+            ReceiptError::CombinedProof(_) => "combined-inclusion",
+        }
+    }
+}
+
 fn b64(field: &str, s: &str) -> Result<Vec<u8>, ReceiptError> {
     B64.decode(s)
         .map_err(|_| ReceiptError::Malformed(format!("{field} is not base64")))

@@ -227,6 +227,27 @@ pub fn audit(data_dir: &Path, extra: &[&str]) -> (i32, String) {
     (o.status.code().unwrap_or(-1), text)
 }
 
+/// A temp folder holding the real clients of `tests/node` (the graphql-ws library, the
+/// verifier written from the docs) with their npm packages installed from the registry.
+pub fn node_clients() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
+    for f in ["package.json", "subscribe.mjs", "verify.mjs"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    let install = Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--silent"])
+        .current_dir(dir.path())
+        .output()
+        .expect("npm is installed (Node.js is part of the development machine)");
+    assert!(
+        install.status.success(),
+        "npm install failed: {}",
+        String::from_utf8_lossy(&install.stderr)
+    );
+    dir
+}
+
 /// Every file below `dir` (recursively), sorted: what tests that look at the bytes on disk
 /// walk.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
