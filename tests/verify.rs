@@ -36,14 +36,12 @@ struct Fixture {
     public_key: String,
 }
 
-impl Fixture {
-    /// The ledger's signing key, as a verifier pins it.
-    fn verifying_key(&self) -> ed25519_dalek::VerifyingKey {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(&self.public_key)
-            .unwrap();
-        ed25519_dalek::VerifyingKey::from_bytes(&bytes.try_into().unwrap()).unwrap()
-    }
+/// A ledger's public key (base64, as `publicKeys` gives it), as a verifier pins it.
+fn pinned_key(public_key: &str) -> ed25519_dalek::VerifyingKey {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(public_key)
+        .unwrap();
+    ed25519_dalek::VerifyingKey::from_bytes(&bytes.try_into().unwrap()).unwrap()
 }
 
 fn fixture() -> Fixture {
@@ -181,7 +179,7 @@ fn receipts_checkpoints_and_consistency_verify_offline_and_every_changed_byte_is
 
     // Every single-byte change anywhere in the receipt document is caught.
     let doc = std::fs::read(&receipt).unwrap();
-    let key = f.verifying_key();
+    let key = pinned_key(&f.public_key);
     let mut steps = std::collections::BTreeMap::<String, u32>::new();
     for i in 0..doc.len() {
         let mut bad = doc.clone();
@@ -901,6 +899,11 @@ fn js_verify(node: &Path, dir: &Path, args: &[&str], stdin: &str) -> (i32, Vec<V
     input.write_all(stdin.as_bytes()).unwrap();
     drop(input);
     let out = child.wait_with_output().unwrap();
+    assert!(
+        out.stderr.is_empty(),
+        "the verifier crashed: {}",
+        text(&out)
+    );
     let lines = String::from_utf8(out.stdout.clone())
         .unwrap()
         .lines()
@@ -945,6 +948,46 @@ fn a_verifier_written_from_the_docs_alone_gives_every_vector_the_manifests_verdi
     );
 }
 
+/// Judges every single-bit change of the receipt `doc` that still parses as a receipt with
+/// `shard::receipt::verify_receipt` and with the docs' verifier (one `node` run for all),
+/// asserts that both give the same verdict and step, and returns assent's verdicts.
+fn js_agrees_on_every_change(
+    node: &Path,
+    dir: &Path,
+    key_file: &Path,
+    doc: &[u8],
+    key: &ed25519_dalek::VerifyingKey,
+) -> Vec<(usize, &'static str)> {
+    let (mut lines, mut want) = (String::new(), Vec::new());
+    for i in 0..doc.len() {
+        let mut bad = doc.to_vec();
+        bad[i] ^= 0x01;
+        let Ok(parsed) = serde_json::from_slice::<shard::receipt::Receipt>(&bad) else {
+            continue;
+        };
+        let as_value: Value = serde_json::from_slice(&bad).unwrap();
+        lines += &format!("{as_value}\n");
+        let verdict = shard::receipt::verify_receipt(&parsed, Some(("localhost/assent", key)));
+        want.push((i, verdict.err().map_or("valid", |e| e.step())));
+    }
+    let args = ["receipts", "--public-key", key_file.to_str().unwrap()];
+    let (code, got) = js_verify(node, dir, &args, &lines);
+    assert_eq!((code, got.len()), (0, want.len()));
+    let disagree: Vec<String> = want
+        .iter()
+        .zip(&got)
+        .filter(|((_, step), js)| js["step"].as_str().unwrap_or("valid") != *step)
+        .map(|((i, step), js)| format!("byte {i}: assent {step}, the docs' verifier {js}"))
+        .collect();
+    assert!(
+        disagree.is_empty(),
+        "{} of {}: {disagree:#?}",
+        disagree.len(),
+        want.len()
+    );
+    want
+}
+
 #[test]
 fn a_verifier_written_from_the_docs_alone_agrees_with_assent_on_every_changed_byte_of_a_real_receipt()
  {
@@ -978,37 +1021,12 @@ fn a_verifier_written_from_the_docs_alone_agrees_with_assent_on_every_changed_by
     }
 
     let doc = std::fs::read(f.files.join("receipt.json")).unwrap();
-    let key = f.verifying_key();
-    let (mut lines, mut want) = (String::new(), Vec::new());
-    for i in 0..doc.len() {
-        let mut bad = doc.clone();
-        bad[i] ^= 0x01;
-        let Ok(parsed) = serde_json::from_slice::<shard::receipt::Receipt>(&bad) else {
-            continue;
-        };
-        let as_value: Value = serde_json::from_slice(&bad).unwrap();
-        lines += &format!("{as_value}\n");
-        let verdict = shard::receipt::verify_receipt(&parsed, Some(("localhost/assent", &key)));
-        want.push((i, verdict.err().map_or("valid", |e| e.step())));
-    }
-    let (code, got) = js_verify(
+    let want = js_agrees_on_every_change(
         node.path(),
         &f.files,
-        &["receipts", key_arg[0], key_arg[1]],
-        &lines,
-    );
-    assert_eq!((code, got.len()), (0, want.len()));
-    let disagree: Vec<String> = want
-        .iter()
-        .zip(&got)
-        .filter(|((_, step), js)| js["step"].as_str().unwrap_or("valid") != *step)
-        .map(|((i, step), js)| format!("byte {i}: assent {step}, the docs' verifier {js}"))
-        .collect();
-    assert!(
-        disagree.is_empty(),
-        "{} of {}: {disagree:#?}",
-        disagree.len(),
-        want.len()
+        &key_file,
+        &doc,
+        &pinned_key(&f.public_key),
     );
     let steps: std::collections::BTreeSet<&str> = want.iter().map(|(_, s)| *s).collect();
     assert!(!steps.contains("valid"), "every change is caught");
@@ -1026,6 +1044,74 @@ fn a_verifier_written_from_the_docs_alone_agrees_with_assent_on_every_changed_by
             "no change was caught at step {step}: {steps:?}"
         );
     }
+}
+
+#[test]
+fn a_verifier_written_from_the_docs_alone_agrees_with_assent_on_erasure_receipts() {
+    // The erasure entry (kind 2) of a real server, and a receipt of an erased event
+    // (`personal: null`): both valid to both verifiers, and every change judged alike.
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir.path().join("data"), &[]);
+    s.customers(&["shop"]);
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            let d = s.ok(
+                RECORD,
+                json!({ "c": "shop", "e": event("v", "GRANTED", None) }),
+            );
+            let _ = i;
+            d["recordConsent"]["event"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let erase = "mutation { eraseSubject(customerId: \"shop\", subjectId: \"v\", reason: \"DSAR 7\") { receipts { document } } }";
+    let erasure = s.ok(erase, json!({}))["eraseSubject"]["receipts"][0]["document"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let erased = s.ok(
+        "query($id: ID!) { receipt(eventId: $id) { document } }",
+        json!({ "id": ids[1] }),
+    )["receipt"]["document"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let public_key = s.ok("{ publicKeys { publicKey } }", json!({}))["publicKeys"][0]["publicKey"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.stop();
+    let node = common::node_clients();
+    let key_file = dir.path().join("public-key.txt");
+    std::fs::write(&key_file, &public_key).unwrap();
+    let key = pinned_key(&public_key);
+    for doc in [&erasure, &erased] {
+        let parsed: Value = serde_json::from_str(doc).unwrap();
+        let (code, out) = js_verify(
+            node.path(),
+            dir.path(),
+            &["receipts", "--public-key", key_file.to_str().unwrap()],
+            &format!("{parsed}\n"),
+        );
+        assert_eq!(
+            (code, &out[0]["valid"]),
+            (0, &json!(true)),
+            "{doc}: {out:?}"
+        );
+        let want =
+            js_agrees_on_every_change(node.path(), dir.path(), &key_file, doc.as_bytes(), &key);
+        assert!(want.iter().any(|(_, step)| *step == "entry"), "{want:?}");
+        assert!(
+            want.iter().all(|(_, step)| *step != "valid"),
+            "every change is caught"
+        );
+    }
+    assert!(
+        erased.contains("\"personal\": null") || erased.contains("\"personal\":null"),
+        "{erased}"
+    );
 }
 
 /// Runs `assent verify export FILE --json` with extra arguments; (exit code, parsed output).

@@ -155,9 +155,8 @@ class Reader {
     return this.take(1)[0];
   }
   u32() {
-    const v = this.view.getUint32(this.at);
     this.take(4);
-    return v;
+    return this.view.getUint32(this.at - 4);
   }
   u64() {
     this.take(8);
