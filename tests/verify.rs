@@ -928,11 +928,6 @@ fn a_verifier_written_from_the_docs_alone_gives_every_vector_the_manifests_verdi
             .iter()
             .map(|a| a.as_str().unwrap())
             .collect();
-        // Exports show API fields beside their receipts; the independent verifier stops at
-        // the receipts, checkpoints and consistency proofs the documents define.
-        if !["receipt", "checkpoint", "consistency"].contains(&args[1]) {
-            continue;
-        }
         let (code, out) = js_verify(node.path(), &dir, &args[1..], "");
         assert_eq!(
             Some(code as i64),
@@ -942,10 +937,7 @@ fn a_verifier_written_from_the_docs_alone_gives_every_vector_the_manifests_verdi
         assert_eq!(out[0]["step"], case["step"], "{args:?}: {out:?}");
         checked += 1;
     }
-    assert_eq!(
-        checked, 14,
-        "every receipt, checkpoint and consistency vector was run"
-    );
+    assert_eq!(checked, 20, "every vector was run");
 }
 
 /// Judges every single-bit change of the receipt `doc` that still parses as a receipt with
@@ -1144,8 +1136,143 @@ fn changed_export(
     path
 }
 
+/// A value changed the way a forger might: strings and numbers altered, booleans flipped,
+/// nulls filled, lists reordered, objects emptied.
+fn forged(v: &Value) -> Value {
+    match v {
+        Value::String(s) => json!(format!("{s}x")),
+        Value::Number(n) => json!(n.as_u64().unwrap_or(0) + 1),
+        Value::Bool(b) => json!(!b),
+        Value::Null => json!("2030-01-01T00:00:00Z"),
+        Value::Array(a) if a.len() > 1 => Value::Array(a.iter().rev().cloned().collect()),
+        Value::Array(_) => json!([]),
+        Value::Object(_) => json!({}),
+    }
+}
+
+/// `assent verify export`'s verdict on `file`: its exit code and failing step.
+fn assent_export_verdict(file: &Path, key: &str) -> (i32, Option<String>) {
+    let (code, out) = verify_export(file, &["--public-key", key]);
+    (code, out["step"].as_str().map(String::from))
+}
+
 #[test]
-fn an_export_verifies_event_by_event_against_its_receipts_and_each_change_is_named() {
+fn a_verifier_written_from_the_docs_alone_agrees_with_assent_on_changed_exports() {
+    // Exports of a real server (JSON lines and an access document), each field of each
+    // event removed or forged, lines reordered, the document's subject and state changed:
+    // the docs' verifier must give every variant assent's exit code and step.
+    let x = real_export();
+    let node = common::node_clients();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("public-key.txt");
+    std::fs::write(&key_file, &x.key).unwrap();
+    let mut variants: Vec<(String, String)> = Vec::new();
+    let jsonl = |lines: &[Value]| lines.iter().map(|l| format!("{l}\n")).collect::<String>();
+    variants.push(("intact".into(), jsonl(&x.lines)));
+    let erased = x
+        .lines
+        .iter()
+        .position(|l| l["subjectId"].is_null())
+        .unwrap();
+    for i in [0, erased] {
+        for field in x.lines[i]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| *k != "receipt")
+        {
+            for (how, change) in [
+                ("removed", None),
+                ("forged", Some(forged(&x.lines[i][field]))),
+            ] {
+                let mut lines = x.lines.clone();
+                match change {
+                    None => drop(lines[i].as_object_mut().unwrap().remove(field)),
+                    Some(v) => lines[i][field] = v,
+                }
+                variants.push((format!("line {i} {field} {how}"), jsonl(&lines)));
+            }
+        }
+    }
+    let mut swapped = x.lines.clone();
+    swapped.swap(3, 4);
+    variants.push(("swapped".into(), jsonl(&swapped)));
+    let mut repeated = x.lines.clone();
+    repeated.insert(2, x.lines[2].clone());
+    variants.push(("repeated".into(), jsonl(&repeated)));
+    let mut added = x.lines.clone();
+    added[1]["note"] = json!("added");
+    variants.push(("added field".into(), jsonl(&added)));
+    let doc: Value = serde_json::from_str(&x.access).unwrap();
+    variants.push(("document".into(), doc.to_string()));
+    for pointer in [
+        "/subjectId",
+        "/customerId",
+        "/currentState/0/choice",
+        "/currentState/0/eventId",
+        "/currentState/1/expiresAt",
+        "/events/0/event/purposes",
+        "/events/1/event/occurredAt",
+    ] {
+        let mut v = doc.clone();
+        let target = v.pointer_mut(pointer).unwrap();
+        *target = forged(target);
+        variants.push((format!("document {pointer}"), v.to_string()));
+    }
+    let mut fewer = doc.clone();
+    fewer["currentState"].as_array_mut().unwrap().pop();
+    variants.push(("document state left out".into(), fewer.to_string()));
+
+    let mut steps = std::collections::BTreeMap::<String, u32>::new();
+    let mut disagree = Vec::new();
+    for (name, text_) in &variants {
+        let file = dir.path().join("variant");
+        std::fs::write(&file, text_).unwrap();
+        let want = assent_export_verdict(&file, &x.key);
+        let (code, out) = js_verify(
+            node.path(),
+            dir.path(),
+            &[
+                "export",
+                "variant",
+                "--public-key",
+                key_file.to_str().unwrap(),
+            ],
+            "",
+        );
+        let got = (code, out[0]["step"].as_str().map(String::from));
+        if got != want {
+            disagree.push(format!(
+                "{name}: assent {want:?}, the docs' verifier {out:?}"
+            ));
+        }
+        *steps.entry(format!("{want:?}")).or_default() += 1;
+    }
+    assert!(
+        disagree.is_empty(),
+        "{} of {}: {disagree:#?}",
+        disagree.len(),
+        variants.len()
+    );
+    for want in ["(0, None)", "fields", "order", "subject", "current-state"] {
+        assert!(
+            steps.keys().any(|k| k.contains(want)),
+            "no variant ended with {want}: {steps:?}"
+        );
+    }
+}
+
+/// A real server's exports: customer `shop` on two shards, six events of three subjects
+/// (one with an idempotency key, `s1`'s two erased), as `assent export --receipts` lines,
+/// `s0`'s access export document, and the ledger's public key.
+struct RealExport {
+    _dir: tempfile::TempDir,
+    lines: Vec<Value>,
+    access: String,
+    key: String,
+}
+
+fn real_export() -> RealExport {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(&dir.path().join("data"), &["--shards", "2"]);
     s.customers(&["shop"]);
@@ -1192,6 +1319,30 @@ fn an_export_verifies_event_by_event_against_its_receipts_and_each_change_is_nam
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 6);
+    let access = s.gql_as(
+        Some(&reader),
+        "{ subjectExport(customerId: \"shop\", subjectId: \"s0\") { document } }",
+        json!({}),
+    )["data"]["subjectExport"]["document"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    RealExport {
+        _dir: dir,
+        lines,
+        access,
+        key,
+    }
+}
+
+#[test]
+fn an_export_verifies_event_by_event_against_its_receipts_and_each_change_is_named() {
+    let RealExport {
+        _dir: dir,
+        lines,
+        access: doc,
+        key,
+    } = real_export();
     let d = dir.path();
     let intact = changed_export(d, "export.jsonl", &lines, |_| {});
 
@@ -1313,14 +1464,6 @@ fn an_export_verifies_event_by_event_against_its_receipts_and_each_change_is_nam
     );
 
     // A subject's access export: its events, customer, subject and current state.
-    let doc = s.gql_as(
-        Some(&reader),
-        "{ subjectExport(customerId: \"shop\", subjectId: \"s0\") { document } }",
-        json!({}),
-    )["data"]["subjectExport"]["document"]
-        .as_str()
-        .unwrap()
-        .to_string();
     let access = d.join("access.json");
     std::fs::write(&access, &doc).unwrap();
     let (code, out) = verify_export(&access, &["--public-key", &key]);

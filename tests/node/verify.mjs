@@ -8,6 +8,7 @@
 //   node verify.mjs receipts [--public-key FILE | --trusted-keys FILE] < JSON lines
 //   node verify.mjs checkpoint FILE (--public-key FILE | --trusted-keys FILE)
 //   node verify.mjs consistency --old NOTE --new NOTE --proof FILE [--public-key F | --trusted-keys F]
+//   node verify.mjs export FILE [--public-key FILE | --trusted-keys FILE]
 //
 // Prints one JSON verdict a line ({"valid": true} or {"valid": false, "step": …, "detail": …})
 // and exits 0 when valid, 1 when invalid, 2 on unusable input (`receipts` always exits 0).
@@ -193,33 +194,48 @@ const byteOrder = (a, b) => {
   return a.length - b.length;
 };
 
-/** Parses an entry strictly (design.md §2); the fields a receipt's steps need. */
+/** design.md §2's capture method bytes 1..=8, by name. */
+const CAPTURE_METHODS = [
+  "BANNER_ACCEPT_ALL",
+  "BANNER_REJECT_ALL",
+  "BANNER_CUSTOM",
+  "PREFERENCE_CENTRE",
+  "GPC_SIGNAL",
+  "API",
+  "IMPORT",
+  "WITHDRAWAL",
+];
+
+/** Parses an entry strictly (design.md §2). */
 function parseEntry(bytes) {
   const r = new Reader(bytes, "entry");
   if (r.u8() !== 1) fail("entry", "unknown format version");
   const kind = r.u8();
   if (kind !== 1 && kind !== 2) fail("entry", `unknown kind ${kind}`);
   const e = { kind, shardId: r.u32(), seq: r.u64(), recordedAtMs: r.i64() };
-  r.take(32); // prev_hash: checked by a chain walk, not by a receipt
+  e.prevHash = r.take(32);
   e.customerId = r.str().text;
   if (kind === 1) {
     e.commitment = r.take(32);
-    r.str();
-    r.str();
+    e.noticeId = r.str().text;
+    e.noticeVersion = r.str().text;
     const method = r.u8();
     if (method < 1 || method > 8) fail("entry", `capture method ${method}`);
-    r.str();
-    r.bool();
-    r.i64();
-    r.opt(() => r.i64());
-    r.opt(() => r.str());
+    e.captureMethod = CAPTURE_METHODS[method - 1];
+    e.jurisdiction = r.str().text;
+    e.gpc = r.bool();
+    e.occurredAtMs = r.i64();
+    e.expiresAtMs = r.opt(() => r.i64());
+    e.idempotencyKey = r.opt(() => r.str().text);
+    e.purposes = [];
     let last = null;
     for (let n = r.u32(); n > 0; n--) {
-      const name = r.str().bytes;
-      if (last && byteOrder(last, name) >= 0) fail("entry", "purposes not strictly increasing");
-      last = name;
+      const name = r.str();
+      if (last && byteOrder(last, name.bytes) >= 0) fail("entry", "purposes not strictly increasing");
+      last = name.bytes;
       const choice = r.u8();
       if (choice !== 1 && choice !== 2) fail("entry", `choice ${choice}`);
+      e.purposes.push({ purpose: name.text, choice: choice === 1 ? "GRANTED" : "DENIED" });
     }
   } else {
     const cause = r.u8();
@@ -238,14 +254,15 @@ function parseEntry(bytes) {
   return e;
 }
 
-/** The subject id of a personal record (format v1), checking its whole layout. */
+/** A personal record (format v1), its whole layout checked. */
 function parsePersonal(bytes) {
   const r = new Reader(bytes, "format");
   if (r.u8() !== 1) fail("format", "unknown personal record version");
-  const subject = r.str().text;
-  for (let i = 0; i < 5; i++) r.opt(() => r.str());
+  const text = () => r.opt(() => r.str().text);
+  const p = { subjectId: r.str().text, tcfString: text(), gppString: text() };
+  p.evidence = { ipAddress: text(), userAgent: text(), pageUrl: text() };
   r.end();
-  return subject;
+  return p;
 }
 
 // ---- Checkpoints: C2SP signed notes (receipts.md §1) ----
@@ -394,7 +411,7 @@ function verifyReceipt(r, keys) {
   const wantId = `ev${e.shardId.toString(16).padStart(8, "0")}${e.seq.toString(16).padStart(16, "0")}`;
   if (r.eventId !== wantId) fail("entry", `eventId is not ${wantId}`);
   // 2. The personal record opens the commitment.
-  let subject = null;
+  let personal = null;
   if (r.personal !== null) {
     const p = r.personal;
     shape(p && typeof p === "object" && Object.keys(p).length === 2, "bad personal object");
@@ -403,7 +420,7 @@ function verifyReceipt(r, keys) {
     shape(salt?.length === 32 && record, "bad personal salt or record");
     shape(e.kind === 1, "an erasure entry has no personal record");
     if (!eq(blake3(cat(salt, record)), e.commitment)) fail("personal-commitment", "blake3(salt ‖ record) differs");
-    subject = parsePersonal(record);
+    personal = parsePersonal(record);
   }
   // 3. The checkpoint; 4. its signature.
   const { split, cp } = readCheckpoint(r.checkpoint);
@@ -419,7 +436,14 @@ function verifyReceipt(r, keys) {
   const head = cat(Uint8Array.of(1), u32be(line.id), u64be(line.size), line.root, line.head);
   if (!inclusionHolds(BigInt(cpf.leafIndex), BigInt(cpf.treeSize), leafHash(head), combinedPath, cp.root))
     fail("combined-inclusion", "the shard head does not lead to the combined root");
-  return { eventId: r.eventId, customer: e.customerId, subject, checkpoint: `${cp.number}`, signer };
+  const summary = {
+    eventId: r.eventId,
+    customer: e.customerId,
+    subject: personal?.subjectId ?? null,
+    checkpoint: `${cp.number}`,
+    signer,
+  };
+  return { summary, entry: e, entryHash: blake3(entry), personal };
 }
 
 // ---- Consistency (receipts.md §4) ----
@@ -454,6 +478,132 @@ function verifyConsistency(oldNote, newNote, proof, keys) {
       fail("consistency", `shard ${i}: the new tree does not extend the old one`);
   });
   return { from: `${a.cp.number}`, to: `${b.cp.number}` };
+}
+
+// ---- Exports (receipts.md §5–§6) ----
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
+/** A shown instant as unix ms, or `undefined` when it is not an RFC 3339 instant. */
+const shownMs = (v) => (typeof v === "string" && RFC3339.test(v) ? Date.parse(v) : undefined);
+/** JSON values compared by content, object keys in any order. */
+const sameJson = (a, b) => JSON.stringify(sortKeys(a)) === JSON.stringify(sortKeys(b));
+function sortKeys(v) {
+  if (Array.isArray(v)) return v.map(sortKeys);
+  if (v && typeof v === "object") return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortKeys(v[k])]));
+  return v;
+}
+
+/** Each exportable field: whether the shown value is the one the entry and record fix. */
+const FIELDS = {
+  id: (v, e) => v === `ev${e.shardId.toString(16).padStart(8, "0")}${e.seq.toString(16).padStart(16, "0")}`,
+  customerId: (v, e) => v === e.customerId,
+  shard: (v, e) => v === e.shardId,
+  sequence: (v, e) => v === `${e.seq}`,
+  recordedAt: (v, e) => shownMs(v) === Number(e.recordedAtMs),
+  occurredAt: (v, e) => shownMs(v) === Number(e.occurredAtMs),
+  expiresAt: (v, e) => (e.expiresAtMs === null ? v === null : shownMs(v) === Number(e.expiresAtMs)),
+  purposes: (v, e) => sameJson(v, e.purposes),
+  noticeId: (v, e) => v === e.noticeId,
+  noticeVersion: (v, e) => v === e.noticeVersion,
+  captureMethod: (v, e) => v === e.captureMethod,
+  jurisdiction: (v, e) => v === e.jurisdiction,
+  gpc: (v, e) => v === e.gpc,
+  idempotencyKey: (v, e) => v === e.idempotencyKey,
+  entryHash: (v, e, p, hash) => v === hex(hash),
+  prevHash: (v, e) => v === hex(e.prevHash),
+  personalCommitment: (v, e) => v === hex(e.commitment),
+  subjectId: (v, e, p) => v === (p?.subjectId ?? null),
+  tcfString: (v, e, p) => v === (p?.tcfString ?? null),
+  gppString: (v, e, p) => v === (p?.gppString ?? null),
+  evidence: (v, e, p) => sameJson(v, p?.evidence ?? null),
+};
+
+/** Checks one exported event against its receipt (§6 steps 1–2); returns what was proven. */
+function checkEvent(event, receipt, keys, seen, at) {
+  if (receipt === undefined || receipt === null) throw new Unusable(`${at}: no receipt`);
+  let proven;
+  try {
+    // Each distinct checkpoint's signature is checked once.
+    proven = verifyReceipt(receipt, seen.has(receipt.checkpoint) ? null : keys);
+  } catch (e) {
+    if (e instanceof Invalid) e.message = `${at}: ${e.message}`;
+    throw e;
+  }
+  seen.add(receipt.checkpoint);
+  if (proven.entry.kind !== 1) fail("fields", `${at}: the receipt is of an erasure entry`);
+  if (!("id" in event)) fail("fields", `${at}: the event shows no id`);
+  for (const [name, value] of Object.entries(event)) {
+    const check = FIELDS[name];
+    if (!check) fail("fields", `${at}: \`${name}\` is not a field a receipt proves`);
+    if (!check(value, proven.entry, proven.personal, proven.entryHash))
+      fail("fields", `${at}: \`${name}\` is not what the receipt proves`);
+  }
+  return proven;
+}
+
+/** §6 step 3: per shard, journal order, each event once. */
+function checkOrder(proven, last, at) {
+  const { shardId, seq } = proven.entry;
+  if (last.has(shardId) && seq <= last.get(shardId)) fail("order", `${at}: not after the event before it on shard ${shardId}`);
+  last.set(shardId, seq);
+}
+
+/** The JSON lines of `assent export --receipts`, or a §5 subject export document. */
+function verifyExport(text, keys) {
+  const seen = new Set();
+  const last = new Map();
+  let doc = null;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    // JSON lines, parsed one at a time below.
+  }
+  if (doc && typeof doc === "object" && !Array.isArray(doc) && Array.isArray(doc.events)) return verifyDocument(doc, keys, seen, last);
+  let events = 0;
+  let erased = 0;
+  text.split("\n").forEach((line, i) => {
+    if (!line.trim()) return;
+    let event;
+    try {
+      event = JSON.parse(line);
+    } catch {
+      throw new Unusable(`line ${i + 1} is not JSON`);
+    }
+    if (!event || typeof event !== "object" || Array.isArray(event)) throw new Unusable(`line ${i + 1} is not an object`);
+    const { receipt, ...fields } = event;
+    const proven = checkEvent(fields, receipt, keys, seen, `line ${i + 1}`);
+    checkOrder(proven, last, `line ${i + 1}`);
+    events += 1;
+    erased += proven.personal === null ? 1 : 0;
+  });
+  return { events, erased };
+}
+
+/** A §5 document: its events as above, then their subject and the current state. */
+function verifyDocument(doc, keys, seen, last) {
+  if (doc.version !== 1) throw new Unusable("export document version is not 1");
+  const state = new Map();
+  doc.events.forEach((item, i) => {
+    const at = `events[${i}]`;
+    if (!item || typeof item.event !== "object" || item.event === null) throw new Unusable(`${at} has no event`);
+    const proven = checkEvent(item.event, item.receipt, keys, seen, at);
+    checkOrder(proven, last, at);
+    const { entry, personal } = proven;
+    if (entry.customerId !== doc.customerId || (personal && personal.subjectId !== doc.subjectId))
+      fail("subject", `${at}: not an event of the document's customer and subject`);
+    const eventId = `ev${entry.shardId.toString(16).padStart(8, "0")}${entry.seq.toString(16).padStart(16, "0")}`;
+    for (const p of entry.purposes) state.set(p.purpose, { choice: p.choice, expiresAtMs: entry.expiresAtMs, eventId });
+  });
+  const shown = Array.isArray(doc.currentState) ? doc.currentState : [];
+  const agrees =
+    shown.length === state.size &&
+    shown.every((c) => {
+      const want = state.get(c?.purpose);
+      if (!want || c.choice !== want.choice || c.eventId !== want.eventId) return false;
+      return want.expiresAtMs === null ? c.expiresAt === null : shownMs(c.expiresAt) === Number(want.expiresAtMs);
+    });
+  if (!agrees) fail("current-state", "currentState is not what the events imply");
+  return { events: doc.events.length, erased: 0 };
 }
 
 // ---- The command line ----
@@ -493,7 +643,7 @@ function main(argv) {
   const [command, ...args] = argv;
   switch (command) {
     case "receipt":
-      return verdict(() => verifyReceipt(readJson(args[0]), loadKeys(args)));
+      return verdict(() => verifyReceipt(readJson(args[0]), loadKeys(args)).summary);
     case "receipts": {
       const keys = loadKeys(args);
       for (const line of readText("-").split("\n").filter(Boolean)) {
@@ -503,7 +653,7 @@ function main(argv) {
         } catch {
           receipt = null;
         }
-        console.log(JSON.stringify(verdict(() => verifyReceipt(receipt, keys))[1]));
+        console.log(JSON.stringify(verdict(() => verifyReceipt(receipt, keys).summary)[1]));
       }
       return null;
     }
@@ -523,6 +673,8 @@ function main(argv) {
           loadKeys(args),
         ),
       );
+    case "export":
+      return verdict(() => verifyExport(readText(args[0]), loadKeys(args)));
     default:
       return [2, { valid: false, step: null, detail: `unknown command ${command}` }];
   }
