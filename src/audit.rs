@@ -215,17 +215,17 @@ struct Expect {
 }
 
 /// The ledger file, open read-only in one snapshot, with what its meta table names.
-struct Ledger {
+pub(crate) struct Ledger {
     /// The snapshot every pass over the checkpoints reads (the signature pass and each
     /// shard's), so they all see the same notes.
-    txn: redb::ReadTransaction,
+    pub(crate) txn: redb::ReadTransaction,
     /// Shards of the ledger.
-    count: u32,
+    pub(crate) count: u32,
     /// The ledger's name (the checkpoints' origin).
     name: String,
 }
 
-fn load_ledger(dir: &Path, repair: bool) -> Result<Ledger, Failure> {
+pub(crate) fn load_ledger(dir: &Path, repair: bool) -> Result<Ledger, Failure> {
     let path = dir.join("ledger.redb");
     if !path.exists() {
         return Err(Failure::Unusable(format!(

@@ -9,6 +9,7 @@ use gateway::{LogFormat, ServeConfig};
 
 mod audit;
 mod bench;
+mod journal_cmd;
 mod monitor;
 mod privacy_cmd;
 mod remote;
@@ -73,6 +74,9 @@ enum Command {
     Verify(verify_cmd::VerifyCommand),
     /// Audit a whole ledger on disk, or monitor a server's checkpoints.
     Audit(audit::AuditArgs),
+    /// Print a stopped ledger's newest checkpoint and every journal entry as JSON lines,
+    /// unchecked, for verifiers of your own (docs/receipts.md §7).
+    Journal(journal_cmd::JournalArgs),
     /// Export a customer's events (with personal records, and receipts on request) from a
     /// running server as JSON lines.
     Export(privacy_cmd::ExportArgs),
@@ -302,6 +306,7 @@ fn main() -> ExitCode {
             return ExitCode::from(outcome.report(json));
         }
         Command::Audit(args) => return ExitCode::from(audit::run(args)),
+        Command::Journal(args) => return ExitCode::from(journal_cmd::run(args)),
         Command::Export(args) => return ExitCode::from(privacy_cmd::export(args)),
         Command::Retention(RetentionCommand::Apply(args)) => {
             return ExitCode::from(privacy_cmd::retention_apply(args));

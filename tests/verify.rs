@@ -1136,6 +1136,97 @@ fn changed_export(
     path
 }
 
+#[test]
+fn a_verifier_written_from_the_docs_alone_checks_a_whole_journal_against_signed_checkpoints() {
+    // `assent journal` prints a stopped ledger's entries as stored; the docs' verifier
+    // re-chains them and recomputes each shard's root at the sizes two signed checkpoints
+    // name. Each kind of tampering with the printed journal, and a changed entry in the
+    // data directory itself, is caught by it (and the latter by `assent audit` too).
+    let f = fixture();
+    let node = common::node_clients();
+    let key_file = f.files.join("public-key.txt");
+    std::fs::write(&key_file, &f.public_key).unwrap();
+    let dump = |data: &Path| {
+        let out = assent(&["journal", "--data-dir", data.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let check = |name: &str, lines: &[String]| {
+        std::fs::write(f.files.join(name), lines.join("\n") + "\n").unwrap();
+        let key = key_file.to_str().unwrap();
+        let args = [
+            "journal",
+            name,
+            "--checkpoint",
+            "old.note",
+            "--public-key",
+            key,
+        ];
+        let (code, out) = js_verify(node.path(), &f.files, &args, "");
+        (code, out[0].clone())
+    };
+    let lines: Vec<String> = dump(&f.data).lines().map(String::from).collect();
+    let entries: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].contains("\"entry\""))
+        .collect();
+    let (code, out) = check("intact.jsonl", &lines);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["entries"], json!(entries.len()), "{out}");
+    assert_eq!(
+        out["checkpoints"], 2,
+        "the stored newest and old.note: {out}"
+    );
+
+    // Byte 60 is inside the customer id: the entry still decodes, its hash changes.
+    let changed = |i: usize| {
+        let mut lines = lines.clone();
+        let mut v: Value = serde_json::from_str(&lines[i]).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut bytes = b64.decode(v["entry"].as_str().unwrap()).unwrap();
+        bytes[60] ^= 0x01;
+        v["entry"] = json!(b64.encode(bytes));
+        lines[i] = v.to_string();
+        lines
+    };
+    let last = *entries.last().unwrap();
+    let mut deleted = lines.clone();
+    deleted.remove(entries[7]);
+    let mut swapped = lines.clone();
+    swapped.swap(entries[3], entries[4]);
+    let cases = [
+        ("changed entry", changed(entries[5]), "chain"),
+        ("changed last entry", changed(last), "root"),
+        ("deleted entry", deleted, "entry"),
+        ("swapped entries", swapped, "entry"),
+        ("truncated", lines[..last - 2].to_vec(), "missing"),
+    ];
+    for (name, lines, step) in cases {
+        let (code, out) = check("tampered.jsonl", &lines);
+        assert_eq!(
+            (code, out["step"].as_str()),
+            (1, Some(step)),
+            "{name}: {out}"
+        );
+    }
+
+    // An entry changed in the data directory: both tools name the shard's problem.
+    let copy = f.files.join("copy");
+    copy_dir(&f.data, &copy);
+    with_journal(&copy, 0, |t| {
+        let mut bytes = t.get(5).unwrap().unwrap().value().to_vec();
+        bytes[60] ^= 0x01;
+        t.insert(5, bytes.as_slice()).unwrap();
+    });
+    let (code, report) = common::audit(&copy, &[]);
+    assert_eq!(code, 1, "{report}");
+    let lines: Vec<String> = dump(&copy).lines().map(String::from).collect();
+    let (code, out) = check("from-copy.jsonl", &lines);
+    assert_eq!((code, out["step"].as_str()), (1, Some("chain")), "{out}");
+    let nothing = f.files.join("nothing");
+    let missing = assent(&["journal", "--data-dir", nothing.to_str().unwrap()]);
+    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
+}
+
 /// A value changed the way a forger might: strings and numbers altered, booleans flipped,
 /// nulls filled, lists reordered, objects emptied.
 fn forged(v: &Value) -> Value {

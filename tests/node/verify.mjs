@@ -9,6 +9,7 @@
 //   node verify.mjs checkpoint FILE (--public-key FILE | --trusted-keys FILE)
 //   node verify.mjs consistency --old NOTE --new NOTE --proof FILE [--public-key F | --trusted-keys F]
 //   node verify.mjs export FILE [--public-key FILE | --trusted-keys FILE]
+//   node verify.mjs journal FILE [--checkpoint NOTE]... [--public-key FILE | --trusted-keys FILE]
 //
 // Prints one JSON verdict a line ({"valid": true} or {"valid": false, "step": …, "detail": …})
 // and exits 0 when valid, 1 when invalid, 2 on unusable input (`receipts` always exits 0).
@@ -606,6 +607,98 @@ function verifyDocument(doc, keys, seen, last) {
   return { events: doc.events.length, erased: 0 };
 }
 
+// ---- Whole journals (receipts.md §7) ----
+
+/** One shard's journal as it streams past: chain head, Merkle frontier, size. */
+class ShardWalk {
+  constructor(id) {
+    this.id = id;
+    this.size = 0n;
+    this.head = new Uint8Array(32);
+    this.frontier = []; // [height, hash] of perfect subtrees, largest first
+  }
+  push(entry) {
+    this.head = blake3(entry);
+    let hash = leafHash(entry);
+    let height = 0;
+    while (this.frontier.length && this.frontier[this.frontier.length - 1][0] === height) {
+      hash = nodeHash(this.frontier.pop()[1], hash);
+      height += 1;
+    }
+    this.frontier.push([height, hash]);
+    this.size += 1n;
+  }
+  /** RFC 9162's root of the entries so far: the perfect subtrees folded right to left. */
+  root() {
+    if (this.frontier.length === 0) return blake3(new Uint8Array());
+    let r = this.frontier[this.frontier.length - 1][1];
+    for (let i = this.frontier.length - 2; i >= 0; i--) r = nodeHash(this.frontier[i][1], r);
+    return r;
+  }
+}
+
+/** The journal lines of `assent journal` against signed checkpoints: every entry decodes,
+ * sits at its place and links to the one before; each checkpoint's shard lines are the
+ * roots and chain heads of the journal at their sizes, and no signed entry is missing. */
+function verifyJournal(text, notes, keys) {
+  const lines = text.split("\n").filter((l) => l.trim());
+  const parsed = lines.map((l, i) => {
+    try {
+      return JSON.parse(l);
+    } catch {
+      throw new Unusable(`line ${i + 1} is not JSON`);
+    }
+  });
+  for (const l of parsed) if (typeof l?.checkpoint === "string") notes.push(l.checkpoint);
+  if (notes.length === 0) throw new Unusable("no checkpoint: pass --checkpoint NOTE");
+  const checkpoints = notes.map((note) => {
+    const { split, cp } = readCheckpoint(note);
+    checkSignature(split, cp, keys);
+    return cp;
+  });
+  const count = checkpoints[0].shards.length;
+  if (checkpoints.some((cp) => cp.shards.length !== count || cp.origin !== checkpoints[0].origin))
+    fail("checkpoint", "the checkpoints are of different ledgers or shard counts");
+  const due = new Map(); // "shard:size" → the checkpoint shard lines signed at that size
+  for (const cp of checkpoints)
+    for (const s of cp.shards) {
+      const key = `${s.id}:${s.size}`;
+      due.set(key, [...(due.get(key) ?? []), { cp, line: s }]);
+    }
+  const walks = Array.from({ length: count }, (_, i) => new ShardWalk(i));
+  const meet = (walk) => {
+    for (const { cp, line } of due.get(`${walk.id}:${walk.size}`) ?? []) {
+      if (!eq(walk.root(), line.root) || !eq(walk.head, line.head))
+        fail("root", `shard ${walk.id}: the first ${walk.size} entries are not what checkpoint ${cp.number} signed`);
+    }
+    due.delete(`${walk.id}:${walk.size}`);
+  };
+  walks.forEach(meet);
+  let entries = 0;
+  parsed.forEach((l, i) => {
+    if (!("entry" in l)) return;
+    const at = `line ${i + 1}`;
+    const walk = walks[l.shard];
+    const bytes = fromB64(l.entry);
+    if (!walk || !bytes || l.seq !== `${walk.size}`)
+      fail("entry", `${at}: not entry ${walk?.size ?? "?"} of shard ${l.shard} (a gap, a repeat or a reorder)`);
+    let e;
+    try {
+      e = parseEntry(bytes);
+    } catch (err) {
+      if (err instanceof Invalid) err.message = `${at}: ${err.message}`;
+      throw err;
+    }
+    if (e.shardId !== walk.id || e.seq !== walk.size) fail("entry", `${at}: the entry names another place`);
+    if (!eq(e.prevHash, walk.head)) fail("chain", `${at}: prev_hash is not the entry hash before it`);
+    walk.push(bytes);
+    meet(walk);
+    entries += 1;
+  });
+  for (const [key] of due) fail("missing", `shard ${key.split(":")[0]} ends before the size a checkpoint signed (${key.split(":")[1]})`);
+  return { entries, shards: count, checkpoints: checkpoints.length };
+}
+
 // ---- The command line ----
 
 function option(args, name) {
@@ -675,6 +768,11 @@ function main(argv) {
       );
     case "export":
       return verdict(() => verifyExport(readText(args[0]), loadKeys(args)));
+    case "journal":
+      return verdict(() => {
+        const notes = args.flatMap((a, i) => (a === "--checkpoint" ? [readText(args[i + 1])] : []));
+        return verifyJournal(readText(args[0]), notes, loadKeys(args));
+      });
     default:
       return [2, { valid: false, step: null, detail: `unknown command ${command}` }];
   }

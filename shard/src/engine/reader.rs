@@ -866,6 +866,22 @@ impl ShardReader {
         })
     }
 
+    /// Calls `f(seq, bytes)` for every journal entry, in order, exactly as stored and
+    /// unchecked, in one read snapshot: what `assent journal` prints for verifiers that run
+    /// none of this crate's code. Stops at the first error of `f`.
+    pub fn each_journal_entry<E: From<StorageError>>(
+        &self,
+        mut f: impl FnMut(u64, &[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let txn = self.db.get().begin_read().map_err(StorageError::from)?;
+        let journal = txn.open_table(JOURNAL).map_err(StorageError::from)?;
+        for row in journal.iter().map_err(StorageError::from)? {
+            let (k, v) = row.map_err(StorageError::from)?;
+            f(k.value(), v.value())?;
+        }
+        Ok(())
+    }
+
     /// Read snapshots of both files of the shard (the index file's first).
     pub(crate) fn snapshot(&self) -> Result<Snapshots, StorageError> {
         let index = self.index.db.get().begin_read()?;
