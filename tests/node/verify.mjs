@@ -13,7 +13,8 @@
 //
 // Prints one JSON verdict a line ({"valid": true} or {"valid": false, "step": …, "detail": …})
 // and exits 0 when valid, 1 when invalid, 2 on unusable input (`receipts` always exits 0).
-import { readFileSync } from "node:fs";
+import { createReadStream, readFileSync } from "node:fs";
+import { createInterface } from "node:readline";
 import { blake3 } from "@noble/hashes/blake3.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { ed25519 } from "@noble/curves/ed25519.js";
@@ -637,51 +638,65 @@ class ShardWalk {
   }
 }
 
-/** The journal lines of `assent journal` against signed checkpoints: every entry decodes,
- * sits at its place and links to the one before; each checkpoint's shard lines are the
- * roots and chain heads of the journal at their sizes, and no signed entry is missing. */
-function verifyJournal(text, notes, keys) {
-  const lines = text.split("\n").filter((l) => l.trim());
-  const parsed = lines.map((l, i) => {
-    try {
-      return JSON.parse(l);
-    } catch {
-      throw new Unusable(`line ${i + 1} is not JSON`);
-    }
-  });
-  for (const l of parsed) if (typeof l?.checkpoint === "string") notes.push(l.checkpoint);
-  if (notes.length === 0) throw new Unusable("no checkpoint: pass --checkpoint NOTE");
-  const checkpoints = notes.map((note) => {
+/** The journal lines of `assent journal` against signed checkpoints, one line at a time
+ * (memory: the checkpoints and each shard's frontier): every entry decodes, sits at its
+ * place and links to the one before; each checkpoint's shard lines are the roots and chain
+ * heads of the journal at their sizes, and no signed entry is missing. Checkpoint lines
+ * come before the entries, as `assent journal` prints them. */
+class JournalCheck {
+  constructor(notes, keys) {
+    this.keys = keys;
+    this.checkpoints = [];
+    this.due = new Map(); // "shard:size" → the checkpoint shard lines signed at that size
+    this.walks = null;
+    this.entries = 0;
+    this.line = 0;
+    notes.forEach((note) => this.checkpoint(note));
+  }
+  checkpoint(note) {
+    if (this.walks) throw new Unusable(`line ${this.line}: a checkpoint after entries`);
     const { split, cp } = readCheckpoint(note);
-    checkSignature(split, cp, keys);
-    return cp;
-  });
-  const count = checkpoints[0].shards.length;
-  if (checkpoints.some((cp) => cp.shards.length !== count || cp.origin !== checkpoints[0].origin))
-    fail("checkpoint", "the checkpoints are of different ledgers or shard counts");
-  const due = new Map(); // "shard:size" → the checkpoint shard lines signed at that size
-  for (const cp of checkpoints)
+    checkSignature(split, cp, this.keys);
+    const first = this.checkpoints[0] ?? cp;
+    if (cp.shards.length !== first.shards.length || cp.origin !== first.origin)
+      fail("checkpoint", "the checkpoints are of different ledgers or shard counts");
+    this.checkpoints.push(cp);
     for (const s of cp.shards) {
       const key = `${s.id}:${s.size}`;
-      due.set(key, [...(due.get(key) ?? []), { cp, line: s }]);
+      this.due.set(key, [...(this.due.get(key) ?? []), { cp, line: s }]);
     }
-  const walks = Array.from({ length: count }, (_, i) => new ShardWalk(i));
-  const meet = (walk) => {
-    for (const { cp, line } of due.get(`${walk.id}:${walk.size}`) ?? []) {
+  }
+  /** Compares a shard's journal so far with the checkpoints signed at its size. */
+  meet(walk) {
+    for (const { cp, line } of this.due.get(`${walk.id}:${walk.size}`) ?? []) {
       if (!eq(walk.root(), line.root) || !eq(walk.head, line.head))
         fail("root", `shard ${walk.id}: the first ${walk.size} entries are not what checkpoint ${cp.number} signed`);
     }
-    due.delete(`${walk.id}:${walk.size}`);
-  };
-  walks.forEach(meet);
-  let entries = 0;
-  parsed.forEach((l, i) => {
-    if (!("entry" in l)) return;
-    const at = `line ${i + 1}`;
-    const walk = walks[l.shard];
-    const bytes = fromB64(l.entry);
+    this.due.delete(`${walk.id}:${walk.size}`);
+  }
+  /** Before the first entry: every shard empty, checked against checkpoints of size 0. */
+  start() {
+    if (this.walks) return;
+    if (this.checkpoints.length === 0) throw new Unusable("no checkpoint: pass --checkpoint NOTE");
+    this.walks = this.checkpoints[0].shards.map((s) => new ShardWalk(s.id));
+    this.walks.forEach((w) => this.meet(w));
+  }
+  take(text) {
+    this.line += 1;
+    if (!text.trim()) return;
+    let l;
+    try {
+      l = JSON.parse(text);
+    } catch {
+      throw new Unusable(`line ${this.line} is not JSON`);
+    }
+    if (typeof l?.checkpoint === "string") return this.checkpoint(l.checkpoint);
+    this.start();
+    const at = `line ${this.line}`;
+    const walk = this.walks[l?.shard];
+    const bytes = fromB64(l?.entry);
     if (!walk || !bytes || l.seq !== `${walk.size}`)
-      fail("entry", `${at}: not entry ${walk?.size ?? "?"} of shard ${l.shard} (a gap, a repeat or a reorder)`);
+      fail("entry", `${at}: not entry ${walk?.size ?? "?"} of shard ${l?.shard} (a gap, a repeat or a reorder)`);
     let e;
     try {
       e = parseEntry(bytes);
@@ -692,11 +707,31 @@ function verifyJournal(text, notes, keys) {
     if (e.shardId !== walk.id || e.seq !== walk.size) fail("entry", `${at}: the entry names another place`);
     if (!eq(e.prevHash, walk.head)) fail("chain", `${at}: prev_hash is not the entry hash before it`);
     walk.push(bytes);
-    meet(walk);
-    entries += 1;
-  });
-  for (const [key] of due) fail("missing", `shard ${key.split(":")[0]} ends before the size a checkpoint signed (${key.split(":")[1]})`);
-  return { entries, shards: count, checkpoints: checkpoints.length };
+    this.meet(walk);
+    this.entries += 1;
+  }
+  finish() {
+    this.start();
+    for (const [key] of this.due) {
+      const [shard, size] = key.split(":");
+      fail("missing", `shard ${shard} ends before the size a checkpoint signed (${size})`);
+    }
+    return { entries: this.entries, shards: this.walks.length, checkpoints: this.checkpoints.length };
+  }
+}
+
+/** Streams FILE (or standard input) through a [`JournalCheck`]. */
+async function verifyJournal(path, notes, keys) {
+  const check = new JournalCheck(notes, keys);
+  const input = path === "-" ? process.stdin : createReadStream(path);
+  input.on("error", () => {});
+  try {
+    for await (const line of createInterface({ input, crlfDelay: Infinity })) check.take(line);
+  } catch (e) {
+    if (e instanceof Invalid || e instanceof Unusable) throw e;
+    throw new Unusable(`cannot read ${path}: ${e.message}`);
+  }
+  return check.finish();
 }
 
 // ---- The command line ----
@@ -729,6 +764,17 @@ function verdict(check) {
     if (e instanceof Invalid) return [1, { valid: false, step: e.step, detail: e.message }];
     if (e instanceof Unusable) return [2, { valid: false, step: null, detail: e.message }];
     throw e;
+  }
+}
+
+/** [`verdict`] of a check that reads a stream. */
+async function verdictAsync(check) {
+  try {
+    return [0, { valid: true, ...(await check()) }];
+  } catch (e) {
+    return verdict(() => {
+      throw e;
+    });
   }
 }
 
@@ -769,16 +815,16 @@ function main(argv) {
     case "export":
       return verdict(() => verifyExport(readText(args[0]), loadKeys(args)));
     case "journal":
-      return verdict(() => {
+      return verdictAsync(() => {
         const notes = args.flatMap((a, i) => (a === "--checkpoint" ? [readText(args[i + 1])] : []));
-        return verifyJournal(readText(args[0]), notes, loadKeys(args));
+        return verifyJournal(args[0], notes, loadKeys(args));
       });
     default:
       return [2, { valid: false, step: null, detail: `unknown command ${command}` }];
   }
 }
 
-const result = main(process.argv.slice(2));
+const result = await main(process.argv.slice(2));
 if (result) {
   console.log(JSON.stringify(result[1]));
   process.exitCode = result[0];
