@@ -15,6 +15,7 @@ mod privacy_cmd;
 mod remote;
 mod verify_cmd;
 mod verify_export;
+mod verify_journal;
 
 /// The server allocates and frees many small values per request (GraphQL values, JSON);
 /// mimalloc measured markedly faster than glibc malloc on the batch path (docs/benchmarks.md).
@@ -295,6 +296,12 @@ fn main() -> ExitCode {
                 V::Receipt { file, keys, json } => (verify_cmd::receipt(&file, &keys), json),
                 V::Checkpoint { file, keys, json } => (verify_cmd::checkpoint(&file, &keys), json),
                 V::Export { file, keys, json } => (verify_export::export(&file, &keys), json),
+                V::Journal {
+                    file,
+                    checkpoint,
+                    keys,
+                    json,
+                } => (verify_journal::journal(&file, &checkpoint, &keys), json),
                 V::Consistency {
                     old,
                     new,

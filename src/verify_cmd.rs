@@ -48,6 +48,22 @@ pub enum VerifyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Check a whole journal as `assent journal` prints it (JSON lines; `-` reads stdin)
+    /// against signed checkpoints: every entry in place and chained, every shard's root and
+    /// chain head what each checkpoint signed at its size, no signed entry missing.
+    Journal {
+        /// Journal lines, or `-`.
+        file: String,
+        /// A signed checkpoint note to hold the journal to, besides those in the file
+        /// (repeatable).
+        #[arg(long)]
+        checkpoint: Vec<PathBuf>,
+        #[command(flatten)]
+        keys: KeyArgs,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check that checkpoint --new extends checkpoint --old, shard by shard.
     Consistency {
         /// Older signed checkpoint note.

@@ -937,7 +937,7 @@ fn a_verifier_written_from_the_docs_alone_gives_every_vector_the_manifests_verdi
         assert_eq!(out[0]["step"], case["step"], "{args:?}: {out:?}");
         checked += 1;
     }
-    assert_eq!(checked, 20, "every vector was run");
+    assert_eq!(checked, 25, "every vector was run");
 }
 
 /// Judges every single-bit change of the receipt `doc` that still parses as a receipt with
@@ -1151,8 +1151,10 @@ fn a_verifier_written_from_the_docs_alone_checks_a_whole_journal_against_signed_
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         String::from_utf8(out.stdout).unwrap()
     };
+    // Both verifiers judge each journal: they must agree on the verdict and the step.
     let check = |name: &str, lines: &[String]| {
-        std::fs::write(f.files.join(name), lines.join("\n") + "\n").unwrap();
+        let file = f.files.join(name);
+        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
         let key = key_file.to_str().unwrap();
         let args = [
             "journal",
@@ -1163,6 +1165,23 @@ fn a_verifier_written_from_the_docs_alone_checks_a_whole_journal_against_signed_
             key,
         ];
         let (code, out) = js_verify(node.path(), &f.files, &args, "");
+        let old = f.files.join("old.note");
+        let ours = assent(&[
+            "verify",
+            "journal",
+            file.to_str().unwrap(),
+            "--checkpoint",
+            old.to_str().unwrap(),
+            "--public-key",
+            key,
+            "--json",
+        ]);
+        let ours: Value = serde_json::from_slice(&ours.stdout).unwrap();
+        assert_eq!(
+            (ours["valid"].as_bool(), ours["step"].as_str()),
+            (out[0]["valid"].as_bool(), out[0]["step"].as_str()),
+            "{name}: assent verify journal says {ours}, the docs' verifier {out:?}"
+        );
         (code, out[0].clone())
     };
     let lines: Vec<String> = dump(&f.data).lines().map(String::from).collect();

@@ -706,6 +706,8 @@ class JournalCheck {
     }
     if (e.shardId !== walk.id || e.seq !== walk.size) fail("entry", `${at}: the entry names another place`);
     if (!eq(e.prevHash, walk.head)) fail("chain", `${at}: prev_hash is not the entry hash before it`);
+    if (walk.size > 0n && e.recordedAtMs < walk.recordedAtMs) fail("chain", `${at}: recorded_at goes back in time`);
+    walk.recordedAtMs = e.recordedAtMs;
     walk.push(bytes);
     this.meet(walk);
     this.entries += 1;
