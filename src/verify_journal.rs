@@ -76,22 +76,9 @@ impl JournalCheck {
             .map(ChainVerifier::new)
             .collect();
         for (i, walk) in walks.iter().enumerate() {
-            self.meet(i as u32, walk)?;
+            meet(&mut self.due, i as u32, walk)?;
         }
         self.walks = Some(walks);
-        Ok(())
-    }
-
-    /// The signed heads at this shard's size must be what its entries so far give.
-    fn meet(&mut self, shard: u32, walk: &ChainVerifier) -> Result<(), Refusal> {
-        for (number, head) in self.due.remove(&(shard, walk.size())).unwrap_or_default() {
-            walk.finish(&head).map_err(|e| {
-                invalid(
-                    "root",
-                    format!("shard {shard}: checkpoint {number} signed otherwise: {e}"),
-                )
-            })?;
-        }
         Ok(())
     }
 
@@ -119,8 +106,7 @@ impl JournalCheck {
             };
             invalid(step, format!("{at}: shard {shard}: {e}"))
         })?;
-        let walk = walk.clone();
-        self.meet(shard, &walk)?;
+        meet(&mut self.due, shard, walk)?;
         self.entries += 1;
         Ok(())
     }
@@ -136,10 +122,12 @@ impl JournalCheck {
             ));
         }
         let newest = self.checkpoints.iter().map(|c| c.number).max().unwrap_or(0);
+        self.signers.sort();
+        self.signers.dedup();
         let signer = (!self.trusted.is_empty()).then(|| self.signers.join(", "));
         Ok(Outcome::Valid {
             summary: format!(
-                "{} entries on {} shards chained, every root and chain head signed by {} checkpoint(s) (newest {newest}) met, none missing, {}: VALID",
+                "{} entries on {} shard(s) chained, every root and chain head signed by {} checkpoint(s) (newest {newest}) met, none missing, {}: VALID",
                 self.entries,
                 self.walks.as_ref().map_or(0, Vec::len),
                 self.checkpoints.len(),
@@ -148,6 +136,24 @@ impl JournalCheck {
             details: json!({ "entries": self.entries, "checkpoints": self.checkpoints.len() }),
         })
     }
+}
+
+/// The heads signed for `shard` at its size so far must be what its entries give; they are
+/// met once and forgotten.
+fn meet(
+    due: &mut HashMap<(u32, u64), Vec<(u64, ShardHead)>>,
+    shard: u32,
+    walk: &ChainVerifier,
+) -> Result<(), Refusal> {
+    for (number, head) in due.remove(&(shard, walk.size())).unwrap_or_default() {
+        walk.finish(&head).map_err(|e| {
+            invalid(
+                "root",
+                format!("shard {shard}: checkpoint {number} signed otherwise: {e}"),
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// `assent verify journal FILE|- [--checkpoint NOTE]...`.
