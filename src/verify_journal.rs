@@ -23,6 +23,7 @@ fn invalid(step: &'static str, reason: String) -> Refusal {
 
 /// The journal check in progress: checkpoints first, then entries line by line.
 struct JournalCheck {
+    /// The pinned signers; empty checks only the mathematics (and says so).
     trusted: Vec<Trusted>,
     /// The checkpoints met so far (origin and shard count must agree).
     checkpoints: Vec<Checkpoint>,
@@ -37,6 +38,8 @@ struct JournalCheck {
 }
 
 impl JournalCheck {
+    /// Takes a signed checkpoint (from `--checkpoint` or a line before the entries): its
+    /// shard heads become due at their sizes.
     fn checkpoint(&mut self, note: &str, at: &str) -> Result<(), Refusal> {
         if self.walks.is_some() {
             return Err(Outcome::Unusable(format!(
@@ -82,6 +85,8 @@ impl JournalCheck {
         Ok(())
     }
 
+    /// Takes an entry line: it must be the next entry of its shard, decode strictly and
+    /// link to the one before; then the heads due at the new size are met.
     fn entry(&mut self, line: &Value, at: &str) -> Result<(), Refusal> {
         self.start()?;
         let walks = self.walks.as_mut().expect("started");
@@ -111,6 +116,7 @@ impl JournalCheck {
         Ok(())
     }
 
+    /// After the last line: every signed head must have been met (none beyond the end).
     fn finish(mut self) -> Result<Outcome, Refusal> {
         self.start()?;
         if let Some(((shard, size), _)) = self.due.iter().next() {
