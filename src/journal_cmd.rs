@@ -1,9 +1,10 @@
-//! `assent journal`: a stopped ledger's journals and newest checkpoint as JSON lines, for
-//! verifiers that run none of Assent's code (docs/receipts.md §7). Nothing is checked here:
-//! the entries are printed exactly as stored.
+//! `assent journal`: a ledger's newest checkpoint and journals as JSON lines, for verifiers
+//! that run none of Assent's code (docs/receipts.md §7), from a stopped server's data
+//! directory or, page by page, from a running server. Nothing is checked here: the entries
+//! are printed exactly as stored.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use gateway::CHECKPOINTS;
@@ -17,9 +18,21 @@ use crate::audit::{Failure, load_ledger};
 #[derive(clap::Args)]
 pub struct JournalArgs {
     /// Data directory of a stopped server (or a copy of one), opened read-only.
+    #[arg(long, conflicts_with = "server", required_unless_present = "server")]
+    data_dir: Option<PathBuf>,
+    /// URL of a running server instead: its latest checkpoint, then every shard's entries
+    /// up to the size it had when read, page by page (`Query.journalEntries`; an ADMIN key
+    /// in ASSENT_TOKEN or --token-file).
     #[arg(long)]
-    data_dir: PathBuf,
+    server: Option<String>,
+    /// File holding the ADMIN key, with --server (never on the command line, where `ps`
+    /// would show it).
+    #[arg(long, requires = "server")]
+    token_file: Option<PathBuf>,
 }
+
+/// The `journalEntries` page size `assent journal --server` asks for (the server's most).
+const JOURNAL_PAGE_ENTRIES: u32 = 1_000;
 
 /// Why printing stopped: the ledger could not be read, or standard output closed.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +48,12 @@ enum PrintError {
 /// Prints the newest checkpoint, then every shard's entries; returns the exit code (0, or 2
 /// with a message when the ledger cannot be read).
 pub fn run(args: JournalArgs) -> u8 {
-    match print(&args) {
+    let printed = match (&args.data_dir, &args.server) {
+        (Some(dir), _) => print(dir),
+        (None, Some(url)) => print_remote(url, &args),
+        (None, None) => Err(Failure::Unusable("give --data-dir or --server".into())),
+    };
+    match printed {
         Ok(()) => 0,
         Err(Failure::Unusable(m) | Failure::Problem(m)) => {
             eprintln!("assent journal: {m}");
@@ -44,8 +62,7 @@ pub fn run(args: JournalArgs) -> u8 {
     }
 }
 
-fn print(args: &JournalArgs) -> Result<(), Failure> {
-    let dir = &args.data_dir;
+fn print(dir: &Path) -> Result<(), Failure> {
     let ledger = load_ledger(dir, false)?;
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());
@@ -75,4 +92,53 @@ fn print(args: &JournalArgs) -> Result<(), Failure> {
             .map_err(failed)?;
     }
     out.flush().map_err(|e| failed(e.into()))
+}
+
+/// `--server`: the same lines from a running server. The checkpoint is read first, so the
+/// journal pages that follow reach every size it signed.
+fn print_remote(url: &str, args: &JournalArgs) -> Result<(), Failure> {
+    let token = crate::remote::token(args.token_file.as_deref(), "ASSENT_TOKEN", "an ADMIN key")
+        .map_err(Failure::Unusable)?;
+    let client = reqwest::blocking::Client::new();
+    let call = |query: &str, variables: serde_json::Value| {
+        crate::remote::graphql(&client, url, &token, query, variables)
+            .map_err(|e| Failure::Unusable(e.to_string()))
+    };
+    let latest = call("{ checkpoint { note } }", json!({}))?;
+    let Some(note) = latest["checkpoint"]["note"].as_str() else {
+        return Err(Failure::Unusable(
+            "the server has signed no checkpoint yet: nothing to hold its journal to".into(),
+        ));
+    };
+    let (checkpoint, _) = shard::checkpoint::open_checkpoint(note, None)
+        .map_err(|e| Failure::Problem(format!("the server's latest checkpoint: {e}")))?;
+    let out = std::io::stdout();
+    let mut out = std::io::BufWriter::new(out.lock());
+    let written = |e: std::io::Error| Failure::Unusable(format!("writing the output: {e}"));
+    writeln!(out, "{}", json!({ "checkpoint": note })).map_err(written)?;
+    const PAGE: &str = "query($s: Int!, $f: UInt64!, $n: Int!) { journalEntries(shard: $s, fromSeq: $f, first: $n) { size entries nextSeq } }";
+    for shard in 0..checkpoint.shards.len() as u32 {
+        let (mut from, mut end) = (0u64, None::<u64>);
+        while end.is_none_or(|end| from < end) {
+            let vars = json!({ "s": shard, "f": from.to_string(), "n": JOURNAL_PAGE_ENTRIES });
+            let page = &call(PAGE, vars)?["journalEntries"];
+            let size = page["size"].as_str().and_then(|s| s.parse::<u64>().ok());
+            let entries = page["entries"].as_array();
+            let (Some(size), Some(entries)) = (size, entries) else {
+                return Err(Failure::Problem(format!(
+                    "shard {shard}: not a journal page: {page}"
+                )));
+            };
+            if entries.is_empty() {
+                break;
+            }
+            for entry in entries {
+                let line = json!({ "shard": shard, "seq": from.to_string(), "entry": entry });
+                writeln!(out, "{line}").map_err(written)?;
+                from += 1;
+            }
+            end.get_or_insert(size);
+        }
+    }
+    out.flush().map_err(written)
 }

@@ -75,8 +75,9 @@ enum Command {
     Verify(verify_cmd::VerifyCommand),
     /// Audit a whole ledger on disk, or monitor a server's checkpoints.
     Audit(audit::AuditArgs),
-    /// Print a stopped ledger's newest checkpoint and every journal entry as JSON lines,
-    /// unchecked, for verifiers of your own (docs/receipts.md §7).
+    /// Print a ledger's newest checkpoint and every journal entry as JSON lines, unchecked,
+    /// for verifiers of your own (docs/receipts.md §7): from a stopped server's data
+    /// directory, or from a running server with an ADMIN key.
     Journal(journal_cmd::JournalArgs),
     /// Export a customer's events (with personal records, and receipts on request) from a
     /// running server as JSON lines.

@@ -1246,6 +1246,92 @@ fn a_verifier_written_from_the_docs_alone_checks_a_whole_journal_against_signed_
     assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
 }
 
+#[test]
+fn a_running_server_serves_its_admin_the_journal_on_its_disk_and_it_verifies() {
+    // `assent journal --server` pages through `journalEntries` (more than one page on a
+    // shard): the entry lines are those `assent journal --data-dir` prints once the server
+    // stopped, and they verify against the server's signed checkpoint. Only an ADMIN key
+    // reaches them; bad page arguments are BAD_USER_INPUT.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let s = Server::start(
+        &data,
+        &["--shards", "2", "--checkpoint-interval-ms", "100000"],
+    );
+    s.customers(&["acme", "shop"]);
+    for (c, n) in [("acme", 600), ("acme", 600), ("shop", 30)] {
+        let events: Vec<Value> = (0..n)
+            .map(|i| event(&format!("s{i}"), "GRANTED", None))
+            .collect();
+        s.ok(RECORD_MANY, json!({ "c": c, "e": events }));
+    }
+    record_and_checkpoint(&s, "shop", "last");
+    let token_file = data.join("admin-token");
+    let journal = |extra: &[&str]| {
+        let mut args = vec!["journal"];
+        args.extend_from_slice(extra);
+        assent(&args)
+    };
+    let remote = journal(&[
+        "--server",
+        &s.url,
+        "--token-file",
+        token_file.to_str().unwrap(),
+    ]);
+    assert_eq!(remote.status.code(), Some(0), "{}", text(&remote));
+    let reader_file = dir.path().join("reader");
+    std::fs::write(&reader_file, s.key(Some("acme"), "READER")).unwrap();
+    let refused = journal(&[
+        "--server",
+        &s.url,
+        "--token-file",
+        reader_file.to_str().unwrap(),
+    ]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(text(&refused).contains("FORBIDDEN"), "{}", text(&refused));
+    let page = "query($s: Int!, $n: Int) { journalEntries(shard: $s, first: $n) { size } }";
+    for (shard, first) in [(9, 1), (0, 1_001), (0, 0), (-1, 1)] {
+        let v = s.gql(page, json!({ "s": shard, "n": first }));
+        assert_eq!(
+            common::code(&v),
+            "BAD_USER_INPUT",
+            "shard {shard}, first {first}: {v}"
+        );
+    }
+    let public_key = s.ok("{ publicKeys { publicKey } }", json!({}))["publicKeys"][0]["publicKey"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.stop();
+
+    let local = journal(&["--data-dir", data.to_str().unwrap()]);
+    assert_eq!(local.status.code(), Some(0), "{}", text(&local));
+    let entry_lines = |o: &Output| -> Vec<String> {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| l.contains("\"entry\""))
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(
+        entry_lines(&remote).len(),
+        1_231,
+        "every entry, over two pages on acme's shard"
+    );
+    assert_eq!(entry_lines(&remote), entry_lines(&local));
+    let file = dir.path().join("remote.jsonl");
+    std::fs::write(&file, &remote.stdout).unwrap();
+    let verified = assent(&[
+        "verify",
+        "journal",
+        file.to_str().unwrap(),
+        "--public-key",
+        &public_key,
+        "--json",
+    ]);
+    assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
+}
+
 /// A value changed the way a forger might: strings and numbers altered, booleans flipped,
 /// nulls filled, lists reordered, objects emptied.
 fn forged(v: &Value) -> Value {

@@ -141,6 +141,15 @@ impl ShardClient {
         self.read(|r| Ok(r.head()?)).await
     }
 
+    /// Up to `max` journal entries from `from` on, as stored, and the journal's size.
+    pub(crate) async fn journal_page(
+        &self,
+        from: u64,
+        max: u64,
+    ) -> Result<(Vec<Vec<u8>>, u64), ShardCallError> {
+        self.read(move |r| Ok(r.journal_page(from, max)?)).await
+    }
+
     pub(crate) async fn event(&self, seq: u64) -> Result<Option<StoredEvent>, ShardCallError> {
         self.read(move |r| Ok(r.event(seq)?)).await
     }

@@ -77,6 +77,7 @@ fn rule(field: &str) -> Option<(Scope, &'static [Role])> {
         "checkpoint" | "checkpoints" | "consistencyProof" | "consistencyProofs" | "publicKeys" => {
             (Global, ALL)
         }
+        "journalEntries" => (Global, ADMIN),
         "__schema" | "__type" | "__typename" => (Global, ALL),
         "createCustomer" | "updateCustomer" | "customers" | "createApiKey" | "apiKeys"
         | "revokeApiKey" | "applyRetention" | "scrubStorage" => (Global, ADMIN),

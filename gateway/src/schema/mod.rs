@@ -34,6 +34,9 @@ pub const MAX_DIRECTIVES: usize = 8;
 /// Pairs one `consistencyProofs` request may ask for: a monitor's page of checkpoints
 /// (`assent audit --server` asks for up to 100).
 pub const MAX_CONSISTENCY_PROOFS: i32 = 100;
+/// Most journal entries in one `journalEntries` page (≈ 300 KB of base64 at typical entry
+/// sizes; an entry is at most a few KB by the limits of `shard::format::limits`).
+pub const MAX_JOURNAL_PAGE: i32 = 1_000;
 /// Page size when `first` is not given.
 pub const DEFAULT_PAGE_SIZE: i32 = 50;
 

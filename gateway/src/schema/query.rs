@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, ID, Object, Result};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Utc};
 use shard::engine::{MAX_PAGE_SIZE, Order, PurposeState, apply_to_state};
 
@@ -12,7 +14,7 @@ use super::mutation::{check_customer, check_subject};
 use super::plain::{Plain, PlainConnection, PlainList};
 use super::scalars::{HashHex, UInt64};
 use super::types::*;
-use super::{AppState, DEFAULT_PAGE_SIZE, MAX_CONSISTENCY_PROOFS, state};
+use super::{AppState, DEFAULT_PAGE_SIZE, MAX_CONSISTENCY_PROOFS, MAX_JOURNAL_PAGE, state};
 use crate::checkpoints::Issued;
 use crate::errors::{Code, bad_input, err};
 use crate::ids::{cursor, parse_cursor};
@@ -365,11 +367,58 @@ impl ConsentQuery {
         Ok(out)
     }
 
+    /// Journal entries of `shard` from `fromSeq` on (default 0), exactly as stored, at most
+    /// `first` (default and maximum 1,000, `MAX_JOURNAL_PAGE`), with the journal's size:
+    /// what an auditor checks against signed checkpoints without the data directory
+    /// (`assent journal --server`, docs/receipts.md §7). Admin only: the journal holds
+    /// every customer's entries.
+    async fn journal_entries(
+        &self,
+        ctx: &Context<'_>,
+        shard: i32,
+        from_seq: Option<UInt64>,
+        first: Option<i32>,
+    ) -> Result<JournalPage> {
+        let st = state(ctx);
+        let client = usize::try_from(shard)
+            .ok()
+            .and_then(|s| st.ledger.shards.get(s))
+            .ok_or_else(|| bad_input(format!("shard: no shard {shard}")))?;
+        let first = first.unwrap_or(MAX_JOURNAL_PAGE);
+        if !(1..=MAX_JOURNAL_PAGE).contains(&first) {
+            return Err(bad_input(format!(
+                "first: must be between 1 and {MAX_JOURNAL_PAGE}"
+            )));
+        }
+        let from = from_seq.map_or(0, |s| s.0);
+        let (entries, size) = client.journal_page(from, first as u64).await?;
+        let next = from + entries.len() as u64;
+        Ok(JournalPage {
+            shard,
+            size: UInt64(size),
+            entries: entries.iter().map(|e| B64.encode(e)).collect(),
+            next_seq: UInt64(next),
+        })
+    }
+
     /// The keys that sign checkpoints.
     async fn public_keys(&self, ctx: &Context<'_>) -> Vec<PublicKey> {
         let l = &state(ctx).ledger;
         vec![PublicKey::of(&l.name, &l.signing_key.verifying_key())]
     }
+}
+
+/// A page of one shard's journal (`Query.journalEntries`).
+#[derive(async_graphql::SimpleObject)]
+pub struct JournalPage {
+    /// The shard.
+    shard: i32,
+    /// The shard's journal size when the page was read: entries `0 .. size` exist.
+    size: UInt64,
+    /// The entries' canonical bytes (docs/design.md §2), base64, from `fromSeq` on.
+    entries: Vec<String>,
+    /// The seq after the last entry of the page: the next page's `fromSeq`.
+    next_seq: UInt64,
 }
 
 /// The answer when checkpoint `n` was never issued.

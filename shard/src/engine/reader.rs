@@ -882,6 +882,20 @@ impl ShardReader {
         Ok(())
     }
 
+    /// Up to `max` journal entries from seq `from` on, as stored and unchecked, with the
+    /// journal's size in the same snapshot: the pages `Query.journalEntries` serves, so
+    /// that an auditor can check the signed journal without the data directory.
+    pub fn journal_page(&self, from: u64, max: u64) -> Result<(Vec<Vec<u8>>, u64), StorageError> {
+        let txn = self.db.get().begin_read()?;
+        let size = head_in(&txn, self.shard_id)?.0.size;
+        let journal = txn.open_table(JOURNAL)?;
+        let mut entries = Vec::new();
+        for row in journal.range(from..from.saturating_add(max))? {
+            entries.push(row?.1.value().to_vec());
+        }
+        Ok((entries, size))
+    }
+
     /// Read snapshots of both files of the shard (the index file's first).
     pub(crate) fn snapshot(&self) -> Result<Snapshots, StorageError> {
         let index = self.index.db.get().begin_read()?;
