@@ -1,8 +1,9 @@
-// An independent verifier of Assent receipts, checkpoints and consistency proofs, written
-// from docs/receipts.md and docs/design.md §2–§3 alone (no Assent code was read for it), with
-// the noble implementations of blake3, SHA-256 and ed25519. It exists to show that the
-// documents are enough for a third party: tests/verify.rs runs it over tests/vectors and over
-// receipts fresh from a real server, and compares its verdicts with `assent verify`'s.
+// An independent verifier of Assent receipts, checkpoints, consistency proofs, exports and
+// whole journals, written from docs/receipts.md and docs/design.md §2–§3 alone (no Assent
+// code was read for it), with the noble implementations of blake3, SHA-256 and ed25519. It
+// exists to show that the documents are enough for a third party: tests/verify.rs runs it
+// over tests/vectors and over artefacts fresh from a real server (and thousands of forged
+// variants of them), and compares its verdicts with `assent verify`'s.
 //
 //   node verify.mjs receipt FILE [--public-key FILE | --trusted-keys FILE]
 //   node verify.mjs receipts [--public-key FILE | --trusted-keys FILE] < JSON lines
