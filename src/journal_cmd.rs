@@ -45,6 +45,35 @@ enum PrintError {
     Output(#[from] std::io::Error),
 }
 
+/// The lines of docs/receipts.md §7, written to standard output: one writer for both
+/// sources, so they cannot drift apart.
+struct Lines(std::io::BufWriter<std::io::StdoutLock<'static>>);
+
+impl Lines {
+    fn new() -> Lines {
+        Lines(std::io::BufWriter::new(std::io::stdout().lock()))
+    }
+
+    /// `{"checkpoint": NOTE}`.
+    fn checkpoint(&mut self, note: &str) -> std::io::Result<()> {
+        writeln!(self.0, "{}", json!({ "checkpoint": note }))
+    }
+
+    /// `{"shard": N, "seq": "S", "entry": "BASE64"}`.
+    fn entry(&mut self, shard: u32, seq: u64, entry_b64: &str) -> std::io::Result<()> {
+        let line = json!({ "shard": shard, "seq": seq.to_string(), "entry": entry_b64 });
+        writeln!(self.0, "{line}")
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+fn written(e: std::io::Error) -> Failure {
+    Failure::Unusable(PrintError::Output(e).to_string())
+}
+
 /// Prints the newest checkpoint, then every shard's entries; returns the exit code (0, or 2
 /// with a message when the ledger cannot be read).
 pub fn run(args: JournalArgs) -> u8 {
@@ -64,9 +93,7 @@ pub fn run(args: JournalArgs) -> u8 {
 
 fn print(dir: &Path) -> Result<(), Failure> {
     let ledger = load_ledger(dir, false)?;
-    let out = std::io::stdout();
-    let mut out = std::io::BufWriter::new(out.lock());
-    let failed = |e: PrintError| Failure::Unusable(e.to_string());
+    let mut out = Lines::new();
     let table = ledger
         .txn
         .open_table(CHECKPOINTS)
@@ -76,22 +103,20 @@ fn print(dir: &Path) -> Result<(), Failure> {
         .map_err(|e| Failure::Unusable(e.to_string()))?
         .map(|(k, v)| (k.value(), v.value().to_string()))
     {
-        writeln!(out, "{}", json!({ "checkpoint": note })).map_err(|e| failed(e.into()))?;
+        out.checkpoint(&note).map_err(written)?;
     }
     for i in 0..ledger.count {
         let path = dir.join("shards").join(format!("shard-{i:04}.redb"));
         let reader = ShardReader::open_existing(&path, i, AuditOpen::ReadOnly)
             .map_err(|e| Failure::Unusable(format!("shard {i} ({}): {e}", path.display())))?;
         reader
-            .each_journal_entry(|seq, bytes| -> Result<(), PrintError> {
+            .each_journal_entry(0, u64::MAX, |seq, bytes| -> Result<(), PrintError> {
                 let entry = base64::engine::general_purpose::STANDARD.encode(bytes);
-                let line = json!({ "shard": i, "seq": seq.to_string(), "entry": entry });
-                writeln!(out, "{line}")?;
-                Ok(())
+                Ok(out.entry(i, seq, &entry)?)
             })
-            .map_err(failed)?;
+            .map_err(|e| Failure::Unusable(e.to_string()))?;
     }
-    out.flush().map_err(|e| failed(e.into()))
+    out.flush().map_err(written)
 }
 
 /// `--server`: the same lines from a running server. The checkpoint is read first, so the
@@ -112,11 +137,9 @@ fn print_remote(url: &str, args: &JournalArgs) -> Result<(), Failure> {
     };
     let (checkpoint, _) = shard::checkpoint::open_checkpoint(note, None)
         .map_err(|e| Failure::Problem(format!("the server's latest checkpoint: {e}")))?;
-    let out = std::io::stdout();
-    let mut out = std::io::BufWriter::new(out.lock());
-    let written = |e: std::io::Error| Failure::Unusable(format!("writing the output: {e}"));
-    writeln!(out, "{}", json!({ "checkpoint": note })).map_err(written)?;
-    const PAGE: &str = "query($s: Int!, $f: UInt64!, $n: Int!) { journalEntries(shard: $s, fromSeq: $f, first: $n) { size entries nextSeq } }";
+    let mut out = Lines::new();
+    out.checkpoint(note).map_err(written)?;
+    const PAGE: &str = "query($s: Int!, $f: UInt64!, $n: Int!) { journalEntries(shard: $s, fromSeq: $f, first: $n) { size entries } }";
     for shard in 0..checkpoint.shards.len() as u32 {
         let (mut from, mut end) = (0u64, None::<u64>);
         while end.is_none_or(|end| from < end) {
@@ -133,8 +156,12 @@ fn print_remote(url: &str, args: &JournalArgs) -> Result<(), Failure> {
                 break;
             }
             for entry in entries {
-                let line = json!({ "shard": shard, "seq": from.to_string(), "entry": entry });
-                writeln!(out, "{line}").map_err(written)?;
+                let Some(entry) = entry.as_str() else {
+                    return Err(Failure::Problem(format!(
+                        "shard {shard}: entry {from} is not a string"
+                    )));
+                };
+                out.entry(shard, from, entry).map_err(written)?;
                 from += 1;
             }
             end.get_or_insert(size);

@@ -150,6 +150,28 @@ impl Outcome {
     }
 }
 
+/// Why a streamed check (an export, a journal) was not accepted: the `Outcome` to report.
+pub(crate) type Refusal = Box<Outcome>;
+
+/// A failed step of a streamed check.
+pub(crate) fn invalid(step: &'static str, reason: String) -> Refusal {
+    Box::new(Outcome::Invalid { step, reason })
+}
+
+/// Input a streamed check cannot use.
+pub(crate) fn unusable(reason: String) -> Refusal {
+    Box::new(Outcome::Unusable(reason))
+}
+
+/// The lines of `file`, or of standard input for `-`.
+pub(crate) fn open_lines(file: &str) -> Result<Box<dyn std::io::BufRead>, Refusal> {
+    if file == "-" {
+        return Ok(Box::new(std::io::stdin().lock()));
+    }
+    let f = std::fs::File::open(file).map_err(|e| unusable(format!("{file}: {e}")))?;
+    Ok(Box::new(std::io::BufReader::new(f)))
+}
+
 /// A trusted signer: key name and key.
 pub type Trusted = (Option<String>, VerifyingKey);
 

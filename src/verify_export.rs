@@ -15,22 +15,14 @@ use serde_json::{Map, Value, json};
 use shard::engine::{PurposeState, apply_to_state};
 use shard::receipt::{Receipt, ReceiptSummary, verify_receipt};
 
-use crate::verify_cmd::{KeyArgs, Outcome, Trusted, open_with, signer_text, trusted};
+use crate::verify_cmd::{
+    KeyArgs, Outcome, Refusal, Trusted, invalid, open_lines, open_with, signer_text, trusted,
+    unusable,
+};
 
 /// Distinct checkpoint notes whose signature check is remembered; past this the memory is
 /// emptied and refills (an export normally cites one or a few checkpoints).
 pub const MAX_REMEMBERED_CHECKPOINTS: usize = 1_024;
-
-/// Why an export was not accepted: the `Outcome` to report.
-type Refusal = Box<Outcome>;
-
-fn invalid(step: &'static str, reason: String) -> Refusal {
-    Box::new(Outcome::Invalid { step, reason })
-}
-
-fn unusable(reason: String) -> Refusal {
-    Box::new(Outcome::Unusable(reason))
-}
 
 /// Customers named in the report; an export is one customer's, and memory stays bounded
 /// for a file that joins many (the rest are counted).
@@ -71,13 +63,9 @@ pub fn export(file: &str, keys: &KeyArgs) -> Outcome {
         trusted,
         ..Tally::default()
     };
-    let input: Box<dyn BufRead> = if file == "-" {
-        Box::new(std::io::stdin().lock())
-    } else {
-        match std::fs::File::open(file) {
-            Ok(f) => Box::new(std::io::BufReader::new(f)),
-            Err(e) => return Outcome::Unusable(format!("{file}: {e}")),
-        }
+    let input = match open_lines(file) {
+        Ok(input) => input,
+        Err(refusal) => return *refusal,
     };
     match read_export(input, &mut tally) {
         Ok(()) if tally.events == 0 => Outcome::Unusable("the export holds no events".into()),

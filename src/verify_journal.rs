@@ -12,14 +12,10 @@ use serde_json::{Value, json};
 use shard::checkpoint::Checkpoint;
 use shard::verify::{ChainError, ChainVerifier, ShardHead};
 
-use crate::verify_cmd::{KeyArgs, Outcome, Trusted, open_with, signer_text, trusted};
-
-/// A failed step and why (see [`Outcome::Invalid`]).
-type Refusal = Outcome;
-
-fn invalid(step: &'static str, reason: String) -> Refusal {
-    Outcome::Invalid { step, reason }
-}
+use crate::verify_cmd::{
+    KeyArgs, Outcome, Refusal, Trusted, invalid, open_lines, open_with, signer_text, trusted,
+    unusable,
+};
 
 /// The journal check in progress: checkpoints first, then entries line by line.
 struct JournalCheck {
@@ -42,7 +38,7 @@ impl JournalCheck {
     /// shard heads become due at their sizes.
     fn checkpoint(&mut self, note: &str, at: &str) -> Result<(), Refusal> {
         if self.walks.is_some() {
-            return Err(Outcome::Unusable(format!(
+            return Err(unusable(format!(
                 "{at}: a checkpoint after entries (checkpoints come first)"
             )));
         }
@@ -71,9 +67,7 @@ impl JournalCheck {
             return Ok(());
         }
         let Some(first) = self.checkpoints.first() else {
-            return Err(Outcome::Unusable(
-                "no checkpoint: pass --checkpoint NOTE".into(),
-            ));
+            return Err(unusable("no checkpoint: pass --checkpoint NOTE".into()));
         };
         let walks: Vec<ChainVerifier> = (0..first.shards.len() as u32)
             .map(ChainVerifier::new)
@@ -165,13 +159,14 @@ fn meet(
 /// `assent verify journal FILE|- [--checkpoint NOTE]...`.
 pub fn journal(file: &str, notes: &[PathBuf], keys: &KeyArgs) -> Outcome {
     match check(file, notes, keys) {
-        Ok(o) | Err(o) => o,
+        Ok(o) => o,
+        Err(refusal) => *refusal,
     }
 }
 
 fn check(file: &str, notes: &[PathBuf], keys: &KeyArgs) -> Result<Outcome, Refusal> {
     let mut check = JournalCheck {
-        trusted: trusted(keys).map_err(Outcome::Unusable)?,
+        trusted: trusted(keys).map_err(unusable)?,
         checkpoints: Vec::new(),
         signers: Vec::new(),
         due: HashMap::new(),
@@ -180,23 +175,17 @@ fn check(file: &str, notes: &[PathBuf], keys: &KeyArgs) -> Result<Outcome, Refus
     };
     for path in notes {
         let note = std::fs::read_to_string(path)
-            .map_err(|e| Outcome::Unusable(format!("{}: {e}", path.display())))?;
+            .map_err(|e| unusable(format!("{}: {e}", path.display())))?;
         check.checkpoint(&note, &path.display().to_string())?;
     }
-    let input: Box<dyn BufRead> = if file == "-" {
-        Box::new(std::io::stdin().lock())
-    } else {
-        let f = std::fs::File::open(file).map_err(|e| Outcome::Unusable(format!("{file}: {e}")))?;
-        Box::new(std::io::BufReader::new(f))
-    };
-    for (i, line) in input.lines().enumerate() {
+    for (i, line) in open_lines(file)?.lines().enumerate() {
         let at = format!("line {}", i + 1);
-        let line = line.map_err(|e| Outcome::Unusable(format!("{file}: {e}")))?;
+        let line = line.map_err(|e| unusable(format!("{file}: {e}")))?;
         if line.trim().is_empty() {
             continue;
         }
-        let v: Value = serde_json::from_str(&line)
-            .map_err(|_| Outcome::Unusable(format!("{at} is not JSON")))?;
+        let v: Value =
+            serde_json::from_str(&line).map_err(|_| unusable(format!("{at} is not JSON")))?;
         match v["checkpoint"].as_str() {
             Some(note) => check.checkpoint(note, &at)?,
             None => check.entry(&v, &at)?,

@@ -147,7 +147,15 @@ impl ShardClient {
         from: u64,
         max: u64,
     ) -> Result<(Vec<Vec<u8>>, u64), ShardCallError> {
-        self.read(move |r| Ok(r.journal_page(from, max)?)).await
+        self.read(move |r| {
+            let mut entries = Vec::new();
+            let size = r.each_journal_entry(from, max, |_, bytes| {
+                entries.push(bytes.to_vec());
+                Ok::<_, shard::engine::StorageError>(())
+            })?;
+            Ok((entries, size))
+        })
+        .await
     }
 
     pub(crate) async fn event(&self, seq: u64) -> Result<Option<StoredEvent>, ShardCallError> {

@@ -392,12 +392,10 @@ impl ConsentQuery {
         }
         let from = from_seq.map_or(0, |s| s.0);
         let (entries, size) = client.journal_page(from, first as u64).await?;
-        let next = from + entries.len() as u64;
         Ok(JournalPage {
             shard,
             size: UInt64(size),
             entries: entries.iter().map(|e| B64.encode(e)).collect(),
-            next_seq: UInt64(next),
         })
     }
 
@@ -415,10 +413,9 @@ pub struct JournalPage {
     shard: i32,
     /// The shard's journal size when the page was read: entries `0 .. size` exist.
     size: UInt64,
-    /// The entries' canonical bytes (docs/design.md §2), base64, from `fromSeq` on.
+    /// The entries' canonical bytes (docs/design.md §2), base64, from `fromSeq` on (the
+    /// next page starts at `fromSeq` plus their count).
     entries: Vec<String>,
-    /// The seq after the last entry of the page: the next page's `fromSeq`.
-    next_seq: UInt64,
 }
 
 /// The answer when checkpoint `n` was never issued.

@@ -866,34 +866,27 @@ impl ShardReader {
         })
     }
 
-    /// Calls `f(seq, bytes)` for every journal entry, in order, exactly as stored and
-    /// unchecked, in one read snapshot: what `assent journal` prints for verifiers that run
-    /// none of this crate's code. Stops at the first error of `f`.
+    /// Calls `f(seq, bytes)` for up to `max` journal entries from seq `from` on, in order,
+    /// exactly as stored and unchecked, in one read snapshot, and returns the journal's size
+    /// in that snapshot: what `assent journal` prints and `Query.journalEntries` pages, for
+    /// verifiers that run none of this crate's code. Stops at the first error of `f`.
     pub fn each_journal_entry<E: From<StorageError>>(
         &self,
+        from: u64,
+        max: u64,
         mut f: impl FnMut(u64, &[u8]) -> Result<(), E>,
-    ) -> Result<(), E> {
+    ) -> Result<u64, E> {
         let txn = self.db.get().begin_read().map_err(StorageError::from)?;
+        let size = head_in(&txn, self.shard_id)?.0.size;
         let journal = txn.open_table(JOURNAL).map_err(StorageError::from)?;
-        for row in journal.iter().map_err(StorageError::from)? {
+        let rows = journal
+            .range(from..from.saturating_add(max))
+            .map_err(StorageError::from)?;
+        for row in rows {
             let (k, v) = row.map_err(StorageError::from)?;
             f(k.value(), v.value())?;
         }
-        Ok(())
-    }
-
-    /// Up to `max` journal entries from seq `from` on, as stored and unchecked, with the
-    /// journal's size in the same snapshot: the pages `Query.journalEntries` serves, so
-    /// that an auditor can check the signed journal without the data directory.
-    pub fn journal_page(&self, from: u64, max: u64) -> Result<(Vec<Vec<u8>>, u64), StorageError> {
-        let txn = self.db.get().begin_read()?;
-        let size = head_in(&txn, self.shard_id)?.0.size;
-        let journal = txn.open_table(JOURNAL)?;
-        let mut entries = Vec::new();
-        for row in journal.range(from..from.saturating_add(max))? {
-            entries.push(row?.1.value().to_vec());
-        }
-        Ok((entries, size))
+        Ok(size)
     }
 
     /// Read snapshots of both files of the shard (the index file's first).
