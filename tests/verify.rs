@@ -36,6 +36,14 @@ struct Fixture {
     public_key: String,
 }
 
+/// The running server's signing key, base64, as `publicKeys` publishes it.
+fn public_key_of(s: &Server) -> String {
+    s.ok("{ publicKeys { publicKey } }", json!({}))["publicKeys"][0]["publicKey"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 /// A ledger's public key (base64, as `publicKeys` gives it), as a verifier pins it.
 fn pinned_key(public_key: &str) -> ed25519_dalek::VerifyingKey {
     let bytes = base64::engine::general_purpose::STANDARD
@@ -55,10 +63,7 @@ fn fixture() -> Fixture {
     );
     let customers: Vec<String> = (0..6).map(|i| format!("c{i}")).collect();
     s.customers(&customers.iter().map(String::as_str).collect::<Vec<_>>());
-    let public_key = s.ok("{ publicKeys { publicKey } }", json!({}))["publicKeys"][0]["publicKey"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let public_key = public_key_of(&s);
     let mut first_id = String::new();
     for c in &customers {
         // Half the events carry idempotency keys: the audit recomputes their request
@@ -1070,10 +1075,7 @@ fn a_verifier_written_from_the_docs_alone_agrees_with_assent_on_erasure_receipts
         .as_str()
         .unwrap()
         .to_string();
-    let public_key = s.ok("{ publicKeys { publicKey } }", json!({}))["publicKeys"][0]["publicKey"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let public_key = public_key_of(&s);
     s.stop();
     let node = common::node_clients();
     let key_file = dir.path().join("public-key.txt");
@@ -1267,26 +1269,15 @@ fn a_running_server_serves_its_admin_the_journal_on_its_disk_and_it_verifies() {
     }
     record_and_checkpoint(&s, "shop", "last");
     let token_file = data.join("admin-token");
-    let journal = |extra: &[&str]| {
-        let mut args = vec!["journal"];
-        args.extend_from_slice(extra);
-        assent(&args)
+    let from_server = |key_file: &Path| {
+        let key_file = key_file.to_str().unwrap();
+        assent(&["journal", "--server", &s.url, "--token-file", key_file])
     };
-    let remote = journal(&[
-        "--server",
-        &s.url,
-        "--token-file",
-        token_file.to_str().unwrap(),
-    ]);
+    let remote = from_server(&token_file);
     assert_eq!(remote.status.code(), Some(0), "{}", text(&remote));
     let reader_file = dir.path().join("reader");
     std::fs::write(&reader_file, s.key(Some("acme"), "READER")).unwrap();
-    let refused = journal(&[
-        "--server",
-        &s.url,
-        "--token-file",
-        reader_file.to_str().unwrap(),
-    ]);
+    let refused = from_server(&reader_file);
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
     assert!(text(&refused).contains("FORBIDDEN"), "{}", text(&refused));
     let page = "query($s: Int!, $n: Int) { journalEntries(shard: $s, first: $n) { size } }";
@@ -1298,13 +1289,10 @@ fn a_running_server_serves_its_admin_the_journal_on_its_disk_and_it_verifies() {
             "shard {shard}, first {first}: {v}"
         );
     }
-    let public_key = s.ok("{ publicKeys { publicKey } }", json!({}))["publicKeys"][0]["publicKey"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let public_key = public_key_of(&s);
     s.stop();
 
-    let local = journal(&["--data-dir", data.to_str().unwrap()]);
+    let local = assent(&["journal", "--data-dir", data.to_str().unwrap()]);
     assert_eq!(local.status.code(), Some(0), "{}", text(&local));
     let entry_lines = |o: &Output| -> Vec<String> {
         String::from_utf8_lossy(&o.stdout)
@@ -1492,10 +1480,7 @@ fn real_export() -> RealExport {
         json!({}),
     );
     assert!(erased.get("errors").is_none(), "{erased:#}");
-    let key = s.ok("{ publicKeys { publicKey } }", json!({}))["publicKeys"][0]["publicKey"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let key = public_key_of(&s);
     let exported = Command::new(env!("CARGO_BIN_EXE_assent"))
         .args([
             "export",

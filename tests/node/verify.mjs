@@ -72,13 +72,29 @@ const u64be = (n) => {
 const leafHash = (data) => blake3(cat(Uint8Array.of(0), data));
 const nodeHash = (l, r) => blake3(cat(Uint8Array.of(1), l, r));
 
-/** MTH over leaf hashes: split at the largest power of two smaller than n. */
-function treeHash(leaves) {
-  if (leaves.length === 0) return blake3(new Uint8Array());
-  if (leaves.length === 1) return leaves[0];
-  let k = 1;
-  while (k * 2 < leaves.length) k *= 2;
-  return nodeHash(treeHash(leaves.slice(0, k)), treeHash(leaves.slice(k)));
+/** A growing RFC 9162 tree: the roots of its perfect subtrees, largest first. The root of
+ * the leaves so far folds them right to left (the split at the largest power of two). */
+class Frontier {
+  constructor() {
+    this.size = 0n;
+    this.subtrees = []; // [height, hash]
+  }
+  push(leaf) {
+    let hash = leaf;
+    let height = 0;
+    while (this.subtrees.length && this.subtrees[this.subtrees.length - 1][0] === height) {
+      hash = nodeHash(this.subtrees.pop()[1], hash);
+      height += 1;
+    }
+    this.subtrees.push([height, hash]);
+    this.size += 1n;
+  }
+  root() {
+    if (this.subtrees.length === 0) return blake3(new Uint8Array());
+    let r = this.subtrees[this.subtrees.length - 1][1];
+    for (let i = this.subtrees.length - 2; i >= 0; i--) r = nodeHash(this.subtrees[i][1], r);
+    return r;
+  }
 }
 
 /** RFC 9162 §2.1.3.2: does `path` prove `leaf` at `index` in the tree of `size` with `root`? */
@@ -197,6 +213,9 @@ const byteOrder = (a, b) => {
   return a.length - b.length;
 };
 
+/** The API's id of entry `seq` of shard `shardId`: `ev`, 8 then 16 lowercase hex digits. */
+const eventIdOf = (e) => `ev${e.shardId.toString(16).padStart(8, "0")}${e.seq.toString(16).padStart(16, "0")}`;
+
 /** design.md §2's capture method bytes 1..=8, by name. */
 const CAPTURE_METHODS = [
   "BANNER_ACCEPT_ALL",
@@ -296,7 +315,7 @@ function parseBody(body) {
     number: BigInt(number[1]),
     time: BigInt(time[1]),
     total: shards.reduce((n, s) => n + s.size, 0n),
-    root: treeHash(leaves),
+    root: leaves.reduce((f, leaf) => (f.push(leaf), f), new Frontier()).root(),
     shards,
   };
   const again = [
@@ -411,7 +430,7 @@ function verifyReceipt(r, keys) {
   // 1. The entry, its place and the event id.
   const e = parseEntry(entry);
   if (e.shardId !== sp.shardId || e.seq !== BigInt(sp.seq)) fail("entry", "shard or seq differ from the proof's");
-  const wantId = `ev${e.shardId.toString(16).padStart(8, "0")}${e.seq.toString(16).padStart(16, "0")}`;
+  const wantId = eventIdOf(e);
   if (r.eventId !== wantId) fail("entry", `eventId is not ${wantId}`);
   // 2. The personal record opens the commitment.
   let personal = null;
@@ -498,7 +517,7 @@ function sortKeys(v) {
 
 /** Each exportable field: whether the shown value is the one the entry and record fix. */
 const FIELDS = {
-  id: (v, e) => v === `ev${e.shardId.toString(16).padStart(8, "0")}${e.seq.toString(16).padStart(16, "0")}`,
+  id: (v, e) => v === eventIdOf(e),
   customerId: (v, e) => v === e.customerId,
   shard: (v, e) => v === e.shardId,
   sequence: (v, e) => v === `${e.seq}`,
@@ -594,7 +613,7 @@ function verifyDocument(doc, keys, seen, last) {
     const { entry, personal } = proven;
     if (entry.customerId !== doc.customerId || (personal && personal.subjectId !== doc.subjectId))
       fail("subject", `${at}: not an event of the document's customer and subject`);
-    const eventId = `ev${entry.shardId.toString(16).padStart(8, "0")}${entry.seq.toString(16).padStart(16, "0")}`;
+    const eventId = eventIdOf(entry);
     for (const p of entry.purposes) state.set(p.purpose, { choice: p.choice, expiresAtMs: entry.expiresAtMs, eventId });
   });
   const shown = Array.isArray(doc.currentState) ? doc.currentState : [];
@@ -615,27 +634,19 @@ function verifyDocument(doc, keys, seen, last) {
 class ShardWalk {
   constructor(id) {
     this.id = id;
-    this.size = 0n;
     this.head = new Uint8Array(32);
-    this.frontier = []; // [height, hash] of perfect subtrees, largest first
+    this.lastRecordedAtMs = null; // recorded_at of the entry before, which may not be later
+    this.tree = new Frontier();
+  }
+  get size() {
+    return this.tree.size;
   }
   push(entry) {
     this.head = blake3(entry);
-    let hash = leafHash(entry);
-    let height = 0;
-    while (this.frontier.length && this.frontier[this.frontier.length - 1][0] === height) {
-      hash = nodeHash(this.frontier.pop()[1], hash);
-      height += 1;
-    }
-    this.frontier.push([height, hash]);
-    this.size += 1n;
+    this.tree.push(leafHash(entry));
   }
-  /** RFC 9162's root of the entries so far: the perfect subtrees folded right to left. */
   root() {
-    if (this.frontier.length === 0) return blake3(new Uint8Array());
-    let r = this.frontier[this.frontier.length - 1][1];
-    for (let i = this.frontier.length - 2; i >= 0; i--) r = nodeHash(this.frontier[i][1], r);
-    return r;
+    return this.tree.root();
   }
 }
 
@@ -707,8 +718,9 @@ class JournalCheck {
     }
     if (e.shardId !== walk.id || e.seq !== walk.size) fail("entry", `${at}: the entry names another place`);
     if (!eq(e.prevHash, walk.head)) fail("chain", `${at}: prev_hash is not the entry hash before it`);
-    if (walk.size > 0n && e.recordedAtMs < walk.recordedAtMs) fail("chain", `${at}: recorded_at goes back in time`);
-    walk.recordedAtMs = e.recordedAtMs;
+    if (walk.lastRecordedAtMs !== null && e.recordedAtMs < walk.lastRecordedAtMs)
+      fail("chain", `${at}: recorded_at goes back in time`);
+    walk.lastRecordedAtMs = e.recordedAtMs;
     walk.push(bytes);
     this.meet(walk);
     this.entries += 1;
