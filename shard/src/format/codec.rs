@@ -12,16 +12,32 @@ use crate::hash::{HASH_LEN, Hash};
 pub enum DecodeError {
     /// The bytes end before the structure does.
     #[error("truncated: needed {needed} more bytes at offset {offset}")]
-    Truncated { offset: u64, needed: u64 },
+    Truncated {
+        /// Where the missing bytes should start.
+        offset: u64,
+        /// How many more bytes the structure needs there.
+        needed: u64,
+    },
     /// Bytes remain after a complete structure.
     #[error("{count} trailing bytes after the end of the structure")]
-    TrailingBytes { count: u64 },
+    TrailingBytes {
+        /// How many bytes follow the structure.
+        count: u64,
+    },
     /// A string is not UTF-8.
     #[error("string at offset {offset} is not valid UTF-8")]
-    BadUtf8 { offset: u64 },
+    BadUtf8 {
+        /// Where the string's bytes start (after its length prefix).
+        offset: u64,
+    },
     /// A tag or enum byte has a value the format does not define.
     #[error("field {field} has undefined value {value}")]
-    BadValue { field: &'static str, value: u64 },
+    BadValue {
+        /// The field whose byte is undefined.
+        field: &'static str,
+        /// The value found there.
+        value: u64,
+    },
     /// The format version is not one this build understands.
     #[error("unsupported format version {0}; upgrade Assent to read this ledger")]
     UnsupportedVersion(u8),
