@@ -17,6 +17,9 @@ mod verify_cmd;
 mod verify_export;
 mod verify_journal;
 
+#[cfg(test)]
+mod untrusted_files;
+
 /// The server allocates and frees many small values per request (GraphQL values, JSON);
 /// mimalloc measured markedly faster than glibc malloc on the batch path (docs/benchmarks.md).
 #[global_allocator]
