@@ -14,6 +14,10 @@ use crate::verify_cmd::{KeyArgs, Outcome, consistency};
 use crate::verify_export::export;
 use crate::verify_journal::journal;
 
+#[path = "../tests/common/edits.rs"]
+mod edits;
+use edits::{apply, edits};
+
 fn vectors() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
 }
@@ -25,68 +29,6 @@ fn vector(name: &str) -> String {
 /// The key the vectors are signed with, pinned as a user would pin it.
 fn pinned() -> KeyArgs {
     KeyArgs::from_verifier(vector("public-key.txt").trim())
-}
-
-/// A change of a file: bytes replaced, inserted or removed at positions taken modulo its
-/// length, or whole lines dropped, repeated or swapped.
-#[derive(Debug, Clone)]
-enum Edit {
-    Set(usize, u8),
-    Insert(usize, u8),
-    Remove(usize),
-    DropLine(usize),
-    RepeatLine(usize),
-    SwapLines(usize, usize),
-}
-
-fn edits() -> impl Strategy<Value = Vec<Edit>> {
-    // Bytes that matter to JSON and base64 more often than chance would pick them.
-    let byte = prop_oneof![
-        3 => any::<u8>(),
-        2 => prop::sample::select(b"\"\\{}[],:0129AZaz+/=\n ".to_vec()),
-    ];
-    let edit = prop_oneof![
-        4 => (any::<usize>(), byte.clone()).prop_map(|(i, b)| Edit::Set(i, b)),
-        1 => (any::<usize>(), byte).prop_map(|(i, b)| Edit::Insert(i, b)),
-        1 => any::<usize>().prop_map(Edit::Remove),
-        1 => any::<usize>().prop_map(Edit::DropLine),
-        1 => any::<usize>().prop_map(Edit::RepeatLine),
-        1 => (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Edit::SwapLines(a, b)),
-    ];
-    proptest::collection::vec(edit, 1..4)
-}
-
-fn apply(text: &str, edits: &[Edit]) -> Vec<u8> {
-    let mut bytes = text.as_bytes().to_vec();
-    for e in edits {
-        let n = bytes.len().max(1);
-        match *e {
-            Edit::Set(i, b) if !bytes.is_empty() => bytes[i % n] = b,
-            Edit::Insert(i, b) => bytes.insert(i % (bytes.len() + 1), b),
-            Edit::Remove(i) if !bytes.is_empty() => {
-                bytes.remove(i % n);
-            }
-            Edit::DropLine(_) | Edit::RepeatLine(_) | Edit::SwapLines(..) => {
-                bytes = edit_lines(&bytes, e);
-            }
-            _ => {}
-        }
-    }
-    bytes
-}
-
-fn edit_lines(bytes: &[u8], e: &Edit) -> Vec<u8> {
-    let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
-    let n = lines.len();
-    match *e {
-        Edit::DropLine(i) => {
-            lines.remove(i % n);
-        }
-        Edit::RepeatLine(i) => lines.insert(i % n, lines[i % n]),
-        Edit::SwapLines(a, b) => lines.swap(a % n, b % n),
-        _ => unreachable!("only line edits come here"),
-    }
-    lines.join(&b'\n')
 }
 
 /// What a journal's lines say: the set of its checkpoint notes (their bodies alone when
@@ -134,7 +76,7 @@ proptest! {
         // (dropped, repeated and swapped lines included), and accepts changes of layout alone
         // (white space, a repeated checkpoint, the interleaving of different shards' lines).
         let original = vector("journal-valid.jsonl");
-        let changed = apply(&original, &edits);
+        let changed = apply(original.as_bytes(), &edits);
         let dir = tempfile::tempdir().unwrap();
         let outcome = journal(&write(dir.path(), "j.jsonl", &changed), &[], &pinned());
         let valid = matches!(outcome, Outcome::Valid { .. });
@@ -155,14 +97,14 @@ proptest! {
         // Proves: `assent verify export` and `assent verify consistency` answer changed
         // files (exports, proofs, and the notes they are checked against) without a panic.
         let dir = tempfile::tempdir().unwrap();
-        let exported = apply(&vector("export-valid.jsonl"), &edits);
+        let exported = apply(vector("export-valid.jsonl").as_bytes(), &edits);
         let _ = export(&write(dir.path(), "e.jsonl", &exported), &pinned());
         let old = vectors().join("checkpoint-old.note");
         let new = vectors().join("checkpoint-new.note");
-        let proof = apply(&vector("consistency-proof.json"), &edits);
+        let proof = apply(vector("consistency-proof.json").as_bytes(), &edits);
         let proof = PathBuf::from(write(dir.path(), "p.json", &proof));
         let outcome = consistency(&old, &new, &proof, &pinned());
-        let changed_note = apply(&vector("checkpoint-new.note"), &edits);
+        let changed_note = apply(vector("checkpoint-new.note").as_bytes(), &edits);
         let changed_note = PathBuf::from(write(dir.path(), "n.note", &changed_note));
         let _ = consistency(&old, &changed_note, &vectors().join("consistency-proof.json"), &pinned());
         let proof_unchanged = std::fs::read(&proof).ok()

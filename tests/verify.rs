@@ -1051,12 +1051,11 @@ fn a_verifier_written_from_the_docs_alone_agrees_with_assent_on_erasure_receipts
     let s = Server::start(&dir.path().join("data"), &[]);
     s.customers(&["shop"]);
     let ids: Vec<String> = (0..3)
-        .map(|i| {
+        .map(|_| {
             let d = s.ok(
                 RECORD,
                 json!({ "c": "shop", "e": event("v", "GRANTED", None) }),
             );
-            let _ = i;
             d["recordConsent"]["event"]["id"]
                 .as_str()
                 .unwrap()

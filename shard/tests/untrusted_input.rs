@@ -1,9 +1,10 @@
 //! What a verifier is handed comes from whoever wants it to be wrong: entries, personal
 //! records, checkpoint notes, proofs and receipts of any shape. These properties drive the
 //! pure crate's decoders and verifiers with arbitrary and mutated inputs (the published
-//! vectors of `tests/vectors/`, changed byte by byte) and require an answer, never a panic,
-//! and, for the hashed formats, that whatever decodes is the one canonical encoding of what
-//! it decodes to (two byte strings for one entry would give one event two hashes).
+//! vectors of `tests/vectors/` changed byte by byte and line by line, as
+//! `tests/common/edits.rs` changes them) and require an answer, never a panic, and, for the
+//! hashed formats, that whatever decodes is the one canonical encoding of what it decodes
+//! to (two byte strings for one entry would give one event two hashes).
 
 use std::path::PathBuf;
 
@@ -16,6 +17,10 @@ use shard::format::{Entry, EntryView, HeaderView, PersonalRecord};
 use shard::hash::Hash;
 use shard::merkle::{Blake3Tree, root_from_inclusion_proof, verify_consistency, verify_inclusion};
 use shard::receipt::{Receipt, verify_receipt};
+
+#[path = "../../tests/common/edits.rs"]
+mod edits;
+use edits::{apply, edits};
 
 fn vector(name: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -46,45 +51,6 @@ fn vector_key() -> VerifyingKey {
         .try_into()
         .unwrap();
     VerifyingKey::from_bytes(&bytes).unwrap()
-}
-
-/// A change of a byte string: bytes replaced, inserted or removed at positions taken
-/// modulo its length.
-#[derive(Debug, Clone)]
-enum Edit {
-    Set(usize, u8),
-    Insert(usize, u8),
-    Remove(usize),
-}
-
-fn edits() -> impl Strategy<Value = Vec<Edit>> {
-    let edit = prop_oneof![
-        4 => (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Edit::Set(i, b)),
-        1 => (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Edit::Insert(i, b)),
-        1 => any::<usize>().prop_map(Edit::Remove),
-    ];
-    proptest::collection::vec(edit, 1..4)
-}
-
-fn apply(mut bytes: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
-    for e in edits {
-        match *e {
-            Edit::Set(i, b) if !bytes.is_empty() => {
-                let n = bytes.len();
-                bytes[i % n] = b;
-            }
-            Edit::Insert(i, b) => {
-                let at = i % (bytes.len() + 1);
-                bytes.insert(at, b);
-            }
-            Edit::Remove(i) if !bytes.is_empty() => {
-                let n = bytes.len();
-                bytes.remove(i % n);
-            }
-            _ => {}
-        }
-    }
-    bytes
 }
 
 /// Decodes `bytes` with every entry decoder; when one accepts them, all must, agreeing,
@@ -123,7 +89,7 @@ proptest! {
         // change that still decodes is the canonical encoding of a different entry.
         let entries = vector_entries();
         let original = which.get(&entries).clone();
-        let changed = apply(original.clone(), &edits);
+        let changed = apply(&original, &edits);
         check_entry_decoders(&changed)?;
         if let (true, Ok(e)) = (changed != original, Entry::decode(&changed)) {
             prop_assert_ne!(e, Entry::decode(&original).unwrap());
@@ -158,7 +124,7 @@ proptest! {
         // note parser; a changed note never passes the pinned key's signature check.
         let note = vector("checkpoint-new.note");
         let key = vector_key();
-        let changed = apply(note.clone().into_bytes(), &edits);
+        let changed = apply(note.as_bytes(), &edits);
         if let Ok(changed) = String::from_utf8(changed) {
             let opened = open_checkpoint(&changed, Some(("example.com/assent", &key)));
             if let Ok((cp, _)) = opened {
