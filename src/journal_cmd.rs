@@ -31,9 +31,6 @@ pub struct JournalArgs {
     token_file: Option<PathBuf>,
 }
 
-/// The `journalEntries` page size `assent journal --server` asks for (the server's most).
-const JOURNAL_PAGE_ENTRIES: u32 = 1_000;
-
 /// Why printing stopped: the ledger could not be read, or standard output closed.
 #[derive(Debug, thiserror::Error)]
 enum PrintError {
@@ -143,7 +140,7 @@ fn print_remote(url: &str, args: &JournalArgs) -> Result<(), Failure> {
     for shard in 0..checkpoint.shards.len() as u32 {
         let (mut from, mut end) = (0u64, None::<u64>);
         while end.is_none_or(|end| from < end) {
-            let vars = json!({ "s": shard, "f": from.to_string(), "n": JOURNAL_PAGE_ENTRIES });
+            let vars = json!({ "s": shard, "f": from.to_string(), "n": gateway::MAX_JOURNAL_PAGE });
             let page = &call(PAGE, vars)?["journalEntries"];
             let size = page["size"].as_str().and_then(|s| s.parse::<u64>().ok());
             let entries = page["entries"].as_array();

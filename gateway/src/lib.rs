@@ -43,4 +43,4 @@ pub use ledger::{
     CHECKPOINTS, LEDGER_CACHE_BYTES, LEDGER_META, OpenLedgerError, ledger_db_builder,
     read_signing_key,
 };
-pub use schema::{MAX_CONSISTENCY_PROOFS, sdl};
+pub use schema::{MAX_CONSISTENCY_PROOFS, MAX_JOURNAL_PAGE, sdl};
