@@ -21,7 +21,8 @@ use crate::verify_cmd::{KeyArgs, Trusted, open_with, trusted};
 #[derive(clap::Args)]
 pub struct AuditArgs {
     /// Data directory of a stopped server (or a copy of one). Opened read-only: the audit
-    /// never changes what it checks.
+    /// never changes what it checks. A shard with more than about a million current states
+    /// spills their claims (about 60 bytes a state) to an unnamed temporary file in TMPDIR.
     #[arg(long, conflicts_with = "server")]
     data_dir: Option<PathBuf>,
     /// Let redb repair files that were not shut down cleanly (a crash, or a copy taken
@@ -116,21 +117,35 @@ fn unusable(e: impl std::fmt::Display) -> Failure {
     Failure::Unusable(e.to_string())
 }
 
-/// Reads a shard's files into the page cache ahead of the audit that walks them in key
+/// Reads the shards' files into the page cache ahead of the audits that walk them in key
 /// order: redb's pages are not laid out in key order, and sequential reads fill the page
-/// cache at disk speed instead of one page fault at a time. One thread per shard reads
-/// the index file first, then the shard file: the index check walks the whole `subjects`
-/// table (scattered over the index file) before the journal walk can get more than
-/// `AUDIT_BATCHES_IN_FLIGHT` batches ahead of it, and then both follow the shard file
-/// roughly in file order. At most [`READ_AHEAD_CHUNKS_IN_FLIGHT`] chunks are queued at the
-/// disk, so a page the audit needs before the read-ahead reaches it waits behind those
-/// alone: with every chunk queued at once (as before), a cold audit at 150 MB/s did
-/// nothing until the whole shard was read and then its CPU work (docs/benchmarks.md,
-/// session 24). On Linux the thread only advises (`posix_fadvise(WILLNEED)`, no copy to
-/// user space: reading into a buffer cost 4 % of a warm audit's CPU) and waits for a
-/// chunk by reading its last byte; elsewhere it reads. Stops when dropped.
+/// cache at disk speed instead of one page fault at a time. One thread reads the shards in
+/// the order they are audited, each shard's index file first, then its shard file: the
+/// index check walks the whole `subjects` table (scattered over the index file) before the
+/// journal walk can get more than `AUDIT_BATCHES_IN_FLIGHT` batches ahead of it, and then
+/// both follow the shard file. It reads the next shard while the ones before it are
+/// audited (at most `ahead` shards read and unfinished at once: one more than are audited
+/// at once, so a ledger larger than memory is not read further ahead than that), and keeps at most
+/// [`READ_AHEAD_CHUNKS_IN_FLIGHT`] chunks queued at the disk, so that a page an audit needs
+/// before the read-ahead reaches it waits behind those alone. With every chunk of every
+/// file queued at once (before session 24), a cold audit at 150 MB/s did nothing until
+/// the whole shard was read, and the disk idled while a shard's audit computed
+/// (docs/benchmarks.md, session 24). On Linux the thread only advises
+/// (`posix_fadvise(WILLNEED)`, no copy to user space: reading into a buffer cost 4 % of a
+/// warm audit's CPU) and waits for a chunk by reading its last byte; elsewhere it reads.
+/// Stops when dropped.
 struct ReadAhead {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    shared: std::sync::Arc<ReadAheadState>,
+}
+
+/// What the audits and the read-ahead thread share.
+struct ReadAheadState {
+    /// Set when the audits are over (or failed): the thread returns.
+    stop: std::sync::atomic::AtomicBool,
+    /// Shards whose audit has finished.
+    finished: std::sync::Mutex<usize>,
+    /// Signalled when `finished` or `stop` changes.
+    changed: std::sync::Condvar,
 }
 
 /// Bytes advised (or read) per call by [`ReadAhead`].
@@ -142,18 +157,66 @@ const READ_AHEAD_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
 const READ_AHEAD_CHUNKS_IN_FLIGHT: usize = 2;
 
 impl ReadAhead {
-    /// Starts reading `paths` one after another, in the order given.
-    fn start(paths: Vec<std::path::PathBuf>) -> ReadAhead {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
-        std::thread::spawn(move || {
-            let files: Vec<std::fs::File> = paths
-                .iter()
-                .filter_map(|p| std::fs::File::open(p).ok())
-                .collect();
-            read_ahead(&files, &flag);
+    /// Starts reading `shards` (each a list of files) in order, shard `k` once fewer than
+    /// `ahead` of the shards before it are unfinished.
+    fn start(shards: Vec<Vec<std::path::PathBuf>>, ahead: usize) -> ReadAhead {
+        let shared = std::sync::Arc::new(ReadAheadState {
+            stop: std::sync::atomic::AtomicBool::new(false),
+            finished: std::sync::Mutex::new(0),
+            changed: std::sync::Condvar::new(),
         });
-        ReadAhead { stop }
+        let state = shared.clone();
+        std::thread::spawn(move || {
+            for (k, paths) in shards.iter().enumerate() {
+                let mut finished = state.finished.lock().unwrap_or_else(|p| p.into_inner());
+                while k >= *finished + ahead.max(1) && !state.stopped() {
+                    finished = state
+                        .changed
+                        .wait(finished)
+                        .unwrap_or_else(|p| p.into_inner());
+                }
+                drop(finished);
+                if state.stopped() {
+                    return;
+                }
+                let files: Vec<std::fs::File> = paths
+                    .iter()
+                    .filter_map(|p| std::fs::File::open(p).ok())
+                    .collect();
+                read_ahead(&files, &state.stop);
+            }
+        });
+        ReadAhead { shared }
+    }
+
+    /// Counts one more shard's audit as finished (its pages are no longer needed).
+    fn finished_one(&self) {
+        *self
+            .shared
+            .finished
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) += 1;
+        self.shared.changed.notify_all();
+    }
+}
+
+impl ReadAheadState {
+    fn stopped(&self) -> bool {
+        self.stop.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        let _guard = self
+            .shared
+            .finished
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.shared
+            .stop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.shared.changed.notify_all();
     }
 }
 
@@ -235,12 +298,6 @@ fn read_ahead(files: &[std::fs::File], stop: &std::sync::atomic::AtomicBool) {
                 Ok(_) => {}
             }
         }
-    }
-}
-
-impl Drop for ReadAhead {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -542,12 +599,21 @@ fn audit_dir(dir: &Path, args: &AuditArgs) -> Result<Value, Failure> {
     } else {
         SubjectsPass::OneThread
     };
+    let files = (0..readers.len())
+        .map(|i| {
+            let file = dir.join("shards").join(format!("shard-{i:04}.redb"));
+            vec![shard::engine::index_path(&file), file]
+        })
+        .collect();
+    // One shard beyond those being audited: its data is read while they compute.
+    let ahead = ReadAhead::start(files, jobs.min(readers.len()) + 1);
     let outcomes = in_parallel(readers.len(), jobs, |i| {
-        let file = dir.join("shards").join(format!("shard-{i:04}.redb"));
-        let _ahead = ReadAhead::start(vec![shard::engine::index_path(&file), file.clone()]);
-        let expect = Expectations::new(stored_notes(&ledger.txn)?, i);
-        audit_shard(&readers[i], expect, pass, &bar)
+        let outcome = stored_notes(&ledger.txn)
+            .and_then(|notes| audit_shard(&readers[i], Expectations::new(notes, i), pass, &bar));
+        ahead.finished_one();
+        outcome
     });
+    drop(ahead);
     bar.finish_and_clear();
     let mut total = ShardCounts::default();
     // The first problem in shard order is reported, whichever thread met it first.

@@ -16,7 +16,7 @@ use super::error::StorageError;
 use super::index::{STATE_ROW, decode_state_view, expiry_rows};
 use super::index_check::{Multiset, MultisetKey, expiry_key, history_row};
 use super::state_check::StateClaims;
-use super::tables::{JOURNAL, SUBJECTS};
+use super::tables::SUBJECTS;
 
 /// A `subjects` key: customer number, subject key, seq (`STATE_ROW` for the state row).
 type Key = (u32, [u8; 32], u64);
@@ -110,7 +110,6 @@ impl SubjectsWalk {
         claim_bytes: usize,
     ) -> Result<SubjectsWalk, StorageError> {
         let subjects = txn.open_table(SUBJECTS)?;
-        let journal = txn.open_table(JOURNAL)?;
         let mut walk = SubjectsWalk {
             have_history: Multiset::default(),
             want_expiries: Multiset::default(),
@@ -143,12 +142,14 @@ impl SubjectsWalk {
                     walk.want_expiries.add(key, &expiry_key(c, at, seq, &s));
                 }
                 if walk.state_problem.is_none() {
-                    walk.state_problem = walk.claims.add(&states, &history, &journal).err();
+                    walk.state_problem = walk.claims.add(&states, &history).err();
                 }
                 walk.state_rows += 1;
             }
         }
-        walk.claims.sort_for_pass();
+        if let Err(e) = walk.claims.sort_for_pass() {
+            walk.state_problem.get_or_insert(e);
+        }
         Ok(walk)
     }
 }
