@@ -614,10 +614,10 @@ mod tests {
         SpilledClaim {
             seq,
             occurred_at_ms: seq as i64 * 3 - 7,
-            expires_at_ms: (seq % 2 == 0).then_some(seq as i64 * 11),
+            expires_at_ms: seq.is_multiple_of(2).then_some(seq as i64 * 11),
             purposes: (0..purposes)
                 .map(|i| {
-                    let choice = if (seq as usize + i) % 3 == 0 {
+                    let choice = if (seq as usize + i).is_multiple_of(3) {
                         Choice::Denied
                     } else {
                         Choice::Granted
