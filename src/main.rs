@@ -12,6 +12,7 @@ mod bench;
 mod journal_cmd;
 mod monitor;
 mod privacy_cmd;
+mod read_ahead;
 mod remote;
 mod verify_cmd;
 mod verify_export;
