@@ -10,7 +10,10 @@ use gateway::{CHECKPOINTS, LEDGER_META, ledger_db_builder};
 use redb::ReadableDatabase;
 use serde_json::{Value, json};
 use shard::checkpoint::Checkpoint;
-use shard::engine::{AuditOpen, ShardAuditError, ShardReader, StorageError, SubjectsPass};
+use shard::engine::{
+    AuditOpen, ClaimSpill, STATE_CLAIM_BYTES_PER_PASS, ShardAuditError, ShardReader, StorageError,
+    SubjectsPass,
+};
 use shard::hash::Hash;
 use shard::merkle::{Blake3Tree, TreeHasher};
 use shard::verify::ChainError;
@@ -21,10 +24,18 @@ use crate::verify_cmd::{KeyArgs, Trusted, open_with, trusted};
 #[derive(clap::Args)]
 pub struct AuditArgs {
     /// Data directory of a stopped server (or a copy of one). Opened read-only: the audit
-    /// never changes what it checks. A shard with more than about a million current states
-    /// spills their claims (about 60 bytes a state) to an unnamed temporary file in TMPDIR.
+    /// never changes what it checks.
     #[arg(long, conflicts_with = "server")]
     data_dir: Option<PathBuf>,
+    /// With --data-dir, where the state check spills the claims of current states beyond
+    /// --claim-memory-bytes (an unnamed file, about 60 bytes a state, gone when the audit
+    /// ends): a disk with room, not a tmpfs (default: TMPDIR, else /tmp).
+    #[arg(long, requires = "data_dir")]
+    temp_dir: Option<PathBuf>,
+    /// With --data-dir, bytes of current-state claims held in memory per shard before they
+    /// are spilled to --temp-dir (default 64 MiB, about a million five-purpose states).
+    #[arg(long, requires = "data_dir", value_parser = clap::value_parser!(u64).range(1..))]
+    claim_memory_bytes: Option<u64>,
     /// Let redb repair files that were not shut down cleanly (a crash, or a copy taken
     /// while a server ran) before auditing them. This changes the files: use it on a copy.
     #[arg(long, requires = "data_dir")]
@@ -382,6 +393,20 @@ fn audit_dir(dir: &Path, args: &AuditArgs) -> Result<Value, Failure> {
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         |j| j as usize,
     );
+    let spill = ClaimSpill {
+        bytes_per_pass: args
+            .claim_memory_bytes
+            .map_or(STATE_CLAIM_BYTES_PER_PASS, |b| {
+                usize::try_from(b).unwrap_or(usize::MAX)
+            }),
+        temp_dir: args.temp_dir.clone().unwrap_or_else(std::env::temp_dir),
+    };
+    spill.check().map_err(|e| {
+        Failure::Unusable(format!(
+            "--temp-dir {}: no temporary file can be made there ({e}); the audit spills the state claims of large shards there: name a writable directory",
+            spill.temp_dir.display()
+        ))
+    })?;
     let checkpoints = check_checkpoints(&ledger, &keys, jobs)?;
     let readers: Vec<ShardReader> = (0..count)
         .map(|i| {
@@ -424,8 +449,10 @@ fn audit_dir(dir: &Path, args: &AuditArgs) -> Result<Value, Failure> {
     // One shard beyond those being audited: its data is read while they compute.
     let ahead = crate::read_ahead::ReadAhead::start(files, jobs.min(readers.len()) + 1);
     let outcomes = in_parallel(readers.len(), jobs, |i| {
-        let outcome = stored_notes(&ledger.txn)
-            .and_then(|notes| audit_shard(&readers[i], Expectations::new(notes, i), pass, &bar));
+        let outcome = stored_notes(&ledger.txn).and_then(|notes| {
+            let expect = Expectations::new(notes, i);
+            audit_shard(&readers[i], expect, pass, &spill, &bar)
+        });
         ahead.finished_one();
         outcome
     });
@@ -441,6 +468,7 @@ fn audit_dir(dir: &Path, args: &AuditArgs) -> Result<Value, Failure> {
         index_rows,
         personal_records,
         erased_entries,
+        spilled_claims,
     } = total;
     let secs = started.elapsed().as_secs_f64();
     let signer = if pinned.is_empty() {
@@ -451,7 +479,7 @@ fn audit_dir(dir: &Path, args: &AuditArgs) -> Result<Value, Failure> {
     Ok(json!({
         "intact": true, "shards": count, "entries": entries, "checkpoints": checkpoints, "indexRows": index_rows,
         "personalRecords": personal_records, "erasedEntries": erased_entries,
-        "seconds": secs, "entriesPerSecond": entries as f64 / secs.max(1e-9),
+        "spilledClaims": spilled_claims, "seconds": secs, "entriesPerSecond": entries as f64 / secs.max(1e-9),
         "summary": format!(
             "ledger {name}: {count} shards, {entries} entries re-hashed and chained, {} checkpoints verified against {signer} and the journal, {personal_records} personal records open their commitments ({erased_entries} erased, each named by an erasure entry), {index_rows} index rows agree; INTACT ({:.2} s, {:.0} entries/s)",
             checkpoints, secs, entries as f64 / secs.max(1e-9)
@@ -504,6 +532,8 @@ struct ShardCounts {
     personal_records: u64,
     /// Consent entries without a personal record (each named by an erasure entry).
     erased_entries: u64,
+    /// State claims spilled to the temporary file (beyond the memory bound).
+    spilled_claims: u64,
 }
 
 impl ShardCounts {
@@ -512,6 +542,7 @@ impl ShardCounts {
         self.index_rows += other.index_rows;
         self.personal_records += other.personal_records;
         self.erased_entries += other.erased_entries;
+        self.spilled_claims += other.spilled_claims;
     }
 }
 
@@ -524,6 +555,7 @@ fn audit_shard<I>(
     reader: &ShardReader,
     mut next: Expectations<I>,
     pass: SubjectsPass,
+    spill: &ClaimSpill,
     bar: &indicatif::ProgressBar,
 ) -> Result<ShardCounts, Failure>
 where
@@ -543,7 +575,7 @@ where
     // The bar takes a lock and reads the clock on every update: once per step, not per entry.
     let mut unreported = 0u64;
     let (head, report) = reader
-        .audit(pass, |entry, verifier| {
+        .audit_with(pass, spill, |entry, verifier| {
             unreported += 1;
             if unreported == PROGRESS_STEP_ENTRIES {
                 bar.inc(unreported);
@@ -581,5 +613,6 @@ where
             + report.idempotency_rows,
         personal_records: report.personal_records,
         erased_entries: report.erased_entries,
+        spilled_claims: report.spilled_claims,
     })
 }

@@ -473,6 +473,77 @@ fn resign_checkpoints(data: &Path, f: &dyn Fn(Vec<Checkpoint>) -> Vec<Checkpoint
 }
 
 #[test]
+fn audit_spills_state_claims_to_its_temp_dir_and_refuses_a_temp_dir_it_cannot_write() {
+    // Proves: with a memory bound of about one state, the audit of a real ledger spills
+    // every claim to --temp-dir and reports what it reports in memory; a changed state is
+    // still named through the spilled runs; a --temp-dir that cannot take a file is an
+    // unusable input (exit 2), named before anything is read.
+    let f = fixture();
+    let report = |dir: &Path, extra: &[&str]| -> (i32, Value, String) {
+        let (code, out) = common::audit(dir, &[&["--json"], extra].concat());
+        let json = serde_json::from_str(out.lines().last().unwrap_or("")).unwrap_or(Value::Null);
+        (code, json, out)
+    };
+    let (code, whole, out) = report(&f.data, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(whole["spilledClaims"], 0, "{out}");
+    let tmp = tempfile::tempdir().unwrap();
+    let small = [
+        "--claim-memory-bytes",
+        "64",
+        "--temp-dir",
+        tmp.path().to_str().unwrap(),
+    ];
+    let (code, spilled, out) = report(&f.data, &small);
+    assert_eq!(code, 0, "{out}");
+    assert!(spilled["spilledClaims"].as_u64().unwrap() >= 120, "{out}");
+    for field in [
+        "entries",
+        "indexRows",
+        "personalRecords",
+        "checkpoints",
+        "intact",
+    ] {
+        assert_eq!(spilled[field], whole[field], "{field}: {out}");
+    }
+
+    let copy = f.data.parent().unwrap().join("state-flip");
+    copy_dir(&f.data, &copy);
+    {
+        const SUBJECTS: redb::TableDefinition<(u32, [u8; 32], u64), &[u8]> =
+            redb::TableDefinition::new("subjects");
+        let db = redb::Database::open(copy.join("shards").join("shard-0000.index.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(SUBJECTS).unwrap();
+            let (key, mut state) = {
+                let mut rows = t.iter().unwrap().map(|r| r.unwrap());
+                let (k, v) = rows.find(|(k, _)| k.value().2 == u64::MAX).unwrap();
+                (k.value(), v.value().to_vec())
+            };
+            let name_len = u32::from_be_bytes(state[4..8].try_into().unwrap()) as usize;
+            state[8 + name_len] ^= 3; // GRANTED <-> DENIED
+            t.insert(key, state.as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let (code, out) = common::audit(&copy, &small);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("shard 0") && out.contains("does not set it so"),
+        "{out}"
+    );
+
+    let missing = tmp.path().join("no-such-dir");
+    let (code, out) = common::audit(&f.data, &["--temp-dir", missing.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("--temp-dir") && out.contains("no-such-dir"),
+        "{out}"
+    );
+}
+
+#[test]
 fn audit_meets_thousands_of_checkpoints_one_at_a_time_and_names_each_that_lies() {
     // Proves: checkpoints are read as a stream (3,000 more of them audit INTACT and are
     // counted), and a gap, a time going back, a root that is not the journal's and a size

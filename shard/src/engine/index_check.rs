@@ -27,6 +27,7 @@ use siphasher::sip128::{Hasher128 as _, SipHasher24};
 use super::error::StorageError;
 use super::index::{DayCounts, MS_PER_DAY, STATE_ROW, tally};
 use super::reader::read_indexed_upto;
+use super::state_check::ClaimSpill;
 use super::subjects_walk::{SubjectsPass, SubjectsWalk, walk_subjects};
 use super::tables::*;
 use crate::format::{ConsentView, Entry, EntryView, PersonalRecord, stored_request_digest};
@@ -61,6 +62,9 @@ pub struct IndexReport {
     /// Idempotency key rows, each naming the entry that carries its key (with a request
     /// digest cleared exactly when that entry was erased).
     pub idempotency_rows: u64,
+    /// State claims written to the temporary file because they exceeded the memory bound
+    /// (0 when every claim fit: see [`crate::engine::ClaimSpill`]).
+    pub spilled_claims: u64,
 }
 
 /// An index that disagrees with the journal.
@@ -125,14 +129,14 @@ pub(crate) struct IndexCheck {
 }
 
 /// Runs the whole index check of the snapshot `txn`: the side digests on a thread of their
-/// own, the `subjects` walk (as `pass` says, holding at most `claim_bytes_per_pass` of
-/// state claims), then `feed`, which must hand every journal entry to the check in order,
+/// own, the `subjects` walk (as `pass` says, holding at most `spill.bytes_per_pass` of
+/// state claims in memory, the rest in `spill.temp_dir`), then `feed`, which must hand every journal entry to the check in order,
 /// then the comparisons. `feed`'s error is the check's.
 pub(crate) fn run(
     txn: &Snapshots,
     shard_id: u32,
     pass: SubjectsPass,
-    claim_bytes_per_pass: usize,
+    spill: &ClaimSpill,
     feed: impl FnOnce(&mut IndexCheck) -> Result<(), IndexMismatch>,
 ) -> Result<IndexReport, IndexMismatch> {
     let key = MultisetKey::random().map_err(|e| IndexMismatch {
@@ -142,7 +146,7 @@ pub(crate) fn run(
     std::thread::scope(|scope| {
         let side = scope.spawn(|| SideDigests::of(txn, key));
         let mut check = IndexCheck::open(txn, shard_id, key)?;
-        check.subjects_pass(txn, pass, claim_bytes_per_pass)?;
+        check.subjects_pass(txn, pass, spill)?;
         feed(&mut check)?;
         let side = side.join().expect("the digest thread does not panic");
         let side = side.map_err(|e| check.io(e))?;
@@ -210,20 +214,21 @@ impl IndexCheck {
     /// One pass over the subjects table, on one thread or in two halves as `pass` says
     /// ([`walk_subjects`]): the digest of its history rows, the expiry rows its state rows
     /// imply, and their claims (met by the journal entries later; at most
-    /// `claim_bytes_per_pass` of them held at once). A state problem of the first half is
+    /// `spill.bytes_per_pass` of them held in memory at once). A state problem of the first half is
     /// reported before one of the second.
     fn subjects_pass(
         &mut self,
         txn: &Snapshots,
         pass: SubjectsPass,
-        claim_bytes_per_pass: usize,
+        spill: &ClaimSpill,
     ) -> Result<(), IndexMismatch> {
         let customers: Vec<u32> = self.secrets.keys().copied().collect();
-        let walks = walk_subjects(txn, pass, &customers, self.key, claim_bytes_per_pass)
-            .map_err(|e| self.io(e))?;
+        let walks =
+            walk_subjects(txn, pass, &customers, self.key, spill).map_err(|e| self.io(e))?;
         for mut walk in walks {
             self.report.history_rows += walk.have_history.count();
             self.report.state_rows += walk.state_rows;
+            self.report.spilled_claims += walk.claims.spilled();
             if self.state_problem.is_none() {
                 self.state_problem = walk.state_problem.take();
             }

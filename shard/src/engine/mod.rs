@@ -48,6 +48,7 @@ pub use scrub::{
     ScrubCopy, ScrubJob, ScrubReport, ScrubSpace, ScrubStage,
 };
 pub use shard_audit::{AUDIT_BATCH_BYTES, AUDIT_BATCHES_IN_FLIGHT};
+pub use state_check::{ClaimSpill, STATE_CLAIM_BYTES_PER_PASS};
 pub use store::{
     Appended, IndexTier, MAX_INDEX_LAG_ENTRIES, SHARD_CACHE_BYTES, STORE_FORMAT_VERSION, Store,
     WriteStats,

@@ -967,7 +967,7 @@ impl ShardReader {
     }
 
     /// [`ShardReader::verify_indexes`], holding at most `claim_bytes_per_pass` of state
-    /// claims (tests use a small bound to exercise the batched check) and walking the
+    /// claims in memory (tests use a small bound to exercise the spilled runs) and walking the
     /// `subjects` table as `pass` says.
     pub(crate) fn verify_indexes_in_passes(
         &self,
@@ -980,7 +980,11 @@ impl ShardReader {
             detail: format!("reading: {e}"),
         };
         let txn = self.snapshot().map_err(io)?;
-        super::index_check::run(&txn, shard_id, pass, claim_bytes_per_pass, |check| {
+        let spill = super::state_check::ClaimSpill {
+            bytes_per_pass: claim_bytes_per_pass,
+            ..Default::default()
+        };
+        super::index_check::run(&txn, shard_id, pass, &spill, |check| {
             let journal = txn.shard.open_table(JOURNAL).map_err(|e| io(e.into()))?;
             for row in journal.iter().map_err(|e| io(e.into()))? {
                 check.entry_bytes(row.map_err(|e| io(e.into()))?.1.value())?;

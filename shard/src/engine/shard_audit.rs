@@ -16,7 +16,7 @@ use std::sync::mpsc;
 use super::error::{ShardAuditError, StorageError, VerifyJournalError};
 use super::index_check::{self, IndexMismatch, IndexReport};
 use super::reader::ShardReader;
-use super::state_check::STATE_CLAIM_BYTES_PER_PASS;
+use super::state_check::ClaimSpill;
 use super::subjects_walk::SubjectsPass;
 use crate::verify::{ChainError, ChainVerifier, ChainedEntry, ShardHead};
 
@@ -65,6 +65,16 @@ impl ShardReader {
     pub fn audit(
         &self,
         pass: SubjectsPass,
+        observe: impl FnMut(&ChainedEntry, &ChainVerifier) -> Result<(), ChainError>,
+    ) -> Result<(ShardHead, IndexReport), ShardAuditError> {
+        self.audit_with(pass, &ClaimSpill::default(), observe)
+    }
+
+    /// [`ShardReader::audit`], with the state claims held and spilled as `spill` says.
+    pub fn audit_with(
+        &self,
+        pass: SubjectsPass,
+        spill: &ClaimSpill,
         mut observe: impl FnMut(&ChainedEntry, &ChainVerifier) -> Result<(), ChainError>,
     ) -> Result<(ShardHead, IndexReport), ShardAuditError> {
         let shard_id = self.shard_id();
@@ -74,7 +84,7 @@ impl ShardReader {
         let (empty_tx, empty_rx) = mpsc::channel::<EntryBatch>();
         std::thread::scope(|scope| {
             let index = scope.spawn(|| {
-                index_check::run(&txn, shard_id, pass, STATE_CLAIM_BYTES_PER_PASS, |check| {
+                index_check::run(&txn, shard_id, pass, spill, |check| {
                     for mut batch in full_rx {
                         for entry in batch.entries() {
                             check.entry_bytes(entry)?;

@@ -8,8 +8,8 @@
 //! is this subject's, this customer's, and still has its personal record. What the entry
 //! says (purpose, choice, times) is checked by collecting the claims, sorting them by seq,
 //! and meeting them in the index check's own pass over the journal. Beyond
-//! [`STATE_CLAIM_BYTES_PER_PASS`] of claims, each full batch is written, sorted, to a
-//! temporary file (a run), and the journal pass meets the merge of all runs: memory stays
+//! [`STATE_CLAIM_BYTES_PER_PASS`] of claims (or the bound a [`ClaimSpill`] sets), each full
+//! batch is written, sorted, to a temporary file (a run), and the journal pass meets the merge of all runs: memory stays
 //! bounded, the journal is read once, in order, and the temporary file sequentially.
 //! (Before, each full batch read its entries from the journal at once: a random read per
 //! claim, which on a large shard made a cold audit wait for the whole shard file before it
@@ -29,7 +29,7 @@ use crate::format::{Choice, EntryView};
 /// the state check. A state's purposes set by one entry make one 40-byte claim plus 4 bytes
 /// per purpose, so 64 MiB holds about a million five-purpose states. A shard with more
 /// states writes them to a temporary file (in `TMPDIR`) of about the same size.
-pub(crate) const STATE_CLAIM_BYTES_PER_PASS: usize = 64 << 20;
+pub const STATE_CLAIM_BYTES_PER_PASS: usize = 64 << 20;
 
 /// Bytes of buffer the merge of spilled runs holds, over all runs together (each run gets
 /// an equal share, at least [`MIN_RUN_BUFFER_BYTES`]).
@@ -37,6 +37,46 @@ pub(crate) const MERGE_BUFFER_BYTES: usize = 8 << 20;
 
 /// The smallest read from one run during the merge.
 pub(crate) const MIN_RUN_BUFFER_BYTES: usize = 4096;
+
+/// Where the audit's state check keeps its claims: at most `bytes_per_pass` in memory per
+/// shard, the rest in sorted runs in an unnamed file in `temp_dir`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimSpill {
+    /// Bytes of claims held in memory per shard (split between the two `subjects` walks
+    /// when there are two): the state check's memory bound.
+    pub bytes_per_pass: usize,
+    /// Directory of the temporary file: a disk with room for about 60 bytes per current
+    /// state of the largest shard (a tmpfs would hold them in memory after all).
+    pub temp_dir: std::path::PathBuf,
+}
+
+impl Default for ClaimSpill {
+    /// [`STATE_CLAIM_BYTES_PER_PASS`] in memory, the rest in the system's temporary
+    /// directory (`TMPDIR`).
+    fn default() -> ClaimSpill {
+        ClaimSpill {
+            bytes_per_pass: STATE_CLAIM_BYTES_PER_PASS,
+            temp_dir: std::env::temp_dir(),
+        }
+    }
+}
+
+impl ClaimSpill {
+    /// Fails unless a temporary file can be created in `temp_dir` (checked before an audit,
+    /// so that a missing or read-only directory is named at once, not mid-audit).
+    pub fn check(&self) -> std::io::Result<()> {
+        assert!(self.bytes_per_pass > 0, "a batch holds at least one claim");
+        tempfile::tempfile_in(&self.temp_dir).map(drop)
+    }
+
+    /// The same directory with half the memory (one of two `subjects` walks).
+    pub(crate) fn half(&self) -> ClaimSpill {
+        ClaimSpill {
+            bytes_per_pass: (self.bytes_per_pass / 2).max(1),
+            temp_dir: self.temp_dir.clone(),
+        }
+    }
+}
 
 /// The purposes of one state row that name the same entry and times.
 #[derive(Debug, Clone, Copy)]
@@ -59,8 +99,8 @@ type PackedChoice = u32;
 /// Collects state claims and checks them against the journal pass, in memory or, beyond
 /// the bound, through sorted runs in a temporary file.
 pub(crate) struct StateClaims {
-    /// Bytes held before a batch is spilled ([`STATE_CLAIM_BYTES_PER_PASS`] but in tests).
-    bytes_per_pass: usize,
+    /// Bytes held before a batch is spilled, and where.
+    limits: ClaimSpill,
     /// Claims not yet checked (or spilled).
     claims: Vec<Claim>,
     /// The purposes of `claims`, each claim's contiguous.
@@ -75,14 +115,17 @@ pub(crate) struct StateClaims {
     next: usize,
     /// The runs written once a batch filled; the journal pass then meets their merge.
     spill: Option<Spill>,
+    /// Claims written to `spill` so far.
+    spilled: u64,
 }
 
 impl StateClaims {
-    /// An empty collector that spills a batch once it holds `bytes_per_pass` bytes.
-    pub(crate) fn new(bytes_per_pass: usize) -> StateClaims {
+    /// An empty collector that spills a batch once it holds `limits.bytes_per_pass` bytes.
+    pub(crate) fn new(limits: ClaimSpill) -> StateClaims {
+        let bytes_per_pass = limits.bytes_per_pass;
         assert!(bytes_per_pass > 0, "a batch holds at least one claim");
         StateClaims {
-            bytes_per_pass,
+            limits,
             // Reserved whole (address space, not memory: pages are touched as claims
             // arrive), so that growing never copies them or faults their pages twice.
             claims: Vec::with_capacity(bytes_per_pass / std::mem::size_of::<Claim>() + 1),
@@ -92,7 +135,13 @@ impl StateClaims {
             scratch: Vec::new(),
             next: 0,
             spill: None,
+            spilled: 0,
         }
+    }
+
+    /// Claims written to the temporary file so far.
+    pub(crate) fn spilled(&self) -> u64 {
+        self.spilled
     }
 
     /// Takes the claims of one state row whose subject's history (ascending seqs) is
@@ -138,7 +187,7 @@ impl StateClaims {
         }
         let held = self.claims.len() * std::mem::size_of::<Claim>()
             + self.choices.len() * std::mem::size_of::<PackedChoice>();
-        if held >= self.bytes_per_pass {
+        if held >= self.limits.bytes_per_pass {
             self.spill_batch()?;
         }
         Ok(())
@@ -165,7 +214,9 @@ impl StateClaims {
                 self.spill_batch()?;
             }
             let spill = self.spill.as_mut().expect("checked above");
-            spill.start_merge().map_err(temp_file_error)?;
+            spill
+                .start_merge()
+                .map_err(|e| temp_file_error(&self.limits, e))?;
         }
         Ok(())
     }
@@ -174,7 +225,7 @@ impl StateClaims {
     /// entry, in order, after [`StateClaims::sort_for_pass`]).
     pub(crate) fn check_entry(&mut self, seq: u64, entry: &EntryView<'_>) -> Result<(), String> {
         if let Some(spill) = &mut self.spill {
-            return spill.check_entry(seq, entry);
+            return spill.check_entry(seq, entry, &self.limits);
         }
         while let Some(claim) = self.claims.get(self.next).filter(|c| c.seq <= seq) {
             if claim.seq < seq {
@@ -225,7 +276,8 @@ impl StateClaims {
     /// empties the batch.
     fn spill_batch(&mut self) -> Result<(), String> {
         if self.spill.is_none() {
-            self.spill = Some(Spill::new().map_err(temp_file_error)?);
+            let spill = Spill::new(&self.limits.temp_dir);
+            self.spill = Some(spill.map_err(|e| temp_file_error(&self.limits, e))?);
         }
         self.claims.sort_unstable_by_key(|c| c.seq);
         let mut spill = self.spill.take().expect("opened above");
@@ -241,7 +293,8 @@ impl StateClaims {
             }
         }));
         self.spill = Some(spill);
-        written.map_err(temp_file_error)?;
+        written.map_err(|e| temp_file_error(&self.limits, e))?;
+        self.spilled += self.claims.len() as u64;
         self.claims.clear();
         self.choices.clear();
         self.next = 0;
@@ -259,10 +312,10 @@ fn unpack(packed: PackedChoice) -> Choice {
     }
 }
 
-fn temp_file_error(e: std::io::Error) -> String {
+fn temp_file_error(limits: &ClaimSpill, e: std::io::Error) -> String {
     format!(
-        "the state check's temporary file (in {}): {e}; free space there or set TMPDIR",
-        std::env::temp_dir().display()
+        "the state check's temporary file (in {}): {e}; free space there or name another directory (--temp-dir)",
+        limits.temp_dir.display()
     )
 }
 
@@ -345,9 +398,9 @@ struct Spill {
 }
 
 impl Spill {
-    fn new() -> std::io::Result<Spill> {
+    fn new(dir: &std::path::Path) -> std::io::Result<Spill> {
         Ok(Spill {
-            file: tempfile::tempfile()?,
+            file: tempfile::tempfile_in(dir)?,
             written: 0,
             runs: Vec::new(),
             readers: Vec::new(),
@@ -395,8 +448,13 @@ impl Spill {
     }
 
     /// The merge's part of [`StateClaims::check_entry`].
-    fn check_entry(&mut self, seq: u64, entry: &EntryView<'_>) -> Result<(), String> {
-        while let Some(claim) = self.pop_upto(seq).map_err(temp_file_error)? {
+    fn check_entry(
+        &mut self,
+        seq: u64,
+        entry: &EntryView<'_>,
+        limits: &ClaimSpill,
+    ) -> Result<(), String> {
+        while let Some(claim) = self.pop_upto(seq).map_err(|e| temp_file_error(limits, e))? {
             if claim.seq < seq {
                 return Err(does_not_set(claim.seq, &claim.purposes[0].0));
             }
@@ -537,8 +595,10 @@ mod tests {
 
     #[test]
     fn claims_checked_in_small_batches_agree_with_one_pass() {
-        // Proves: the batched check (claims beyond the bound read their entries at once)
-        // accepts true states, and names a state that claims a choice its entry lacks.
+        // Proves: the spilled check (claims beyond the bound written as sorted runs and met
+        // through their merge) spills every claim when the bound holds one, accepts true
+        // states with the same report, and names a state that claims a choice its entry
+        // lacks.
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("s.redb");
         let mut store = Store::open(&path, 0).expect("open");
@@ -562,12 +622,19 @@ mod tests {
         store.index_now(true).expect("index");
         let reader = store.reader();
         let whole = reader.verify_indexes().expect("true states verify");
+        assert_eq!(whole.spilled_claims, 0, "{whole:?}");
         // 44 bytes: one claim of one purpose.
         for per_pass in [1, 2, 3, 7] {
             for pass in [SubjectsPass::OneThread, SubjectsPass::TwoThreads] {
-                let batched = reader
+                let mut batched = reader
                     .verify_indexes_in_passes(per_pass * 44, pass)
                     .expect("true states verify in batches");
+                // A walk whose claims never fill its bound keeps them in memory.
+                match per_pass {
+                    1 => assert!(batched.spilled_claims >= whole.state_rows, "{batched:?}"),
+                    _ => assert!(batched.spilled_claims > 0, "{batched:?}"),
+                }
+                batched.spilled_claims = 0;
                 assert_eq!(batched, whole, "per_pass {per_pass}, {pass:?}");
             }
         }
@@ -641,7 +708,7 @@ mod tests {
             vec![claim(3, 1, 1)],
         ];
         let extra_runs = MERGE_BUFFER_BYTES / MIN_RUN_BUFFER_BYTES;
-        let mut spill = Spill::new().expect("temp file");
+        let mut spill = Spill::new(&std::env::temp_dir()).expect("temp file");
         for run in &runs {
             spill.write_run(run.iter().cloned()).expect("write");
         }

@@ -15,7 +15,7 @@ use super::db::Snapshots;
 use super::error::StorageError;
 use super::index::{STATE_ROW, decode_state_view, expiry_rows};
 use super::index_check::{Multiset, MultisetKey, expiry_key, history_row};
-use super::state_check::StateClaims;
+use super::state_check::{ClaimSpill, StateClaims};
 use super::tables::SUBJECTS;
 
 /// A `subjects` key: customer number, subject key, seq (`STATE_ROW` for the state row).
@@ -56,28 +56,24 @@ pub(crate) struct SubjectsWalk {
 }
 
 /// Walks `txn`'s `subjects` table as `pass` says; `customers` are the shard's customer
-/// numbers. The walks together hold at most `claim_bytes_per_pass` of claims.
+/// numbers. The walks together hold at most `spill.bytes_per_pass` of claims in memory.
 pub(crate) fn walk_subjects(
     txn: &Snapshots,
     pass: SubjectsPass,
     customers: &[u32],
     key: MultisetKey,
-    claim_bytes_per_pass: usize,
+    spill: &ClaimSpill,
 ) -> Result<Vec<SubjectsWalk>, StorageError> {
     if pass == SubjectsPass::OneThread {
         let everything = [((0, LOW, 0), None)];
-        return Ok(vec![SubjectsWalk::run(
-            txn,
-            &everything,
-            key,
-            claim_bytes_per_pass,
-        )?]);
+        let walk = SubjectsWalk::run(txn, &everything, key, spill.clone())?;
+        return Ok(vec![walk]);
     }
     let [first, second] = halves(customers);
-    let per_half = (claim_bytes_per_pass / 2).max(1);
+    let per_half = spill.half();
     std::thread::scope(|scope| {
-        let other = scope.spawn(|| SubjectsWalk::run(txn, &second, key, per_half));
-        let mine = SubjectsWalk::run(txn, &first, key, per_half);
+        let other = scope.spawn(|| SubjectsWalk::run(txn, &second, key, per_half.clone()));
+        let mine = SubjectsWalk::run(txn, &first, key, per_half.clone());
         let other = other.join().expect("the subjects walk does not panic");
         Ok(vec![mine?, other?])
     })
@@ -107,14 +103,14 @@ impl SubjectsWalk {
         txn: &Snapshots,
         ranges: &[(Key, Option<Key>)],
         key: MultisetKey,
-        claim_bytes: usize,
+        spill: ClaimSpill,
     ) -> Result<SubjectsWalk, StorageError> {
         let subjects = txn.open_table(SUBJECTS)?;
         let mut walk = SubjectsWalk {
             have_history: Multiset::default(),
             want_expiries: Multiset::default(),
             state_rows: 0,
-            claims: StateClaims::new(claim_bytes),
+            claims: StateClaims::new(spill),
             state_problem: None,
         };
         let mut subject: Option<(u32, [u8; 32])> = None;
