@@ -281,17 +281,13 @@ impl StateClaims {
         }
         self.claims.sort_unstable_by_key(|c| c.seq);
         let mut spill = self.spill.take().expect("opened above");
-        let written = spill.write_run(self.claims.iter().map(|c| {
-            SpilledClaim {
-                seq: c.seq,
-                occurred_at_ms: c.occurred_at_ms,
-                expires_at_ms: c.expires_at_ms,
-                purposes: self
-                    .purposes_of(c)
-                    .map(|(name, choice)| (name.to_string(), choice))
-                    .collect(),
+        let written = spill.write_run(|out| {
+            for c in &self.claims {
+                let purposes = self.purposes_of(c);
+                encode_claim(out, c.seq, c.occurred_at_ms, c.expires_at_ms, purposes)?;
             }
-        }));
+            Ok(())
+        });
         self.spill = Some(spill);
         written.map_err(|e| temp_file_error(&self.limits, e))?;
         self.spilled += self.claims.len() as u64;
@@ -362,25 +358,45 @@ struct SpilledClaim {
     purposes: Vec<(String, Choice)>,
 }
 
-impl SpilledClaim {
-    /// Appends the claim to `out`: seq, occurred (8 bytes each, little-endian), a flag byte
-    /// and 8 bytes of expiry, the purpose count (4), then per purpose its choice byte
-    /// (1 = DENIED), name length (4) and name. A temporary format, never kept.
-    fn encode(&self, out: &mut impl Write) -> std::io::Result<()> {
-        out.write_all(&self.seq.to_le_bytes())?;
-        out.write_all(&self.occurred_at_ms.to_le_bytes())?;
-        out.write_all(&[u8::from(self.expires_at_ms.is_some())])?;
-        out.write_all(&self.expires_at_ms.unwrap_or(0).to_le_bytes())?;
-        let count = u32::try_from(self.purposes.len()).expect("a state's purposes fit u32");
-        out.write_all(&count.to_le_bytes())?;
-        for (name, choice) in &self.purposes {
-            out.write_all(&[u8::from(*choice == Choice::Denied)])?;
-            let len = u32::try_from(name.len()).expect("purpose names are short");
-            out.write_all(&len.to_le_bytes())?;
-            out.write_all(name.as_bytes())?;
-        }
-        Ok(())
+/// Writes one claim to `out` in a single call: seq, occurred (8 bytes each, little-endian),
+/// a flag byte and 8 bytes of expiry, the purpose count (4), then per purpose its choice
+/// byte (1 = DENIED), name length (4) and name. A temporary format, never kept.
+fn encode_claim<'p>(
+    out: &mut RunWriter<'_>,
+    seq: u64,
+    occurred_at_ms: i64,
+    expires_at_ms: Option<i64>,
+    purposes: impl Iterator<Item = (&'p str, Choice)>,
+) -> std::io::Result<()> {
+    let buf = &mut out.scratch;
+    buf.clear();
+    buf.extend_from_slice(&seq.to_le_bytes());
+    buf.extend_from_slice(&occurred_at_ms.to_le_bytes());
+    buf.push(u8::from(expires_at_ms.is_some()));
+    buf.extend_from_slice(&expires_at_ms.unwrap_or(0).to_le_bytes());
+    buf.extend_from_slice(&0u32.to_le_bytes());
+    let mut count = 0u32;
+    for (name, choice) in purposes {
+        buf.push(u8::from(choice == Choice::Denied));
+        let len = u32::try_from(name.len()).expect("purpose names are short");
+        buf.extend_from_slice(&len.to_le_bytes());
+        buf.extend_from_slice(name.as_bytes());
+        count += 1;
     }
+    buf[25..29].copy_from_slice(&count.to_le_bytes());
+    out.out.write_all(buf)?;
+    out.bytes += buf.len() as u64;
+    Ok(())
+}
+
+/// Where [`encode_claim`] writes one run.
+struct RunWriter<'f> {
+    /// The buffered file, positioned at the run's start.
+    out: BufWriter<&'f File>,
+    /// One claim's bytes, reused.
+    scratch: Vec<u8>,
+    /// Bytes of the run so far.
+    bytes: u64,
 }
 
 /// Sorted runs of claims in one temporary file (deleted when closed), and their merge.
@@ -408,19 +424,22 @@ impl Spill {
         })
     }
 
-    fn write_run(&mut self, claims: impl Iterator<Item = SpilledClaim>) -> std::io::Result<()> {
+    /// Appends one run: the claims `write` encodes (sorted by seq) with [`encode_claim`].
+    fn write_run(
+        &mut self,
+        write: impl FnOnce(&mut RunWriter<'_>) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
         let start = self.written;
         let mut out = BufWriter::with_capacity(1 << 20, &self.file);
         out.seek(SeekFrom::Start(start))?;
-        let mut counted = CountingWriter {
-            inner: &mut out,
+        let mut run = RunWriter {
+            out,
+            scratch: Vec::new(),
             bytes: 0,
         };
-        for claim in claims {
-            claim.encode(&mut counted)?;
-        }
-        self.written += counted.bytes;
-        out.flush()?;
+        write(&mut run)?;
+        run.out.flush()?;
+        self.written += run.bytes;
         self.runs.push((start, self.written));
         Ok(())
     }
@@ -497,24 +516,6 @@ impl Spill {
     }
 }
 
-/// Counts the bytes written through it.
-struct CountingWriter<'w, W: Write> {
-    inner: &'w mut W,
-    bytes: u64,
-}
-
-impl<W: Write> Write for CountingWriter<'_, W> {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(data)?;
-        self.bytes += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Reads one run's claims in order, a buffer at a time.
 struct RunReader {
     /// File offset of the first byte not yet in `buf`.
@@ -587,7 +588,7 @@ impl RunReader {
 
 #[cfg(test)]
 mod tests {
-    use super::{MERGE_BUFFER_BYTES, MIN_RUN_BUFFER_BYTES, Spill, SpilledClaim};
+    use super::{MERGE_BUFFER_BYTES, MIN_RUN_BUFFER_BYTES, Spill, SpilledClaim, encode_claim};
     use crate::engine::{Store, SubjectsPass};
     use crate::format::Choice;
     use crate::format::tests_support::sample;
@@ -709,13 +710,22 @@ mod tests {
         ];
         let extra_runs = MERGE_BUFFER_BYTES / MIN_RUN_BUFFER_BYTES;
         let mut spill = Spill::new(&std::env::temp_dir()).expect("temp file");
+        let write = |spill: &mut Spill, run: &[SpilledClaim]| {
+            spill
+                .write_run(|out| {
+                    for c in run {
+                        let purposes = c.purposes.iter().map(|(n, ch)| (n.as_str(), *ch));
+                        encode_claim(out, c.seq, c.occurred_at_ms, c.expires_at_ms, purposes)?;
+                    }
+                    Ok(())
+                })
+                .expect("write");
+        };
         for run in &runs {
-            spill.write_run(run.iter().cloned()).expect("write");
+            write(&mut spill, run);
         }
         for i in 0..extra_runs as u64 {
-            spill
-                .write_run([claim(100 + i, 1, 0)].into_iter())
-                .expect("write");
+            write(&mut spill, &[claim(100 + i, 1, 0)]);
         }
         spill.start_merge().expect("merge");
         let mut want: Vec<SpilledClaim> = runs.into_iter().flatten().collect();
