@@ -407,6 +407,16 @@ fn audit_dir(dir: &Path, args: &AuditArgs) -> Result<Value, Failure> {
             spill.temp_dir.display()
         ))
     })?;
+    // The shards' data is read while the checkpoints' signatures are checked (millions of
+    // them in an old ledger) and while the first shards are audited.
+    let files = (0..count)
+        .map(|i| {
+            let file = dir.join("shards").join(format!("shard-{i:04}.redb"));
+            vec![shard::engine::index_path(&file), file]
+        })
+        .collect();
+    // One shard beyond those being audited: its data is read while they compute.
+    let ahead = crate::read_ahead::ReadAhead::start(files, jobs.min(count as usize) + 1);
     let checkpoints = check_checkpoints(&ledger, &keys, jobs)?;
     let readers: Vec<ShardReader> = (0..count)
         .map(|i| {
@@ -440,14 +450,6 @@ fn audit_dir(dir: &Path, args: &AuditArgs) -> Result<Value, Failure> {
     } else {
         SubjectsPass::OneThread
     };
-    let files = (0..readers.len())
-        .map(|i| {
-            let file = dir.join("shards").join(format!("shard-{i:04}.redb"));
-            vec![shard::engine::index_path(&file), file]
-        })
-        .collect();
-    // One shard beyond those being audited: its data is read while they compute.
-    let ahead = crate::read_ahead::ReadAhead::start(files, jobs.min(readers.len()) + 1);
     let outcomes = in_parallel(readers.len(), jobs, |i| {
         let outcome = stored_notes(&ledger.txn).and_then(|notes| {
             let expect = Expectations::new(notes, i);
