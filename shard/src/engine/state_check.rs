@@ -9,8 +9,9 @@
 //! says (purpose, choice, times) is checked by collecting the claims, sorting them by seq,
 //! and meeting them in the index check's own pass over the journal. Beyond
 //! [`STATE_CLAIM_BYTES_PER_PASS`] of claims (or the bound a [`ClaimSpill`] sets), each full
-//! batch is written, sorted, to a temporary file (a run), and the journal pass meets the merge of all runs: memory stays
-//! bounded, the journal is read once, in order, and the temporary file sequentially.
+//! batch is written, sorted, to a temporary file (a run), and the journal pass meets the
+//! merge of all runs: memory stays bounded, the journal is read once, in order, and the
+//! temporary file sequentially.
 //! (Before, each full batch read its entries from the journal at once: a random read per
 //! claim, which on a large shard made a cold audit wait for the whole shard file before it
 //! could compute; docs/benchmarks.md, session 24.)
@@ -28,7 +29,8 @@ use crate::format::{Choice, EntryView};
 /// Bytes of claims held before they are written out as a sorted run: the memory bound of
 /// the state check. A state's purposes set by one entry make one 40-byte claim plus 4 bytes
 /// per purpose, so 64 MiB holds about a million five-purpose states. A shard with more
-/// states writes them to a temporary file (in `TMPDIR`) of about the same size.
+/// states writes them to a temporary file (in [`ClaimSpill::temp_dir`], `TMPDIR` unless
+/// told otherwise), about 60 bytes a state.
 pub const STATE_CLAIM_BYTES_PER_PASS: usize = 64 << 20;
 
 /// Bytes of buffer the merge of spilled runs holds, over all runs together (each run gets
