@@ -10,8 +10,8 @@
 /// both follow the shard file. It reads the next shard while the ones before it are
 /// audited (at most `ahead` shards read and unfinished at once: one more than are audited
 /// at once, so a ledger larger than memory is not read further ahead than that), and keeps
-/// at most [`READ_AHEAD_CHUNKS_IN_FLIGHT`] chunks queued at the disk, so that a page an audit needs
-/// before the read-ahead reaches it waits behind those alone. With every chunk of every
+/// at most [`READ_AHEAD_CHUNKS_IN_FLIGHT`] chunks queued at the disk, so that a page an
+/// audit needs before the read-ahead reaches it waits behind those alone. With every chunk of every
 /// file queued at once (before session 24), a cold audit at 150 MB/s did nothing until
 /// the whole shard was read, and the disk idled while a shard's audit computed
 /// (docs/benchmarks.md, session 24). On Linux the thread only advises
@@ -107,8 +107,8 @@ impl Drop for ReadAhead {
 /// Advises the kernel to read the data of `files`, one after another, in
 /// [`READ_AHEAD_CHUNK_BYTES`] steps with at most [`READ_AHEAD_CHUNKS_IN_FLIGHT`] queued,
 /// until every chunk is read, an error, or `stop`. Holes are skipped: redb extends its file
-/// sparsely and never reads pages it has not written, and reading a hole only zero-fills page-cache
-/// pages (0.8 GB of the 2.25 GB shard file of the 1M-entry bench ledger, and most of the
+/// sparsely and never reads pages it has not written, and reading a hole only zero-fills
+/// page-cache pages (0.8 GB of the 2.25 GB shard file of the 1M-entry bench ledger, and most of the
 /// read-ahead's CPU in a cold audit by `perf`).
 #[cfg(target_os = "linux")]
 fn read_ahead(files: &[std::fs::File], stop: &std::sync::atomic::AtomicBool) {
