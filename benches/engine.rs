@@ -170,7 +170,11 @@ fn million_entry_shard() -> PathBuf {
                 e
             })
             .collect();
-        store.append_batches(&[batch]).unwrap().remove(0).unwrap();
+        store
+            .append_batches(vec![batch])
+            .unwrap()
+            .remove(0)
+            .unwrap();
         n += 1000;
     }
     path
@@ -233,7 +237,11 @@ fn shard_with_subject(dir: &Path, subject_events: u64) -> Store {
                 e
             })
             .collect();
-        store.append_batches(&[batch]).unwrap().remove(0).unwrap();
+        store
+            .append_batches(vec![batch])
+            .unwrap()
+            .remove(0)
+            .unwrap();
     }
     store
 }

@@ -29,7 +29,7 @@ fn open(path: &Path) -> Store {
 fn append_one_by_one(store: &mut Store, n: u64) {
     for i in 0..n {
         store
-            .append_batches(&[vec![event("acme", "a", i)]])
+            .append_batches(vec![vec![event("acme", "a", i)]])
             .unwrap()
             .remove(0)
             .unwrap();
@@ -102,7 +102,7 @@ fn a_batch_with_one_invalid_event_writes_nothing() {
     let path = dir.path().join("s.redb");
     let mut store = open(&path);
     store
-        .append_batches(&[vec![event("acme", "a", 0)]])
+        .append_batches(vec![vec![event("acme", "a", 0)]])
         .unwrap()
         .remove(0)
         .unwrap();
@@ -111,7 +111,7 @@ fn a_batch_with_one_invalid_event_writes_nothing() {
     bad.subject_id = "x".repeat(300);
     let batch = vec![event("acme", "c", 2), bad, event("acme", "d", 3)];
     let good = vec![event("acme", "e", 4)];
-    let results = store.append_batches(&[batch, good]).unwrap();
+    let results = store.append_batches(vec![batch, good]).unwrap();
     match &results[0] {
         Err(AppendError::Invalid { index: 1, source }) => assert_eq!(source.field, "subjectId"),
         other => panic!("expected an invalid-event error, got {other:?}"),
@@ -143,7 +143,7 @@ fn batches_must_hold_one_customer_and_at_most_the_limit() {
     let mut store = open(&dir.path().join("s.redb"));
     let mixed = vec![event("acme", "a", 0), event("other", "a", 0)];
     let too_big: Vec<_> = (0..1001).map(|i| event("acme", "a", i)).collect();
-    let results = store.append_batches(&[mixed, too_big, vec![]]).unwrap();
+    let results = store.append_batches(vec![mixed, too_big, vec![]]).unwrap();
     assert!(matches!(
         results[0],
         Err(AppendError::MixedCustomers { index: 1 })
@@ -160,6 +160,33 @@ fn batches_must_hold_one_customer_and_at_most_the_limit() {
 }
 
 #[test]
+fn an_append_hands_back_each_new_events_personal_record_and_none_for_a_duplicate() {
+    // Proves: the personal record moved out of a submitted event comes back with its
+    // entry (the gateway answers with it instead of keeping a copy), it is the record the
+    // stored one and the entry's commitment hold, and a duplicate carries none.
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir.path().join("s.redb"));
+    let mut ev = event("acme", "alice", 0);
+    ev.idempotency_key = Some("req-1".into());
+    let other = event("acme", "bob", 1);
+    let expected = [ev.personal_record(), other.personal_record()];
+    let batch = vec![ev.clone(), other, ev];
+    let out = store
+        .append_batches(vec![batch])
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    assert_eq!(out[0].personal.as_ref(), Some(&expected[0]));
+    assert_eq!(out[1].personal.as_ref(), Some(&expected[1]));
+    assert!(out[2].duplicate && out[2].personal.is_none());
+    let reader = store.reader();
+    for (a, want) in out.iter().zip(&expected) {
+        let stored = reader.event(a.entry.seq).unwrap().unwrap();
+        assert_eq!(stored.personal.unwrap().record, *want);
+    }
+}
+
+#[test]
 fn idempotency_returns_the_original_and_refuses_a_changed_event() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
@@ -167,7 +194,7 @@ fn idempotency_returns_the_original_and_refuses_a_changed_event() {
     let mut ev = event("acme", "a", 0);
     ev.idempotency_key = Some("req-1".into());
     let first = store
-        .append_batches(&[vec![ev.clone()]])
+        .append_batches(vec![vec![ev.clone()]])
         .unwrap()
         .remove(0)
         .unwrap()
@@ -175,7 +202,7 @@ fn idempotency_returns_the_original_and_refuses_a_changed_event() {
     assert!(!first.duplicate);
     // A retry in a later commit, and a repeat inside one batch, both give the original.
     let again = store
-        .append_batches(&[vec![ev.clone(), ev.clone()]])
+        .append_batches(vec![vec![ev.clone(), ev.clone()]])
         .unwrap()
         .remove(0)
         .unwrap();
@@ -185,7 +212,7 @@ fn idempotency_returns_the_original_and_refuses_a_changed_event() {
     changed.purposes.insert("analytics".into(), Choice::Granted);
     changed.purposes.insert("ads".into(), Choice::Denied);
     let results = store
-        .append_batches(&[vec![event("acme", "z", 9), changed]])
+        .append_batches(vec![vec![event("acme", "z", 9), changed]])
         .unwrap();
     assert!(
         matches!(&results[0], Err(AppendError::IdempotencyConflict { index: 1, key }) if key == "req-1")
@@ -196,7 +223,7 @@ fn idempotency_returns_the_original_and_refuses_a_changed_event() {
     Store::reset_indexes(&path).unwrap();
     let mut store = open(&path);
     let retry = store
-        .append_batches(&[vec![ev]])
+        .append_batches(vec![vec![ev]])
         .unwrap()
         .remove(0)
         .unwrap()
@@ -211,10 +238,14 @@ fn queries_answer_state_history_ranges_and_counts() {
     let mut store = open(&dir.path().join("s.redb"));
     for i in 0..25 {
         let batch = vec![event("acme", "alice", i), event("acme", "bob", i)];
-        store.append_batches(&[batch]).unwrap().remove(0).unwrap();
+        store
+            .append_batches(vec![batch])
+            .unwrap()
+            .remove(0)
+            .unwrap();
     }
     store
-        .append_batches(&[vec![event("other", "alice", 99)]])
+        .append_batches(vec![vec![event("other", "alice", 99)]])
         .unwrap()
         .remove(0)
         .unwrap();
@@ -301,7 +332,7 @@ fn stored_personal_records_open_their_commitments_and_indexes_rebuild() {
     let mut store = open(&path);
     for i in 0..30 {
         store
-            .append_batches(&[vec![event("acme", &format!("s{}", i % 4), i)]])
+            .append_batches(vec![vec![event("acme", &format!("s{}", i % 4), i)]])
             .unwrap()
             .remove(0)
             .unwrap();
@@ -345,7 +376,7 @@ fn consistency_proofs_link_every_earlier_head_to_the_current_one() {
     let mut heads = Vec::new();
     for i in 0..40 {
         store
-            .append_batches(&[vec![event("acme", "a", i)]])
+            .append_batches(vec![vec![event("acme", "a", i)]])
             .unwrap()
             .remove(0)
             .unwrap();
@@ -537,7 +568,7 @@ fn the_whole_shard_audit_reads_the_journal_once_and_reports_journal_problems_fir
                     .collect()
             })
             .collect();
-        for result in store.append_batches(&batches).unwrap() {
+        for result in store.append_batches(batches).unwrap() {
             result.unwrap();
         }
     }
@@ -657,7 +688,11 @@ fn index_verification_passes_a_true_index_and_names_a_tampered_one() {
             event("acme", &format!("s{}", i % 7), i),
             event("acme", "other", i),
         ];
-        store.append_batches(&[batch]).unwrap().remove(0).unwrap();
+        store
+            .append_batches(vec![batch])
+            .unwrap()
+            .remove(0)
+            .unwrap();
     }
     store.index_now(true).unwrap();
     let report = store
@@ -802,14 +837,22 @@ fn entries_committed_but_not_yet_indexed_are_indexed_from_the_journal_on_the_nex
     let mut store = open(&path);
     for i in 0..10 {
         let batch = vec![event("acme", &format!("s{}", i % 3), i)];
-        store.append_batches(&[batch]).unwrap().remove(0).unwrap();
+        store
+            .append_batches(vec![batch])
+            .unwrap()
+            .remove(0)
+            .unwrap();
     }
     store.index_now(true).unwrap();
     // The index writer falls behind, and the store closes before it catches up (a crash).
     store.hold_indexing(IndexHold::BothTiers);
     for i in 10..25 {
         let batch = vec![event("acme", &format!("s{}", i % 3), i)];
-        store.append_batches(&[batch]).unwrap().remove(0).unwrap();
+        store
+            .append_batches(vec![batch])
+            .unwrap()
+            .remove(0)
+            .unwrap();
     }
     assert_eq!((store.indexed_upto(), store.head().size), (10, 25));
     let lagging = store.reader();
@@ -844,7 +887,7 @@ fn entries_committed_but_not_yet_indexed_are_indexed_from_the_journal_on_the_nex
     assert!(!store.reader().has_unindexed("acme"), "indexed on open");
     store.hold_indexing(IndexHold::BothTiers);
     store
-        .append_batches(&[vec![event("acme", "s9", 99)]])
+        .append_batches(vec![vec![event("acme", "s9", 99)]])
         .unwrap()
         .remove(0)
         .unwrap();
@@ -878,7 +921,11 @@ fn the_customer_tier_lags_the_subject_tier_until_its_own_step_and_a_crash_betwee
     let mut store = open(&path);
     let append = |store: &mut Store, n: u64| {
         let batch = vec![event("acme", &format!("s{}", n % 3), n)];
-        store.append_batches(&[batch]).unwrap().remove(0).unwrap();
+        store
+            .append_batches(vec![batch])
+            .unwrap()
+            .remove(0)
+            .unwrap();
     };
     for i in 0..4 {
         append(&mut store, i);
@@ -1004,7 +1051,11 @@ fn only_the_subjects_written_since_the_last_index_step_count_as_unindexed() {
     let r = store.reader();
     let append = |store: &mut Store, subject: &str, n: u64| {
         let batch = vec![event("acme", subject, n)];
-        store.append_batches(&[batch]).unwrap().remove(0).unwrap();
+        store
+            .append_batches(vec![batch])
+            .unwrap()
+            .remove(0)
+            .unwrap();
     };
     append(&mut store, "alice", 0);
     store.index_now(false).unwrap();
@@ -1218,7 +1269,7 @@ proptest::proptest! {
                             e
                         })
                         .collect();
-                    s.append_batches(&[batch]).unwrap().remove(0).unwrap();
+                    s.append_batches(vec![batch]).unwrap().remove(0).unwrap();
                 }
                 TierOp::SubjectStep => {
                     s.hold_indexing(IndexHold::CustomerTier);

@@ -31,7 +31,7 @@ fn personal_event(subject: &str, n: u64, key: Option<&str>) -> ConsentEvent {
 
 /// Appends one batch and runs the index step, as the shard actor does after a commit.
 fn append(store: &mut Store, events: Vec<ConsentEvent>) -> Result<(), AppendError> {
-    let result = store.append_batches(&[events]).unwrap().remove(0);
+    let result = store.append_batches(vec![events]).unwrap().remove(0);
     store.index_now(false).unwrap();
     result.map(|_| ())
 }
@@ -496,7 +496,11 @@ fn a_read_after_each_commit_sees_it_though_the_reads_before_shared_one_snapshot(
         }
         store.hold_indexing(shard::engine::IndexHold::BothTiers);
         let events = vec![personal_event("alice", i, None)];
-        store.append_batches(&[events]).unwrap().remove(0).unwrap();
+        store
+            .append_batches(vec![events])
+            .unwrap()
+            .remove(0)
+            .unwrap();
         assert_eq!(r.head().unwrap().size, i + 1, "the append's commit is seen");
         assert!(r.event(i).unwrap().is_some());
         let history = |r: &shard::engine::ShardReader| {

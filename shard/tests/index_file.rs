@@ -20,7 +20,11 @@ fn open(path: &Path, shard_id: u32) -> Store {
 fn append(store: &mut Store, first: u64, count: u64) {
     for n in first..first + count {
         let batch = vec![event("acme", &format!("s{}", n % 5), n)];
-        store.append_batches(&[batch]).unwrap().remove(0).unwrap();
+        store
+            .append_batches(vec![batch])
+            .unwrap()
+            .remove(0)
+            .unwrap();
     }
 }
 
@@ -76,7 +80,11 @@ fn an_index_file_that_is_missing_foreign_or_ahead_of_the_journal_is_rebuilt_from
     let mut foreign = open(&other, 0);
     for n in 0..12 {
         let batch = vec![event("acme", &format!("s{}", n % 3), 1000 + n)];
-        foreign.append_batches(&[batch]).unwrap().remove(0).unwrap();
+        foreign
+            .append_batches(vec![batch])
+            .unwrap()
+            .remove(0)
+            .unwrap();
     }
     foreign.close();
     std::fs::copy(index_path(&other), index_path(&path)).unwrap();
@@ -186,7 +194,11 @@ fn past_the_lag_bound_an_append_waits_for_the_index_writer_to_catch_up() {
         let batch = (0..1_000)
             .map(|i| event("acme", &format!("s{}", i % 50), n + i))
             .collect();
-        store.append_batches(&[batch]).unwrap().remove(0).unwrap();
+        store
+            .append_batches(vec![batch])
+            .unwrap()
+            .remove(0)
+            .unwrap();
         n += 1_000;
     }
     let size = store.head().size;

@@ -22,7 +22,7 @@ fn personal_event(subject: &str, n: u64, key: Option<&str>) -> ConsentEvent {
 
 /// Appends one batch and runs the index step, as the shard actor does after a commit.
 fn append(store: &mut Store, events: Vec<ConsentEvent>) -> Result<(), AppendError> {
-    let result = store.append_batches(&[events]).unwrap().remove(0);
+    let result = store.append_batches(vec![events]).unwrap().remove(0);
     store.index_now(false).unwrap();
     result.map(|_| ())
 }

@@ -156,11 +156,12 @@ impl ConsentMutation {
             expires_at_ms: None,
             idempotency_key,
         };
-        let personal = event.personal_record();
         let mut out = shard.append(vec![event]).await?;
         let st_metrics = &st.metrics;
         count_new(st_metrics, &out);
-        Ok(Plain(to_result(out.remove(0), Some(personal))))
+        let mut appended = out.remove(0);
+        let personal = appended.personal.take();
+        Ok(Plain(to_result(appended, personal)))
     }
 }
 
@@ -234,20 +235,19 @@ async fn record(
             Ok(event)
         })
         .collect::<Result<_>>()?;
-    let personal: Vec<_> = events.iter().map(|e| e.personal_record()).collect();
     let shard = st.ledger.shard_for(customer_id);
     let appended = shard.append(events).await?;
     count_new(&st.metrics, &appended);
     let mut out = Vec::with_capacity(appended.len());
-    for (a, p) in appended.into_iter().zip(personal) {
-        if a.duplicate {
+    for mut a in appended {
+        let personal = if a.duplicate {
             // The original's personal record, not this request's.
             let stored = shard.event(a.entry.seq).await?;
-            let record = stored.and_then(|s| s.personal).map(|p| p.record);
-            out.push(to_result(a, record));
+            stored.and_then(|s| s.personal).map(|p| p.record)
         } else {
-            out.push(to_result(a, Some(p)));
-        }
+            a.personal.take()
+        };
+        out.push(to_result(a, personal));
     }
     Ok(out)
 }

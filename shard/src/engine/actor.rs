@@ -338,28 +338,29 @@ impl ShardActor {
             return;
         };
         let (batches, replies): (Vec<_>, Vec<_>) = pending.into_iter().unzip();
+        let batch_count = batches.len() as u64;
+        let event_count = batches.iter().map(|b| b.len() as u64).sum();
         let started = std::time::Instant::now();
-        let outcome = store.append_batches(&batches);
+        let outcome = store.append_batches(batches);
         if let Some(observer) = &self.observer {
             let shard_id = store.head().shard_id;
             let wanted = observer.wants_entries.as_ref().is_some_and(|w| w(shard_id));
             let mut published = Vec::new();
             if wanted && let Ok(results) = &outcome {
-                for (batch, result) in batches.iter().zip(results) {
-                    let Ok(items) = result else { continue };
-                    for (event, a) in batch.iter().zip(items).filter(|(_, a)| !a.duplicate) {
+                for items in results.iter().filter_map(|r| r.as_ref().ok()) {
+                    for a in items.iter().filter(|a| !a.duplicate) {
                         published.push(Published {
                             entry: a.entry.clone(),
                             entry_hash: a.entry_hash,
-                            personal: event.personal_record(),
+                            personal: a.personal.clone().expect("a new event's personal record"),
                         });
                     }
                 }
             }
             (observer.on_commit)(CommitReport {
                 shard_id,
-                batches: batches.len() as u64,
-                events: batches.iter().map(|b| b.len() as u64).sum(),
+                batches: batch_count,
+                events: event_count,
                 duration: started.elapsed(),
                 published: published.into(),
             });

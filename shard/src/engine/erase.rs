@@ -131,13 +131,14 @@ impl Store {
                 reason: req.reason.clone(),
                 erased_seqs: seqs,
             });
-            let (entry, hash) = self.append_entry(&mut t, &req.customer_id, body)?;
+            let (entry, hash) = self.append_entry(&mut t, req.customer_id.clone(), body)?;
             self.seal(&mut t)?;
             t.meta.insert(META_SCRUB_PENDING, [1u8].as_slice())?;
             let appended = Appended {
                 entry: entry.clone(),
                 entry_hash: hash,
                 duplicate: false,
+                personal: None,
             };
             let erasure = IndexErasure {
                 entry,

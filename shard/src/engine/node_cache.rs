@@ -142,7 +142,7 @@ mod tests {
                 })
                 .collect();
             store
-                .append_batches(&[batch])
+                .append_batches(vec![batch])
                 .expect("append")
                 .remove(0)
                 .expect("appended");

@@ -617,7 +617,7 @@ mod tests {
             e.purposes.insert("analytics".into(), choice);
             e.purposes.insert("ads".into(), Choice::Denied);
             store
-                .append_batches(&[vec![e]])
+                .append_batches(vec![vec![e]])
                 .expect("append")
                 .remove(0)
                 .expect("appended");

@@ -25,7 +25,7 @@ use super::reader::{Progress, RedbNodes, ShardReader, read_head, split_personal}
 use super::tables::*;
 use crate::format::limits::MAX_BATCH_EVENTS;
 use crate::format::{
-    ConsentEvent, ConsentRecord, Entry, EntryBody, request_digest, validate_event,
+    ConsentEvent, Entry, EntryBody, PersonalRecord, request_digest, validate_event,
 };
 use crate::hash::{Hash, entry_hash, personal_commitment, subject_key};
 use crate::merkle::{Blake3Tree, Frontier, TreeHasher};
@@ -98,6 +98,11 @@ pub struct Appended {
     pub entry_hash: Hash,
     /// True when the idempotency key was seen before and this is the original event.
     pub duplicate: bool,
+    /// The personal record of a consent event this call appended, moved out of the
+    /// submitted event (not copied) so that the caller can answer with it. `None` for a
+    /// duplicate (the stored record, which may have been erased, is the caller's to read)
+    /// and for an erasure entry.
+    pub personal: Option<PersonalRecord>,
 }
 
 /// Counters of the write path, for metrics and the group-commit measurement.
@@ -139,11 +144,9 @@ pub struct Store {
 }
 
 /// The decision for one event of a batch, made before anything is written.
-enum Planned<'a> {
-    New {
-        event: &'a ConsentEvent,
-        digest: Option<Hash>,
-    },
+enum Planned {
+    /// A new event, with its request digest when it has an idempotency key.
+    New { digest: Option<Hash> },
     /// Idempotent retry of an event already in the journal.
     Stored(u64),
     /// Idempotent repeat of an earlier event in the same batch.
@@ -273,7 +276,7 @@ impl Store {
     /// `MAX_INDEX_LAG_ENTRIES` committed entries are not in both tiers.
     pub fn append_batches(
         &mut self,
-        batches: &[Vec<ConsentEvent>],
+        batches: Vec<Vec<ConsentEvent>>,
     ) -> Result<Vec<Result<Vec<Appended>, AppendError>>, StorageError> {
         let results = self.undo_on_error(|store| store.append_in_txn(batches))?;
         self.index.requests().hand(std::mem::take(&mut self.fresh));
@@ -323,7 +326,7 @@ impl Store {
 
     fn append_in_txn(
         &mut self,
-        batches: &[Vec<ConsentEvent>],
+        batches: Vec<Vec<ConsentEvent>>,
     ) -> Result<Vec<Result<Vec<Appended>, AppendError>>, StorageError> {
         let txn = self.db.get().begin_write()?;
         let mut results = Vec::with_capacity(batches.len());
@@ -331,9 +334,9 @@ impl Store {
         {
             let mut t = WriteTables::open(&txn)?;
             for batch in batches {
-                let result = match plan_batch(&t, batch) {
+                let result = match plan_batch(&t, &batch) {
                     Err(e) => Err(e),
-                    Ok(plan) => Ok(self.write_batch(&mut t, plan)?),
+                    Ok(plan) => Ok(self.write_batch(&mut t, batch, plan)?),
                 };
                 if let Ok(items) = &result {
                     appended += items.iter().filter(|a| !a.duplicate).count() as u64;
@@ -348,18 +351,20 @@ impl Store {
             self.db.commit(txn)?;
             self.stats.commits += 1;
             // Before the new size is published and any caller answered (undo_on_error).
-            for (batch, result) in batches.iter().zip(&results) {
-                if let (Some(first), Ok(_)) = (batch.first(), result) {
-                    let subjects = batch.iter().map(|e| e.subject_id.as_str());
+            for items in results.iter().filter_map(|r| r.as_ref().ok()) {
+                let mut new = items.iter().filter(|a| !a.duplicate).peekable();
+                if let Some(first) = new.peek() {
+                    let customer = first.entry.customer_id.clone();
+                    let subjects = new.filter_map(|a| a.personal.as_ref());
+                    let subjects = subjects.map(|p| p.subject_id.as_str());
                     let size = self.head.size;
-                    self.progress
-                        .add_unindexed(&first.customer_id, subjects, size);
+                    self.progress.add_unindexed(&customer, subjects, size);
                 }
             }
         } else {
             txn.abort()?;
         }
-        self.stats.batches += batches.len() as u64;
+        self.stats.batches += results.len() as u64;
         self.stats.events += appended;
         Ok(results)
     }
@@ -367,8 +372,10 @@ impl Store {
     fn write_batch(
         &mut self,
         t: &mut WriteTables<'_>,
-        plan: Vec<Planned<'_>>,
+        batch: Vec<ConsentEvent>,
+        plan: Vec<Planned>,
     ) -> Result<Vec<Appended>, StorageError> {
+        assert_eq!(batch.len(), plan.len(), "one decision per event");
         let mut out: Vec<Appended> = Vec::with_capacity(plan.len());
         // A batch is one customer's (`plan_batch` checked it): looked up once. Its salts
         // come from one call to the system's random source instead of one per event.
@@ -380,29 +387,26 @@ impl Store {
         let mut salts = salts
             .chunks_exact(32)
             .map(|s| <[u8; 32]>::try_from(s).expect("32-byte chunks"));
-        let mut customer = None;
-        for item in plan {
+        let mut customer: Option<Customer> = None;
+        for (event, item) in batch.into_iter().zip(plan) {
             let appended = match item {
-                Planned::New { event, digest } => {
-                    let (number, secret) = match customer {
-                        Some(c) => c,
-                        None => *customer.insert(t.customer_or_create(&event.customer_id)?),
-                    };
+                Planned::New { digest } => {
+                    if customer.is_none() {
+                        customer = Some(Customer::of(t, &event.customer_id)?);
+                    }
+                    let owner = customer.as_ref().expect("looked up above");
                     let salt = salts.next().expect("one salt per new event");
-                    let customer = Customer {
-                        number,
-                        secret,
-                        id: &event.customer_id,
-                    };
-                    self.write_event(t, event, customer, salt, digest)?
+                    self.write_event(t, event, owner, salt, digest)?
                 }
                 Planned::Stored(seq) => Appended {
                     duplicate: true,
                     ..t.stored(seq)?
                 },
                 Planned::SameAs(i) => Appended {
+                    entry: out[i].entry.clone(),
+                    entry_hash: out[i].entry_hash,
                     duplicate: true,
-                    ..out[i].clone()
+                    personal: None,
                 },
             };
             out.push(appended);
@@ -410,38 +414,40 @@ impl Store {
         Ok(out)
     }
 
+    /// Writes one new event: its entry (the event's strings move into it), its salted
+    /// personal record and its idempotency key, and queues it for the index writer.
     fn write_event(
         &mut self,
         t: &mut WriteTables<'_>,
-        event: &ConsentEvent,
-        owner: Customer<'_>,
+        event: ConsentEvent,
+        owner: &Customer,
         salt: [u8; 32],
         digest: Option<Hash>,
     ) -> Result<Appended, StorageError> {
         assert_eq!(owner.id, event.customer_id, "a batch is one customer's");
-        let (customer, secret) = (owner.number, owner.secret);
-        let personal_bytes = event.encode_personal_record();
-        let body = EntryBody::Consent(ConsentRecord::from_event(
-            event,
-            personal_commitment(&salt, &personal_bytes),
-        ));
-        let (entry, hash) = self.append_entry(t, &event.customer_id, body)?;
+        let customer = owner.number;
+        let subject = subject_key(&owner.secret, &event.subject_id);
+        let stored_personal = event.salted_personal_record(&salt);
+        let commitment = personal_commitment(&salt, &stored_personal[32..]);
+        let parts = event.into_parts(commitment);
+        let body = EntryBody::Consent(parts.record);
+        let (entry, hash) = self.append_entry(t, parts.customer_id, body)?;
         let seq = entry.seq;
-        let mut stored_personal = Vec::with_capacity(32 + personal_bytes.len());
-        stored_personal.extend_from_slice(&salt);
-        stored_personal.extend_from_slice(&personal_bytes);
         t.personal.insert(seq, stored_personal.as_slice())?;
-        if let (Some(key), Some(digest)) = (&event.idempotency_key, digest) {
+        let consent = entry
+            .consent()
+            .expect("a consent event's entry is a consent entry");
+        if let (Some(key), Some(digest)) = (&consent.idempotency_key, digest) {
             t.idempotency
                 .insert((customer, key.as_str()), (seq, &digest.0))?;
         }
         let facts = ConsentFacts::of(&entry).expect("a consent event's entry is a consent entry");
-        let subject = subject_key(&secret, &event.subject_id);
         self.fresh.push(Unindexed::new(&facts, customer, subject));
         Ok(Appended {
             entry,
             entry_hash: hash,
             duplicate: false,
+            personal: Some(parts.personal),
         })
     }
 
@@ -450,7 +456,7 @@ impl Store {
     pub(super) fn append_entry(
         &mut self,
         t: &mut WriteTables<'_>,
-        customer_id: &str,
+        customer_id: String,
         body: EntryBody,
     ) -> Result<(Entry, Hash), StorageError> {
         let recorded_at_ms = now_ms().max(self.last_recorded_at_ms);
@@ -459,7 +465,7 @@ impl Store {
             seq: self.head.size,
             recorded_at_ms,
             prev_hash: self.head.chain_head,
-            customer_id: customer_id.to_string(),
+            customer_id,
             body,
         };
         let bytes = entry.encode();
@@ -490,10 +496,7 @@ impl Store {
 }
 
 /// Validates a batch and resolves idempotency before anything is written.
-fn plan_batch<'a>(
-    t: &WriteTables<'_>,
-    batch: &'a [ConsentEvent],
-) -> Result<Vec<Planned<'a>>, AppendError> {
+fn plan_batch(t: &WriteTables<'_>, batch: &[ConsentEvent]) -> Result<Vec<Planned>, AppendError> {
     if batch.is_empty() || batch.len() > MAX_BATCH_EVENTS {
         return Err(AppendError::BatchSize {
             count: batch.len() as u64,
@@ -513,10 +516,7 @@ fn plan_batch<'a>(
     let mut plan = Vec::with_capacity(batch.len());
     for (i, event) in batch.iter().enumerate() {
         let Some(key) = event.idempotency_key.as_deref() else {
-            plan.push(Planned::New {
-                event,
-                digest: None,
-            });
+            plan.push(Planned::New { digest: None });
             continue;
         };
         let digest = request_digest(event);
@@ -553,7 +553,6 @@ fn plan_batch<'a>(
             Some((_, d)) if d != digest.0 => return Err(conflict()),
             Some((seq, _)) => plan.push(Planned::Stored(seq)),
             None => plan.push(Planned::New {
-                event,
                 digest: Some(digest),
             }),
         }
@@ -620,6 +619,7 @@ impl<'t> WriteTables<'t> {
             entry,
             entry_hash: entry_hash(bytes),
             duplicate: false,
+            personal: None,
         })
     }
 
@@ -859,15 +859,26 @@ fn check_head(db: &Database, head: &ShardHead) -> Result<Frontier, OpenError> {
     Ok(frontier)
 }
 
-/// A batch's customer as the write path needs it.
-#[derive(Clone, Copy)]
-struct Customer<'a> {
+/// A batch's customer as the write path needs it, looked up (or created) once a batch.
+struct Customer {
     /// Its number in this shard.
     number: u32,
     /// Its secret subject key.
     secret: [u8; 32],
     /// Its id (checked against each event's).
-    id: &'a str,
+    id: String,
+}
+
+impl Customer {
+    /// The customer `id` of `t`, created when it has no events in this shard yet.
+    fn of(t: &mut WriteTables<'_>, id: &str) -> Result<Customer, StorageError> {
+        let (number, secret) = t.customer_or_create(id)?;
+        Ok(Customer {
+            number,
+            secret,
+            id: id.to_string(),
+        })
+    }
 }
 
 /// `len` bytes from the system's random source.

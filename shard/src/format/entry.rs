@@ -132,6 +132,48 @@ impl ConsentRecord {
     }
 }
 
+/// A consent event taken apart for the write path without copying a string: its customer
+/// and ledger part go into the entry, its personal record into the personal-records table
+/// and back to the caller, who answers with it. [`ConsentRecord::from_event`] and
+/// [`ConsentEvent::personal_record`] give the same parts by copying.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventParts {
+    /// The customer the event belongs to (the entry's `customer_id`).
+    pub customer_id: String,
+    /// The ledger part, committed to the personal record.
+    pub record: ConsentRecord,
+    /// The personal part.
+    pub personal: PersonalRecord,
+}
+
+impl ConsentEvent {
+    /// Moves the event's strings into its [`EventParts`], the ledger part committed to
+    /// `personal_commitment` (the purposes in name order, as the map holds them).
+    pub fn into_parts(self, personal_commitment: Hash) -> EventParts {
+        EventParts {
+            customer_id: self.customer_id,
+            record: ConsentRecord {
+                personal_commitment,
+                notice_id: self.notice_id,
+                notice_version: self.notice_version,
+                capture_method: self.capture_method,
+                jurisdiction: self.jurisdiction,
+                gpc: self.gpc,
+                occurred_at_ms: self.occurred_at_ms,
+                expires_at_ms: self.expires_at_ms,
+                idempotency_key: self.idempotency_key,
+                purposes: self.purposes.into_iter().collect(),
+            },
+            personal: PersonalRecord {
+                subject_id: self.subject_id,
+                tcf_string: self.tcf_string,
+                gpp_string: self.gpp_string,
+                evidence: self.evidence,
+            },
+        }
+    }
+}
+
 impl Entry {
     /// The canonical bytes: what is hashed, chained and proven.
     pub fn encode(&self) -> Vec<u8> {
@@ -212,7 +254,18 @@ pub(crate) fn encode_personal(
     gpp_string: Option<&str>,
     evidence: &Evidence,
 ) -> Vec<u8> {
-    let mut w = Writer::with_capacity(128);
+    let w = Writer::with_capacity(128);
+    encode_personal_after(w, subject_id, tcf_string, gpp_string, evidence)
+}
+
+/// [`encode_personal`] appended to what `w` holds already (the stored row's salt).
+pub(crate) fn encode_personal_after(
+    mut w: Writer,
+    subject_id: &str,
+    tcf_string: Option<&str>,
+    gpp_string: Option<&str>,
+    evidence: &Evidence,
+) -> Vec<u8> {
     w.u8(PERSONAL_FORMAT_VERSION);
     w.str(subject_id);
     w.opt_str(tcf_string);

@@ -151,6 +151,20 @@ impl ConsentEvent {
         )
     }
 
+    /// The stored form of its personal record: `salt`, then the canonical bytes of
+    /// [`ConsentEvent::encode_personal_record`], in one buffer (the personal-records row).
+    pub fn salted_personal_record(&self, salt: &[u8; 32]) -> Vec<u8> {
+        let mut w = super::codec::Writer::with_capacity(32 + 96 + self.subject_id.len());
+        w.buf.extend_from_slice(salt);
+        super::entry::encode_personal_after(
+            w,
+            &self.subject_id,
+            self.tcf_string.as_deref(),
+            self.gpp_string.as_deref(),
+            &self.evidence,
+        )
+    }
+
     /// The personal record this event's entry commits to.
     pub fn personal_record(&self) -> PersonalRecord {
         PersonalRecord {

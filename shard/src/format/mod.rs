@@ -16,7 +16,7 @@ pub(crate) mod tests_support;
 
 pub use codec::DecodeError;
 pub use entry::{
-    ConsentRecord, ENTRY_FORMAT_VERSION, Entry, EntryBody, ErasureCause, ErasureRecord,
+    ConsentRecord, ENTRY_FORMAT_VERSION, Entry, EntryBody, ErasureCause, ErasureRecord, EventParts,
     KIND_CONSENT, KIND_ERASURE, PERSONAL_FORMAT_VERSION, event_id, parse_event_id, request_digest,
     stored_request_digest,
 };

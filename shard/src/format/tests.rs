@@ -41,6 +41,22 @@ fn sample_entry() -> Entry {
 }
 
 #[test]
+fn an_event_taken_apart_by_moving_gives_the_parts_copying_gives() {
+    // Proves: the write path's `into_parts` (no string copied) makes the same ledger part,
+    // personal record and customer as `from_event` and `personal_record`, so the golden
+    // bytes below hold for what the write path stores.
+    let event = sample_event();
+    let commitment = Hash([7u8; 32]);
+    let copied = (
+        event.customer_id.clone(),
+        ConsentRecord::from_event(&event, commitment),
+        event.personal_record(),
+    );
+    let parts = event.into_parts(commitment);
+    assert_eq!((parts.customer_id, parts.record, parts.personal), copied);
+}
+
+#[test]
 fn golden_entry_bytes_match_the_design_document() {
     // The same hex and hash are printed in docs/design.md; a change here is a format change.
     let bytes = sample_entry().encode();
