@@ -30,6 +30,7 @@ use serde_json::value::RawValue;
 
 use crate::query_cache::QueryCache;
 use crate::schema::types::ConsentEventInput;
+use shard::format::limits::MAX_BATCH_EVENTS;
 
 /// The input type whose variables take the bulk path.
 const BULK_INPUT_TYPE: &str = "ConsentEventInput";
@@ -56,7 +57,12 @@ impl Shape {
     /// The events of a variable's JSON.
     fn decode(self, json: &[u8]) -> serde_json::Result<Vec<ConsentEventInput>> {
         match self {
-            Shape::List => serde_json::from_slice(json),
+            Shape::List => {
+                let mut de = serde_json::Deserializer::from_slice(json);
+                let events = de.deserialize_seq(EventList::sized_for(json))?;
+                de.end()?;
+                Ok(events)
+            }
             Shape::One => serde_json::from_slice(json).map(|one| vec![one]),
         }
     }
@@ -68,6 +74,43 @@ impl Shape {
             Shape::List => async_graphql::Value::List(Vec::new()),
             Shape::One => placeholder_event(),
         }
+    }
+}
+
+/// The fewest bytes of JSON a valid event takes: its seven required fields with one-byte
+/// values, a single purpose and the shortest time (174 bytes), rounded down.
+const MIN_EVENT_JSON_BYTES: usize = 160;
+
+/// A JSON array of events, decoded into a vector sized once from the array's length in
+/// bytes: JSON gives no element count, and growing a vector of up to
+/// `MAX_BATCH_EVENTS` events by doubling copied them ten times.
+struct EventList {
+    /// How many events the array can hold at most (and at most `MAX_BATCH_EVENTS`; more
+    /// still decode, and the resolver refuses them).
+    capacity: usize,
+}
+
+impl EventList {
+    fn sized_for(json: &[u8]) -> EventList {
+        EventList {
+            capacity: (json.len() / MIN_EVENT_JSON_BYTES).min(MAX_BATCH_EVENTS),
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for EventList {
+    type Value = Vec<ConsentEventInput>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a sequence")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::with_capacity(self.capacity);
+        while let Some(event) = seq.next_element()? {
+            out.push(event);
+        }
+        Ok(out)
     }
 }
 
@@ -300,6 +343,28 @@ pub(crate) fn opt_date_time<'de, D: Deserializer<'de>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_list_of_the_shortest_valid_events_fits_the_capacity_its_length_gives() {
+        // Proves: MIN_EVENT_JSON_BYTES is no more than the shortest valid event takes, so a
+        // list's vector is sized once (never grown while decoding) up to the batch bound,
+        // and the sized decoder reads what serde's own would.
+        let shortest = r#"{"subjectId":"x","purposes":{"purpose":"a","choice":"DENIED"},"noticeId":"n","noticeVersion":"v","captureMethod":"API","jurisdiction":"E","occurredAt":"2026-01-01T00:00:00Z"}"#;
+        for count in [1, 2, 7, MAX_BATCH_EVENTS] {
+            let json = format!("[{}]", vec![shortest; count].join(","));
+            assert!(EventList::sized_for(json.as_bytes()).capacity >= count, "{count}");
+            let events = Shape::List.decode(json.as_bytes()).unwrap();
+            assert_eq!(events.len(), count);
+            assert!(events.capacity() <= MAX_BATCH_EVENTS.max(count));
+        }
+        let too_many = format!("[{}]", vec![shortest; MAX_BATCH_EVENTS + 1].join(","));
+        assert_eq!(
+            Shape::List.decode(too_many.as_bytes()).unwrap().len(),
+            MAX_BATCH_EVENTS + 1,
+            "more than the bound still decode; the resolver refuses them"
+        );
+        assert!(Shape::List.decode(b"[] x").is_err(), "trailing bytes are refused");
+    }
 
     #[test]
     fn only_the_two_record_mutations_take_bulk_arguments() {

@@ -225,16 +225,14 @@ async fn record(
     check_customer(customer_id)?;
     let st = state(ctx);
     let lifetime_days = st.keys.default_consent_lifetime_days(customer_id);
-    let events: Vec<ConsentEvent> = inputs
-        .into_iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let mut event = to_event(customer_id, i, e)?;
-            complete(&mut event, lifetime_days)
-                .map_err(|e| bad_input(format!("event {i}: {e}")))?;
-            Ok(event)
-        })
-        .collect::<Result<_>>()?;
+    // Sized once: collecting `Result`s gives no size hint, and growing a vector of up to
+    // 1,000 events by doubling copied them ten times (and faulted in fresh pages each time).
+    let mut events: Vec<ConsentEvent> = Vec::with_capacity(inputs.len());
+    for (i, e) in inputs.into_iter().enumerate() {
+        let mut event = to_event(customer_id, i, e)?;
+        complete(&mut event, lifetime_days).map_err(|e| bad_input(format!("event {i}: {e}")))?;
+        events.push(event);
+    }
     let shard = st.ledger.shard_for(customer_id);
     let appended = shard.append(events).await?;
     count_new(&st.metrics, &appended);
