@@ -258,3 +258,94 @@ fn a_variable_used_by_two_fields_records_its_events_for_each() {
         assert_ne!(x["event"]["id"], y["event"]["id"], "two recorded events");
     }
 }
+
+#[test]
+fn every_member_order_records_what_async_graphql_records_and_decodes_events_once() {
+    // Proves: whatever the order of a body's members (variables before or after the query,
+    // operationName before or after the variables, a second operation in the text), and
+    // with a variable written `$ e`, the recorded events equal async-graphql's, the bulk
+    // path decodes each event list exactly once, and a bulk variable's bad event is still
+    // BAD_USER_INPUT while a body cut inside the events is refused as malformed JSON.
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    s.customers(&["acme"]);
+    let named = format!(
+        "mutation Rec($c: ID!, $ e: [ConsentEventInput!]!) {{ recordConsents(customerId: $c, events: $ e) {{ {FIELDS} }} }} query Other {{ __typename }}"
+    );
+    let single = format!(
+        "mutation Rec($c: ID!, $e: [ConsentEventInput!]!) {{ recordConsents(customerId: $c, events: $e) {{ {FIELDS} }} }}"
+    );
+    let anonymous = single.replacen("mutation Rec(", "mutation(", 1);
+    let body = |order: &[&str], query: &str, tag: &str, name: bool| {
+        let events = serde_json::to_string(&varied_events(tag)).unwrap();
+        let member = |m: &str| match m {
+            "query" => format!("\"query\":{}", serde_json::to_string(query).unwrap()),
+            "variables" => format!("\"variables\":{{\"c\":\"acme\",\"e\":{events}}}"),
+            "operationName" => "\"operationName\":\"Rec\"".to_string(),
+            _ => "\"extensions\":{\"x\":1}".to_string(),
+        };
+        let members: Vec<String> = order
+            .iter()
+            .filter(|m| name || **m != "operationName")
+            .map(|m| member(m))
+            .collect();
+        format!("{{{}}}", members.join(",")).into_bytes()
+    };
+    let reference = via_graphql(
+        &s,
+        &anonymous,
+        json!({ "c": "acme", "e": varied_events("g") }),
+    );
+    assert!(reference.get("errors").is_none(), "{reference:#}");
+    let want: Vec<Value> = reference["data"]["recordConsents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| without_tag(e.clone(), "g"))
+        .collect();
+    let orders: [&[&str]; 4] = [
+        &["query", "operationName", "variables", "extensions"],
+        &["operationName", "variables", "query"],
+        &["variables", "extensions", "query", "operationName"],
+        &["query", "variables", "operationName"],
+    ];
+    for (text, name) in [(&named, true), (&anonymous, false), (&single, true)] {
+        // The first request caches the text; the bulk path starts with the second.
+        s.post_raw(body(orders[0], text, "warm", name));
+        for (i, order) in orders.iter().enumerate() {
+            let tag = format!("o{i}");
+            let before = s.metric("assent_bulk_decoded_events_total");
+            let got: Value = s.post_raw(body(order, text, &tag, name)).json().unwrap();
+            assert!(got.get("errors").is_none(), "{order:?}: {got:#}");
+            let got: Vec<Value> = got["data"]["recordConsents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| without_tag(e.clone(), &tag))
+                .collect();
+            assert_eq!(got, want, "{order:?}, operation named: {name}");
+            assert_eq!(
+                s.metric("assent_bulk_decoded_events_total"),
+                before + 3,
+                "{order:?}: the three events decoded once, on the bulk path"
+            );
+        }
+    }
+    let bad = String::from_utf8(body(orders[0], &anonymous, "bad", false))
+        .unwrap()
+        .replace("\"captureMethod\":\"API\"", "\"captureMethod\":\"BANNER\"");
+    let refused: Value = s.post_raw(bad.clone().into_bytes()).json().unwrap();
+    assert_eq!(code(&refused), "BAD_USER_INPUT", "{refused:#}");
+    let message = refused["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("invalid variable value: $e:"),
+        "{message}"
+    );
+    let cut = &bad.as_bytes()[..bad.find("BANNER").unwrap()];
+    let refused: Value = s.post_raw(cut.to_vec()).json().unwrap();
+    let message = refused["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("the body is not a GraphQL request in JSON"),
+        "{message}"
+    );
+}

@@ -15,6 +15,7 @@
 //! declare such a variable, reaches async-graphql exactly as before. A placeholder that
 //! reached the ledger would be refused there (no subject, no purposes), never recorded.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::ops::Range;
@@ -25,12 +26,16 @@ use async_graphql::parser::types::{BaseType, DocumentOperations, ExecutableDocum
 use async_graphql::{Context, Name, Variables};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use serde::de::DeserializeSeed;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::query_cache::QueryCache;
 use crate::schema::types::ConsentEventInput;
+use one_pass::PlannedVar;
 use shard::format::limits::MAX_BATCH_EVENTS;
+
+mod one_pass;
 
 /// The input type whose variables take the bulk path.
 const BULK_INPUT_TYPE: &str = "ConsentEventInput";
@@ -139,8 +144,9 @@ pub(crate) struct BulkEvents {
 
 /// One bulk variable.
 struct BulkVar {
-    /// Byte range of the variable's JSON in the body.
-    range: Range<usize>,
+    /// Byte range of the variable's JSON in the body, when it was kept raw (a variable
+    /// decoded in the single pass is named once in the text, so taken once).
+    range: Option<Range<usize>>,
     /// A list or one event.
     shape: Shape,
     /// The decoded events, taken by the first field that uses the variable; a second
@@ -152,64 +158,198 @@ impl BulkEvents {
     fn take(&self, name: &str) -> Option<Vec<ConsentEventInput>> {
         let var = self.vars.get(name)?;
         let taken = var.decoded.lock().unwrap_or_else(|p| p.into_inner()).take();
-        Some(taken.unwrap_or_else(|| {
-            var.shape
-                .decode(&self.body[var.range.clone()])
-                .expect("the same bytes decoded once already")
-        }))
+        taken.or_else(|| {
+            let range = var.range.clone()?;
+            let events = var.shape.decode(&self.body[range]);
+            Some(events.expect("the same bytes decoded once already"))
+        })
     }
 }
 
 /// Parses one GraphQL request from `body` (a single request, not a JSON array), decoding
 /// bulk variables of texts already in `queries` with serde; also says how many events it
 /// decoded so. The error is the client's: JSON that is not a request (`Err(Malformed)`) or
-/// a bulk variable that is not a valid list of events (`Err(Variable)`).
+/// a bulk variable that is not a valid list of events (`Err(Variable)`). Reads the body
+/// once where it can ([`one_pass`]), else in two passes.
 pub(crate) fn parse_request(
     body: Bytes,
     queries: &QueryCache,
 ) -> Result<(async_graphql::Request, u64), BulkError> {
+    let plan = |text: &str, operation: Option<&str>| bulk_plan(queries, text, operation);
+    let variable_error = RefCell::new(None);
+    let seed = one_pass::RequestSeed {
+        plan: &plan,
+        list_capacity: (body.len() / MIN_EVENT_JSON_BYTES).min(MAX_BATCH_EVENTS),
+        variable_error: &variable_error,
+    };
+    let mut de = serde_json::Deserializer::from_slice(&body);
+    let read = match seed.deserialize(&mut de).and_then(|r| de.end().map(|()| r)) {
+        Ok(read) => read,
+        Err(e) => {
+            return Err(match variable_error.take() {
+                Some(detail) if e.is_data() => BulkError::Variable(detail),
+                _ => BulkError::Malformed(e),
+            });
+        }
+    };
+    let mut out = Decoded::default();
+    match read.variables {
+        one_pass::Variables::Raw(raw) => {
+            let names = bulk_plan(queries, &read.query, read.operation_name.as_deref());
+            out.add_raw(&body, raw, &names)?;
+        }
+        one_pass::Variables::Read { plan, values } => {
+            if plan != bulk_plan(queries, &read.query, read.operation_name.as_deref()) {
+                // An operationName after the variables chose other bulk variables.
+                return parse_in_two_passes(body, queries);
+            }
+            for (name, value) in values {
+                out.add_read(&body, name, value, &plan)?;
+            }
+        }
+    }
+    // Bytes clones share the buffer: the extensions still borrow it.
+    out.into_request(
+        body.clone(),
+        read.query,
+        read.operation_name,
+        read.extensions,
+    )
+}
+
+/// [`parse_request`] in two passes: the request with every variable as raw JSON, then each
+/// variable decoded.
+fn parse_in_two_passes(
+    body: Bytes,
+    queries: &QueryCache,
+) -> Result<(async_graphql::Request, u64), BulkError> {
     let raw: RawRequest<'_> = serde_json::from_slice(&body).map_err(BulkError::Malformed)?;
-    let bulk_names = queries
-        .with_document(&raw.query, |doc| {
-            bulk_variables(doc, raw.operation_name.as_deref())
-        })
+    let names = bulk_plan(queries, &raw.query, raw.operation_name.as_deref());
+    let mut out = Decoded::default();
+    out.add_raw(&body, raw.variables.unwrap_or_default(), &names)?;
+    out.into_request(body.clone(), raw.query, raw.operation_name, raw.extensions)
+}
+
+/// The bulk variables of `text`'s operation `operation`, when the text is cached.
+fn bulk_plan(queries: &QueryCache, text: &str, operation: Option<&str>) -> Vec<PlannedVar> {
+    let names = queries
+        .with_document(text, |doc| bulk_variables(doc, operation))
         .unwrap_or_default();
-    let mut variables = Variables::default();
-    let mut vars = HashMap::new();
-    let mut decoded_events = 0u64;
-    for (name, value) in raw.variables.into_iter().flatten() {
+    names
+        .into_iter()
+        .map(|(name, shape)| PlannedVar {
+            once: one_pass::references(text, &name) <= 2,
+            name,
+            shape,
+        })
+        .collect()
+}
+
+/// The variables of a request as they are decoded, and its bulk events.
+#[derive(Default)]
+struct Decoded {
+    variables: Variables,
+    vars: HashMap<String, BulkVar>,
+    events: u64,
+}
+
+impl Decoded {
+    /// Decodes variables kept as raw JSON (a bulk one of the right kind into events).
+    fn add_raw(
+        &mut self,
+        body: &Bytes,
+        raw: BTreeMap<String, &RawValue>,
+        plan: &[PlannedVar],
+    ) -> Result<(), BulkError> {
+        for (name, value) in raw {
+            self.add_json(body, name, value, plan)?;
+        }
+        Ok(())
+    }
+
+    fn add_json(
+        &mut self,
+        body: &Bytes,
+        name: String,
+        value: &RawValue,
+        plan: &[PlannedVar],
+    ) -> Result<(), BulkError> {
         let json = value.get();
-        let shape = bulk_names
+        let shape = plan
             .iter()
-            .find(|(n, shape)| *n == name && shape.holds(json))
-            .map(|(_, shape)| *shape);
+            .find(|p| p.name == name && p.shape.holds(json))
+            .map(|p| p.shape);
         let Some(shape) = shape else {
             let value = serde_json::from_str(json).map_err(BulkError::Malformed)?;
-            variables.insert(Name::new(name), value);
-            continue;
+            self.variables.insert(Name::new(name), value);
+            return Ok(());
         };
         let events = shape
             .decode(json.as_bytes())
             .map_err(|e| BulkError::Variable(format!("${name}: {e}")))?;
-        decoded_events += events.len() as u64;
         let start = json.as_ptr() as usize - body.as_ptr() as usize;
+        self.add_events(name, shape, events, Some(start..start + json.len()));
+        Ok(())
+    }
+
+    /// Adds a variable the single pass read.
+    fn add_read(
+        &mut self,
+        body: &Bytes,
+        name: String,
+        value: one_pass::ReadValue<'_>,
+        plan: &[PlannedVar],
+    ) -> Result<(), BulkError> {
+        match value {
+            one_pass::ReadValue::Value(value) => {
+                self.variables.insert(Name::new(name), value);
+            }
+            one_pass::ReadValue::Events(shape, events) => {
+                self.add_events(name, shape, events, None);
+            }
+            one_pass::ReadValue::Raw(json) => self.add_json(body, name, json, plan)?,
+        }
+        Ok(())
+    }
+
+    fn add_events(
+        &mut self,
+        name: String,
+        shape: Shape,
+        events: Vec<ConsentEventInput>,
+        range: Option<Range<usize>>,
+    ) {
+        self.events += events.len() as u64;
         let var = BulkVar {
-            range: start..start + json.len(),
+            range,
             shape,
             decoded: Mutex::new(Some(events)),
         };
-        vars.insert(name.clone(), var);
-        variables.insert(Name::new(name), shape.placeholder());
+        self.variables
+            .insert(Name::new(name.as_str()), shape.placeholder());
+        self.vars.insert(name, var);
     }
-    let mut request = async_graphql::Request::new(raw.query).variables(variables);
-    request.operation_name = raw.operation_name;
-    if let Some(ext) = raw.extensions {
-        request.extensions = serde_json::from_str(ext.get()).map_err(BulkError::Malformed)?;
+
+    fn into_request(
+        self,
+        body: Bytes,
+        query: String,
+        operation_name: Option<String>,
+        extensions: Option<&RawValue>,
+    ) -> Result<(async_graphql::Request, u64), BulkError> {
+        let mut request = async_graphql::Request::new(query).variables(self.variables);
+        request.operation_name = operation_name;
+        if let Some(ext) = extensions {
+            request.extensions = serde_json::from_str(ext.get()).map_err(BulkError::Malformed)?;
+        }
+        if !self.vars.is_empty() {
+            request = request.data(BulkEvents {
+                body,
+                vars: self.vars,
+            });
+        }
+        Ok((request, self.events))
     }
-    if !vars.is_empty() {
-        request = request.data(BulkEvents { body, vars });
-    }
-    Ok((request, decoded_events))
 }
 
 /// Why a body could not be parsed by [`parse_request`].
@@ -344,6 +484,56 @@ pub(crate) fn opt_date_time<'de, D: Deserializer<'de>>(
 mod tests {
     use super::*;
 
+    /// Which way `body` was read: for each bulk variable, whether it kept a byte range
+    /// (read raw, decoded afterwards) or not (decoded in the single pass).
+    fn kept_raw(queries: &QueryCache, body: &str) -> Vec<(String, bool)> {
+        let (request, _) = parse_request(Bytes::from(body.to_string()), queries).unwrap();
+        let bulk = request
+            .data
+            .get(&std::any::TypeId::of::<BulkEvents>())
+            .unwrap();
+        let bulk = bulk.downcast_ref::<BulkEvents>().unwrap();
+        let mut vars: Vec<_> = bulk
+            .vars
+            .iter()
+            .map(|(n, v)| (n.clone(), v.range.is_some()))
+            .collect();
+        vars.sort();
+        vars
+    }
+
+    #[test]
+    fn a_query_before_its_variables_has_its_events_decoded_in_the_single_pass() {
+        // Proves: with the text cached and the query first, an event list named once is
+        // decoded as the body is read (no raw range kept); one named twice, or read before
+        // the query, is kept raw and decoded afterwards.
+        let queries = QueryCache::default();
+        let text = "mutation($c: ID!, $e: [ConsentEventInput!]!, $f: [ConsentEventInput!]!) { a: recordConsents(customerId: $c, events: $e) { duplicate } b: recordConsents(customerId: $c, events: $f) { duplicate } c: recordConsents(customerId: $c, events: $f) { duplicate } }";
+        queries.prepare(&mut async_graphql::Request::new(text), None);
+        let event = r#"{"subjectId":"x","purposes":{"purpose":"a","choice":"DENIED"},"noticeId":"n","noticeVersion":"v","captureMethod":"API","jurisdiction":"E","occurredAt":"2026-01-01T00:00:00Z"}"#;
+        let query = serde_json::to_string(text).unwrap();
+        let vars = format!(r#"{{"c":"acme","e":[{event}],"f":[{event}]}}"#);
+        let first = format!(r#"{{"query":{query},"variables":{vars}}}"#);
+        let e = || "e".to_string();
+        let f = || "f".to_string();
+        assert_eq!(kept_raw(&queries, &first), [(e(), false), (f(), true)]);
+        let later = format!(r#"{{"variables":{vars},"query":{query}}}"#);
+        assert_eq!(kept_raw(&queries, &later), [(e(), true), (f(), true)]);
+    }
+
+    #[test]
+    fn a_variable_is_counted_wherever_the_text_names_it() {
+        // Proves: `references` counts `$name` with GraphQL's ignored characters after `$`,
+        // not a longer name that starts the same, and counts a `$` before a comment for
+        // every name (too many is safe, too few is not).
+        let refs = one_pass::references;
+        assert_eq!(refs("($e: [X!]!) { f(a: $e, b: $ e, c: $,e) }", "e"), 4);
+        assert_eq!(refs("($events: [X!]!) { f(a: $events) }", "e"), 0);
+        assert_eq!(refs("($e: X) { f(a: $ # note\n e) }", "e"), 2);
+        assert_eq!(refs("$e", "e"), 1);
+        assert_eq!(refs("$", "e"), 0);
+    }
+
     #[test]
     fn a_list_of_the_shortest_valid_events_fits_the_capacity_its_length_gives() {
         // Proves: MIN_EVENT_JSON_BYTES is no more than the shortest valid event takes, so a
@@ -352,7 +542,10 @@ mod tests {
         let shortest = r#"{"subjectId":"x","purposes":{"purpose":"a","choice":"DENIED"},"noticeId":"n","noticeVersion":"v","captureMethod":"API","jurisdiction":"E","occurredAt":"2026-01-01T00:00:00Z"}"#;
         for count in [1, 2, 7, MAX_BATCH_EVENTS] {
             let json = format!("[{}]", vec![shortest; count].join(","));
-            assert!(EventList::sized_for(json.as_bytes()).capacity >= count, "{count}");
+            assert!(
+                EventList::sized_for(json.as_bytes()).capacity >= count,
+                "{count}"
+            );
             let events = Shape::List.decode(json.as_bytes()).unwrap();
             assert_eq!(events.len(), count);
             assert!(events.capacity() <= MAX_BATCH_EVENTS.max(count));
@@ -363,7 +556,10 @@ mod tests {
             MAX_BATCH_EVENTS + 1,
             "more than the bound still decode; the resolver refuses them"
         );
-        assert!(Shape::List.decode(b"[] x").is_err(), "trailing bytes are refused");
+        assert!(
+            Shape::List.decode(b"[] x").is_err(),
+            "trailing bytes are refused"
+        );
     }
 
     #[test]
