@@ -323,7 +323,15 @@ impl PersonalRecord {
 /// The API id of entry `seq` of `shard`: `ev`, 8 hex digits of shard id, 16 of sequence
 /// number (docs/receipts.md). Stable for the life of the ledger, and enough to route a lookup.
 pub fn event_id(shard: u32, seq: u64) -> String {
-    format!("ev{shard:08x}{seq:016x}")
+    // Written digit by digit: `format!` with padded hex took 2 % of a batch's server
+    // instructions (one id per event in every answer).
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digit = |v: u64, at: u32| char::from(HEX[((v >> (4 * at)) & 0xf) as usize]);
+    let mut id = String::with_capacity(26);
+    id.push_str("ev");
+    id.extend((0..8).rev().map(|at| digit(u64::from(shard), at)));
+    id.extend((0..16).rev().map(|at| digit(seq, at)));
+    id
 }
 
 /// Inverse of [`event_id`]; `None` for anything that is not an event id.

@@ -413,3 +413,17 @@ fn reassembling_an_entry_and_its_personal_record_gives_back_the_submitted_event(
         event
     );
 }
+
+proptest! {
+    #[test]
+    fn an_event_id_is_ev_then_the_padded_hex_of_shard_and_seq_and_parses_back(
+        shard in any::<u32>(),
+        seq in any::<u64>(),
+    ) {
+        // Proves: the digit-by-digit id is exactly the documented `ev` + 8 + 16 lowercase
+        // hex digits, and `parse_event_id` inverts it.
+        let id = event_id(shard, seq);
+        prop_assert_eq!(&id, &format!("ev{shard:08x}{seq:016x}"));
+        prop_assert_eq!(parse_event_id(&id), Some((shard, seq)));
+    }
+}
