@@ -352,13 +352,13 @@ impl Store {
             self.stats.commits += 1;
             // Before the new size is published and any caller answered (undo_on_error).
             for items in results.iter().filter_map(|r| r.as_ref().ok()) {
-                let mut new = items.iter().filter(|a| !a.duplicate).peekable();
-                if let Some(first) = new.peek() {
-                    let customer = first.entry.customer_id.clone();
-                    let subjects = new.filter_map(|a| a.personal.as_ref());
+                if let Some(first) = items.iter().find(|a| !a.duplicate) {
+                    // The new events' subjects: only they carry a personal record.
+                    let subjects = items.iter().filter_map(|a| a.personal.as_ref());
                     let subjects = subjects.map(|p| p.subject_id.as_str());
                     let size = self.head.size;
-                    self.progress.add_unindexed(&customer, subjects, size);
+                    self.progress
+                        .add_unindexed(&first.entry.customer_id, subjects, size);
                 }
             }
         } else {
