@@ -69,6 +69,16 @@ fn without_tag(mut event: Value, tag: &str) -> Value {
     event
 }
 
+/// The results of a `recordConsents` answer with the test's subject tag removed.
+fn untagged(results: &Value, tag: &str) -> Vec<Value> {
+    results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| without_tag(e.clone(), tag))
+        .collect()
+}
+
 #[test]
 fn the_bulk_path_records_exactly_what_async_graphqls_input_path_records() {
     // Proves: an event list decoded from the body (every field, single-object purposes,
@@ -89,18 +99,8 @@ fn the_bulk_path_records_exactly_what_async_graphqls_input_path_records() {
         before + 3,
         "the three events took the bulk path"
     );
-    let want: Vec<Value> = reference["data"]["recordConsents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| without_tag(e.clone(), "g"))
-        .collect();
-    let got: Vec<Value> = bulk["recordConsents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| without_tag(e.clone(), "b"))
-        .collect();
+    let want = untagged(&reference["data"]["recordConsents"], "g");
+    let got = untagged(&bulk["recordConsents"], "b");
     assert_eq!(got, want);
     let gpc = &got[2]["event"]["purposes"];
     assert!(
@@ -297,12 +297,7 @@ fn every_member_order_records_what_async_graphql_records_and_decodes_events_once
         json!({ "c": "acme", "e": varied_events("g") }),
     );
     assert!(reference.get("errors").is_none(), "{reference:#}");
-    let want: Vec<Value> = reference["data"]["recordConsents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| without_tag(e.clone(), "g"))
-        .collect();
+    let want = untagged(&reference["data"]["recordConsents"], "g");
     let orders: [&[&str]; 4] = [
         &["query", "operationName", "variables", "extensions"],
         &["operationName", "variables", "query"],
@@ -317,12 +312,7 @@ fn every_member_order_records_what_async_graphql_records_and_decodes_events_once
             let before = s.metric("assent_bulk_decoded_events_total");
             let got: Value = s.post_raw(body(order, text, &tag, name)).json().unwrap();
             assert!(got.get("errors").is_none(), "{order:?}: {got:#}");
-            let got: Vec<Value> = got["data"]["recordConsents"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|e| without_tag(e.clone(), &tag))
-                .collect();
+            let got = untagged(&got["data"]["recordConsents"], &tag);
             assert_eq!(got, want, "{order:?}, operation named: {name}");
             assert_eq!(
                 s.metric("assent_bulk_decoded_events_total"),

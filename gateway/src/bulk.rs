@@ -89,6 +89,7 @@ const MIN_EVENT_JSON_BYTES: usize = 160;
 /// A JSON array of events, decoded into a vector sized once from the array's length in
 /// bytes: JSON gives no element count, and growing a vector of up to
 /// `MAX_BATCH_EVENTS` events by doubling copied them ten times.
+#[derive(Clone, Copy)]
 struct EventList {
     /// How many events the array can hold at most (and at most `MAX_BATCH_EVENTS`; more
     /// still decode, and the resolver refuses them).
@@ -96,6 +97,7 @@ struct EventList {
 }
 
 impl EventList {
+    /// Room for as many events as `json` (an event list, or a body holding one) can hold.
     fn sized_for(json: &[u8]) -> EventList {
         EventList {
             capacity: (json.len() / MIN_EVENT_JSON_BYTES).min(MAX_BATCH_EVENTS),
@@ -179,7 +181,7 @@ pub(crate) fn parse_request(
     let variable_error = RefCell::new(None);
     let seed = one_pass::RequestSeed {
         plan: &plan,
-        list_capacity: (body.len() / MIN_EVENT_JSON_BYTES).min(MAX_BATCH_EVENTS),
+        list: EventList::sized_for(&body),
         variable_error: &variable_error,
     };
     let mut de = serde_json::Deserializer::from_slice(&body);
@@ -199,8 +201,10 @@ pub(crate) fn parse_request(
             out.add_raw(&body, raw, &names)?;
         }
         one_pass::Variables::Read { plan, values } => {
-            if plan != bulk_plan(queries, &read.query, read.operation_name.as_deref()) {
-                // An operationName after the variables chose other bulk variables.
+            if read.operation_named_late
+                && plan != bulk_plan(queries, &read.query, read.operation_name.as_deref())
+            {
+                // The operationName after the variables chose other bulk variables.
                 return parse_in_two_passes(body, queries);
             }
             for (name, value) in values {
@@ -484,6 +488,9 @@ pub(crate) fn opt_date_time<'de, D: Deserializer<'de>>(
 mod tests {
     use super::*;
 
+    /// The shortest valid event: required fields only, one-byte values, one purpose.
+    const SHORTEST_EVENT: &str = r#"{"subjectId":"x","purposes":{"purpose":"a","choice":"DENIED"},"noticeId":"n","noticeVersion":"v","captureMethod":"API","jurisdiction":"E","occurredAt":"2026-01-01T00:00:00Z"}"#;
+
     /// Which way `body` was read: for each bulk variable, whether it kept a byte range
     /// (read raw, decoded afterwards) or not (decoded in the single pass).
     fn kept_raw(queries: &QueryCache, body: &str) -> Vec<(String, bool)> {
@@ -510,7 +517,7 @@ mod tests {
         let queries = QueryCache::default();
         let text = "mutation($c: ID!, $e: [ConsentEventInput!]!, $f: [ConsentEventInput!]!) { a: recordConsents(customerId: $c, events: $e) { duplicate } b: recordConsents(customerId: $c, events: $f) { duplicate } c: recordConsents(customerId: $c, events: $f) { duplicate } }";
         queries.prepare(&mut async_graphql::Request::new(text), None);
-        let event = r#"{"subjectId":"x","purposes":{"purpose":"a","choice":"DENIED"},"noticeId":"n","noticeVersion":"v","captureMethod":"API","jurisdiction":"E","occurredAt":"2026-01-01T00:00:00Z"}"#;
+        let event = SHORTEST_EVENT;
         let query = serde_json::to_string(text).unwrap();
         let vars = format!(r#"{{"c":"acme","e":[{event}],"f":[{event}]}}"#);
         let first = format!(r#"{{"query":{query},"variables":{vars}}}"#);
@@ -539,7 +546,7 @@ mod tests {
         // Proves: MIN_EVENT_JSON_BYTES is no more than the shortest valid event takes, so a
         // list's vector is sized once (never grown while decoding) up to the batch bound,
         // and the sized decoder reads what serde's own would.
-        let shortest = r#"{"subjectId":"x","purposes":{"purpose":"a","choice":"DENIED"},"noticeId":"n","noticeVersion":"v","captureMethod":"API","jurisdiction":"E","occurredAt":"2026-01-01T00:00:00Z"}"#;
+        let shortest = SHORTEST_EVENT;
         for count in [1, 2, 7, MAX_BATCH_EVENTS] {
             let json = format!("[{}]", vec![shortest; count].join(","));
             assert!(

@@ -50,6 +50,9 @@ pub(super) struct Read<'a> {
     pub(super) extensions: Option<&'a RawValue>,
     /// The variables.
     pub(super) variables: Variables<'a>,
+    /// Whether `operationName` came after the variables were read (under the plan of no
+    /// name): only then can the plan they were read under differ from the request's.
+    pub(super) operation_named_late: bool,
 }
 
 /// The variables of a request, as read.
@@ -81,8 +84,8 @@ pub(super) enum ReadValue<'a> {
 pub(super) struct RequestSeed<'p> {
     /// The bulk variables of a text and operation name.
     pub(super) plan: &'p dyn Fn(&str, Option<&str>) -> Vec<PlannedVar>,
-    /// Events a list may hold (sized from the body's length).
-    pub(super) list_capacity: usize,
+    /// How an event list is decoded (sized from the body's length).
+    pub(super) list: EventList,
     /// Where a bulk variable's decoding error is described.
     pub(super) variable_error: &'p RefCell<Option<String>>,
 }
@@ -138,10 +141,12 @@ impl<'de> Visitor<'de> for RequestSeed<'_> {
         let mut operation_name: Option<Option<String>> = None;
         let mut extensions: Option<Option<&'de RawValue>> = None;
         let mut variables: Option<Variables<'de>> = None;
+        let mut operation_named_late = false;
         while let Some(member) = map.next_key::<Member>()? {
             match member {
                 Member::Query => set(&mut query, "query", map.next_value()?)?,
                 Member::OperationName => {
+                    operation_named_late = variables.is_some();
                     set(&mut operation_name, "operationName", map.next_value()?)?
                 }
                 Member::Extensions => set(&mut extensions, "extensions", map.next_value()?)?,
@@ -156,7 +161,7 @@ impl<'de> Visitor<'de> for RequestSeed<'_> {
                             let plan = (self.plan)(text, name.as_deref());
                             let values = map.next_value_seed(VariablesSeed {
                                 plan: &plan,
-                                list_capacity: self.list_capacity,
+                                list: self.list,
                                 variable_error: self.variable_error,
                             })?;
                             Variables::Read { plan, values }
@@ -174,6 +179,7 @@ impl<'de> Visitor<'de> for RequestSeed<'_> {
             operation_name: operation_name.flatten(),
             extensions: extensions.flatten(),
             variables: variables.unwrap_or(Variables::Raw(BTreeMap::new())),
+            operation_named_late,
         })
     }
 }
@@ -192,7 +198,7 @@ fn set<T, E: de::Error>(slot: &mut Option<T>, name: &'static str, value: T) -> R
 /// Reads the `variables` member (an object or `null`) under a plan.
 struct VariablesSeed<'p> {
     plan: &'p [PlannedVar],
-    list_capacity: usize,
+    list: EventList,
     variable_error: &'p RefCell<Option<String>>,
 }
 
@@ -232,7 +238,7 @@ impl<'de> Visitor<'de> for VariablesSeed<'_> {
                 Some(p) => map.next_value_seed(BulkSeed {
                     name: &name,
                     shape: p.shape,
-                    list_capacity: self.list_capacity,
+                    list: self.list,
                     variable_error: self.variable_error,
                 })?,
             };
@@ -248,7 +254,7 @@ impl<'de> Visitor<'de> for VariablesSeed<'_> {
 struct BulkSeed<'p> {
     name: &'p str,
     shape: Shape,
-    list_capacity: usize,
+    list: EventList,
     variable_error: &'p RefCell<Option<String>>,
 }
 
@@ -279,10 +285,7 @@ impl<'de> Visitor<'de> for BulkSeed<'_> {
         if self.shape != Shape::List {
             return Value::deserialize(SeqAccessDeserializer::new(seq)).map(ReadValue::Value);
         }
-        let list = EventList {
-            capacity: self.list_capacity,
-        };
-        match list.visit_seq(seq) {
+        match self.list.visit_seq(seq) {
             Ok(events) => Ok(ReadValue::Events(Shape::List, events)),
             Err(e) => Err(self.failed(e)),
         }
