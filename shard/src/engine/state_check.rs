@@ -24,6 +24,7 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use foldhash::{HashMap, HashMapExt};
 
 use super::index::StoredPurpose;
+use crate::format::codec::{DecodeError, Reader, Writer};
 use crate::format::{Choice, EntryView};
 
 /// Bytes of claims held before they are written out as a sorted run: the memory bound of
@@ -360,9 +361,10 @@ struct SpilledClaim {
     purposes: Vec<(String, Choice)>,
 }
 
-/// Writes one claim to `out` in a single call: seq, occurred (8 bytes each, little-endian),
-/// a flag byte and 8 bytes of expiry, the purpose count (4), then per purpose its choice
-/// byte (1 = DENIED), name length (4) and name. A temporary format, never kept.
+/// Writes one claim to `out` in a single call, in the ledger formats' codec
+/// (`format::codec`, big-endian): the claim's length (u32), then seq (u64), occurred (i64)
+/// and expiry (opt i64), then per purpose its choice byte and name (str). A temporary
+/// format, never kept.
 fn encode_claim<'p>(
     out: &mut RunWriter<'_>,
     seq: u64,
@@ -370,25 +372,47 @@ fn encode_claim<'p>(
     expires_at_ms: Option<i64>,
     purposes: impl Iterator<Item = (&'p str, Choice)>,
 ) -> std::io::Result<()> {
-    let buf = &mut out.scratch;
-    buf.clear();
-    buf.extend_from_slice(&seq.to_le_bytes());
-    buf.extend_from_slice(&occurred_at_ms.to_le_bytes());
-    buf.push(u8::from(expires_at_ms.is_some()));
-    buf.extend_from_slice(&expires_at_ms.unwrap_or(0).to_le_bytes());
-    buf.extend_from_slice(&0u32.to_le_bytes());
-    let mut count = 0u32;
+    let mut w = Writer {
+        buf: std::mem::take(&mut out.scratch),
+    };
+    w.buf.clear();
+    w.u32(0); // The claim's length, set below.
+    w.u64(seq);
+    w.i64(occurred_at_ms);
+    w.opt_i64(expires_at_ms);
     for (name, choice) in purposes {
-        buf.push(u8::from(choice == Choice::Denied));
-        let len = u32::try_from(name.len()).expect("purpose names are short");
-        buf.extend_from_slice(&len.to_le_bytes());
-        buf.extend_from_slice(name.as_bytes());
-        count += 1;
+        w.u8(choice.to_byte());
+        w.str(name);
     }
-    buf[25..29].copy_from_slice(&count.to_le_bytes());
-    out.out.write_all(buf)?;
-    out.bytes += buf.len() as u64;
+    let len = u32::try_from(w.buf.len() - 4).expect("a claim is far below 4 GiB");
+    w.buf[..4].copy_from_slice(&len.to_be_bytes());
+    out.out.write_all(&w.buf)?;
+    out.bytes += w.buf.len() as u64;
+    out.scratch = w.buf;
     Ok(())
+}
+
+/// Inverse of [`encode_claim`], after the length.
+fn decode_claim(bytes: &[u8]) -> Result<SpilledClaim, DecodeError> {
+    let mut r = Reader::new(bytes);
+    let seq = r.u64()?;
+    let occurred_at_ms = r.i64()?;
+    let expires_at_ms = r.opt_i64("expires_at_ms")?;
+    let mut purposes = Vec::new();
+    while r.position() < bytes.len() {
+        let value = r.u8()?;
+        let choice = Choice::from_byte(value).ok_or(DecodeError::BadValue {
+            field: "choice",
+            value: value.into(),
+        })?;
+        purposes.push((r.str()?, choice));
+    }
+    Ok(SpilledClaim {
+        seq,
+        occurred_at_ms,
+        expires_at_ms,
+        purposes,
+    })
 }
 
 /// Where [`encode_claim`] writes one run.
@@ -538,27 +562,10 @@ impl RunReader {
             self.current = None;
             return Ok(());
         }
-        let head = self.take(file, 29)?;
-        let seq = u64::from_le_bytes(head[0..8].try_into().expect("8 bytes"));
-        let occurred_at_ms = i64::from_le_bytes(head[8..16].try_into().expect("8 bytes"));
-        let expires = i64::from_le_bytes(head[17..25].try_into().expect("8 bytes"));
-        let expires_at_ms = (head[16] == 1).then_some(expires);
-        let count = u32::from_le_bytes(head[25..29].try_into().expect("4 bytes"));
-        let mut purposes = Vec::with_capacity(count as usize);
-        for _ in 0..count {
-            let meta = self.take(file, 5)?;
-            let choice = unpack(u32::from(meta[0]));
-            let len = u32::from_le_bytes(meta[1..5].try_into().expect("4 bytes")) as usize;
-            let name = self.take(file, len)?;
-            let name = String::from_utf8(name.to_vec()).map_err(std::io::Error::other)?;
-            purposes.push((name, choice));
-        }
-        self.current = Some(SpilledClaim {
-            seq,
-            occurred_at_ms,
-            expires_at_ms,
-            purposes,
-        });
+        let len = self.take(file, 4)?.try_into().expect("4 bytes");
+        let len = u32::from_be_bytes(len) as usize;
+        let claim = decode_claim(self.take(file, len)?).map_err(std::io::Error::other)?;
+        self.current = Some(claim);
         Ok(())
     }
 
