@@ -186,10 +186,15 @@ struct ServeArgs {
     /// Requests that may queue at one shard before writers are told OVERLOADED.
     #[arg(long, env = "ASSENT_SHARD_MAILBOX_CAPACITY", default_value_t = shard::engine::MAILBOX_CAPACITY)]
     shard_mailbox_capacity: usize,
-    /// Requests with a body above 64 KiB (large batches) decoded and executed at once;
-    /// others wait for a turn. Bounds the server's memory under batch load.
-    #[arg(long, env = "ASSENT_LARGE_REQUEST_TURNS", default_value_t = gateway::MAX_CONCURRENT_LARGE_REQUESTS)]
-    large_request_turns: usize,
+    /// Body bytes of requests above 64 KiB (large batches) decoded and executed at once;
+    /// a request that does not fit waits its turn. Bounds the server's memory under batch
+    /// load.
+    #[arg(long, env = "ASSENT_LARGE_REQUEST_BUDGET_BYTES", default_value_t = gateway::LARGE_REQUEST_BUDGET_BYTES)]
+    large_request_budget_bytes: usize,
+    /// Milliseconds a request body may take to arrive (HTTP 408 beyond), so that a slow
+    /// sender cannot hold the large-request budget.
+    #[arg(long, env = "ASSENT_BODY_READ_TIMEOUT_MS", default_value_t = gateway::BODY_READ_TIMEOUT_MS)]
+    body_read_timeout_ms: u64,
     /// Requests per second allowed per non-admin API key (token bucket); 0 turns it off.
     #[arg(long, env = "ASSENT_RATE_LIMIT_PER_SECOND", default_value_t = gateway::auth::DEFAULT_RATE_LIMIT_PER_SECOND)]
     rate_limit_per_second: u32,
@@ -257,7 +262,8 @@ fn serve(args: ServeArgs) -> ExitCode {
         checkpoint_interval_ms: args.checkpoint_interval_ms,
         signing_key_file: args.signing_key_file,
         shard_mailbox_capacity: args.shard_mailbox_capacity,
-        large_request_turns: args.large_request_turns,
+        large_request_budget_bytes: args.large_request_budget_bytes,
+        body_read_timeout_ms: args.body_read_timeout_ms,
         // A secret: read from the environment only, never from argv (visible to `ps`).
         admin_token: std::env::var("ASSENT_ADMIN_TOKEN")
             .ok()

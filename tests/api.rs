@@ -529,14 +529,15 @@ fn a_full_shard_queue_answers_overloaded_and_writes_stay_whole() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(
         dir.path(),
-        // Every batch decoded at once (no turns), so that they all reach the shard's queue.
+        // Every batch decoded at once (a budget for all 24 bodies), so that they all reach
+        // the shard's queue.
         &[
             "--shards",
             "1",
             "--shard-mailbox-capacity",
             "1",
-            "--large-request-turns",
-            "24",
+            "--large-request-budget-bytes",
+            "100000000",
         ],
     );
     s.customers(&["acme"]);
@@ -757,35 +758,167 @@ fn a_query_text_that_passed_validation_still_refuses_bad_variables_and_writes_no
 }
 
 #[test]
-fn more_large_batches_than_turns_all_complete_and_record_every_event() {
-    // Proves: large requests beyond MAX_CONCURRENT_LARGE_REQUESTS (2) wait for a turn and
-    // then run: six concurrent batches of 200 events (≈ 80 KB each, above the 64 KiB
-    // threshold) all succeed, and every event is in the journal.
+fn large_batches_beyond_the_byte_budget_wait_their_turn_and_one_larger_than_it_runs_alone() {
+    // Proves: the large-request budget admits by body bytes without losing a request: with
+    // a budget of 200,000 bytes, six concurrent batches of ≈ 80 KB (above the 64 KiB
+    // threshold; two fit at once) and one of ≈ 400 KB (more than the whole budget, so it
+    // takes all of it instead of waiting forever) all succeed, and every event is recorded.
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path(), &[]);
+    let s = Server::start(dir.path(), &["--large-request-budget-bytes", "200000"]);
     s.customers(&["acme"]);
+    let sizes = [200, 200, 200, 1000, 200, 200, 200];
     std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..6)
-            .map(|w| {
+        let workers: Vec<_> = sizes
+            .iter()
+            .enumerate()
+            .map(|(w, &n)| {
                 let s = &s;
                 scope.spawn(move || {
-                    let events: Vec<Value> = (0..200)
+                    let events: Vec<Value> = (0..n)
                         .map(|i| event(&format!("w{w}-s{i}"), "GRANTED", None))
                         .collect();
                     let body = json!({ "c": "acme", "e": events });
-                    assert!(body.to_string().len() > 64 * 1024, "a large request");
+                    let len = body.to_string().len();
+                    assert!(len > 64 * 1024, "a large request");
+                    assert_eq!(
+                        len > 200_000,
+                        n == 1000,
+                        "only the 1,000 exceeds the budget"
+                    );
                     let d = s.ok(RECORD_MANY, body);
                     d["recordConsents"].as_array().unwrap().len()
                 })
             })
             .collect();
-        for w in workers {
-            assert_eq!(w.join().unwrap(), 200);
+        for (w, &n) in workers.into_iter().zip(&sizes) {
+            assert_eq!(w.join().unwrap(), n);
         }
     });
     let stats = s.ok("{ consentStats(customerId: \"acme\", since: \"2026-01-01T00:00:00Z\", until: \"2027-06-01T00:00:00Z\") { purpose granted } }", json!({}));
     let ads = stat(&stats, "ads", "granted");
-    assert_eq!(ads, 1200, "every event of the six batches was recorded");
+    assert_eq!(ads, 2200, "every event of the seven batches was recorded");
+}
+
+/// Sends a POST /graphql head declaring `declared` body bytes, then `sent` of them, over a
+/// raw TCP connection (reqwest always sends the whole body it declares).
+fn post_head(s: &Server, declared: usize, sent: &[u8]) -> std::net::TcpStream {
+    use std::io::Write;
+    let addr = s.url.trim_start_matches("http://");
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let head = format!(
+        "POST /graphql HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {declared}\r\n\r\n",
+        s.admin
+    );
+    tcp.write_all(head.as_bytes()).unwrap();
+    tcp.write_all(sent).unwrap();
+    tcp
+}
+
+/// The status line and body of the one response on `tcp`.
+fn raw_response(tcp: &mut std::net::TcpStream) -> (String, String) {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = tcp
+            .read(&mut chunk)
+            .expect("a response before the read timeout");
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n")
+            && (n == 0 || body.ends_with('}'))
+        {
+            let status = head.lines().next().unwrap_or_default().to_string();
+            return (status, body.to_string());
+        }
+        assert!(
+            n > 0,
+            "the connection closed before a whole response: {text}"
+        );
+    }
+}
+
+#[test]
+fn a_body_declared_above_the_limit_is_refused_before_any_of_it_is_sent() {
+    // Proves: a Content-Length above MAX_REQUEST_BYTES (16 MiB) gets PAYLOAD_TOO_LARGE at
+    // once, without the server waiting for (or holding) a byte of the body.
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let mut tcp = post_head(&s, 20_000_000, b"");
+    let (status, body) = raw_response(&mut tcp);
+    assert!(status.contains(" 413 "), "{status}");
+    assert!(body.contains("PAYLOAD_TOO_LARGE"), "{body}");
+}
+
+#[test]
+fn a_large_chunked_body_with_no_declared_length_takes_its_turn_while_read_and_records_all() {
+    // Proves: a body sent chunked (no Content-Length) takes its turn when it grows past
+    // 64 KiB, for the largest body (its length is unknown): with a budget of one largest
+    // body, two such batches run one after the other, and both are recorded whole.
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--large-request-budget-bytes", "16777216"]);
+    s.customers(&["acme"]);
+    std::thread::scope(|scope| {
+        for w in 0..2 {
+            let s = &s;
+            scope.spawn(move || {
+                let events: Vec<Value> = (0..300)
+                    .map(|i| event(&format!("w{w}-s{i}"), "GRANTED", None))
+                    .collect();
+                let body =
+                    json!({ "query": RECORD_MANY, "variables": { "c": "acme", "e": events } });
+                let bytes = body.to_string().into_bytes();
+                assert!(bytes.len() > 64 * 1024, "a large request");
+                let chunked = reqwest::blocking::Body::new(std::io::Cursor::new(bytes));
+                let resp: Value = reqwest::blocking::Client::new()
+                    .post(format!("{}/graphql", s.url))
+                    .bearer_auth(&s.admin)
+                    .header("content-type", "application/json")
+                    .body(chunked)
+                    .send()
+                    .unwrap()
+                    .json()
+                    .unwrap();
+                let results = resp["data"]["recordConsents"].as_array();
+                assert_eq!(results.map(Vec::len), Some(300), "{resp}");
+            });
+        }
+    });
+    let stats = s.ok("{ consentStats(customerId: \"acme\", since: \"2026-01-01T00:00:00Z\", until: \"2027-06-01T00:00:00Z\") { purpose granted } }", json!({}));
+    assert_eq!(
+        stat(&stats, "ads", "granted"),
+        600,
+        "both chunked batches recorded"
+    );
+}
+
+#[test]
+fn a_large_body_sent_too_slowly_is_refused_and_gives_its_turn_back() {
+    // Proves: a sender that declares a large body and stalls holds its share of the budget
+    // only until the body read timeout: it gets HTTP 408 with BAD_USER_INPUT, and a large
+    // batch that could not fit beside it then succeeds.
+    let dir = tempfile::tempdir().unwrap();
+    let flags = [
+        "--large-request-budget-bytes",
+        "100000",
+        "--body-read-timeout-ms",
+        "1000",
+    ];
+    let s = Server::start(dir.path(), &flags);
+    s.customers(&["acme"]);
+    let mut slow = post_head(&s, 90_000, b"{\"query\":");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let events: Vec<Value> = (0..200)
+        .map(|i| event(&format!("s{i}"), "GRANTED", None))
+        .collect();
+    let d = s.ok(RECORD_MANY, json!({ "c": "acme", "e": events }));
+    assert_eq!(d["recordConsents"].as_array().unwrap().len(), 200);
+    let (status, body) = raw_response(&mut slow);
+    assert!(status.contains(" 408 "), "{status}");
+    assert!(body.contains("BAD_USER_INPUT"), "{body}");
+    assert!(body.contains("did not arrive within 1000 ms"), "{body}");
 }
 
 #[test]

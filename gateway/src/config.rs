@@ -52,10 +52,13 @@ pub struct ServeConfig {
     /// Appends that may wait in one shard's mailbox; beyond it a writer waits up to
     /// `OVERLOAD_WAIT_MS` and then gets `OVERLOADED`.
     pub shard_mailbox_capacity: usize,
-    /// Large requests (body above `LARGE_REQUEST_BYTES`) decoded and executed at once; the
-    /// others wait for a turn. Bounds memory under batch load (default
-    /// `MAX_CONCURRENT_LARGE_REQUESTS`); at least 1.
-    pub large_request_turns: usize,
+    /// Body bytes of large requests (body above `LARGE_REQUEST_BYTES`) decoded and executed
+    /// at once; a request that does not fit waits its turn, one larger than the whole budget
+    /// runs alone. Bounds memory under batch load (default `LARGE_REQUEST_BUDGET_BYTES`).
+    pub large_request_budget_bytes: usize,
+    /// How long a request body may take to arrive (default `BODY_READ_TIMEOUT_MS`), so
+    /// that a slow sender cannot hold the large-request budget.
+    pub body_read_timeout_ms: u64,
     /// Admin token supplied by the operator (`ASSENT_ADMIN_TOKEN`) instead of a generated
     /// `<data-dir>/admin-token`.
     pub admin_token: Option<String>,

@@ -27,13 +27,25 @@ pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 pub const MAX_BATCH_OPERATIONS: usize = 16;
 /// Request bodies above this size count as large (a batch of more than ≈ 100 events).
 pub const LARGE_REQUEST_BYTES: usize = 64 * 1024;
-/// Default of `--large-request-turns`: large requests decoded and executed at once;
-/// others wait for a turn. Each holds its
-/// events several times over while it runs (JSON value tree, argument copy, parsed inputs),
-/// so this bounds the server's memory under batch load; two keep both cores busy.
-pub const MAX_CONCURRENT_LARGE_REQUESTS: usize = 2;
+/// Default of `--large-request-budget-bytes`: the body bytes of large requests (body above
+/// [`LARGE_REQUEST_BYTES`]) read, decoded and executed at once; a request whose body does not
+/// fit in what is left waits its turn (first come, first served) before its body is read. A
+/// large request holds its events two to three times over until its commit is durable (the
+/// body while decoding, the decoded events, the encoded entries and the transaction's pages),
+/// so the budget bounds the server's memory under batch load: two bodies of the largest size,
+/// or ≈ 80 ordinary 1,000-event batches. It replaced a limit of two large requests at once,
+/// taken after the body was read: that limit held no body being read (sixteen senders of
+/// 15 MB batches took the server to 429 MiB), and kept ordinary batches waiting while the two
+/// admitted ones waited for their commits, leaving a sixth of the CPU idle
+/// (docs/benchmarks.md, session 26).
+pub const LARGE_REQUEST_BUDGET_BYTES: usize = 2 * MAX_REQUEST_BYTES;
 /// How long shutdown waits for in-flight requests.
 pub const SHUTDOWN_TIMEOUT_S: u64 = 30;
+/// Default of `--body-read-timeout-ms`: how long a request body may take to arrive (twice
+/// for a chunked large body: before its turn and after). A large request holds its share of
+/// the budget while it is read, and a sender slower than ≈ 0.5 MB/s must not hold it
+/// longer. Beyond it: HTTP 408, `BAD_USER_INPUT`.
+pub const BODY_READ_TIMEOUT_MS: u64 = 30_000;
 
 struct Server {
     schema: AssentSchema,
@@ -46,9 +58,13 @@ struct Server {
     gate: Arc<Gatekeeper>,
     ws: crate::ws::WsContext,
     queries: crate::query_cache::QueryCache,
-    /// Turns for large requests (`--large-request-turns`, default
-    /// [`MAX_CONCURRENT_LARGE_REQUESTS`]).
+    /// Body bytes of large requests in flight, one permit a byte
+    /// (`--large-request-budget-bytes`, default [`LARGE_REQUEST_BUDGET_BYTES`]).
     large: tokio::sync::Semaphore,
+    /// The size of that budget: a body larger than all of it takes all of it.
+    large_budget_bytes: u32,
+    /// How long a body may take to arrive (`--body-read-timeout-ms`).
+    body_read_timeout_ms: u64,
 }
 
 /// On a fresh data directory, creates the first admin key and writes it to
@@ -144,6 +160,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>
         metrics: state.metrics.clone(),
         shutdown: shutdown_rx,
     };
+    // At least one byte, and at most what a u32 counts (the semaphore's `acquire_many`).
+    let large_budget_bytes =
+        u32::try_from(config.large_request_budget_bytes.max(1)).unwrap_or(u32::MAX);
     let server = web::Data::new(Server {
         shapes: crate::input_shapes::InputShapes::from_sdl(&schema.sdl()),
         fast_schema: crate::schema::build_with(
@@ -155,7 +174,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>
         gate,
         ws,
         queries: Default::default(),
-        large: tokio::sync::Semaphore::new(config.large_request_turns.max(1)),
+        large: tokio::sync::Semaphore::new(large_budget_bytes as usize),
+        large_budget_bytes,
+        body_read_timeout_ms: config.body_read_timeout_ms,
     });
 
     let http = HttpServer::new({
@@ -366,6 +387,112 @@ fn finish(server: &Server, mut resp: BatchResponse) -> HttpResponse {
     HttpResponse::Ok().json(resp)
 }
 
+/// A large request's share of the byte budget, held until its answer is built.
+type Turn<'a> = tokio::sync::SemaphorePermit<'a>;
+
+/// Reads a request body of at most [`MAX_REQUEST_BYTES`], taking a large request's turn
+/// (its bytes of [`LARGE_REQUEST_BUDGET_BYTES`]) before the bytes beyond
+/// [`LARGE_REQUEST_BYTES`] are held: at the start when `Content-Length` declares a large
+/// body, else (a chunked body) when the body grows past that size, for the largest body
+/// then. A declared length above the limit is refused before anything is read; reading
+/// takes at most `--body-read-timeout-ms` ([`BODY_READ_TIMEOUT_MS`]) before the turn and as
+/// much after it, so that a slow sender cannot hold the budget.
+async fn read_body<'a>(
+    server: &'a Server,
+    req: &HttpRequest,
+    payload: &mut web::Payload,
+) -> Result<(web::Bytes, Option<Turn<'a>>), HttpResponse> {
+    let declared = declared_length(req);
+    if declared.is_some_and(|n| n > MAX_REQUEST_BYTES) {
+        return Err(too_large(server));
+    }
+    let mut turn = match declared {
+        Some(n) if n > LARGE_REQUEST_BYTES => Some(large_turn(server, n).await),
+        _ => None,
+    };
+    let mut body = web::BytesMut::new();
+    let first_part = match turn {
+        Some(_) => MAX_REQUEST_BYTES,
+        None => LARGE_REQUEST_BYTES,
+    };
+    read_until(server, payload, &mut body, first_part).await?;
+    if body.len() > LARGE_REQUEST_BYTES && turn.is_none() {
+        turn = Some(large_turn(server, MAX_REQUEST_BYTES).await);
+        read_until(server, payload, &mut body, MAX_REQUEST_BYTES).await?;
+    }
+    Ok((body.freeze(), turn))
+}
+
+/// Appends chunks of `payload` to `body` until the body ends or exceeds `until` bytes
+/// (never more than [`MAX_REQUEST_BYTES`]), within the server's body read timeout.
+async fn read_until(
+    server: &Server,
+    payload: &mut web::Payload,
+    body: &mut web::BytesMut,
+    until: usize,
+) -> Result<(), HttpResponse> {
+    let read = async {
+        while body.len() <= until {
+            let Some(chunk) = payload.next().await else {
+                return Ok(());
+            };
+            let Ok(chunk) = chunk else {
+                let msg = "the request body could not be read";
+                return Err(error_body(StatusCode::BAD_REQUEST, Code::BadUserInput, msg));
+            };
+            if body.len() + chunk.len() > MAX_REQUEST_BYTES {
+                return Err(too_large(server));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(())
+    };
+    let timeout_ms = server.body_read_timeout_ms;
+    match tokio::time::timeout(Duration::from_millis(timeout_ms), read).await {
+        Ok(done) => done,
+        Err(_) => {
+            let msg = format!(
+                "the request body did not arrive within {timeout_ms} ms; send it faster or in smaller requests"
+            );
+            Err(error_body(
+                StatusCode::REQUEST_TIMEOUT,
+                Code::BadUserInput,
+                &msg,
+            ))
+        }
+    }
+}
+
+/// The body length a request's `Content-Length` header declares, if it has a valid one
+/// (a chunked body has none).
+fn declared_length(req: &HttpRequest) -> Option<usize> {
+    let value = req.headers().get(actix_web::http::header::CONTENT_LENGTH)?;
+    value.to_str().ok()?.parse().ok()
+}
+
+/// Waits for `bytes` of the large-request budget (all of it when `bytes` exceeds it).
+async fn large_turn(server: &Server, bytes: usize) -> Turn<'_> {
+    let permits = u32::try_from(bytes)
+        .unwrap_or(u32::MAX)
+        .min(server.large_budget_bytes);
+    let turn = server.large.acquire_many(permits).await;
+    turn.expect("the semaphore is never closed")
+}
+
+/// `PAYLOAD_TOO_LARGE` (HTTP 413) for a body above [`MAX_REQUEST_BYTES`], counted.
+fn too_large(server: &Server) -> HttpResponse {
+    let code = Code::PayloadTooLarge;
+    server
+        .state
+        .metrics
+        .errors
+        .with_label_values(&[code.as_str()])
+        .inc();
+    let msg =
+        format!("request body exceeds {MAX_REQUEST_BYTES} bytes; send fewer events per request");
+    error_body(StatusCode::PAYLOAD_TOO_LARGE, code, &msg)
+}
+
 async fn graphql_post(
     server: web::Data<Server>,
     req: HttpRequest,
@@ -376,52 +503,22 @@ async fn graphql_post(
         Ok(c) => c,
         Err(resp) => return resp,
     };
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let Ok(chunk) = chunk else {
-            return error_body(
-                StatusCode::BAD_REQUEST,
-                Code::BadUserInput,
-                "the request body could not be read",
-            );
-        };
-        if body.len() + chunk.len() > MAX_REQUEST_BYTES {
-            server
-                .state
-                .metrics
-                .errors
-                .with_label_values(&[Code::PayloadTooLarge.as_str()])
-                .inc();
-            let msg = format!(
-                "request body exceeds {MAX_REQUEST_BYTES} bytes; send fewer events per request"
-            );
-            return error_body(StatusCode::PAYLOAD_TOO_LARGE, Code::PayloadTooLarge, &msg);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    let _turn = match body.len() > LARGE_REQUEST_BYTES {
-        true => Some(
-            server
-                .large
-                .acquire()
-                .await
-                .expect("the semaphore is never closed"),
-        ),
-        false => None,
+    let (body, _turn) = match read_body(&server, &req, &mut payload).await {
+        Ok(read) => read,
+        Err(resp) => return resp,
     };
-    let request: BatchRequest =
-        match parse_body(body.freeze(), &server.queries, &server.state.metrics) {
-            Ok(r) => r,
-            Err(BulkError::Malformed(e)) => {
-                let msg = format!("the body is not a GraphQL request in JSON: {e}");
-                return error_body(StatusCode::BAD_REQUEST, Code::BadUserInput, &msg);
-            }
-            Err(BulkError::Variable(detail)) => {
-                let msg = format!("invalid variable value: {detail}");
-                let resp = Response::from_errors(vec![server_error(Code::BadUserInput, &msg)]);
-                return finish(&server, BatchResponse::Single(resp));
-            }
-        };
+    let request: BatchRequest = match parse_body(body, &server.queries, &server.state.metrics) {
+        Ok(r) => r,
+        Err(BulkError::Malformed(e)) => {
+            let msg = format!("the body is not a GraphQL request in JSON: {e}");
+            return error_body(StatusCode::BAD_REQUEST, Code::BadUserInput, &msg);
+        }
+        Err(BulkError::Variable(detail)) => {
+            let msg = format!("invalid variable value: {detail}");
+            let resp = Response::from_errors(vec![server_error(Code::BadUserInput, &msg)]);
+            return finish(&server, BatchResponse::Single(resp));
+        }
+    };
     if let BatchRequest::Batch(ops) = &request
         && ops.len() > MAX_BATCH_OPERATIONS
     {

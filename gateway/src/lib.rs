@@ -38,7 +38,7 @@ mod ws;
 
 pub use config::{LogFormat, ServeConfig};
 pub use feed::FEED_CAPACITY;
-pub use http::{LARGE_REQUEST_BYTES, MAX_CONCURRENT_LARGE_REQUESTS, serve};
+pub use http::{BODY_READ_TIMEOUT_MS, LARGE_REQUEST_BUDGET_BYTES, LARGE_REQUEST_BYTES, serve};
 pub use ledger::{
     CHECKPOINTS, LEDGER_CACHE_BYTES, LEDGER_META, OpenLedgerError, ledger_db_builder,
     read_signing_key,
