@@ -229,6 +229,63 @@ fn bad_event_lists_are_refused_by_both_paths_and_write_nothing() {
 }
 
 #[test]
+fn text_beyond_ascii_is_recorded_as_sent_and_a_body_that_is_not_utf8_writes_nothing() {
+    // Proves: the bulk path's one UTF-8 check of the whole body keeps every string as sent
+    // (multi-byte characters raw and escaped, recorded as async-graphql's path records
+    // them), and a body with a byte that is not UTF-8 inside an event's string is
+    // BAD_USER_INPUT (HTTP 400) with nothing written.
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    s.customers(&["acme"]);
+    let q = record_many();
+    let events = |tag: &str| {
+        let mut e = varied_events(tag);
+        e[0]["noticeVersion"] = json!("été–2026 🍪");
+        e[0]["evidence"]["userAgent"] = json!("Mözilla \u{1F600} \"quoted\"");
+        e[1]["jurisdiction"] = json!("ÉU");
+        e
+    };
+    let reference = via_graphql(&s, &q, json!({ "c": "acme", "events": events("g") }));
+    assert!(reference.get("errors").is_none(), "{reference:#}");
+    s.ok(&q, json!({ "c": "acme", "events": varied_events("warm") }));
+    let before = s.metric("assent_bulk_decoded_events_total");
+    let bulk = s.ok(&q, json!({ "c": "acme", "events": events("b") }));
+    assert_eq!(s.metric("assent_bulk_decoded_events_total"), before + 3);
+    let got = untagged(&bulk["recordConsents"], "b");
+    assert_eq!(got, untagged(&reference["data"]["recordConsents"], "g"));
+    assert_eq!(got[0]["event"]["noticeVersion"], "été–2026 🍪");
+    // Escaped in the body: the decoder's slow path for escapes still meets the check.
+    let escaped = serde_json::to_string(
+        &json!({ "query": q, "variables": { "c": "acme", "events": events("e") } }),
+    )
+    .unwrap()
+    .replace("é", "\\u00e9");
+    let resp: Value = s.post_raw(escaped.into_bytes()).json().unwrap();
+    let got = untagged(&resp["data"]["recordConsents"], "e");
+    assert_eq!(got[0]["event"]["noticeVersion"], "été–2026 🍪", "{resp:#}");
+
+    let appended = s.metric("assent_events_appended_total");
+    let body = json!({ "query": q, "variables": { "c": "acme", "events": events("bad") } });
+    let mut bytes = serde_json::to_vec(&body).unwrap();
+    let at = bytes.windows(7).position(|w| w == b"bad-nul").unwrap();
+    bytes[at + 4] = 0xFF;
+    let resp = s.post_raw(bytes);
+    assert_eq!(resp.status().as_u16(), 400);
+    let resp: Value = resp.json().unwrap();
+    assert_eq!(code(&resp), "BAD_USER_INPUT", "{resp:#}");
+    let message = resp["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("not a GraphQL request in JSON"),
+        "{message}"
+    );
+    assert_eq!(
+        s.metric("assent_events_appended_total"),
+        appended,
+        "nothing written"
+    );
+}
+
+#[test]
 fn a_variable_used_by_two_fields_records_its_events_for_each() {
     // Proves: when two fields of one operation use the same event-list variable, each gets
     // the events (the second decodes them again), and operationName picks the operation
