@@ -594,6 +594,10 @@ where
         })
         .map_err(|e| match (e, mismatch.take()) {
             (ShardAuditError::Journal(_), Some(checkpoint)) => Failure::Problem(checkpoint),
+            // The auditing machine's disk failed, not the ledger: the audit is unfinished.
+            (ShardAuditError::Index(m), _) if m.temp_file_failed => {
+                Failure::Unusable(format!("audit not finished: {m}"))
+            }
             (e, _) => Failure::Problem(e.to_string()),
         })?;
     bar.inc(unreported);

@@ -233,8 +233,9 @@ fn init_logging(format: LogFormat) {
 
 /// Ignores SIGXFSZ, which the kernel sends when a write would pass the process's file-size
 /// limit (`ulimit -f`) and which kills the process by default: the write then fails with
-/// EFBIG instead, the shard reports its storage failure (`STORAGE_FAILED`, `/healthz`) and
-/// every other shard and every read of the others goes on.
+/// EFBIG instead: in the server the shard reports its storage failure (`STORAGE_FAILED`,
+/// `/healthz`) and every other shard and every read of the others goes on; in the audit a
+/// temporary file that cannot grow ends it as unfinished (exit 2).
 fn ignore_file_size_signal() {
     #[cfg(unix)]
     // SAFETY: sets the disposition of one signal to "ignore", which runs no handler code;
@@ -323,7 +324,11 @@ fn main() -> ExitCode {
             };
             return ExitCode::from(outcome.report(json));
         }
-        Command::Audit(args) => return ExitCode::from(audit::run(args)),
+        Command::Audit(args) => {
+            // A temporary file that cannot grow is reported (exit 2), not a killed process.
+            ignore_file_size_signal();
+            return ExitCode::from(audit::run(args));
+        }
         Command::Journal(args) => return ExitCode::from(journal_cmd::run(args)),
         Command::Export(args) => return ExitCode::from(privacy_cmd::export(args)),
         Command::Retention(RetentionCommand::Apply(args)) => {

@@ -477,7 +477,8 @@ fn audit_spills_state_claims_to_its_temp_dir_and_refuses_a_temp_dir_it_cannot_wr
     // Proves: with a memory bound of about one state, the audit of a real ledger spills
     // every claim to --temp-dir and reports what it reports in memory; a changed state is
     // still named through the spilled runs; a --temp-dir that cannot take a file is an
-    // unusable input (exit 2), named before anything is read.
+    // unusable input (exit 2), named before anything is read, and one that fills up
+    // during the audit leaves it unfinished (exit 2), never a verdict on the ledger.
     let f = fixture();
     let report = |dir: &Path, extra: &[&str]| -> (i32, Value, String) {
         let (code, out) = common::audit(dir, &[&["--json"], extra].concat());
@@ -539,6 +540,27 @@ fn audit_spills_state_claims_to_its_temp_dir_and_refuses_a_temp_dir_it_cannot_wr
     assert_eq!(code, 2, "{out}");
     assert!(
         out.contains("--temp-dir") && out.contains("no-such-dir"),
+        "{out}"
+    );
+
+    // A temp dir that fills up during the audit (a 512-byte file-size limit stands for a
+    // full disk): the audit is unfinished (exit 2), not a verdict on the ledger (exit 1).
+    let limited = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -f 1 && exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_assent"),
+        ])
+        .args(["audit", "--data-dir"])
+        .arg(&f.data)
+        .args(small)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&limited.stderr).to_string()
+        + &String::from_utf8_lossy(&limited.stdout);
+    assert_eq!(limited.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("audit not finished") && out.contains("temporary file"),
         "{out}"
     );
 }

@@ -27,7 +27,7 @@ use siphasher::sip128::{Hasher128 as _, SipHasher24};
 use super::error::StorageError;
 use super::index::{DayCounts, MS_PER_DAY, STATE_ROW, tally};
 use super::reader::read_indexed_upto;
-use super::state_check::ClaimSpill;
+use super::state_check::{ClaimProblem, ClaimSpill};
 use super::subjects_walk::{SubjectsPass, SubjectsWalk, walk_subjects};
 use super::tables::*;
 use crate::format::{ConsentView, Entry, EntryView, PersonalRecord, stored_request_digest};
@@ -75,6 +75,9 @@ pub struct IndexMismatch {
     pub shard_id: u32,
     /// What disagrees, naming the entry or row.
     pub detail: String,
+    /// The check stopped because its temporary file failed (the auditing machine's disk,
+    /// not the ledger; `detail` says how): nothing was found wrong with the ledger.
+    pub temp_file_failed: bool,
 }
 
 /// Rows of a `u64`-keyed table, walked beside the journal.
@@ -109,7 +112,7 @@ pub(crate) struct IndexCheck {
     /// whose claims the journal entries meet.
     walks: Vec<SubjectsWalk>,
     /// The first state problem, reported only after the history itself is proven.
-    state_problem: Option<String>,
+    state_problem: Option<ClaimProblem>,
     /// The daily counters the journal implies, a day at a time.
     counters: DayTally,
     /// Digest of the time rows the journal implies.
@@ -140,6 +143,7 @@ pub(crate) fn run(
     feed: impl FnOnce(&mut IndexCheck) -> Result<(), IndexMismatch>,
 ) -> Result<IndexReport, IndexMismatch> {
     let key = MultisetKey::random().map_err(|e| IndexMismatch {
+        temp_file_failed: false,
         shard_id,
         detail: format!("drawing the digest key: {e}"),
     })?;
@@ -158,6 +162,7 @@ impl IndexCheck {
     /// Opens the tables of `txn` and reads the customers; `key` keys the check's digests.
     fn open(txn: &Snapshots, shard_id: u32, key: MultisetKey) -> Result<IndexCheck, IndexMismatch> {
         let io = |e: StorageError| IndexMismatch {
+            temp_file_failed: false,
             shard_id,
             detail: format!("reading: {e}"),
         };
@@ -202,6 +207,7 @@ impl IndexCheck {
 
     fn bad(&self, detail: String) -> IndexMismatch {
         IndexMismatch {
+            temp_file_failed: false,
             shard_id: self.shard_id,
             detail,
         }
@@ -287,6 +293,7 @@ impl IndexCheck {
                 .counters
                 .of(self.key, c, day)
                 .ok_or_else(|| IndexMismatch {
+                    temp_file_failed: false,
                     shard_id,
                     detail: format!(
                         "entry {}: recorded_at goes back in time from an earlier entry",
@@ -417,8 +424,15 @@ impl IndexCheck {
         if side.counters != self.counters.want {
             return Err(self.name_bad_counter(txn));
         }
-        if let Some(problem) = self.state_problem.take() {
-            return Err(self.bad(problem));
+        match self.state_problem.take() {
+            Some(ClaimProblem::Mismatch(detail)) => return Err(self.bad(detail)),
+            Some(ClaimProblem::TempFile(detail)) => {
+                return Err(IndexMismatch {
+                    temp_file_failed: true,
+                    ..self.bad(detail)
+                });
+            }
+            None => {}
         }
         self.report.expiry_rows = side.expiries.count();
         if side.expiries != want_expiries {

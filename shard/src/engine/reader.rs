@@ -976,6 +976,7 @@ impl ShardReader {
     ) -> Result<IndexReport, IndexMismatch> {
         let shard_id = self.shard_id;
         let io = |e: StorageError| IndexMismatch {
+            temp_file_failed: false,
             shard_id,
             detail: format!("reading: {e}"),
         };

@@ -94,6 +94,7 @@ impl ShardReader {
                     }
                     if journal_failed.load(Ordering::Acquire) {
                         return Err(IndexMismatch {
+                            temp_file_failed: false,
                             shard_id,
                             detail: "not finished: the journal check failed".into(),
                         });

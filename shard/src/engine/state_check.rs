@@ -99,6 +99,22 @@ struct Claim {
 /// An interned purpose and its claimed choice in one `u32`: id × 2 + (1 if DENIED).
 type PackedChoice = u32;
 
+/// Why the state check did not pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ClaimProblem {
+    /// A current-state row disagrees with the journal: the ledger is wrong.
+    Mismatch(String),
+    /// The temporary file could not be created, written or read back: the auditing
+    /// machine's failure, which says nothing of the ledger.
+    TempFile(String),
+}
+
+impl From<String> for ClaimProblem {
+    fn from(detail: String) -> ClaimProblem {
+        ClaimProblem::Mismatch(detail)
+    }
+}
+
 /// Collects state claims and checks them against the journal pass, in memory or, beyond
 /// the bound, through sorted runs in a temporary file.
 pub(crate) struct StateClaims {
@@ -154,14 +170,14 @@ impl StateClaims {
         &mut self,
         states: &[StoredPurpose<'_>],
         history: &[u64],
-    ) -> Result<(), String> {
+    ) -> Result<(), ClaimProblem> {
         self.scratch.clear();
         for s in states {
             if history.binary_search(&s.seq).is_err() {
-                return Err(format!(
+                return Err(ClaimProblem::Mismatch(format!(
                     "current state of a subject names entry {} for {}, which is not in that subject's history (another subject's or customer's, or erased)",
                     s.seq, s.purpose
-                ));
+                )));
             }
             let packed = self.intern(s.purpose) * 2 + u32::from(s.choice == Choice::Denied);
             self.scratch
@@ -209,7 +225,7 @@ impl StateClaims {
     /// Orders the pending claims by seq for [`StateClaims::check_entry`], which a pass over
     /// the journal then calls for every entry in seq order; once runs were spilled, spills
     /// the rest too and opens their merge.
-    pub(crate) fn sort_for_pass(&mut self) -> Result<(), String> {
+    pub(crate) fn sort_for_pass(&mut self) -> Result<(), ClaimProblem> {
         self.claims.sort_unstable_by_key(|c| c.seq);
         self.next = 0;
         if self.spill.is_some() {
@@ -226,7 +242,11 @@ impl StateClaims {
 
     /// Checks the pending claims on entry `seq` (the journal pass calls this for every
     /// entry, in order, after [`StateClaims::sort_for_pass`]).
-    pub(crate) fn check_entry(&mut self, seq: u64, entry: &EntryView<'_>) -> Result<(), String> {
+    pub(crate) fn check_entry(
+        &mut self,
+        seq: u64,
+        entry: &EntryView<'_>,
+    ) -> Result<(), ClaimProblem> {
         if let Some(spill) = &mut self.spill {
             return spill.check_entry(seq, entry, &self.limits);
         }
@@ -236,7 +256,7 @@ impl StateClaims {
                     .purposes_of(claim)
                     .next()
                     .expect("a claim has a purpose");
-                return Err(does_not_set(claim.seq, name));
+                return Err(does_not_set(claim.seq, name).into());
             }
             check_sets(
                 entry,
@@ -251,15 +271,15 @@ impl StateClaims {
     }
 
     /// Fails when a claim named an entry the journal pass never reached.
-    pub(crate) fn finish_pass(&self) -> Result<(), String> {
+    pub(crate) fn finish_pass(&self) -> Result<(), ClaimProblem> {
         let beyond = match &self.spill {
             Some(spill) => spill.pending(),
             None => self.claims.get(self.next).map(|c| c.seq),
         };
         match beyond {
-            Some(seq) => Err(format!(
+            Some(seq) => Err(ClaimProblem::Mismatch(format!(
                 "a current state names entry {seq}, beyond the indexed journal"
-            )),
+            ))),
             None => Ok(()),
         }
     }
@@ -277,7 +297,7 @@ impl StateClaims {
 
     /// Writes the pending claims, sorted by seq, as one run of the temporary file, and
     /// empties the batch.
-    fn spill_batch(&mut self) -> Result<(), String> {
+    fn spill_batch(&mut self) -> Result<(), ClaimProblem> {
         if self.spill.is_none() {
             let spill = Spill::new(&self.limits.temp_dir);
             self.spill = Some(spill.map_err(|e| temp_file_error(&self.limits, e))?);
@@ -311,11 +331,11 @@ fn unpack(packed: PackedChoice) -> Choice {
     }
 }
 
-fn temp_file_error(limits: &ClaimSpill, e: std::io::Error) -> String {
-    format!(
+fn temp_file_error(limits: &ClaimSpill, e: std::io::Error) -> ClaimProblem {
+    ClaimProblem::TempFile(format!(
         "the state check's temporary file (in {}): {e}; free space there or name another directory (--temp-dir)",
         limits.temp_dir.display()
-    )
+    ))
 }
 
 fn does_not_set(seq: u64, purpose: &str) -> String {
@@ -498,10 +518,10 @@ impl Spill {
         seq: u64,
         entry: &EntryView<'_>,
         limits: &ClaimSpill,
-    ) -> Result<(), String> {
+    ) -> Result<(), ClaimProblem> {
         while let Some(claim) = self.pop_upto(seq).map_err(|e| temp_file_error(limits, e))? {
             if claim.seq < seq {
-                return Err(does_not_set(claim.seq, &claim.purposes[0].0));
+                return Err(does_not_set(claim.seq, &claim.purposes[0].0).into());
             }
             let purposes = claim.purposes.iter().map(|(n, c)| (n.as_str(), *c));
             check_sets(

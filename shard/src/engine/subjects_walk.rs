@@ -15,7 +15,7 @@ use super::db::Snapshots;
 use super::error::StorageError;
 use super::index::{STATE_ROW, decode_state_view, expiry_rows};
 use super::index_check::{Multiset, MultisetKey, expiry_key, history_row};
-use super::state_check::{ClaimSpill, StateClaims};
+use super::state_check::{ClaimProblem, ClaimSpill, StateClaims};
 use super::tables::SUBJECTS;
 
 /// A `subjects` key: customer number, subject key, seq (`STATE_ROW` for the state row).
@@ -52,7 +52,7 @@ pub(crate) struct SubjectsWalk {
     /// The states' claims, sorted for the journal pass.
     pub(crate) claims: StateClaims,
     /// The first state problem of this half (reported after the history is proven).
-    pub(crate) state_problem: Option<String>,
+    pub(crate) state_problem: Option<ClaimProblem>,
 }
 
 /// Walks `txn`'s `subjects` table as `pass` says; `customers` are the shard's customer
