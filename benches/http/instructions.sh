@@ -6,15 +6,17 @@
 # this host's speed: repeat runs agree within about 1.5 % (docs/benchmarks.md, session 25).
 # Needs valgrind; slow (≈ 50× the server's CPU time).
 #
-#   benches/http/instructions.sh [BIN=target/release/assent] [WORKLOAD=batch] [SMALL=20] [LARGE=60] [CONNECTIONS=4]
+#   benches/http/instructions.sh [BIN=target/release/assent] [WORKLOAD=batch] [SMALL=20] [LARGE=60] [CONNECTIONS=2]
 #
-# `batch` sends 1,000 events a request.
+# `batch` sends 1,000 events a request. Two connections by default: under callgrind the
+# server runs one thread at a time, ≈ 50× slower, and with more batches admitted at once
+# (the large-request budget) a request can outlast the bench client's 30 s timeout.
 set -euo pipefail
 bin=${1:-target/release/assent}
 workload=${2:-batch}
 small=${3:-20}
 large=${4:-60}
-conns=${5:-4}
+conns=${5:-2}
 [ -x "$bin" ] || { echo "build first: cargo build --release" >&2; exit 2; }
 command -v valgrind >/dev/null || { echo "valgrind is not installed" >&2; exit 2; }
 extra=(); [ "$workload" = batch ] && extra=(--batch 1000)
