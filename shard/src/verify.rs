@@ -52,7 +52,7 @@ pub enum ChainError {
         expected: u32,
     },
     /// The entry's `prev_hash` is not the hash of the entry before it.
-    #[error("entry {seq}: prev_hash does not match the hash of entry {}", seq.wrapping_sub(1))]
+    #[error("entry {seq}: prev_hash does not match the hash of entry {} (one of the two was altered)", seq.wrapping_sub(1))]
     BrokenLink {
         /// Position of the entry whose link is broken.
         seq: u64,
@@ -63,9 +63,11 @@ pub enum ChainError {
         /// Position in the journal.
         seq: u64,
     },
-    /// The entry's bytes differ from the leaf the Merkle tree recorded for it.
+    /// The entry's bytes differ from those the chain and the stored Merkle tree recorded
+    /// (the next entry's link, or the head, and the node the entry completed disagree with
+    /// them).
     #[error(
-        "entry {seq}: bytes do not match the Merkle leaf stored for them (the entry was altered)"
+        "entry {seq}: bytes do not match what the chain and the Merkle tree recorded for them (the entry was altered)"
     )]
     LeafMismatch {
         /// Position in the journal.

@@ -548,6 +548,97 @@ fn a_changed_missing_or_extra_inner_merkle_node_is_named_by_the_verifier() {
 }
 
 #[test]
+fn a_layout_5_file_loses_its_stored_leaves_on_open_and_every_proof_still_verifies() {
+    // Proves: layout 6 stores no Merkle leaf (a proof computes one from its journal entry);
+    // a layout-5 file, which stored one per entry, is migrated at open (leaves deleted,
+    // layout 6 written, both in one transaction), and then its journal check, roots and
+    // inclusion proofs of every entry agree with what they were; a stray leaf row is
+    // named by the journal check.
+    use shard::merkle::TreeHasher;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let mut store = open(&path);
+    append_one_by_one(&mut store, 37);
+    let head = store.head();
+    drop(store);
+    let rows = |path: &Path| -> Vec<(u64, u8)> {
+        let db = Database::create(path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let t = txn.open_table(MERKLE).unwrap();
+        t.iter().unwrap().map(|r| r.unwrap().0.value()).collect()
+    };
+    let inner = rows(&path);
+    assert!(inner.iter().all(|&(_, level)| level > 0), "{inner:?}");
+    assert_eq!(
+        inner.len(),
+        37 - 37u64.count_ones() as usize,
+        "one node per merge"
+    );
+    // Back to layout 5: a leaf row for every entry.
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let journal = txn.open_table(JOURNAL).unwrap();
+            let mut merkle = txn.open_table(MERKLE).unwrap();
+            for seq in 0..37u64 {
+                let bytes = journal.get(seq).unwrap().unwrap().value().to_vec();
+                merkle
+                    .insert((seq, 0), Blake3Tree.hash_leaf(&bytes).0)
+                    .unwrap();
+            }
+            let meta: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+            let mut m = txn.open_table(meta).unwrap();
+            m.insert("format_version", 5u32.to_be_bytes().as_slice())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    assert_eq!(rows(&path).len(), inner.len() + 37);
+    let store = open(&path);
+    let r = store.reader();
+    assert_eq!(r.verify_journal().unwrap(), head);
+    for seq in 0..37u64 {
+        let ev = r.event(seq).unwrap().unwrap();
+        let proof = r.inclusion_proof(seq, head.size).unwrap();
+        assert_eq!(proof.root, head.root);
+        verify_entry_inclusion(&ev.entry_bytes, seq, head.size, &proof.path, &head.root).unwrap();
+        let older = r.inclusion_proof(seq, seq + 1).unwrap();
+        assert_eq!(older.root, r.root_at(seq + 1).unwrap());
+    }
+    drop((r, store));
+    assert_eq!(
+        rows(&path),
+        inner,
+        "the leaves are gone, the nodes above kept"
+    );
+    let db = Database::create(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let meta: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+    let version = txn
+        .open_table(meta)
+        .unwrap()
+        .get("format_version")
+        .unwrap()
+        .unwrap()
+        .value()
+        .to_vec();
+    assert_eq!(version, 6u32.to_be_bytes(), "migrated to layout 6");
+    drop((txn, db));
+    // A leaf row put back by hand is not part of layout 6: the check names it.
+    edit_table(&path, MERKLE, |t| {
+        t.insert((4, 0), [1u8; 32]).unwrap();
+    });
+    match open(&path).reader().verify_journal() {
+        Err(VerifyJournalError::Chain {
+            source: ChainError::NodeMismatch { seq: 5, level: 1 },
+            ..
+        }) => {}
+        other => panic!("expected the stray leaf to be named, got {other:?}"),
+    }
+}
+
+#[test]
 fn the_whole_shard_audit_reads_the_journal_once_and_reports_journal_problems_first() {
     // Proves: `ShardReader::audit` (the chain walk feeding the index check in batches of
     // AUDIT_BATCH_BYTES) agrees with the two separate checks on a shard of several batches,
@@ -1326,7 +1417,7 @@ proptest::proptest! {
 #[test]
 fn the_audit_names_an_entry_that_does_not_decode_even_when_every_hash_over_it_agrees() {
     // Proves: the audit's chain walk decodes only headers, yet a non-canonical entry whose
-    // leaf, Merkle nodes and head were recomputed over its bytes is named by the audit (its
+    // Merkle nodes and head were recomputed over its bytes is named by the audit (its
     // index check decodes every entry strictly), and by `verify_journal`.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
@@ -1357,7 +1448,8 @@ fn the_audit_names_an_entry_that_does_not_decode_even_when_every_hash_over_it_ag
         chain_head = chained.entry_hash;
     }
     edit_table(&path, MERKLE, |t| {
-        for n in &nodes {
+        // Leaves are not stored (layout 6): only the nodes above.
+        for n in nodes.iter().filter(|n| n.level > 0) {
             t.insert((last, n.level), n.hash.0).unwrap();
         }
     });

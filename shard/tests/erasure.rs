@@ -370,7 +370,11 @@ fn files_of_layouts_3_and_4_have_their_indexes_rebuilt_into_the_index_file() {
         let meta: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
         let m = txn.open_table(meta).unwrap();
         let version = m.get("format_version").unwrap().unwrap().value().to_vec();
-        assert_eq!(version, 5u32.to_be_bytes(), "migrated to layout 5");
+        assert_eq!(
+            version,
+            6u32.to_be_bytes(),
+            "migrated through layout 5 to 6"
+        );
         assert!(m.get("indexed_upto").unwrap().is_none());
         let names: Vec<String> = txn
             .list_tables()

@@ -134,7 +134,12 @@ pub struct ConsistencyProof {
 }
 
 /// Stored Merkle nodes as a [`NodeSource`].
-pub(crate) struct RedbNodes<'a>(pub(crate) &'a ReadOnlyTable<(u64, u8), &'static [u8; 32]>);
+pub(crate) struct RedbNodes<'a> {
+    /// The stored nodes (levels ≥ 1).
+    pub(crate) merkle: &'a ReadOnlyTable<(u64, u8), &'static [u8; 32]>,
+    /// The journal, whose entries hash to the leaves (level 0, not stored).
+    pub(crate) journal: &'a ReadOnlyTable<u64, &'static [u8]>,
+}
 
 impl NodeSource for RedbNodes<'_> {
     type Error = StorageError;
@@ -145,7 +150,19 @@ impl NodeSource for RedbNodes<'_> {
 
 impl RedbNodes<'_> {
     pub(crate) fn get(&self, level: u8, index: u64) -> Result<Hash, StorageError> {
-        match self.0.get(merkle_key(level, index))? {
+        if level == 0 {
+            return match self.journal.get(index)? {
+                Some(entry) => Ok(crate::merkle::TreeHasher::hash_leaf(
+                    &Blake3Tree,
+                    entry.value(),
+                )),
+                None => Err(StorageError::Corrupt {
+                    table: "journal",
+                    detail: format!("entry {index}, a leaf of a proof, is missing"),
+                }),
+            };
+        }
+        match self.merkle.get(merkle_key(level, index))? {
             Some(v) => Ok(Hash(*v.value())),
             None => Err(StorageError::Corrupt {
                 table: "merkle",
@@ -742,7 +759,11 @@ impl ShardReader {
             return Ok(crate::merkle::TreeHasher::hash_empty(&Blake3Tree));
         }
         let merkle = txn.open_table(MERKLE).map_err(StorageError::from)?;
-        let nodes = self.nodes.over(RedbNodes(&merkle));
+        let journal = txn.open_table(JOURNAL).map_err(StorageError::from)?;
+        let nodes = self.nodes.over(RedbNodes {
+            merkle: &merkle,
+            journal: &journal,
+        });
         Ok(subtree_root(&Blake3Tree, &nodes, 0, size)?)
     }
 
@@ -753,7 +774,11 @@ impl ShardReader {
         let head = head_in(txn, self.shard_id)?.0;
         check_size(size, &head)?;
         let merkle = txn.open_table(MERKLE).map_err(StorageError::from)?;
-        let nodes = self.nodes.over(RedbNodes(&merkle));
+        let journal = txn.open_table(JOURNAL).map_err(StorageError::from)?;
+        let nodes = self.nodes.over(RedbNodes {
+            merkle: &merkle,
+            journal: &journal,
+        });
         let path = inclusion_proof(&Blake3Tree, &nodes, seq, size).map_err(proof_error)?;
         let root = subtree_root(&Blake3Tree, &nodes, 0, size)?;
         Ok(InclusionProof {
@@ -785,7 +810,11 @@ impl ShardReader {
         let head = head_in(txn, self.shard_id)?.0;
         check_size(new_size, &head)?;
         let merkle = txn.open_table(MERKLE).map_err(StorageError::from)?;
-        let nodes = self.nodes.over(RedbNodes(&merkle));
+        let journal = txn.open_table(JOURNAL).map_err(StorageError::from)?;
+        let nodes = self.nodes.over(RedbNodes {
+            merkle: &merkle,
+            journal: &journal,
+        });
         let path =
             consistency_proof(&Blake3Tree, &nodes, old_size, new_size).map_err(proof_error)?;
         Ok(ConsistencyProof {
@@ -838,7 +867,7 @@ impl ShardReader {
         ))
     }
 
-    /// Re-hashes the whole journal, checks every link, every stored leaf and the head.
+    /// Re-hashes the whole journal, checks every link, every stored Merkle node and the head.
     /// Streams in one read snapshot; memory is O(log n).
     pub fn verify_journal(&self) -> Result<ShardHead, VerifyJournalError> {
         self.verify_journal_observed(|_, _| Ok(()))
@@ -917,6 +946,11 @@ impl ShardReader {
         // append order (see `merkle_key`): one walk beside the journal checks them all.
         let mut stored = merkle.iter().map_err(StorageError::from)?;
         let mut verifier = ChainVerifier::new(shard_id);
+        // A stored node that differs from the one the entries give names the entry that
+        // completed it, but not what changed: that entry (leaves are not stored, layout 6)
+        // or the node. The next entry's link (or, for the last, the head) tells which:
+        // the suspect entry is not observed before.
+        let mut suspect: Option<(u64, u8)> = None;
         for row in journal.iter().map_err(StorageError::from)? {
             let (k, v) = row.map_err(StorageError::from)?;
             let seq = verifier.size();
@@ -928,20 +962,29 @@ impl ShardReader {
             }
             let bytes = v.value();
             let mut node_problem: Option<Result<u8, StorageError>> = None;
-            let chained = verifier
-                .push_chained(bytes, |node| {
-                    if node_problem.is_none() {
-                        node_problem = stored_node_differs(stored.next(), &node);
-                    }
-                })
-                .map_err(chain)?;
+            let pushed = verifier.push_chained(bytes, |node| {
+                if node_problem.is_none() && node.level > 0 {
+                    node_problem = stored_node_differs(stored.next(), &node);
+                }
+            });
+            if let Some((at, level)) = suspect {
+                return Err(chain(match pushed {
+                    Err(ChainError::BrokenLink { .. }) => ChainError::LeafMismatch { seq: at },
+                    _ => ChainError::NodeMismatch { seq: at, level },
+                }));
+            }
+            let chained = pushed.map_err(chain)?;
             match node_problem {
-                None => {}
-                Some(Ok(0)) => return Err(chain(ChainError::LeafMismatch { seq })),
-                Some(Ok(level)) => return Err(chain(ChainError::NodeMismatch { seq, level })),
+                None => observe(bytes, &chained, &verifier)?,
+                Some(Ok(level)) => suspect = Some((seq, level)),
                 Some(Err(e)) => return Err(e.into()),
             }
-            observe(bytes, &chained, &verifier)?;
+        }
+        if let Some((at, level)) = suspect {
+            return Err(chain(match verifier.finish(&head) {
+                Err(_) => ChainError::LeafMismatch { seq: at },
+                Ok(()) => ChainError::NodeMismatch { seq: at, level },
+            }));
         }
         verifier.finish(&head).map_err(chain)?;
         if stored.next().is_some() {

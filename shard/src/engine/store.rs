@@ -83,11 +83,18 @@ pub enum IndexTier {
 /// Layout 2 added the `erasures` and `expiries` indexes; layout 3 merged the subject history
 /// and current state into `subjects`, keyed `expiries` by granting event and the Merkle
 /// nodes by completing leaf; layout 4 indexed in two tiers (`meta.customer_indexed_upto`);
-/// layout 5 moved the secondary indexes to their own file (`shard-NNNN.index.redb`).
+/// layout 5 moved the secondary indexes to their own file (`shard-NNNN.index.redb`);
+/// layout 6 stores no Merkle leaves (a leaf is the hash of its journal entry, computed when
+/// a proof needs it).
 /// A file of layout 1 or 2 is migrated on open: its Merkle nodes are re-keyed and its
 /// idempotency keys rebuilt from the journal; from layouts 1–4 the index tables are
-/// dropped from the shard file and rebuilt from the journal into the index file.
-pub const STORE_FORMAT_VERSION: u32 = 5;
+/// dropped from the shard file and rebuilt from the journal into the index file; from
+/// layouts 1–5 the stored leaves are deleted.
+pub const STORE_FORMAT_VERSION: u32 = 6;
+
+/// The layout that moved the indexes to their own file; a migration through it says so
+/// before the next step.
+const LAYOUT_INDEX_FILE: u32 = 5;
 
 /// One appended (or idempotently found) event, as returned to the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -475,7 +482,9 @@ impl Store {
         let merkle = &mut t.merkle;
         self.frontier
             .push(&Blake3Tree, Blake3Tree.hash_leaf(&bytes), |node| {
-                if node_result.is_ok() {
+                // A leaf is its entry's hash, computed from the journal when a proof needs
+                // it: only the nodes above are stored (layout 6).
+                if node_result.is_ok() && node.level > 0 {
                     node_result = merkle
                         .insert(merkle_key(node.level, node.index), &node.hash.0)
                         .map(|_| ());
@@ -743,10 +752,33 @@ fn migrate_to_index_file(db: &Database, path: &Path) -> Result<(), StorageError>
         meta.remove(META_CUSTOMER_INDEXED_UPTO)?;
         meta.insert(
             META_FORMAT_VERSION,
+            LAYOUT_INDEX_FILE.to_be_bytes().as_slice(),
+        )?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// Layouts 1–5 stored every Merkle leaf beside its journal entry: the leaves are deleted
+/// and the file says layout 6, in one transaction (a cut leaves layout 5, migrated again at
+/// the next open). The freed pages are reused by later appends.
+fn migrate_drop_leaves(db: &Database) -> Result<(), StorageError> {
+    let started = std::time::Instant::now();
+    let txn = db.begin_write()?;
+    {
+        let mut merkle = txn.open_table(MERKLE)?;
+        merkle.retain(|(_, level), _| level != 0)?;
+        let mut meta = txn.open_table(META)?;
+        meta.insert(
+            META_FORMAT_VERSION,
             STORE_FORMAT_VERSION.to_be_bytes().as_slice(),
         )?;
     }
     txn.commit()?;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "shard file migrated to layout 6: its Merkle leaves are computed from the journal"
+    );
     Ok(())
 }
 
@@ -792,6 +824,10 @@ fn check_identity(db: &mut Database, path: &Path, shard_id: u32) -> Result<(), O
     if (1..=4).contains(&version) {
         migrate_to_index_file(db, path)?;
         compact(db)?;
+        version = LAYOUT_INDEX_FILE;
+    }
+    if version == LAYOUT_INDEX_FILE {
+        migrate_drop_leaves(db)?;
         version = STORE_FORMAT_VERSION;
     }
     if version != STORE_FORMAT_VERSION {
@@ -828,7 +864,10 @@ fn check_head(db: &Database, head: &ShardHead) -> Result<Frontier, OpenError> {
             head.size
         )));
     }
-    let nodes = RedbNodes(&merkle);
+    let nodes = RedbNodes {
+        merkle: &merkle,
+        journal: &journal,
+    };
     let frontier = Frontier::load(head.size, &nodes).map_err(|e| inconsistent(e.to_string()))?;
     if frontier.root(&Blake3Tree) != head.root {
         return Err(inconsistent(format!(
@@ -842,12 +881,6 @@ fn check_head(db: &Database, head: &ShardHead) -> Result<Frontier, OpenError> {
         if entry_hash(bytes) != head.chain_head {
             return Err(inconsistent(format!(
                 "entry {seq} does not hash to the stored chain head"
-            )));
-        }
-        let leaf = nodes.get(0, seq).map_err(|e| inconsistent(e.to_string()))?;
-        if leaf != Blake3Tree.hash_leaf(bytes) {
-            return Err(inconsistent(format!(
-                "entry {seq} does not match its stored Merkle leaf"
             )));
         }
         match Entry::decode(bytes) {
