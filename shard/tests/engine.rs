@@ -494,6 +494,22 @@ fn a_flipped_byte_in_a_stored_entry_is_named_by_sequence_number() {
         other => panic!("expected entry 17 to be named, got {other:?}"),
     }
     drop(store);
+    // Entry 16 completes no stored node (the nodes under level 2 are not stored): the
+    // broken link of entry 17 and the intact one of entry 18 name it; a changed prev_hash
+    // (offset 22) of entry 20 breaks both its own link and entry 21's, and names 20.
+    tamper(&path, 17, notice_offset); // restored
+    for (seq, offset) in [(16, notice_offset), (20, 22 + 5)] {
+        tamper(&path, seq, offset);
+        match open(&path).reader().verify_journal() {
+            Err(VerifyJournalError::Chain {
+                source: ChainError::LeafMismatch { seq: named },
+                ..
+            }) => assert_eq!(named, seq),
+            other => panic!("expected entry {seq} to be named, got {other:?}"),
+        }
+        tamper(&path, seq, offset);
+    }
+    assert_eq!(open(&path).reader().verify_journal().unwrap().size, 50);
     // ...but a damaged last entry stops the shard from opening at all.
     tamper(&path, 49, 20);
     match Store::open(&path, 0) {
@@ -548,12 +564,12 @@ fn a_changed_missing_or_extra_inner_merkle_node_is_named_by_the_verifier() {
 }
 
 #[test]
-fn a_layout_5_file_loses_its_stored_leaves_on_open_and_every_proof_still_verifies() {
-    // Proves: layout 6 stores no Merkle leaf (a proof computes one from its journal entry);
-    // a layout-5 file, which stored one per entry, is migrated at open (leaves deleted,
-    // layout 6 written, both in one transaction), and then its journal check, roots and
-    // inclusion proofs of every entry agree with what they were; a stray leaf row is
-    // named by the journal check.
+fn a_layout_5_file_loses_its_two_lowest_levels_on_open_and_every_proof_still_verifies() {
+    // Proves: layout 6 stores no Merkle node below level 2 (a proof computes a leaf or a
+    // level-1 node from the journal entries under it); a layout-5 file, which stored them
+    // all, is migrated at open (those rows deleted, layout 6 written, in one transaction),
+    // and then its journal check, roots and inclusion proofs of every entry at every size
+    // agree with what they were; a stray leaf row is named by the journal check.
     use shard::merkle::TreeHasher;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
@@ -568,24 +584,26 @@ fn a_layout_5_file_loses_its_stored_leaves_on_open_and_every_proof_still_verifie
         t.iter().unwrap().map(|r| r.unwrap().0.value()).collect()
     };
     let inner = rows(&path);
-    assert!(inner.iter().all(|&(_, level)| level > 0), "{inner:?}");
+    assert!(inner.iter().all(|&(_, level)| level >= 2), "{inner:?}");
     assert_eq!(
         inner.len(),
-        37 - 37u64.count_ones() as usize,
-        "one node per merge"
+        9 + 4 + 2 + 1,
+        "37 entries complete 9 + 4 + 2 + 1 nodes of levels 2 to 5"
     );
-    // Back to layout 5: a leaf row for every entry.
+    // Back to layout 5: a row for every leaf and every level-1 node.
     {
         let db = Database::create(&path).unwrap();
         let txn = db.begin_write().unwrap();
         {
             let journal = txn.open_table(JOURNAL).unwrap();
             let mut merkle = txn.open_table(MERKLE).unwrap();
+            let leaf = |seq: u64| Blake3Tree.hash_leaf(journal.get(seq).unwrap().unwrap().value());
             for seq in 0..37u64 {
-                let bytes = journal.get(seq).unwrap().unwrap().value().to_vec();
-                merkle
-                    .insert((seq, 0), Blake3Tree.hash_leaf(&bytes).0)
-                    .unwrap();
+                merkle.insert((seq, 0), leaf(seq).0).unwrap();
+                if seq % 2 == 1 {
+                    let node = Blake3Tree.hash_children(&leaf(seq - 1), &leaf(seq));
+                    merkle.insert((seq, 1), node.0).unwrap();
+                }
             }
             let meta: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
             let mut m = txn.open_table(meta).unwrap();
@@ -594,7 +612,7 @@ fn a_layout_5_file_loses_its_stored_leaves_on_open_and_every_proof_still_verifie
         }
         txn.commit().unwrap();
     }
-    assert_eq!(rows(&path).len(), inner.len() + 37);
+    assert_eq!(rows(&path).len(), inner.len() + 37 + 18);
     let store = open(&path);
     let r = store.reader();
     assert_eq!(r.verify_journal().unwrap(), head);
@@ -625,13 +643,14 @@ fn a_layout_5_file_loses_its_stored_leaves_on_open_and_every_proof_still_verifie
         .to_vec();
     assert_eq!(version, 6u32.to_be_bytes(), "migrated to layout 6");
     drop((txn, db));
-    // A leaf row put back by hand is not part of layout 6: the check names it.
+    // A leaf row put back by hand is not part of layout 6: the check names the node it
+    // stands in front of (the first stored node after it, completed by entry 7).
     edit_table(&path, MERKLE, |t| {
         t.insert((4, 0), [1u8; 32]).unwrap();
     });
     match open(&path).reader().verify_journal() {
         Err(VerifyJournalError::Chain {
-            source: ChainError::NodeMismatch { seq: 5, level: 1 },
+            source: ChainError::NodeMismatch { seq: 7, level: 2 },
             ..
         }) => {}
         other => panic!("expected the stray leaf to be named, got {other:?}"),
@@ -1448,8 +1467,8 @@ fn the_audit_names_an_entry_that_does_not_decode_even_when_every_hash_over_it_ag
         chain_head = chained.entry_hash;
     }
     edit_table(&path, MERKLE, |t| {
-        // Leaves are not stored (layout 6): only the nodes above.
-        for n in nodes.iter().filter(|n| n.level > 0) {
+        // Nodes below level 2 are not stored (layout 6).
+        for n in nodes.iter().filter(|n| n.level >= 2) {
             t.insert((last, n.level), n.hash.0).unwrap();
         }
     });

@@ -20,7 +20,7 @@ use super::store::IndexTier;
 use super::store::meta_u32_in;
 use super::subjects_walk::SubjectsPass;
 use super::tables::*;
-use crate::format::{Entry, EntryView, PersonalRecord};
+use crate::format::{Entry, EntryView, HeaderView, PersonalRecord};
 use crate::hash::{Hash, entry_hash, subject_key};
 use crate::merkle::{
     Blake3Tree, NodeSource, ProofError, consistency_proof, inclusion_proof, subtree_root,
@@ -133,11 +133,12 @@ pub struct ConsistencyProof {
     pub path: Vec<Hash>,
 }
 
-/// Stored Merkle nodes as a [`NodeSource`].
+/// Stored Merkle nodes as a [`NodeSource`], and the nodes below them computed from the
+/// journal.
 pub(crate) struct RedbNodes<'a> {
-    /// The stored nodes (levels ≥ 1).
+    /// The stored nodes (levels ≥ [`MIN_STORED_LEVEL`]).
     pub(crate) merkle: &'a ReadOnlyTable<(u64, u8), &'static [u8; 32]>,
-    /// The journal, whose entries hash to the leaves (level 0, not stored).
+    /// The journal, whose entries give the nodes below (not stored).
     pub(crate) journal: &'a ReadOnlyTable<u64, &'static [u8]>,
 }
 
@@ -150,17 +151,8 @@ impl NodeSource for RedbNodes<'_> {
 
 impl RedbNodes<'_> {
     pub(crate) fn get(&self, level: u8, index: u64) -> Result<Hash, StorageError> {
-        if level == 0 {
-            return match self.journal.get(index)? {
-                Some(entry) => Ok(crate::merkle::TreeHasher::hash_leaf(
-                    &Blake3Tree,
-                    entry.value(),
-                )),
-                None => Err(StorageError::Corrupt {
-                    table: "journal",
-                    detail: format!("entry {index}, a leaf of a proof, is missing"),
-                }),
-            };
+        if level < MIN_STORED_LEVEL {
+            return self.computed(level, index);
         }
         match self.merkle.get(merkle_key(level, index))? {
             Some(v) => Ok(Hash(*v.value())),
@@ -169,6 +161,23 @@ impl RedbNodes<'_> {
                 detail: format!("node ({level}, {index}) is missing"),
             }),
         }
+    }
+
+    /// Node (level, index) below [`MIN_STORED_LEVEL`], from the journal entries under it.
+    fn computed(&self, level: u8, index: u64) -> Result<Hash, StorageError> {
+        use crate::merkle::TreeHasher;
+        if level == 0 {
+            return match self.journal.get(index)? {
+                Some(entry) => Ok(Blake3Tree.hash_leaf(entry.value())),
+                None => Err(StorageError::Corrupt {
+                    table: "journal",
+                    detail: format!("entry {index}, under a node of a proof, is missing"),
+                }),
+            };
+        }
+        let left = self.computed(level - 1, index * 2)?;
+        let right = self.computed(level - 1, index * 2 + 1)?;
+        Ok(Blake3Tree.hash_children(&left, &right))
     }
 }
 
@@ -947,11 +956,12 @@ impl ShardReader {
         let mut stored = merkle.iter().map_err(StorageError::from)?;
         let mut verifier = ChainVerifier::new(shard_id);
         // A stored node that differs from the one the entries give names the entry that
-        // completed it, but not what changed: that entry (leaves are not stored, layout 6)
-        // or the node. The next entry's link (or, for the last, the head) tells which:
+        // completed it, but not what changed: that entry (the nodes under it are not
+        // stored, layout 6) or the node. The next entry's link (or, for the last, the head) tells which:
         // the suspect entry is not observed before.
         let mut suspect: Option<(u64, u8)> = None;
-        for row in journal.iter().map_err(StorageError::from)? {
+        let mut rows = journal.iter().map_err(StorageError::from)?.peekable();
+        while let Some(row) = rows.next() {
             let (k, v) = row.map_err(StorageError::from)?;
             let seq = verifier.size();
             if k.value() != seq {
@@ -963,7 +973,7 @@ impl ShardReader {
             let bytes = v.value();
             let mut node_problem: Option<Result<u8, StorageError>> = None;
             let pushed = verifier.push_chained(bytes, |node| {
-                if node_problem.is_none() && node.level > 0 {
+                if node_problem.is_none() && node.level >= MIN_STORED_LEVEL {
                     node_problem = stored_node_differs(stored.next(), &node);
                 }
             });
@@ -972,6 +982,22 @@ impl ShardReader {
                     Err(ChainError::BrokenLink { .. }) => ChainError::LeafMismatch { seq: at },
                     _ => ChainError::NodeMismatch { seq: at, level },
                 }));
+            }
+            if let Err(ChainError::BrokenLink { seq }) = pushed {
+                // Entry seq − 1 or entry seq changed: if the next entry (or, for the last,
+                // the head) links to entry seq as it is, the change is entry seq − 1's.
+                let hash = entry_hash(bytes);
+                let next_links_here = match rows.peek() {
+                    Some(Ok((_, next))) => HeaderView::decode(next.value())
+                        .is_ok_and(|header| header.prev_hash == hash),
+                    Some(Err(_)) => false,
+                    None => head.chain_head == hash,
+                };
+                let altered = match next_links_here {
+                    true => seq.saturating_sub(1),
+                    false => seq,
+                };
+                return Err(chain(ChainError::LeafMismatch { seq: altered }));
             }
             let chained = pushed.map_err(chain)?;
             match node_problem {

@@ -84,12 +84,12 @@ pub enum IndexTier {
 /// and current state into `subjects`, keyed `expiries` by granting event and the Merkle
 /// nodes by completing leaf; layout 4 indexed in two tiers (`meta.customer_indexed_upto`);
 /// layout 5 moved the secondary indexes to their own file (`shard-NNNN.index.redb`);
-/// layout 6 stores no Merkle leaves (a leaf is the hash of its journal entry, computed when
-/// a proof needs it).
+/// layout 6 stores no Merkle node below `MIN_STORED_LEVEL` (leaves and level-1 nodes are
+/// computed from the journal when a proof needs them).
 /// A file of layout 1 or 2 is migrated on open: its Merkle nodes are re-keyed and its
 /// idempotency keys rebuilt from the journal; from layouts 1–4 the index tables are
 /// dropped from the shard file and rebuilt from the journal into the index file; from
-/// layouts 1–5 the stored leaves are deleted.
+/// layouts 1–5 the stored nodes below `MIN_STORED_LEVEL` are deleted.
 pub const STORE_FORMAT_VERSION: u32 = 6;
 
 /// The layout that moved the indexes to their own file; a migration through it says so
@@ -482,9 +482,9 @@ impl Store {
         let merkle = &mut t.merkle;
         self.frontier
             .push(&Blake3Tree, Blake3Tree.hash_leaf(&bytes), |node| {
-                // A leaf is its entry's hash, computed from the journal when a proof needs
-                // it: only the nodes above are stored (layout 6).
-                if node_result.is_ok() && node.level > 0 {
+                // A leaf is its entry's hash and a level-1 node the hash of two entries,
+                // computed from the journal when a proof needs them (layout 6).
+                if node_result.is_ok() && node.level >= MIN_STORED_LEVEL {
                     node_result = merkle
                         .insert(merkle_key(node.level, node.index), &node.hash.0)
                         .map(|_| ());
@@ -759,15 +759,16 @@ fn migrate_to_index_file(db: &Database, path: &Path) -> Result<(), StorageError>
     Ok(())
 }
 
-/// Layouts 1–5 stored every Merkle leaf beside its journal entry: the leaves are deleted
-/// and the file says layout 6, in one transaction (a cut leaves layout 5, migrated again at
-/// the next open). The freed pages are reused by later appends.
+/// Layouts 1–5 stored every Merkle node, leaves included: the nodes below
+/// `MIN_STORED_LEVEL` are deleted and the file says layout 6, in one transaction (a cut
+/// leaves layout 5, migrated again at the next open). The freed pages are reused by later
+/// appends.
 fn migrate_drop_leaves(db: &Database) -> Result<(), StorageError> {
     let started = std::time::Instant::now();
     let txn = db.begin_write()?;
     {
         let mut merkle = txn.open_table(MERKLE)?;
-        merkle.retain(|(_, level), _| level != 0)?;
+        merkle.retain(|(_, level), _| level >= MIN_STORED_LEVEL)?;
         let mut meta = txn.open_table(META)?;
         meta.insert(
             META_FORMAT_VERSION,
@@ -777,7 +778,7 @@ fn migrate_drop_leaves(db: &Database) -> Result<(), StorageError> {
     txn.commit()?;
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
-        "shard file migrated to layout 6: its Merkle leaves are computed from the journal"
+        "shard file migrated to layout 6: its lowest Merkle nodes are computed from the journal"
     );
     Ok(())
 }
@@ -864,17 +865,8 @@ fn check_head(db: &Database, head: &ShardHead) -> Result<Frontier, OpenError> {
             head.size
         )));
     }
-    let nodes = RedbNodes {
-        merkle: &merkle,
-        journal: &journal,
-    };
-    let frontier = Frontier::load(head.size, &nodes).map_err(|e| inconsistent(e.to_string()))?;
-    if frontier.root(&Blake3Tree) != head.root {
-        return Err(inconsistent(format!(
-            "the stored Merkle nodes give a root other than the head's at size {}",
-            head.size
-        )));
-    }
+    // The last entry first: the lowest nodes of the right edge are computed from it, so a
+    // change to it would otherwise be named only as a wrong root.
     if let Some((k, v)) = last {
         let seq = k.value();
         let bytes = v.value();
@@ -888,6 +880,17 @@ fn check_head(db: &Database, head: &ShardHead) -> Result<Frontier, OpenError> {
             Ok(_) => return Err(inconsistent(format!("entry {seq} names another position"))),
             Err(e) => return Err(inconsistent(format!("entry {seq}: {e}"))),
         }
+    }
+    let nodes = RedbNodes {
+        merkle: &merkle,
+        journal: &journal,
+    };
+    let frontier = Frontier::load(head.size, &nodes).map_err(|e| inconsistent(e.to_string()))?;
+    if frontier.root(&Blake3Tree) != head.root {
+        return Err(inconsistent(format!(
+            "the stored Merkle nodes give a root other than the head's at size {}",
+            head.size
+        )));
     }
     Ok(frontier)
 }

@@ -14,7 +14,15 @@ pub(crate) const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("jo
 /// `last leaf`, i.e. node (level, index) with `last leaf = (index + 1)·2^level − 1` (see
 /// [`merkle_key`]). Keyed by the leaf that completes a node, so every node an append writes
 /// lands at the end of the table: one commit dirties one leaf page, not one per level.
+/// Nodes below [`MIN_STORED_LEVEL`] are not stored (layout 6): each is computed from the
+/// journal entries under it when a proof needs it.
 pub(crate) const MERKLE: TableDefinition<(u64, u8), &[u8; 32]> = TableDefinition::new("merkle");
+/// The lowest level of the Merkle nodes the `merkle` table stores (layout 6). A leaf is the
+/// hash of its journal entry and a level-1 node the hash of two of them: storing them was
+/// a row and a half per entry, 1.5 of an append's 3.5 shard-file B-tree inserts, while a
+/// proof needs at most one of each, computed from at most three entries it reads anyway
+/// (docs/benchmarks.md, session 26).
+pub(crate) const MIN_STORED_LEVEL: u8 = 2;
 /// Layouts 1 and 2 keyed the nodes by (level, index) (converted on migration).
 pub(crate) const OLD_MERKLE: TableDefinition<(u8, u64), &[u8; 32]> =
     TableDefinition::new("merkle_nodes");
