@@ -79,6 +79,26 @@ fn untagged(results: &Value, tag: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Records `events("g")` through async-graphql's input path, then (the text cached by a
+/// first bulk request) `events("b")` through the bulk path, checking that all three took
+/// it; returns both answers untagged: (bulk, async-graphql's).
+fn recorded_both_ways(s: &Server, events: impl Fn(&str) -> Value) -> (Vec<Value>, Vec<Value>) {
+    let q = record_many();
+    let reference = via_graphql(s, &q, json!({ "c": "acme", "events": events("g") }));
+    assert!(reference.get("errors").is_none(), "{reference:#}");
+    // The first single request caches the text; the bulk path starts with the second.
+    s.ok(&q, json!({ "c": "acme", "events": varied_events("warm") }));
+    let before = s.metric("assent_bulk_decoded_events_total");
+    let bulk = s.ok(&q, json!({ "c": "acme", "events": events("b") }));
+    assert_eq!(
+        s.metric("assent_bulk_decoded_events_total"),
+        before + 3,
+        "the three events took the bulk path"
+    );
+    let want = untagged(&reference["data"]["recordConsents"], "g");
+    (untagged(&bulk["recordConsents"], "b"), want)
+}
+
 #[test]
 fn the_bulk_path_records_exactly_what_async_graphqls_input_path_records() {
     // Proves: an event list decoded from the body (every field, single-object purposes,
@@ -87,20 +107,7 @@ fn the_bulk_path_records_exactly_what_async_graphqls_input_path_records() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &[]);
     s.customers(&["acme"]);
-    let q = record_many();
-    let reference = via_graphql(&s, &q, json!({ "c": "acme", "events": varied_events("g") }));
-    assert!(reference.get("errors").is_none(), "{reference:#}");
-    // The first single request caches the text; the bulk path starts with the second.
-    s.ok(&q, json!({ "c": "acme", "events": varied_events("warm") }));
-    let before = s.metric("assent_bulk_decoded_events_total");
-    let bulk = s.ok(&q, json!({ "c": "acme", "events": varied_events("b") }));
-    assert_eq!(
-        s.metric("assent_bulk_decoded_events_total"),
-        before + 3,
-        "the three events took the bulk path"
-    );
-    let want = untagged(&reference["data"]["recordConsents"], "g");
-    let got = untagged(&bulk["recordConsents"], "b");
+    let (got, want) = recorded_both_ways(&s, varied_events);
     assert_eq!(got, want);
     let gpc = &got[2]["event"]["purposes"];
     assert!(
@@ -245,14 +252,8 @@ fn text_beyond_ascii_is_recorded_as_sent_and_a_body_that_is_not_utf8_writes_noth
         e[1]["jurisdiction"] = json!("ÉU");
         e
     };
-    let reference = via_graphql(&s, &q, json!({ "c": "acme", "events": events("g") }));
-    assert!(reference.get("errors").is_none(), "{reference:#}");
-    s.ok(&q, json!({ "c": "acme", "events": varied_events("warm") }));
-    let before = s.metric("assent_bulk_decoded_events_total");
-    let bulk = s.ok(&q, json!({ "c": "acme", "events": events("b") }));
-    assert_eq!(s.metric("assent_bulk_decoded_events_total"), before + 3);
-    let got = untagged(&bulk["recordConsents"], "b");
-    assert_eq!(got, untagged(&reference["data"]["recordConsents"], "g"));
+    let (got, want) = recorded_both_ways(&s, events);
+    assert_eq!(got, want);
     assert_eq!(got[0]["event"]["noticeVersion"], "été–2026 🍪");
     // Escaped in the body: the decoder's slow path for escapes still meets the check.
     let escaped = serde_json::to_string(

@@ -80,6 +80,17 @@ pub struct IndexMismatch {
     pub temp_file_failed: bool,
 }
 
+impl IndexMismatch {
+    /// A disagreement (or an unreadable index) in shard `shard_id`, described by `detail`.
+    pub(crate) fn new(shard_id: u32, detail: String) -> IndexMismatch {
+        IndexMismatch {
+            shard_id,
+            detail,
+            temp_file_failed: false,
+        }
+    }
+}
+
 /// Rows of a `u64`-keyed table, walked beside the journal.
 type Rows = Peekable<redb::Range<'static, u64, &'static [u8]>>;
 
@@ -142,11 +153,8 @@ pub(crate) fn run(
     spill: &ClaimSpill,
     feed: impl FnOnce(&mut IndexCheck) -> Result<(), IndexMismatch>,
 ) -> Result<IndexReport, IndexMismatch> {
-    let key = MultisetKey::random().map_err(|e| IndexMismatch {
-        temp_file_failed: false,
-        shard_id,
-        detail: format!("drawing the digest key: {e}"),
-    })?;
+    let key = MultisetKey::random()
+        .map_err(|e| IndexMismatch::new(shard_id, format!("drawing the digest key: {e}")))?;
     std::thread::scope(|scope| {
         let side = scope.spawn(|| SideDigests::of(txn, key));
         let mut check = IndexCheck::open(txn, shard_id, key)?;
@@ -161,11 +169,7 @@ pub(crate) fn run(
 impl IndexCheck {
     /// Opens the tables of `txn` and reads the customers; `key` keys the check's digests.
     fn open(txn: &Snapshots, shard_id: u32, key: MultisetKey) -> Result<IndexCheck, IndexMismatch> {
-        let io = |e: StorageError| IndexMismatch {
-            temp_file_failed: false,
-            shard_id,
-            detail: format!("reading: {e}"),
-        };
+        let io = |e: StorageError| IndexMismatch::new(shard_id, format!("reading: {e}"));
         let secrets: HashMap<u32, (String, [u8; 32])> = txn
             .open_table(CUSTOMERS)
             .map_err(|e| io(e.into()))?
@@ -206,11 +210,7 @@ impl IndexCheck {
     }
 
     fn bad(&self, detail: String) -> IndexMismatch {
-        IndexMismatch {
-            temp_file_failed: false,
-            shard_id: self.shard_id,
-            detail,
-        }
+        IndexMismatch::new(self.shard_id, detail)
     }
 
     fn io(&self, e: impl Into<StorageError>) -> IndexMismatch {
@@ -289,17 +289,13 @@ impl IndexCheck {
                 .add(self.key, &time_row(c, e.recorded_at_ms, e.seq));
             let day = e.recorded_at_ms.div_euclid(MS_PER_DAY);
             let shard_id = self.shard_id;
-            let day_counts = self
-                .counters
-                .of(self.key, c, day)
-                .ok_or_else(|| IndexMismatch {
-                    temp_file_failed: false,
-                    shard_id,
-                    detail: format!(
-                        "entry {}: recorded_at goes back in time from an earlier entry",
-                        e.seq
-                    ),
-                })?;
+            let day_counts = self.counters.of(self.key, c, day).ok_or_else(|| {
+                let detail = format!(
+                    "entry {}: recorded_at goes back in time from an earlier entry",
+                    e.seq
+                );
+                IndexMismatch::new(shard_id, detail)
+            })?;
             for (p, choice) in consent.purposes.iter_bytes() {
                 tally(day_counts, p, choice);
             }

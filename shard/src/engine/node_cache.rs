@@ -49,7 +49,7 @@ impl NodeCache {
     }
 
     /// A node source that reads `stored` through this cache.
-    pub(crate) fn over<'a>(&'a self, stored: RedbNodes<'a>) -> CachedNodes<'a> {
+    pub(crate) fn over(&self, stored: RedbNodes) -> CachedNodes<'_> {
         CachedNodes {
             cache: self,
             stored,
@@ -84,7 +84,7 @@ impl NodeCache {
 /// Stored nodes read through a [`NodeCache`].
 pub(crate) struct CachedNodes<'a> {
     cache: &'a NodeCache,
-    stored: RedbNodes<'a>,
+    stored: RedbNodes,
 }
 
 impl NodeSource for CachedNodes<'_> {

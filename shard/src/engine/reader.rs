@@ -135,21 +135,29 @@ pub struct ConsistencyProof {
 
 /// Stored Merkle nodes as a [`NodeSource`], and the nodes below them computed from the
 /// journal.
-pub(crate) struct RedbNodes<'a> {
+pub(crate) struct RedbNodes {
     /// The stored nodes (levels ≥ [`MIN_STORED_LEVEL`]).
-    pub(crate) merkle: &'a ReadOnlyTable<(u64, u8), &'static [u8; 32]>,
+    merkle: ReadOnlyTable<(u64, u8), &'static [u8; 32]>,
     /// The journal, whose entries give the nodes below (not stored).
-    pub(crate) journal: &'a ReadOnlyTable<u64, &'static [u8]>,
+    pub(crate) journal: ReadOnlyTable<u64, &'static [u8]>,
 }
 
-impl NodeSource for RedbNodes<'_> {
+impl NodeSource for RedbNodes {
     type Error = StorageError;
     fn node(&self, level: u8, index: u64) -> Result<Hash, StorageError> {
         self.get(level, index)
     }
 }
 
-impl RedbNodes<'_> {
+impl RedbNodes {
+    /// The nodes of the tree `txn` sees.
+    pub(crate) fn open(txn: &ReadTransaction) -> Result<RedbNodes, StorageError> {
+        Ok(RedbNodes {
+            merkle: txn.open_table(MERKLE)?,
+            journal: txn.open_table(JOURNAL)?,
+        })
+    }
+
     pub(crate) fn get(&self, level: u8, index: u64) -> Result<Hash, StorageError> {
         if level < MIN_STORED_LEVEL {
             return self.computed(level, index);
@@ -767,12 +775,7 @@ impl ShardReader {
         if size == 0 {
             return Ok(crate::merkle::TreeHasher::hash_empty(&Blake3Tree));
         }
-        let merkle = txn.open_table(MERKLE).map_err(StorageError::from)?;
-        let journal = txn.open_table(JOURNAL).map_err(StorageError::from)?;
-        let nodes = self.nodes.over(RedbNodes {
-            merkle: &merkle,
-            journal: &journal,
-        });
+        let nodes = self.nodes.over(RedbNodes::open(txn)?);
         Ok(subtree_root(&Blake3Tree, &nodes, 0, size)?)
     }
 
@@ -782,12 +785,7 @@ impl ShardReader {
         let txn = snap.txn();
         let head = head_in(txn, self.shard_id)?.0;
         check_size(size, &head)?;
-        let merkle = txn.open_table(MERKLE).map_err(StorageError::from)?;
-        let journal = txn.open_table(JOURNAL).map_err(StorageError::from)?;
-        let nodes = self.nodes.over(RedbNodes {
-            merkle: &merkle,
-            journal: &journal,
-        });
+        let nodes = self.nodes.over(RedbNodes::open(txn)?);
         let path = inclusion_proof(&Blake3Tree, &nodes, seq, size).map_err(proof_error)?;
         let root = subtree_root(&Blake3Tree, &nodes, 0, size)?;
         Ok(InclusionProof {
@@ -818,12 +816,7 @@ impl ShardReader {
         let txn = snap.txn();
         let head = head_in(txn, self.shard_id)?.0;
         check_size(new_size, &head)?;
-        let merkle = txn.open_table(MERKLE).map_err(StorageError::from)?;
-        let journal = txn.open_table(JOURNAL).map_err(StorageError::from)?;
-        let nodes = self.nodes.over(RedbNodes {
-            merkle: &merkle,
-            journal: &journal,
-        });
+        let nodes = self.nodes.over(RedbNodes::open(txn)?);
         let path =
             consistency_proof(&Blake3Tree, &nodes, old_size, new_size).map_err(proof_error)?;
         Ok(ConsistencyProof {
@@ -955,11 +948,6 @@ impl ShardReader {
         // append order (see `merkle_key`): one walk beside the journal checks them all.
         let mut stored = merkle.iter().map_err(StorageError::from)?;
         let mut verifier = ChainVerifier::new(shard_id);
-        // A stored node that differs from the one the entries give names the entry that
-        // completed it, but not what changed: that entry (the nodes under it are not
-        // stored, layout 6) or the node. The next entry's link (or, for the last, the head) tells which:
-        // the suspect entry is not observed before.
-        let mut suspect: Option<(u64, u8)> = None;
         let mut rows = journal.iter().map_err(StorageError::from)?.peekable();
         while let Some(row) = rows.next() {
             let (k, v) = row.map_err(StorageError::from)?;
@@ -977,40 +965,33 @@ impl ShardReader {
                     node_problem = stored_node_differs(stored.next(), &node);
                 }
             });
-            if let Some((at, level)) = suspect {
-                return Err(chain(match pushed {
-                    Err(ChainError::BrokenLink { .. }) => ChainError::LeafMismatch { seq: at },
-                    _ => ChainError::NodeMismatch { seq: at, level },
-                }));
-            }
-            if let Err(ChainError::BrokenLink { seq }) = pushed {
-                // Entry seq − 1 or entry seq changed: if the next entry (or, for the last,
-                // the head) links to entry seq as it is, the change is entry seq − 1's.
-                let hash = entry_hash(bytes);
-                let next_links_here = match rows.peek() {
-                    Some(Ok((_, next))) => HeaderView::decode(next.value())
-                        .is_ok_and(|header| header.prev_hash == hash),
-                    Some(Err(_)) => false,
-                    None => head.chain_head == hash,
-                };
-                let altered = match next_links_here {
-                    true => seq.saturating_sub(1),
-                    false => seq,
-                };
-                return Err(chain(ChainError::LeafMismatch { seq: altered }));
-            }
-            let chained = pushed.map_err(chain)?;
+            // A broken link says that entry seq − 1 or seq changed, a stored node that
+            // differs that entry seq or the node did (the nodes under it are not stored,
+            // layout 6): whether the next entry (or, for the last, the head) still links
+            // to entry seq as it is tells which.
+            let mut next_links_here = || {
+                let next = rows.peek().map(|r| r.as_ref().ok().map(|(_, v)| v.value()));
+                links_to(next, &head, entry_hash(bytes))
+            };
+            let chained = match pushed {
+                Err(ChainError::BrokenLink { seq }) => {
+                    let altered = match next_links_here() {
+                        true => seq.saturating_sub(1),
+                        false => seq,
+                    };
+                    return Err(chain(ChainError::LeafMismatch { seq: altered }));
+                }
+                pushed => pushed.map_err(chain)?,
+            };
             match node_problem {
-                None => observe(bytes, &chained, &verifier)?,
-                Some(Ok(level)) => suspect = Some((seq, level)),
+                None => {}
+                Some(Ok(level)) if next_links_here() => {
+                    return Err(chain(ChainError::NodeMismatch { seq, level }));
+                }
+                Some(Ok(_)) => return Err(chain(ChainError::LeafMismatch { seq })),
                 Some(Err(e)) => return Err(e.into()),
             }
-        }
-        if let Some((at, level)) = suspect {
-            return Err(chain(match verifier.finish(&head) {
-                Err(_) => ChainError::LeafMismatch { seq: at },
-                Ok(()) => ChainError::NodeMismatch { seq: at, level },
-            }));
+            observe(bytes, &chained, &verifier)?;
         }
         verifier.finish(&head).map_err(chain)?;
         if stored.next().is_some() {
@@ -1044,11 +1025,7 @@ impl ShardReader {
         pass: SubjectsPass,
     ) -> Result<IndexReport, IndexMismatch> {
         let shard_id = self.shard_id;
-        let io = |e: StorageError| IndexMismatch {
-            temp_file_failed: false,
-            shard_id,
-            detail: format!("reading: {e}"),
-        };
+        let io = |e: StorageError| IndexMismatch::new(shard_id, format!("reading: {e}"));
         let txn = self.snapshot().map_err(io)?;
         let spill = super::state_check::ClaimSpill {
             bytes_per_pass: claim_bytes_per_pass,
@@ -1072,6 +1049,17 @@ type MerkleRow<'a> = (
 
 /// `None` when `row` is the stored copy of `node`; otherwise the node's level (or the read
 /// error).
+/// Whether the entry after one whose hash is `hash` names it as its predecessor: `next` is
+/// that entry's bytes (`Some(None)` when its row could not be read), or `None` when there is
+/// none and the head's chain head speaks for it.
+fn links_to(next: Option<Option<&[u8]>>, head: &ShardHead, hash: Hash) -> bool {
+    match next {
+        Some(Some(bytes)) => HeaderView::decode(bytes).is_ok_and(|h| h.prev_hash == hash),
+        Some(None) => false,
+        None => head.chain_head == hash,
+    }
+}
+
 fn stored_node_differs(
     row: Option<Result<MerkleRow<'_>, redb::StorageError>>,
     node: &crate::merkle::NewNode,

@@ -93,11 +93,8 @@ impl ShardReader {
                         let _ = empty_tx.send(batch);
                     }
                     if journal_failed.load(Ordering::Acquire) {
-                        return Err(IndexMismatch {
-                            temp_file_failed: false,
-                            shard_id,
-                            detail: "not finished: the journal check failed".into(),
-                        });
+                        let detail = "not finished: the journal check failed".into();
+                        return Err(IndexMismatch::new(shard_id, detail));
                     }
                     Ok(())
                 })

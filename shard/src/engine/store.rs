@@ -763,7 +763,7 @@ fn migrate_to_index_file(db: &Database, path: &Path) -> Result<(), StorageError>
 /// `MIN_STORED_LEVEL` are deleted and the file says layout 6, in one transaction (a cut
 /// leaves layout 5, migrated again at the next open). The freed pages are reused by later
 /// appends.
-fn migrate_drop_leaves(db: &Database) -> Result<(), StorageError> {
+fn migrate_drop_low_nodes(db: &Database) -> Result<(), StorageError> {
     let started = std::time::Instant::now();
     let txn = db.begin_write()?;
     {
@@ -828,7 +828,7 @@ fn check_identity(db: &mut Database, path: &Path, shard_id: u32) -> Result<(), O
         version = LAYOUT_INDEX_FILE;
     }
     if version == LAYOUT_INDEX_FILE {
-        migrate_drop_leaves(db)?;
+        migrate_drop_low_nodes(db)?;
         version = STORE_FORMAT_VERSION;
     }
     if version != STORE_FORMAT_VERSION {
@@ -855,9 +855,8 @@ fn check_head(db: &Database, head: &ShardHead) -> Result<Frontier, OpenError> {
         detail,
     };
     let txn = db.begin_read().map_err(StorageError::from)?;
-    let journal = txn.open_table(JOURNAL).map_err(StorageError::from)?;
-    let merkle = txn.open_table(MERKLE).map_err(StorageError::from)?;
-    let last = journal.last().map_err(StorageError::from)?;
+    let nodes = RedbNodes::open(&txn)?;
+    let last = nodes.journal.last().map_err(StorageError::from)?;
     let journal_size = last.as_ref().map_or(0, |(k, _)| k.value() + 1);
     if journal_size != head.size {
         return Err(inconsistent(format!(
@@ -881,10 +880,6 @@ fn check_head(db: &Database, head: &ShardHead) -> Result<Frontier, OpenError> {
             Err(e) => return Err(inconsistent(format!("entry {seq}: {e}"))),
         }
     }
-    let nodes = RedbNodes {
-        merkle: &merkle,
-        journal: &journal,
-    };
     let frontier = Frontier::load(head.size, &nodes).map_err(|e| inconsistent(e.to_string()))?;
     if frontier.root(&Blake3Tree) != head.root {
         return Err(inconsistent(format!(
