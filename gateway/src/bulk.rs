@@ -486,10 +486,21 @@ pub(crate) fn date_time<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>
             f.write_str("an RFC 3339 date and time")
         }
         fn visit_str<E: de::Error>(self, s: &str) -> Result<DateTime<Utc>, E> {
-            s.parse().map_err(E::custom)
+            parse_date_time(s).map_err(E::custom)
         }
     }
     d.deserialize_str(Time)
+}
+
+/// What async-graphql's `DateTime` scalar makes of `s` (chrono's `FromStr`), faster: the
+/// strict RFC 3339 parser first (27 against 125 ns a date on this machine, one or two dates
+/// an event), and `FromStr`, which also accepts other forms (a space for the `T`, …) and
+/// gives their errors, only for what the strict parser refuses.
+fn parse_date_time(s: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
+    match DateTime::parse_from_rfc3339(s) {
+        Ok(t) => Ok(t.with_timezone(&Utc)),
+        Err(_) => s.parse(),
+    }
 }
 
 /// An optional `DateTime` input: absent or `null` is `None`.
@@ -504,6 +515,39 @@ pub(crate) fn opt_date_time<'de, D: Deserializer<'de>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_date_time_reads_as_async_graphqls_scalar_reads_it() {
+        // Proves: the strict parser's fast path changes no answer: the same instant for
+        // every form chrono's FromStr accepts, and an error for everything it refuses.
+        let texts = [
+            "2026-01-01T00:00:00Z",
+            "2026-11-27T13:45:07.123Z",
+            "2026-11-27T13:45:07.123456789Z",
+            "2026-11-27t13:45:07z",
+            "2026-11-27T13:45:07+02:00",
+            "2026-11-27T13:45:07-05:30",
+            "2026-11-27T13:45:07.5+00:00",
+            "2026-11-27 13:45:07Z",
+            "2026-11-27T23:59:60Z",
+            "2026-11-27T13:45:07",
+            "2026-11-27",
+            "2026-13-01T00:00:00Z",
+            "2026-11-27T13:45:07+24:00",
+            "",
+            "yesterday",
+        ];
+        for text in texts {
+            let ours = parse_date_time(text).ok();
+            let theirs = text.parse::<DateTime<Utc>>().ok();
+            assert_eq!(ours, theirs, "{text:?}");
+        }
+        let read = texts.iter().filter(|t| parse_date_time(t).is_ok()).count();
+        assert!(
+            (8..texts.len()).contains(&read),
+            "both kinds are tried: {read} read"
+        );
+    }
 
     /// The shortest valid event: required fields only, one-byte values, one purpose.
     const SHORTEST_EVENT: &str = r#"{"subjectId":"x","purposes":{"purpose":"a","choice":"DENIED"},"noticeId":"n","noticeVersion":"v","captureMethod":"API","jurisdiction":"E","occurredAt":"2026-01-01T00:00:00Z"}"#;
