@@ -314,7 +314,10 @@ impl IndexStore {
     fn apply_queued(&self, t: &mut IndexTables<'_>, customers: bool) -> Result<(), StorageError> {
         let in_subject_tier = usize::try_from(self.indexed_upto - self.customer_indexed_upto)
             .expect("the queue fits in memory");
-        for (i, item) in self.queue.iter().enumerate() {
+        // Only what this step applies: the subject tier's part of the queue alone is most
+        // steps' work, while the queue holds up to `CUSTOMER_INDEX_DELAY_MS` of entries.
+        let first = if customers { 0 } else { in_subject_tier };
+        for (i, item) in self.queue.iter().enumerate().skip(first) {
             assert_eq!(
                 item.seq,
                 self.customer_indexed_upto + i as u64,

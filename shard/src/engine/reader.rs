@@ -1050,8 +1050,6 @@ type MerkleRow<'a> = (
     AccessGuard<'a, &'static [u8; 32]>,
 );
 
-/// `None` when `row` is the stored copy of `node`; otherwise the node's level (or the read
-/// error).
 /// Whether the entry after one whose hash is `hash` names it as its predecessor: `next` is
 /// that entry's bytes (`Some(None)` when its row could not be read), or `None` when there is
 /// none and the head's chain head speaks for it.
@@ -1063,6 +1061,8 @@ fn links_to(next: Option<Option<&[u8]>>, head: &ShardHead, hash: Hash) -> bool {
     }
 }
 
+/// `None` when `row` is the stored copy of `node`; otherwise the node's level (or the read
+/// error).
 fn stored_node_differs(
     row: Option<Result<MerkleRow<'_>, redb::StorageError>>,
     node: &crate::merkle::NewNode,

@@ -109,12 +109,6 @@ pub(crate) enum ClaimProblem {
     TempFile(String),
 }
 
-impl From<String> for ClaimProblem {
-    fn from(detail: String) -> ClaimProblem {
-        ClaimProblem::Mismatch(detail)
-    }
-}
-
 /// Collects state claims and checks them against the journal pass, in memory or, beyond
 /// the bound, through sorted runs in a temporary file.
 pub(crate) struct StateClaims {
@@ -256,7 +250,7 @@ impl StateClaims {
                     .purposes_of(claim)
                     .next()
                     .expect("a claim has a purpose");
-                return Err(does_not_set(claim.seq, name).into());
+                return Err(does_not_set(claim.seq, name));
             }
             check_sets(
                 entry,
@@ -338,8 +332,10 @@ fn temp_file_error(limits: &ClaimSpill, e: std::io::Error) -> ClaimProblem {
     ))
 }
 
-fn does_not_set(seq: u64, purpose: &str) -> String {
-    format!("current state of a subject names entry {seq} for {purpose}, which does not set it so")
+fn does_not_set(seq: u64, purpose: &str) -> ClaimProblem {
+    ClaimProblem::Mismatch(format!(
+        "current state of a subject names entry {seq} for {purpose}, which does not set it so"
+    ))
 }
 
 /// Checks that `entry` (entry `seq`) is a consent event at the claimed times that sets
@@ -350,7 +346,7 @@ fn check_sets<'p>(
     occurred_at_ms: i64,
     expires_at_ms: Option<i64>,
     mut purposes: impl Iterator<Item = (&'p str, Choice)>,
-) -> Result<(), String> {
+) -> Result<(), ClaimProblem> {
     let Some(first) = purposes.next() else {
         return Ok(());
     };
@@ -521,7 +517,7 @@ impl Spill {
     ) -> Result<(), ClaimProblem> {
         while let Some(claim) = self.pop_upto(seq).map_err(|e| temp_file_error(limits, e))? {
             if claim.seq < seq {
-                return Err(does_not_set(claim.seq, &claim.purposes[0].0).into());
+                return Err(does_not_set(claim.seq, &claim.purposes[0].0));
             }
             let purposes = claim.purposes.iter().map(|(n, c)| (n.as_str(), *c));
             check_sets(
