@@ -424,9 +424,9 @@ fn audit_dir(dir: &Path, args: &AuditArgs) -> Result<Value, Failure> {
             ShardReader::open_existing(&path, i, mode).map_err(|e| {
                 let m = format!("shard {i} ({}): {e}", path.display());
                 match e {
-                    StorageError::NeedsRepair | StorageError::OldLayout { .. } => {
-                        Failure::Unusable(m)
-                    }
+                    StorageError::NeedsRepair
+                    | StorageError::OldLayout { .. }
+                    | StorageError::OtherIndexLayout { .. } => Failure::Unusable(m),
                     _ => Failure::Problem(m),
                 }
             })

@@ -824,6 +824,40 @@ fn index_verification_passes_a_true_index_and_names_a_tampered_one() {
         tab.remove(first).unwrap();
     });
     assert!(err.contains("subject history"), "{err}");
+    // Index layout 2: a subject's latest event has no history row, its state row stands
+    // for it. A row added for that event, or the state row taken away, is a history that
+    // disagrees with the journal.
+    let latest_of_first_state = |t: &common::Edit| {
+        let tab = t.open_table(SUBJECTS).unwrap();
+        let (key, state) = tab
+            .iter()
+            .unwrap()
+            .map(|r| r.unwrap())
+            .find(|(k, _)| k.value().2 == u64::MAX)
+            .map(|(k, v)| (k.value(), v.value().to_vec()))
+            .unwrap();
+        // Every purpose of these states was set by the subject's latest event: the first
+        // purpose's seq (after its count, name and choice) is that event's.
+        let at = 8 + u32::from_be_bytes(state[4..8].try_into().unwrap()) as usize + 1;
+        (
+            key,
+            u64::from_be_bytes(state[at..at + 8].try_into().unwrap()),
+        )
+    };
+    let err = tamper(&|t| {
+        let ((c, s, _), latest) = latest_of_first_state(t);
+        let mut tab = t.open_table(SUBJECTS).unwrap();
+        assert!(tab.insert((c, s, latest), [].as_slice()).unwrap().is_none());
+    });
+    assert!(
+        err.contains("subject history"),
+        "a row for the latest: {err}"
+    );
+    let err = tamper(&|t| {
+        let (key, _) = latest_of_first_state(t);
+        t.open_table(SUBJECTS).unwrap().remove(key).unwrap();
+    });
+    assert!(err.contains("subject history"), "no state row: {err}");
     let err = tamper(&|t| {
         let mut tab = t.open_table(CUSTOMER_EVENTS).unwrap();
         let (c, time, seq) = tab.last().unwrap().unwrap().0.value();

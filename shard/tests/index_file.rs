@@ -8,7 +8,8 @@ use std::path::Path;
 
 use common::event;
 use shard::engine::{
-    ErasureRequest, ErasureTarget, IndexHold, MAX_INDEX_LAG_ENTRIES, Order, Store, index_path,
+    AuditOpen, ErasureRequest, ErasureTarget, IndexHold, MAX_INDEX_LAG_ENTRIES, Order, ShardReader,
+    StorageError, Store, index_path,
 };
 
 fn open(path: &Path, shard_id: u32) -> Store {
@@ -64,7 +65,8 @@ fn closed_shard_of_20(dir: &Path) -> std::path::PathBuf {
 #[test]
 fn an_index_file_that_is_missing_foreign_or_ahead_of_the_journal_is_rebuilt_from_it() {
     // Proves: the index file is derived data the shard never trusts blindly: one that is
-    // missing, of another ledger, of another shard, or ahead of the journal is replaced by
+    // missing, of another ledger, of another shard, of another index layout, or ahead of
+    // the journal is replaced by
     // one rebuilt from the journal, so that reads and the audit agree with the journal.
     let dir = tempfile::tempdir().unwrap();
     let path = closed_shard_of_20(dir.path());
@@ -112,6 +114,33 @@ fn an_index_file_that_is_missing_foreign_or_ahead_of_the_journal_is_rebuilt_from
     shard_one.close();
     std::fs::copy(index_path(&dir.path().join("n1.redb")), index_path(&path)).unwrap();
     assert_rebuilt(&path, 0, 20, "of another shard");
+
+    // An index file of index layout 1 (before session 28 it kept a history row for every
+    // event, the latest included): rebuilt, while the audit refuses it as unusable input.
+    let set_layout = |layout: u32| {
+        let db = redb::Database::open(index_path(&path)).unwrap();
+        let txn = db.begin_write().unwrap();
+        let meta: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("index_meta");
+        txn.open_table(meta)
+            .unwrap()
+            .insert("format_version", layout.to_be_bytes().as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    };
+    set_layout(1);
+    let refused = ShardReader::open_existing(&path, 0, AuditOpen::ReadOnly).err();
+    assert!(
+        matches!(
+            refused,
+            Some(StorageError::OtherIndexLayout {
+                found: 1,
+                supported: 2
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_rebuilt(&path, 0, 20, "of index layout 1");
+    assert!(ShardReader::open_existing(&path, 0, AuditOpen::ReadOnly).is_ok());
 
     // An index of 25 entries beside a journal of 20 (a shard file restored from a backup).
     let mut store = open(&path, 0);

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable};
 
 use super::error::{ErasureError, StorageError};
-use super::index::STATE_ROW;
+use super::index::subject_seqs;
 use super::index_file::IndexErasure;
 use super::reader::split_personal;
 use super::store::{Appended, Store, WriteTables};
@@ -180,12 +180,7 @@ fn matching_seqs(
         ErasureTarget::Subject(id) => {
             let s = subject_key(secret, id).0;
             let subjects: ReadOnlyTable<_, _> = index.open_table(SUBJECTS)?;
-            for row in subjects
-                .range((customer, &s, 0)..(customer, &s, STATE_ROW))?
-                .take(MAX_ERASED_PER_ENTRY)
-            {
-                out.push(row?.0.value().2);
-            }
+            out = subject_seqs(&subjects, customer, &s, MAX_ERASED_PER_ENTRY)?;
         }
         ErasureTarget::RecordedBefore(before_ms) => {
             let times = index.open_table(CUSTOMER_EVENTS)?;

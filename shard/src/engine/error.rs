@@ -37,6 +37,16 @@ pub enum StorageError {
         /// Layout this build reads.
         supported: u32,
     },
+    /// An index file of another index layout, which only a server rebuilds.
+    #[error(
+        "the index file has index layout {found}; this build reads layout {supported}: serve a copy of the data directory once (which rebuilds the index file from the journal), then audit that"
+    )]
+    OtherIndexLayout {
+        /// Layout in the file (0: none recorded).
+        found: u32,
+        /// Layout this build reads.
+        supported: u32,
+    },
     /// The shard's index writer stopped or failed; its indexes no longer follow the
     /// journal until the shard is reopened (which rebuilds them).
     #[error("index writer: {0}")]

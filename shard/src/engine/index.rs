@@ -212,6 +212,50 @@ pub(crate) fn state_in(
     }
 }
 
+/// The seq of the event a state stands for without a history row of its own (index layout
+/// 2): the greatest seq the state names. Every consent event that sets a purpose sets it to
+/// its own seq, and a subject's events apply in seq order, so this is the subject's latest
+/// such event. `None` for no state.
+pub(crate) fn latest_seq(states: &[impl Expiring]) -> Option<u64> {
+    states.iter().map(Expiring::seq).max()
+}
+
+/// [`latest_seq`] of the subject's stored state row, if it has one.
+pub(crate) fn latest_in(
+    subjects: &impl ReadableTable<(u32, &'static [u8; 32], u64), &'static [u8]>,
+    customer: u32,
+    subject: &[u8; 32],
+) -> Result<Option<u64>, StorageError> {
+    match subjects.get((customer, subject, STATE_ROW))? {
+        Some(v) => Ok(latest_seq(&decode_state_view(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// Every event of a subject, oldest first, at most `limit`: its history rows, and the
+/// latest event its state stands for ([`latest_in`]) in its place among them.
+pub(crate) fn subject_seqs(
+    subjects: &impl ReadableTable<(u32, &'static [u8; 32], u64), &'static [u8]>,
+    customer: u32,
+    subject: &[u8; 32],
+    limit: usize,
+) -> Result<Vec<u64>, StorageError> {
+    let latest = latest_in(subjects, customer, subject)?;
+    let mut seqs = Vec::new();
+    for row in subjects.range((customer, subject, 0)..(customer, subject, STATE_ROW))? {
+        seqs.push(row?.0.value().2);
+        if seqs.len() >= limit {
+            break;
+        }
+    }
+    if let Some(latest) = latest {
+        let at = seqs.partition_point(|&s| s < latest);
+        seqs.insert(at, latest);
+        seqs.truncate(limit);
+    }
+    Ok(seqs)
+}
+
 /// One (customer, day)'s counters: (purpose, (granted, denied)), a handful each, so a
 /// short list beats a map keyed by copied names.
 pub(crate) type DayCounts = Vec<(String, (u64, u64))>;
@@ -239,8 +283,9 @@ pub(crate) fn tally(day: &mut DayCounts, purpose: &[u8], choice: Choice) {
 
 /// The index tables open in one write transaction.
 pub(crate) struct IndexTables<'t> {
-    /// History rows `(customer, subject, seq) → []` and the state row
-    /// `(customer, subject, STATE_ROW) → encoded state`.
+    /// History rows `(customer, subject, seq) → []` of every event of a subject but its
+    /// latest, and the state row `(customer, subject, STATE_ROW) → encoded state`, which
+    /// stands for the latest ([`latest_seq`]).
     pub(crate) subjects: Table<'t, (u32, &'static [u8; 32], u64), &'static [u8]>,
     pub(crate) customer_events: Table<'t, (u32, i64, u64), ()>,
     pub(crate) daily_counts: Table<'t, (u32, i64, &'static str), (u64, u64)>,
@@ -282,16 +327,9 @@ impl IndexTables<'_> {
         state_in(&self.subjects, customer, &subject.0)
     }
 
-    /// The seqs of a subject's history rows, oldest first.
+    /// Every event of a subject, oldest first ([`subject_seqs`]).
     pub(crate) fn history(&self, customer: u32, subject: Hash) -> Result<Vec<u64>, StorageError> {
-        let mut seqs = Vec::new();
-        for row in self
-            .subjects
-            .range((customer, &subject.0, 0)..(customer, &subject.0, STATE_ROW))?
-        {
-            seqs.push(row?.0.value().2);
-        }
-        Ok(seqs)
+        subject_seqs(&self.subjects, customer, &subject.0, usize::MAX)
     }
 
     /// Reflects `entry` in the customer tier: its time row, its day's counters, and for an
@@ -344,8 +382,9 @@ impl IndexTables<'_> {
         }
     }
 
-    /// The subject tier of a consent entry: its history row, current state and expiry
-    /// rows.
+    /// The subject tier of a consent entry: its current state and expiry rows, and the
+    /// history row of the subject's previous latest event (index layout 2: the latest event
+    /// has none, its state row stands for it).
     pub(crate) fn apply_subject_consent(
         &mut self,
         facts: &ConsentFacts<'_>,
@@ -356,16 +395,19 @@ impl IndexTables<'_> {
             facts.seq < STATE_ROW,
             "a seq never reaches the state row key"
         );
-        self.subjects
-            .insert((customer, &subject.0, facts.seq), [].as_slice())?;
-        // Most events are their subject's first (a new visitor): the state row is written
-        // first with the state this event alone gives, and the previous state, if any,
-        // comes back from the insert. A first event then costs one B-tree descent for its
-        // state instead of a read and a write; a later one a second write.
         if facts.purposes.is_empty() {
-            // Validation refuses such events; one would change no state and no expiry row.
+            // Validation refuses such events. One would change no state, so the state
+            // could not stand for it: it keeps a history row of its own.
+            self.subjects
+                .insert((customer, &subject.0, facts.seq), [].as_slice())?;
             return Ok(());
         }
+        // Most events are their subject's first (a new visitor): the state row is written
+        // first with the state this event alone gives, and the previous state, if any,
+        // comes back from the insert. A first event then costs one B-tree insert in all
+        // (layout 1 also inserted a history row for it: 7.6 % of `batch`'s server CPU,
+        // docs/benchmarks.md, session 28); a later one a history row for the event its
+        // state stood for, and a second write of the state.
         let key = (customer, &subject.0, STATE_ROW);
         let alone = encode_first_state(facts);
         let replaced = match self.subjects.insert(key, alone.as_slice())? {
@@ -375,6 +417,13 @@ impl IndexTables<'_> {
         let Some(mut states) = replaced else {
             return self.set_expiries(customer, subject, &[], &first_expiry_rows(facts));
         };
+        let previous = latest_seq(&states).expect("a stored state names a purpose");
+        assert!(
+            previous < facts.seq,
+            "a subject's events are indexed in seq order"
+        );
+        self.subjects
+            .insert((customer, &subject.0, previous), [].as_slice())?;
         let before = expiry_rows(&states);
         apply_facts(&mut states, facts);
         let merged = encode_state(&states);
@@ -441,6 +490,8 @@ pub(crate) trait Expiring {
     /// `(expires_at_ms, seq)` when the purpose is GRANTED and lapses: the expiry index
     /// holds those, since they are what must be renewed.
     fn expiry_row(&self) -> Option<(i64, u64)>;
+    /// The seq of the event that set the purpose ([`latest_seq`]).
+    fn seq(&self) -> u64;
 }
 
 fn granted_expiry(choice: Choice, expires_at_ms: Option<i64>, seq: u64) -> Option<(i64, u64)> {
@@ -454,11 +505,17 @@ impl Expiring for PurposeState {
     fn expiry_row(&self) -> Option<(i64, u64)> {
         granted_expiry(self.choice, self.expires_at_ms, self.seq)
     }
+    fn seq(&self) -> u64 {
+        self.seq
+    }
 }
 
 impl Expiring for StoredPurpose<'_> {
     fn expiry_row(&self) -> Option<(i64, u64)> {
         granted_expiry(self.choice, self.expires_at_ms, self.seq)
+    }
+    fn seq(&self) -> u64 {
+        self.seq
     }
 }
 

@@ -25,7 +25,7 @@ use super::db::Snapshots;
 use siphasher::sip128::{Hasher128 as _, SipHasher24};
 
 use super::error::StorageError;
-use super::index::{DayCounts, MS_PER_DAY, STATE_ROW, tally};
+use super::index::{DayCounts, MS_PER_DAY, STATE_ROW, decode_state_view, latest_seq, tally};
 use super::reader::read_indexed_upto;
 use super::state_check::{ClaimProblem, ClaimSpill};
 use super::subjects_walk::{SubjectsPass, SubjectsWalk, walk_subjects};
@@ -44,7 +44,8 @@ pub struct IndexReport {
     pub counters: u64,
     /// Time index rows.
     pub time_rows: u64,
-    /// Subject history rows.
+    /// Subject history rows, counting the one each state row stands for (its subject's
+    /// latest event, which has no row of its own in index layout 2).
     pub history_rows: u64,
     /// Current state rows (subjects).
     pub state_rows: u64,
@@ -688,10 +689,18 @@ impl IndexCheck {
         let mut history_rows = 0u64;
         let subjects = txn.open_table(SUBJECTS).map_err(|e| self.io(e))?;
         for row in subjects.iter().map_err(|e| self.io(e))? {
-            let (c, _, seq) = row.map_err(|e| self.io(e))?.0.value();
-            if seq == STATE_ROW {
-                continue;
-            }
+            let (key, value) = row.map_err(|e| self.io(e))?;
+            let (c, _, seq) = key.value();
+            // A state row stands for its subject's latest event (index layout 2).
+            let seq = match seq {
+                STATE_ROW => {
+                    match latest_seq(&decode_state_view(value.value()).map_err(|e| self.io(e))?) {
+                        Some(latest) => latest,
+                        None => continue,
+                    }
+                }
+                seq => seq,
+            };
             let has_record = self.personal.get(seq).map_err(|e| self.io(e))?.is_some();
             if entry_at(seq)?.customer_id != self.owner(c)? || !has_record {
                 return Err(self.bad(format!(

@@ -3,7 +3,7 @@
 //! apply handed entries and erasures to its tables. Only the index writer (`index_writer`)
 //! holds an [`IndexStore`]; nothing here knows threads or requests.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,7 +14,10 @@ use redb::{
 
 use super::db::DbCell;
 use super::error::StorageError;
-use super::index::{ConsentFacts, IndexTables, STATE_ROW, apply_to_state, expiry_rows};
+use super::index::{
+    ConsentFacts, IndexTables, STATE_ROW, apply_to_state, decode_state_view, expiry_rows,
+    latest_seq,
+};
 use super::reader::{Progress, indexed_upto_in, split_personal};
 use super::store::IndexTier;
 use super::tables::*;
@@ -553,16 +556,21 @@ fn redo_erasure(
         .subjects
         .range((customer, &[0u8; 32], 0)..=(customer, &[0xffu8; 32], STATE_ROW))?
     {
-        let (key, _) = row?;
+        let (key, value) = row?;
         let (_, subject, seq) = key.value();
-        if seq != STATE_ROW && erased_seqs.binary_search(&seq).is_ok() {
+        // A state row stands for its subject's latest event (index layout 2).
+        let seq = match seq {
+            STATE_ROW => latest_seq(&decode_state_view(value.value())?),
+            seq => Some(seq),
+        };
+        if let Some(seq) = seq.filter(|seq| erased_seqs.binary_search(seq).is_ok()) {
             found.push((seq, Hash(*subject)));
         }
     }
     delete_erased_rows(t, journal, customer, found)
 }
 
-/// Deletes the history rows of one customer's erased entries (`(seq, subject key)`) and
+/// Takes one customer's erased entries (`(seq, subject key)`) out of the subject tier and
 /// recomputes the state of every subject concerned from the events it still has: an
 /// erasure's index step, and its redo by a replay.
 fn delete_erased_rows(
@@ -571,30 +579,45 @@ fn delete_erased_rows(
     customer: u32,
     erased: impl IntoIterator<Item = (u64, Hash)>,
 ) -> Result<(), StorageError> {
-    let mut subjects = BTreeSet::new();
+    let mut subjects: BTreeMap<Hash, Vec<u64>> = BTreeMap::new();
     for (seq, subject) in erased {
-        t.subjects.remove((customer, &subject.0, seq))?;
-        subjects.insert(subject);
+        subjects.entry(subject).or_default().push(seq);
     }
-    for subject in subjects {
-        recompute_state(t, journal, customer, subject)?;
+    for (subject, mut seqs) in subjects {
+        seqs.sort_unstable();
+        recompute_state(t, journal, customer, subject, &seqs)?;
     }
     Ok(())
 }
 
-/// Rebuilds a subject's current state from the events it still has (none: no state).
+/// Removes the events `erased` (sorted) from a subject's history and rebuilds its current
+/// state from the events it still has (none: no state). The new state stands for its
+/// latest remaining event, which then keeps no history row (index layout 2).
 fn recompute_state(
     t: &mut IndexTables<'_>,
     journal: &ReadOnlyTable<u64, &'static [u8]>,
     customer: u32,
     subject: Hash,
+    erased: &[u64],
 ) -> Result<(), StorageError> {
     let old = t.state(customer, subject)?;
+    let remaining: Vec<u64> = t
+        .history(customer, subject)?
+        .into_iter()
+        .filter(|seq| erased.binary_search(seq).is_err())
+        .collect();
+    for &seq in erased {
+        t.subjects.remove((customer, &subject.0, seq))?;
+    }
     let mut states = Vec::new();
-    for seq in t.history(customer, subject)? {
+    for &seq in &remaining {
         apply_to_state(&mut states, &stored_entry(journal, seq)?);
     }
-    t.set_state(customer, subject, &expiry_rows(&old), &states)
+    t.set_state(customer, subject, &expiry_rows(&old), &states)?;
+    if let Some(latest) = latest_seq(&states) {
+        t.subjects.remove((customer, &subject.0, latest))?;
+    }
+    Ok(())
 }
 
 /// The hash of journal entry 0, if the journal has one.

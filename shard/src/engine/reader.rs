@@ -11,7 +11,7 @@ use redb::{
 
 use super::db::{Db, DbCell, Snapshot, Snapshots};
 use super::error::{QueryError, StorageError, VerifyJournalError};
-use super::index::{MS_PER_DAY, PurposeState, STATE_ROW, state_in};
+use super::index::{MS_PER_DAY, PurposeState, STATE_ROW, latest_in, state_in};
 use super::index_check::{IndexMismatch, IndexReport};
 use super::index_file::index_path;
 use super::index_writer::IndexRequests;
@@ -392,6 +392,20 @@ pub(crate) fn indexed_upto_in(
     Ok((subjects, customers))
 }
 
+/// The index layout an index file records (`index_meta.format_version`; 0 when it records
+/// none).
+fn index_layout_in(txn: &ReadTransaction) -> Result<u32, StorageError> {
+    let meta = txn.open_table(INDEX_META)?;
+    let Some(v) = meta.get(META_FORMAT_VERSION)? else {
+        return Ok(0);
+    };
+    let arr: [u8; 4] = v.value().try_into().map_err(|_| StorageError::Corrupt {
+        table: "index_meta",
+        detail: format!("{META_FORMAT_VERSION} is not 4 bytes"),
+    })?;
+    Ok(u32::from_be_bytes(arr))
+}
+
 /// A `u64` BE value of `meta`, if present.
 fn meta_u64(
     meta: &impl ReadableTable<&'static str, &'static [u8]>,
@@ -628,16 +642,18 @@ impl ShardReader {
             (Order::Descending, Some(0)) => return Ok(empty_page()),
             (Order::Descending, Some(a)) => table.range((c, &s.0, 0)..(c, &s.0, a))?,
         };
+        // The latest event has no history row: the state row stands for it.
+        let latest = latest_in(table, c, &s.0)?.filter(|&l| match (order, after) {
+            (_, None) => true,
+            (Order::Ascending, Some(a)) => l > a,
+            (Order::Descending, Some(a)) => l < a,
+        });
+        let rows = range.map(|r| r.map(|(k, _)| k.value().2));
         let seqs: Box<dyn Iterator<Item = _>> = match order {
-            Order::Ascending => Box::new(range),
-            Order::Descending => Box::new(range.rev()),
+            Order::Ascending => Box::new(WithLatest::new(rows, latest, order)),
+            Order::Descending => Box::new(WithLatest::new(rows.rev(), latest, order)),
         };
-        collect_page(
-            &snap,
-            seqs.map(|r| r.map(|(k, _)| k.value().2)),
-            limit,
-            |seq| (seq, seq),
-        )
+        collect_page(&snap, seqs, limit, |seq| (seq, seq))
     }
 
     /// A page of a customer's events recorded in `[since_ms, until_ms)`, oldest first;
@@ -852,6 +868,13 @@ impl ShardReader {
             mode,
             " (the index file: a server rebuilds it from the journal at its next start)",
         )?;
+        let found = index_layout_in(&index.begin_read()?)?;
+        if found != super::tables::INDEX_FORMAT_VERSION {
+            return Err(StorageError::OtherIndexLayout {
+                found,
+                supported: super::tables::INDEX_FORMAT_VERSION,
+            });
+        }
         let (head, _) = head_in(&db.begin_read()?, shard_id)?;
         let (indexed, customer_indexed) = read_indexed_upto(&index.begin_read()?)?;
         let progress = Progress::default();
@@ -1103,6 +1126,47 @@ fn open_audited(
         Ok(db) => Ok(db),
         Err(redb::DatabaseError::RepairAborted) => Err(StorageError::NeedsRepair),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// A subject's history rows in `order`, with its latest event (which has no row: the
+/// state row stands for it, index layout 2) in its place among them.
+struct WithLatest<I: Iterator> {
+    /// The history rows' seqs, in `order`.
+    rows: std::iter::Peekable<I>,
+    /// The latest event, until it is yielded.
+    latest: Option<u64>,
+    /// The order of `rows`.
+    order: Order,
+}
+
+impl<I: Iterator<Item = Result<u64, redb::StorageError>>> WithLatest<I> {
+    fn new(rows: I, latest: Option<u64>, order: Order) -> WithLatest<I> {
+        WithLatest {
+            rows: rows.peekable(),
+            latest,
+            order,
+        }
+    }
+}
+
+impl<I: Iterator<Item = Result<u64, redb::StorageError>>> Iterator for WithLatest<I> {
+    type Item = Result<u64, redb::StorageError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(latest) = self.latest {
+            let first = match (self.rows.peek(), self.order) {
+                (None, _) => true,
+                (Some(Err(_)), _) => false,
+                (Some(Ok(row)), Order::Ascending) => latest < *row,
+                (Some(Ok(row)), Order::Descending) => latest > *row,
+            };
+            if first {
+                self.latest = None;
+                return Some(Ok(latest));
+            }
+        }
+        self.rows.next()
     }
 }
 

@@ -13,7 +13,7 @@
 use super::db::Snapshots;
 
 use super::error::StorageError;
-use super::index::{STATE_ROW, decode_state_view, expiry_rows};
+use super::index::{STATE_ROW, decode_state_view, expiry_rows, latest_seq};
 use super::index_check::{Multiset, MultisetKey, expiry_key, history_row};
 use super::state_check::{ClaimProblem, ClaimSpill, StateClaims};
 use super::tables::SUBJECTS;
@@ -43,7 +43,8 @@ pub enum SubjectsPass {
 
 /// What the walk of one half (or of the whole table) found.
 pub(crate) struct SubjectsWalk {
-    /// The stored history rows.
+    /// The stored history rows, and the row each state row stands for (its subject's
+    /// latest event, index layout 2).
     pub(crate) have_history: Multiset,
     /// The expiry rows the current states imply.
     pub(crate) want_expiries: Multiset,
@@ -134,6 +135,13 @@ impl SubjectsWalk {
                     continue;
                 }
                 let states = decode_state_view(v.value())?;
+                // The state row stands for its subject's latest event, which has no
+                // history row of its own (index layout 2): its row is implied here.
+                if let Some(latest) = latest_seq(&states) {
+                    walk.have_history.add(key, &history_row(c, &s, latest));
+                    let at = history.partition_point(|&h| h < latest);
+                    history.insert(at, latest);
+                }
                 for (at, seq) in expiry_rows(&states) {
                     walk.want_expiries.add(key, &expiry_key(c, at, seq, &s));
                 }

@@ -90,8 +90,10 @@ pub fn in_index_file(name: &str) -> bool {
     INDEX_FILE_TABLES.contains(&name)
 }
 
-/// Layout version of the index file, in `index_meta.format_version`.
-pub(crate) const INDEX_FORMAT_VERSION: u32 = 1;
+/// Layout version of the index file, in `index_meta.format_version`. Layout 2 (session 28)
+/// keeps no history row for a subject's latest event (its state row stands for it); an index
+/// file of another layout is rebuilt from the journal when a server opens it.
+pub(crate) const INDEX_FORMAT_VERSION: u32 = 2;
 
 /// In `index_meta`: the hash of journal entry 0 of the shard the index was built from
 /// (32 bytes; absent while the journal is empty), so that an index file of another ledger
