@@ -4,7 +4,9 @@
 //! A state row claims, per purpose, "entry `seq` set this choice at `occurred_at_ms`,
 //! lapsing at `expires_at_ms`". The subject-history rows, already proven equal to the
 //! journal's (customer, subject, seq) facts by their multiset digest, sit just before the
-//! state row in the same table: a claimed seq must be one of them, which proves the entry
+//! state row in the same table, and the state stands for the subject's latest event, whose
+//! row is implied (index layout 2) and digested with them: a claimed seq must be one of
+//! them, which proves the entry
 //! is this subject's, this customer's, and still has its personal record. What the entry
 //! says (purpose, choice, times) is checked by collecting the claims, sorting them by seq,
 //! and meeting them in the index check's own pass over the journal. Beyond
