@@ -973,6 +973,94 @@ fn index_verification_passes_a_true_index_and_names_a_tampered_one() {
 }
 
 #[test]
+fn the_audit_names_a_current_state_that_a_later_event_of_its_subject_overrode() {
+    // Proves: a state row must be the fold of its subject's events, not merely name events
+    // that set what it says. Entry 0 grants ads and analytics, entry 1 denies ads, entry 2
+    // denies analytics. A state that keeps entry 0's grant of ads (while naming entry 2 for
+    // analytics, so that the subject's history is whole) is named with the entry that
+    // overrode it, as is a state that lacks a purpose an event set; the true state passes.
+    const SUBJECTS: TableDefinition<(u32, [u8; 32], u64), &[u8]> = TableDefinition::new("subjects");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let mut store = open(&path);
+    let choices = [
+        vec![("ads", Choice::Granted), ("analytics", Choice::Granted)],
+        vec![("ads", Choice::Denied)],
+        vec![("analytics", Choice::Denied)],
+    ];
+    for (n, purposes) in choices.iter().enumerate() {
+        let mut e = event("acme", "alice", n as u64);
+        e.purposes = purposes.iter().map(|&(p, c)| (p.to_string(), c)).collect();
+        store
+            .append_batches(vec![vec![e]])
+            .unwrap()
+            .remove(0)
+            .unwrap();
+    }
+    store.index_now(true).unwrap();
+    store
+        .reader()
+        .verify_indexes()
+        .expect("the true state verifies");
+    drop(store);
+    let occurred = |n: i64| event("acme", "alice", 0).occurred_at_ms + n;
+    // State bytes: u32 count, then per purpose: str name, u8 choice, u64 seq, i64
+    // occurred_at_ms, opt i64 expires_at_ms (docs/design.md §4).
+    let state = |purposes: &[(&str, Choice, u64)]| {
+        let mut b = (purposes.len() as u32).to_be_bytes().to_vec();
+        for &(name, choice, seq) in purposes {
+            b.extend((name.len() as u32).to_be_bytes());
+            b.extend(name.as_bytes());
+            b.push(match choice {
+                Choice::Granted => 1,
+                Choice::Denied => 2,
+            });
+            b.extend(seq.to_be_bytes());
+            b.extend(occurred(seq as i64).to_be_bytes());
+            b.push(0);
+        }
+        b
+    };
+    let set_state = |t: &common::Edit, bytes: &[u8]| {
+        let mut tab = t.open_table(SUBJECTS).unwrap();
+        let key = tab
+            .iter()
+            .unwrap()
+            .map(|r| r.unwrap().0.value())
+            .find(|k| k.2 == u64::MAX)
+            .unwrap();
+        assert!(
+            tab.insert(key, bytes).unwrap().is_some(),
+            "a state replaced"
+        );
+    };
+    let tamper = |bytes: Vec<u8>| {
+        common::index_problem_of_copy(&path, "copy.redb", |t| set_state(t, &bytes))
+    };
+    let truth = state(&[("ads", Choice::Denied, 1), ("analytics", Choice::Denied, 2)]);
+    let stale = state(&[
+        ("ads", Choice::Granted, 0),
+        ("analytics", Choice::Denied, 2),
+    ]);
+    let err = tamper(stale);
+    assert!(
+        err.contains("is not its latest: entry 1 of its history sets ads"),
+        "a stale purpose: {err}"
+    );
+    let err = tamper(state(&[("analytics", Choice::Denied, 2)]));
+    assert!(
+        err.contains("is not its latest: entry 0 of its history sets ads"),
+        "a purpose left out: {err}"
+    );
+    common::edit_files(&path, |t| set_state(t, &truth));
+    let store = Store::open(&path, 0).unwrap();
+    store
+        .reader()
+        .verify_indexes()
+        .expect("the state written back as the fold verifies");
+}
+
+#[test]
 fn entries_committed_but_not_yet_indexed_are_indexed_from_the_journal_on_the_next_open() {
     // Proves: the index step behind the commit loses nothing when it never runs (a crash
     // after the acknowledgement), and an audit of such a file accepts the lagging indexes.

@@ -9,7 +9,11 @@
 //! them, which proves the entry
 //! is this subject's, this customer's, and still has its personal record. What the entry
 //! says (purpose, choice, times) is checked by collecting the claims, sorting them by seq,
-//! and meeting them in the index check's own pass over the journal. Beyond
+//! and meeting them in the index check's own pass over the journal. Every event of the
+//! history gets a claim, which also lists the purposes the state names a later event for:
+//! the event may set only those and its own, so no purpose of the state names an event a
+//! later one overrode (until session 28 a state that kept an older event's choice went
+//! unnoticed while its entry said so). Beyond
 //! [`STATE_CLAIM_BYTES_PER_PASS`] of claims (or the bound a [`ClaimSpill`] sets), each full
 //! batch is written, sorted, to a temporary file (a run), and the journal pass meets the
 //! merge of all runs: memory stays bounded, the journal is read once, in order, and the
@@ -30,10 +34,11 @@ use crate::format::codec::{DecodeError, Reader, Writer};
 use crate::format::{Choice, EntryView};
 
 /// Bytes of claims held before they are written out as a sorted run: the memory bound of
-/// the state check. A state's purposes set by one entry make one 40-byte claim plus 4 bytes
-/// per purpose, so 64 MiB holds about a million five-purpose states. A shard with more
-/// states writes them to a temporary file (in [`ClaimSpill::temp_dir`], `TMPDIR` unless
-/// told otherwise), about 60 bytes a state.
+/// the state check. Each event of a subject's history makes one 40-byte claim plus 4 bytes
+/// per purpose the state names it or a later event for, so 64 MiB holds about a million
+/// five-purpose subjects of one event each. A shard with more writes them to a temporary
+/// file (in [`ClaimSpill::temp_dir`], `TMPDIR` unless told otherwise), about 60 bytes a
+/// claim.
 pub const STATE_CLAIM_BYTES_PER_PASS: usize = 64 << 20;
 
 /// Bytes of buffer the merge of spilled runs holds, over all runs together (each run gets
@@ -98,8 +103,43 @@ struct Claim {
     len: u32,
 }
 
-/// An interned purpose and its claimed choice in one `u32`: id × 2 + (1 if DENIED).
+/// An interned purpose and what its claim wants of it in one `u32`: id × 4 + 0 (the entry
+/// sets it GRANTED), 1 (sets it DENIED) or 2 ([`Want::MaySet`]).
 type PackedChoice = u32;
+
+/// What a claim says of one purpose of its entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// The entry sets the purpose to this choice: the state names the entry for it.
+    Sets(Choice),
+    /// The entry may set the purpose: the state names this entry or a later one of the
+    /// subject for it. A purpose the entry sets must be named so or as [`Want::Sets`]: a
+    /// state that names an earlier entry (or none) for it is not the subject's latest.
+    MaySet,
+}
+
+/// The tag of [`Want::MaySet`] in a [`PackedChoice`].
+const MAY_SET_TAG: u32 = 2;
+
+/// Packs interned purpose `id` with what is wanted of it.
+fn pack(id: u32, want: Want) -> PackedChoice {
+    id * 4
+        + match want {
+            Want::Sets(Choice::Granted) => 0,
+            Want::Sets(Choice::Denied) => 1,
+            Want::MaySet => MAY_SET_TAG,
+        }
+}
+
+/// Inverse of [`pack`]: (purpose id, want).
+fn unpack(packed: PackedChoice) -> (u32, Want) {
+    let want = match packed % 4 {
+        0 => Want::Sets(Choice::Granted),
+        1 => Want::Sets(Choice::Denied),
+        _ => Want::MaySet,
+    };
+    (packed / 4, want)
+}
 
 /// Why the state check did not pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,9 +199,13 @@ impl StateClaims {
         self.spilled
     }
 
-    /// Takes the claims of one state row whose subject's history (ascending seqs) is
-    /// `history`. Fails when a claimed entry is not in that history; spills the pending
-    /// batch when it is full.
+    /// Takes the claims of one state row whose subject's history (ascending seqs, the
+    /// latest event included) is `history`: one per event of the history, which names the
+    /// purposes the state says the event set (and how, and when) and those it names a
+    /// later event for, which the event may also set; the event must set no other purpose.
+    /// Together these prove the state is the fold of the subject's events: no purpose of it
+    /// names an event that a later one of the subject overrode. Fails when a claimed entry
+    /// is not in that history; spills the pending batch when it is full.
     pub(crate) fn add(
         &mut self,
         states: &[StoredPurpose<'_>],
@@ -175,37 +219,78 @@ impl StateClaims {
                     s.seq, s.purpose
                 )));
             }
-            let packed = self.intern(s.purpose) * 2 + u32::from(s.choice == Choice::Denied);
+            let packed = pack(self.intern(s.purpose), Want::Sets(s.choice));
             self.scratch
                 .push((s.seq, s.occurred_at_ms, s.expires_at_ms, packed));
         }
         self.scratch.sort_unstable();
-        for (i, &(seq, occurred_at_ms, expires_at_ms, packed)) in self.scratch.iter().enumerate() {
-            let same = i > 0 && {
-                let (s0, o0, e0, _) = self.scratch[i - 1];
-                (s0, o0, e0) == (seq, occurred_at_ms, expires_at_ms)
-            };
-            if same {
-                self.claims.last_mut().expect("a claim was opened").len += 1;
-            } else {
-                let first =
-                    u32::try_from(self.choices.len()).expect("batches stay far below 4 G purposes");
-                self.claims.push(Claim {
-                    seq,
-                    occurred_at_ms,
-                    expires_at_ms,
-                    first,
-                    len: 1,
-                });
+        let mut next = 0;
+        for &seq in history {
+            let claims_before = self.claims.len();
+            while self.scratch.get(next).is_some_and(|s| s.0 == seq) {
+                next = self.add_group(next);
             }
-            self.choices.push(packed);
+            if self.claims.len() == claims_before {
+                // The state names this event for no purpose: it may only have set purposes
+                // the state names later events for. No times to check.
+                self.add_claim(seq, 0, None, next..next);
+            }
         }
+        assert_eq!(
+            next,
+            self.scratch.len(),
+            "every entry the state names is in the history (checked above)"
+        );
         let held = self.claims.len() * std::mem::size_of::<Claim>()
             + self.choices.len() * std::mem::size_of::<PackedChoice>();
         if held >= self.limits.bytes_per_pass {
             self.spill_batch()?;
         }
         Ok(())
+    }
+
+    /// Adds the claim of the purposes `scratch[at..]` that name one entry with the same
+    /// times; returns the index of the first purpose after them.
+    fn add_group(&mut self, at: usize) -> usize {
+        let (seq, occurred_at_ms, expires_at_ms, _) = self.scratch[at];
+        let end = at
+            + self.scratch[at..]
+                .iter()
+                .take_while(|s| (s.0, s.1, s.2) == (seq, occurred_at_ms, expires_at_ms))
+                .count();
+        self.add_claim(seq, occurred_at_ms, expires_at_ms, at..end);
+        end
+    }
+
+    /// Adds the claim of entry `seq`: it sets the purposes `scratch[sets]` as they say, and
+    /// may set the others the state names it or a later entry for.
+    fn add_claim(
+        &mut self,
+        seq: u64,
+        occurred_at_ms: i64,
+        expires_at_ms: Option<i64>,
+        sets: std::ops::Range<usize>,
+    ) {
+        let first = u32::try_from(self.choices.len()).expect("batches stay far below 4 G purposes");
+        self.choices
+            .extend(self.scratch[sets.clone()].iter().map(|s| s.3));
+        // Named for this entry with other times (a state that disagrees with itself, which
+        // the claim of those fails on), or for a later entry.
+        let others = self
+            .scratch
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| s.0 >= seq && !sets.contains(i));
+        self.choices
+            .extend(others.map(|(_, s)| pack(unpack(s.3).0, Want::MaySet)));
+        let len = u32::try_from(self.choices.len()).expect("checked above") - first;
+        self.claims.push(Claim {
+            seq,
+            occurred_at_ms,
+            expires_at_ms,
+            first,
+            len,
+        });
     }
 
     fn intern(&mut self, purpose: &str) -> u32 {
@@ -248,13 +333,9 @@ impl StateClaims {
         }
         while let Some(claim) = self.claims.get(self.next).filter(|c| c.seq <= seq) {
             if claim.seq < seq {
-                let (name, _) = self
-                    .purposes_of(claim)
-                    .next()
-                    .expect("a claim has a purpose");
-                return Err(does_not_set(claim.seq, name));
+                return Err(never_met(claim.seq));
             }
-            check_sets(
+            check_claim(
                 entry,
                 claim.seq,
                 claim.occurred_at_ms,
@@ -280,14 +361,15 @@ impl StateClaims {
         }
     }
 
-    /// The purposes and choices of an in-memory claim.
-    fn purposes_of<'s>(&'s self, claim: &Claim) -> impl Iterator<Item = (&'s str, Choice)> + 's {
+    /// The purposes of an in-memory claim and what it wants of each.
+    fn purposes_of<'s>(
+        &'s self,
+        claim: &Claim,
+    ) -> impl Iterator<Item = (&'s str, Want)> + Clone + 's {
         let range = claim.first as usize..(claim.first + claim.len) as usize;
         self.choices[range].iter().map(|&packed| {
-            (
-                self.purposes[(packed / 2) as usize].as_str(),
-                unpack(packed),
-            )
+            let (id, want) = unpack(packed);
+            (self.purposes[id as usize].as_str(), want)
         })
     }
 
@@ -319,18 +401,26 @@ impl StateClaims {
     }
 }
 
-fn unpack(packed: PackedChoice) -> Choice {
-    if packed % 2 == 1 {
-        Choice::Denied
-    } else {
-        Choice::Granted
-    }
-}
-
 fn temp_file_error(limits: &ClaimSpill, e: std::io::Error) -> ClaimProblem {
     ClaimProblem::TempFile(format!(
         "the state check's temporary file (in {}): {e}; free space there or name another directory (--temp-dir)",
         limits.temp_dir.display()
+    ))
+}
+
+/// A claim on entry `seq`, which the journal pass went past without meeting.
+fn never_met(seq: u64) -> ClaimProblem {
+    ClaimProblem::Mismatch(format!(
+        "a current state names entry {seq}, which the journal pass never met"
+    ))
+}
+
+/// Entry `seq` of a subject's history sets `purpose`, for which the subject's state names an
+/// earlier entry or none.
+fn not_latest(seq: u64, purpose: &[u8]) -> ClaimProblem {
+    ClaimProblem::Mismatch(format!(
+        "current state of a subject is not its latest: entry {seq} of its history sets {}, for which the state names an earlier entry or none",
+        String::from_utf8_lossy(purpose)
     ))
 }
 
@@ -340,31 +430,41 @@ fn does_not_set(seq: u64, purpose: &str) -> ClaimProblem {
     ))
 }
 
-/// Checks that `entry` (entry `seq`) is a consent event at the claimed times that sets
-/// every one of `purposes` (at least one) to the claimed choice.
-fn check_sets<'p>(
+/// Checks a claim on `entry` (entry `seq`): that it is a consent event at the claimed times
+/// that sets every [`Want::Sets`] purpose to the claimed choice (the times are checked only
+/// when there is one), and that every purpose it sets is among the claim's.
+fn check_claim<'p>(
     entry: &EntryView<'_>,
     seq: u64,
     occurred_at_ms: i64,
     expires_at_ms: Option<i64>,
-    mut purposes: impl Iterator<Item = (&'p str, Choice)>,
+    purposes: impl Iterator<Item = (&'p str, Want)> + Clone,
 ) -> Result<(), ClaimProblem> {
-    let Some(first) = purposes.next() else {
-        return Ok(());
-    };
-    let Some(consent) = entry.consent() else {
-        return Err(does_not_set(seq, first.0));
-    };
-    if consent.occurred_at_ms != occurred_at_ms || consent.expires_at_ms != expires_at_ms {
-        return Err(does_not_set(seq, first.0));
-    }
-    for (name, choice) in std::iter::once(first).chain(purposes) {
+    let consent = entry.consent();
+    for (name, want) in purposes.clone() {
+        let Want::Sets(choice) = want else {
+            continue;
+        };
+        let Some(consent) = consent else {
+            return Err(does_not_set(seq, name));
+        };
+        if consent.occurred_at_ms != occurred_at_ms || consent.expires_at_ms != expires_at_ms {
+            return Err(does_not_set(seq, name));
+        }
         if !consent
             .purposes
             .iter_bytes()
             .any(|(p, ch)| p == name.as_bytes() && ch == choice)
         {
             return Err(does_not_set(seq, name));
+        }
+    }
+    let Some(consent) = consent else {
+        return Ok(());
+    };
+    for (p, _) in consent.purposes.iter_bytes() {
+        if !purposes.clone().any(|(name, _)| name.as_bytes() == p) {
+            return Err(not_latest(seq, p));
         }
     }
     Ok(())
@@ -376,19 +476,23 @@ struct SpilledClaim {
     seq: u64,
     occurred_at_ms: i64,
     expires_at_ms: Option<i64>,
-    purposes: Vec<(String, Choice)>,
+    purposes: Vec<(String, Want)>,
 }
+
+/// The byte of [`Want::MaySet`] in a spilled claim (a choice's byte stands for
+/// [`Want::Sets`]).
+const MAY_SET_BYTE: u8 = 3;
 
 /// Writes one claim to `out` in a single call, in the ledger formats' codec
 /// (`format::codec`, big-endian): the claim's length (u32), then seq (u64), occurred (i64)
-/// and expiry (opt i64), then per purpose its choice byte and name (str). A temporary
-/// format, never kept.
+/// and expiry (opt i64), then per purpose a byte (its choice's, or `MAY_SET_BYTE`) and its
+/// name (str). A temporary format, never kept.
 fn encode_claim<'p>(
     out: &mut RunWriter<'_>,
     seq: u64,
     occurred_at_ms: i64,
     expires_at_ms: Option<i64>,
-    purposes: impl Iterator<Item = (&'p str, Choice)>,
+    purposes: impl Iterator<Item = (&'p str, Want)>,
 ) -> std::io::Result<()> {
     let mut w = Writer {
         buf: std::mem::take(&mut out.scratch),
@@ -398,8 +502,11 @@ fn encode_claim<'p>(
     w.u64(seq);
     w.i64(occurred_at_ms);
     w.opt_i64(expires_at_ms);
-    for (name, choice) in purposes {
-        w.u8(choice.to_byte());
+    for (name, want) in purposes {
+        w.u8(match want {
+            Want::Sets(choice) => choice.to_byte(),
+            Want::MaySet => MAY_SET_BYTE,
+        });
         w.str(name);
     }
     let len = u32::try_from(w.buf.len() - 4).expect("a claim is far below 4 GiB");
@@ -419,11 +526,14 @@ fn decode_claim(bytes: &[u8]) -> Result<SpilledClaim, DecodeError> {
     let mut purposes = Vec::new();
     while r.position() < bytes.len() {
         let value = r.u8()?;
-        let choice = Choice::from_byte(value).ok_or(DecodeError::BadValue {
-            field: "choice",
-            value: value.into(),
-        })?;
-        purposes.push((r.str()?, choice));
+        let want = match value {
+            MAY_SET_BYTE => Want::MaySet,
+            _ => Want::Sets(Choice::from_byte(value).ok_or(DecodeError::BadValue {
+                field: "choice",
+                value: value.into(),
+            })?),
+        };
+        purposes.push((r.str()?, want));
     }
     Ok(SpilledClaim {
         seq,
@@ -519,10 +629,10 @@ impl Spill {
     ) -> Result<(), ClaimProblem> {
         while let Some(claim) = self.pop_upto(seq).map_err(|e| temp_file_error(limits, e))? {
             if claim.seq < seq {
-                return Err(does_not_set(claim.seq, &claim.purposes[0].0));
+                return Err(never_met(claim.seq));
             }
-            let purposes = claim.purposes.iter().map(|(n, c)| (n.as_str(), *c));
-            check_sets(
+            let purposes = claim.purposes.iter().map(|(n, w)| (n.as_str(), *w));
+            check_claim(
                 entry,
                 seq,
                 claim.occurred_at_ms,
@@ -615,7 +725,9 @@ impl RunReader {
 
 #[cfg(test)]
 mod tests {
-    use super::{MERGE_BUFFER_BYTES, MIN_RUN_BUFFER_BYTES, Spill, SpilledClaim, encode_claim};
+    use super::{
+        MERGE_BUFFER_BYTES, MIN_RUN_BUFFER_BYTES, Spill, SpilledClaim, Want, encode_claim,
+    };
     use crate::engine::{Store, SubjectsPass};
     use crate::format::Choice;
     use crate::format::tests_support::sample;
@@ -712,12 +824,12 @@ mod tests {
             expires_at_ms: seq.is_multiple_of(2).then_some(seq as i64 * 11),
             purposes: (0..purposes)
                 .map(|i| {
-                    let choice = if (seq as usize + i).is_multiple_of(3) {
-                        Choice::Denied
-                    } else {
-                        Choice::Granted
+                    let want = match (seq as usize + i) % 3 {
+                        0 => Want::Sets(Choice::Denied),
+                        1 => Want::Sets(Choice::Granted),
+                        _ => Want::MaySet,
                     };
-                    (format!("p{i}-{}", "x".repeat(name_len)), choice)
+                    (format!("p{i}-{}", "x".repeat(name_len)), want)
                 })
                 .collect(),
         }
@@ -741,7 +853,7 @@ mod tests {
             spill
                 .write_run(|out| {
                     for c in run {
-                        let purposes = c.purposes.iter().map(|(n, ch)| (n.as_str(), *ch));
+                        let purposes = c.purposes.iter().map(|(n, w)| (n.as_str(), *w));
                         encode_claim(out, c.seq, c.occurred_at_ms, c.expires_at_ms, purposes)?;
                     }
                     Ok(())
