@@ -735,7 +735,7 @@ fn the_whole_shard_audit_reads_the_journal_once_and_reports_journal_problems_fir
         }
     }
     // An index row and an entry both changed: the entry is what is named.
-    let times = TableDefinition::<(u32, i64, u64), ()>::new("customer_events");
+    let times = TableDefinition::<(u32, i64, u64), u64>::new("customer_events");
     edit_table(&path, times, |t| {
         let (c, time, seq) = t.first().unwrap().unwrap().0.value();
         t.remove((c, time, seq)).unwrap();
@@ -786,7 +786,7 @@ fn a_shard_refuses_a_file_of_another_shard_or_a_truncated_journal() {
 #[test]
 fn index_verification_passes_a_true_index_and_names_a_tampered_one() {
     const SUBJECTS: TableDefinition<(u32, [u8; 32], u64), &[u8]> = TableDefinition::new("subjects");
-    const CUSTOMER_EVENTS: TableDefinition<(u32, i64, u64), ()> =
+    const CUSTOMER_EVENTS: TableDefinition<(u32, i64, u64), u64> =
         TableDefinition::new("customer_events");
     const DAILY_COUNTS: TableDefinition<(u32, i64, &str), (u64, u64)> =
         TableDefinition::new("daily_counts");
@@ -858,13 +858,39 @@ fn index_verification_passes_a_true_index_and_names_a_tampered_one() {
         t.open_table(SUBJECTS).unwrap().remove(key).unwrap();
     });
     assert!(err.contains("subject history"), "no state row: {err}");
+    // A time row is a run of entries (index layout 3): the last one, moved a millisecond
+    // on, is named by its first entry; split in two, by what no single entry shows.
+    let last_run = |t: &common::Edit| {
+        let tab = t.open_table(CUSTOMER_EVENTS).unwrap();
+        let (k, last) = tab.last().unwrap().unwrap();
+        (k.value(), last.value())
+    };
+    let first_of_last_run = std::cell::Cell::new(0);
+    let err = tamper(&|t| {
+        let ((c, time, first), last) = last_run(t);
+        assert_eq!(last, 59, "the last run ends at the last entry");
+        first_of_last_run.set(first);
+        let mut tab = t.open_table(CUSTOMER_EVENTS).unwrap();
+        tab.remove((c, time, first)).unwrap();
+        tab.insert((c, time + 1, first), last).unwrap();
+    });
+    let named = format!("entry {} disagrees", first_of_last_run.get());
+    assert!(err.contains(&named), "{err}");
+    // Runs of one customer's entries in one millisecond: two batches of two events each
+    // usually share a run; make one of at least two entries and split it.
     let err = tamper(&|t| {
         let mut tab = t.open_table(CUSTOMER_EVENTS).unwrap();
-        let (c, time, seq) = tab.last().unwrap().unwrap().0.value();
-        tab.remove((c, time, seq)).unwrap();
-        tab.insert((c, time + 1, seq), ()).unwrap();
+        let ((c, time, first), last) = tab
+            .iter()
+            .unwrap()
+            .map(|r| r.unwrap())
+            .map(|(k, v)| (k.value(), v.value()))
+            .find(|(k, last)| *last > k.2)
+            .expect("a run of two entries or more");
+        tab.insert((c, time, first), first).unwrap();
+        tab.insert((c, time, first + 1), last).unwrap();
     });
-    assert!(err.contains(&format!("entry {}", 59)), "{err}");
+    assert!(err.contains("split or join runs"), "{err}");
     // The subjects table is walked in two halves (by the subject key's first byte, and
     // customer numbers no customer has in the second): an extra history row is found in
     // either half and under an unknown customer number.

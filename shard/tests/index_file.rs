@@ -116,7 +116,8 @@ fn an_index_file_that_is_missing_foreign_or_ahead_of_the_journal_is_rebuilt_from
     assert_rebuilt(&path, 0, 20, "of another shard");
 
     // An index file of index layout 1 (before session 28 it kept a history row for every
-    // event, the latest included): rebuilt, while the audit refuses it as unusable input.
+    // event, the latest included) or 2 (a time row per event, not runs): rebuilt, while the
+    // audit refuses it as unusable input.
     let set_layout = |layout: u32| {
         let db = redb::Database::open(index_path(&path)).unwrap();
         let txn = db.begin_write().unwrap();
@@ -127,20 +128,19 @@ fn an_index_file_that_is_missing_foreign_or_ahead_of_the_journal_is_rebuilt_from
             .unwrap();
         txn.commit().unwrap();
     };
-    set_layout(1);
-    let refused = ShardReader::open_existing(&path, 0, AuditOpen::ReadOnly).err();
-    assert!(
-        matches!(
-            refused,
-            Some(StorageError::OtherIndexLayout {
-                found: 1,
-                supported: 2
-            })
-        ),
-        "{refused:?}"
-    );
-    assert_rebuilt(&path, 0, 20, "of index layout 1");
-    assert!(ShardReader::open_existing(&path, 0, AuditOpen::ReadOnly).is_ok());
+    for layout in [1, 2] {
+        set_layout(layout);
+        let refused = ShardReader::open_existing(&path, 0, AuditOpen::ReadOnly).err();
+        assert!(
+            matches!(
+                refused,
+                Some(StorageError::OtherIndexLayout { found, supported: 3 }) if found == layout
+            ),
+            "{refused:?}"
+        );
+        assert_rebuilt(&path, 0, 20, &format!("of index layout {layout}"));
+        assert!(ShardReader::open_existing(&path, 0, AuditOpen::ReadOnly).is_ok());
+    }
 
     // An index of 25 entries beside a journal of 20 (a shard file restored from a backup).
     let mut store = open(&path, 0);

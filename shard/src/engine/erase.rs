@@ -184,12 +184,15 @@ fn matching_seqs(
         }
         ErasureTarget::RecordedBefore(before_ms) => {
             let times = index.open_table(CUSTOMER_EVENTS)?;
-            for row in times.range((customer, i64::MIN, 0)..(customer, *before_ms, 0))? {
-                let seq = row?.0.value().2;
-                if t.personal.get(seq)?.is_some() {
-                    out.push(seq);
-                    if out.len() == MAX_ERASED_PER_ENTRY {
-                        break;
+            'rows: for row in times.range((customer, i64::MIN, 0)..(customer, *before_ms, 0))? {
+                // A row is a run of entries (index layout 3).
+                let (k, last) = row?;
+                for seq in k.value().2..=last.value() {
+                    if t.personal.get(seq)?.is_some() {
+                        out.push(seq);
+                        if out.len() == MAX_ERASED_PER_ENTRY {
+                            break 'rows;
+                        }
                     }
                 }
             }

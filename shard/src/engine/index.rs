@@ -287,7 +287,8 @@ pub(crate) struct IndexTables<'t> {
     /// latest, and the state row `(customer, subject, STATE_ROW) → encoded state`, which
     /// stands for the latest ([`latest_seq`]).
     pub(crate) subjects: Table<'t, (u32, &'static [u8; 32], u64), &'static [u8]>,
-    pub(crate) customer_events: Table<'t, (u32, i64, u64), ()>,
+    /// Runs `(customer, recorded_at_ms, first seq) → last seq` (see `CUSTOMER_EVENTS`).
+    pub(crate) customer_events: Table<'t, (u32, i64, u64), u64>,
     pub(crate) daily_counts: Table<'t, (u32, i64, &'static str), (u64, u64)>,
     pub(crate) erasures: Table<'t, (u32, u64), ()>,
     /// `(customer, expires_at_ms, seq of the granting event) → subject key`.
@@ -297,12 +298,49 @@ pub(crate) struct IndexTables<'t> {
     /// key order (a 1,000-event commit touches a handful of counters thousands of times; a
     /// purpose name is copied once per step, not once per event).
     pub(crate) pending_counts: PendingCounts,
+    /// The time run being extended, written by [`IndexTables::flush_pending`].
+    pub(crate) open_run: Option<TimeRun>,
+    /// The customer tier's watermark when this transaction opened: the entry at it is the
+    /// only one whose run may continue a stored row (runs are consecutive seqs).
+    pub(crate) runs_from: u64,
+}
+
+/// A run of the time index being built: consecutive consent entries of one customer
+/// recorded in one millisecond.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimeRun {
+    /// The customer number.
+    pub(crate) customer: u32,
+    /// When its entries were recorded (Unix ms).
+    pub(crate) recorded_at_ms: i64,
+    /// Its first entry.
+    pub(crate) first: u64,
+    /// Its last entry so far.
+    pub(crate) last: u64,
+}
+
+impl TimeRun {
+    /// Whether the consent entry `seq` of `customer` recorded at `recorded_at_ms` extends
+    /// the run.
+    pub(crate) fn extended_by(&self, customer: u32, recorded_at_ms: i64, seq: u64) -> bool {
+        self.customer == customer && self.recorded_at_ms == recorded_at_ms && self.last + 1 == seq
+    }
 }
 
 impl IndexTables<'_> {
-    /// Adds the pending counter increments to the stored counters. Must run before the
-    /// transaction commits (the commit paths call it; an unflushed increment would be lost).
-    pub(crate) fn flush_counts(&mut self) -> Result<(), StorageError> {
+    /// Writes the open time run and adds the pending counter increments to the stored
+    /// counters. Must run before the transaction commits (the commit paths call it; an
+    /// unflushed run or increment would be lost).
+    pub(crate) fn flush_pending(&mut self) -> Result<(), StorageError> {
+        if let Some(run) = self.open_run.take() {
+            self.customer_events
+                .insert((run.customer, run.recorded_at_ms, run.first), run.last)?;
+        }
+        self.flush_counts()
+    }
+
+    /// Adds the pending counter increments to the stored counters.
+    fn flush_counts(&mut self) -> Result<(), StorageError> {
         for ((customer, day), mut counts) in std::mem::take(&mut self.pending_counts) {
             counts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             for (purpose, (g, d)) in counts {
@@ -332,6 +370,46 @@ impl IndexTables<'_> {
         subject_seqs(&self.subjects, customer, &subject.0, usize::MAX)
     }
 
+    /// Puts consent entry `seq` of `customer` into the time index: it extends the open run,
+    /// or (at `runs_from`) a stored run that ends just before it, or starts a run.
+    fn extend_runs(
+        &mut self,
+        customer: u32,
+        recorded_at_ms: i64,
+        seq: u64,
+    ) -> Result<(), StorageError> {
+        if let Some(run) = &mut self.open_run
+            && run.extended_by(customer, recorded_at_ms, seq)
+        {
+            run.last = seq;
+            return Ok(());
+        }
+        if let Some(run) = self.open_run.take() {
+            self.customer_events
+                .insert((run.customer, run.recorded_at_ms, run.first), run.last)?;
+        }
+        let mut first = seq;
+        if seq == self.runs_from && seq > 0 {
+            let stored = self
+                .customer_events
+                .range((customer, recorded_at_ms, 0)..(customer, recorded_at_ms, seq))?
+                .next_back()
+                .transpose()?;
+            if let Some((k, v)) = stored
+                && v.value() + 1 == seq
+            {
+                first = k.value().2;
+            }
+        }
+        self.open_run = Some(TimeRun {
+            customer,
+            recorded_at_ms,
+            first,
+            last: seq,
+        });
+        Ok(())
+    }
+
     /// Reflects `entry` in the customer tier: its time row, its day's counters, and for an
     /// erasure entry its listing row. Depends on the entry alone, so it may run long after
     /// the subject tier did.
@@ -358,8 +436,7 @@ impl IndexTables<'_> {
         facts: &ConsentFacts<'_>,
         customer: u32,
     ) -> Result<(), StorageError> {
-        self.customer_events
-            .insert((customer, facts.recorded_at_ms, facts.seq), ())?;
+        self.extend_runs(customer, facts.recorded_at_ms, facts.seq)?;
         let day = facts.recorded_at_ms.div_euclid(MS_PER_DAY);
         let day_counts = self.pending_counts.entry((customer, day)).or_default();
         for (purpose, choice) in facts.purposes {

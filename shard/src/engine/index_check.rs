@@ -25,7 +25,9 @@ use super::db::Snapshots;
 use siphasher::sip128::{Hasher128 as _, SipHasher24};
 
 use super::error::StorageError;
-use super::index::{DayCounts, MS_PER_DAY, STATE_ROW, decode_state_view, latest_seq, tally};
+use super::index::{
+    DayCounts, MS_PER_DAY, STATE_ROW, TimeRun, decode_state_view, latest_seq, tally,
+};
 use super::reader::read_indexed_upto;
 use super::state_check::{ClaimProblem, ClaimSpill};
 use super::subjects_walk::{SubjectsPass, SubjectsWalk, walk_subjects};
@@ -127,8 +129,12 @@ pub(crate) struct IndexCheck {
     state_problem: Option<ClaimProblem>,
     /// The daily counters the journal implies, a day at a time.
     counters: DayTally,
-    /// Digest of the time rows the journal implies.
+    /// Digest of the time rows (runs) the journal implies.
     want_time: Multiset,
+    /// The implied run not yet digested (the journal pass extends it).
+    open_run: Option<TimeRun>,
+    /// Consent entries the implied time rows cover.
+    time_events: u64,
     /// Digest of the history rows the journal implies.
     want_history: Multiset,
     /// Digest of the erasure rows the journal implies.
@@ -201,6 +207,8 @@ impl IndexCheck {
             state_problem: None,
             counters: DayTally::default(),
             want_time: Multiset::default(),
+            open_run: None,
+            time_events: 0,
             want_history: Multiset::default(),
             want_erasures: Multiset::default(),
             missing_records: Multiset::default(),
@@ -286,8 +294,7 @@ impl IndexCheck {
                 .add(self.key, &key_row(c, e.seq, &digest.0, key.as_bytes()));
         }
         if customer_indexed {
-            self.want_time
-                .add(self.key, &time_row(c, e.recorded_at_ms, e.seq));
+            self.time_run(c, e.recorded_at_ms, e.seq);
             let day = e.recorded_at_ms.div_euclid(MS_PER_DAY);
             let shard_id = self.shard_id;
             let day_counts = self.counters.of(self.key, c, day).ok_or_else(|| {
@@ -314,6 +321,33 @@ impl IndexCheck {
                 .add(self.key, &history_row(c, &subject.0, e.seq));
         }
         Ok(())
+    }
+
+    /// Puts consent entry `seq` into the run of time rows the journal implies, digesting
+    /// the run it ends.
+    fn time_run(&mut self, c: u32, recorded_at_ms: i64, seq: u64) {
+        if let Some(run) = &mut self.open_run
+            && run.extended_by(c, recorded_at_ms, seq)
+        {
+            run.last = seq;
+            return;
+        }
+        self.close_time_run();
+        self.open_run = Some(TimeRun {
+            customer: c,
+            recorded_at_ms,
+            first: seq,
+            last: seq,
+        });
+    }
+
+    /// Digests the open run of implied time rows, if any.
+    fn close_time_run(&mut self) {
+        if let Some(run) = self.open_run.take() {
+            let row = time_row(run.customer, run.recorded_at_ms, run.first, run.last);
+            self.want_time.add(self.key, &row);
+            self.time_events += run.last - run.first + 1;
+        }
     }
 
     /// An erasure entry: what it names must be gone, and (below `customer_indexed_upto`)
@@ -395,6 +429,7 @@ impl IndexCheck {
     /// Compares what the journal implied with the stored rows; `side` holds the digests of
     /// the time, expiry, erasure and idempotency indexes ([`SideDigests::of`]).
     fn finish(mut self, txn: &Snapshots, side: SideDigests) -> Result<IndexReport, IndexMismatch> {
+        self.close_time_run();
         self.check_personal_records_end()?;
         for walk in &self.walks {
             if self.state_problem.is_none() {
@@ -412,9 +447,9 @@ impl IndexCheck {
         // the first bad one.
         let fast_ok = side.time == self.want_time && have_history == self.want_history;
         if !fast_ok {
-            self.name_bad_time_or_history_row(txn)?;
+            self.name_bad_time_or_history_row(txn, &side)?;
         }
-        self.report.time_rows = side.time.count();
+        self.report.time_rows = side.time_events;
         // After the time rows: naming a bad counter recounts its day from them.
         self.counters.close(self.key);
         self.report.counters = side.counters.count();
@@ -631,18 +666,22 @@ impl IndexCheck {
     /// equal to the journal's before this is called) and the entries they name.
     fn recount(
         &self,
-        times: &ReadOnlyTable<(u32, i64, u64), ()>,
+        times: &ReadOnlyTable<(u32, i64, u64), u64>,
         c: u32,
         day: i64,
     ) -> Result<DayCounts, IndexMismatch> {
         let from = day.saturating_mul(MS_PER_DAY);
         let to = from.saturating_add(MS_PER_DAY - 1);
         let mut counts = DayCounts::new();
+        let mut seqs = Vec::new();
         for row in times
             .range((c, from, 0)..=(c, to, u64::MAX))
             .map_err(|e| self.io(e))?
         {
-            let seq = row.map_err(|e| self.io(e))?.0.value().2;
+            let (k, last) = row.map_err(|e| self.io(e))?;
+            seqs.extend(run_seqs(k.value().2, last.value()));
+        }
+        for seq in seqs {
             let bytes = self
                 .journal
                 .get(seq)
@@ -659,7 +698,11 @@ impl IndexCheck {
 
     /// The slow path, when the digests of the time or history rows differ: looks the rows
     /// up one by one to name the first bad one. Always fails.
-    fn name_bad_time_or_history_row(&self, txn: &Snapshots) -> Result<(), IndexMismatch> {
+    fn name_bad_time_or_history_row(
+        &self,
+        txn: &Snapshots,
+        side: &SideDigests,
+    ) -> Result<(), IndexMismatch> {
         let entry_at = |seq: u64| -> Result<Entry, IndexMismatch> {
             let v = self
                 .journal
@@ -668,23 +711,32 @@ impl IndexCheck {
                 .ok_or_else(|| self.bad(format!("an index points at missing entry {seq}")))?;
             Entry::decode(v.value()).map_err(|e| self.bad(format!("entry {seq}: {e}")))
         };
-        let mut time_rows = 0u64;
+        let mut time_events = 0u64;
         let times = txn.open_table(CUSTOMER_EVENTS).map_err(|e| self.io(e))?;
         for row in times.iter().map_err(|e| self.io(e))? {
-            let (c, t, seq) = row.map_err(|e| self.io(e))?.0.value();
-            let e = entry_at(seq)?;
-            if e.customer_id != self.owner(c)? || e.recorded_at_ms != t {
-                return Err(self.bad(format!(
-                    "time index row for entry {seq} disagrees with the entry"
-                )));
+            let (k, last) = row.map_err(|e| self.io(e))?;
+            let (c, t, first) = k.value();
+            for seq in run_seqs(first, last.value()) {
+                let e = entry_at(seq)?;
+                if e.customer_id != self.owner(c)? || e.recorded_at_ms != t || e.consent().is_none()
+                {
+                    return Err(self.bad(format!(
+                        "time index row for entry {seq} disagrees with the entry"
+                    )));
+                }
+                time_events += 1;
             }
-            time_rows += 1;
         }
-        if time_rows != self.want_time.count() {
+        if time_events != self.time_events {
             return Err(self.bad(format!(
-                "time index has {time_rows} rows for {} consent entries",
-                self.want_time.count()
+                "time index covers {time_events} entries for {} consent entries",
+                self.time_events
             )));
+        }
+        if side.time != self.want_time {
+            return Err(self.bad(
+                "time index rows split or join runs of entries otherwise than the journal does (each row is the longest run of one customer's consent entries recorded in one millisecond)".into(),
+            ));
         }
         let mut history_rows = 0u64;
         let subjects = txn.open_table(SUBJECTS).map_err(|e| self.io(e))?;
@@ -753,8 +805,10 @@ fn check_erasure(
 /// on a thread of their own beside the journal pass of the index check.
 #[derive(Default)]
 struct SideDigests {
-    /// The time index rows.
+    /// The time index rows (runs).
     time: Multiset,
+    /// Entries the time index rows cover.
+    time_events: u64,
     /// The expiry index rows.
     expiries: Multiset,
     /// The erasure index rows.
@@ -770,8 +824,10 @@ impl SideDigests {
     fn of(txn: &Snapshots, key: MultisetKey) -> Result<SideDigests, StorageError> {
         let mut d = SideDigests::default();
         for row in txn.open_table(CUSTOMER_EVENTS)?.iter()? {
-            let (c, t, seq) = row?.0.value();
-            d.time.add(key, &time_row(c, t, seq));
+            let (k, last) = row?;
+            let ((c, t, first), last) = (k.value(), last.value());
+            d.time.add(key, &time_row(c, t, first, last));
+            d.time_events = d.time_events.saturating_add(run_len(first, last));
         }
         for row in txn.open_table(EXPIRIES)?.iter()? {
             let (k, v) = row?;
@@ -932,12 +988,24 @@ pub(super) fn expiry_key(c: u32, at: i64, seq: u64, subject: &[u8; 32]) -> [u8; 
     row
 }
 
-fn time_row(c: u32, t: i64, seq: u64) -> [u8; 20] {
-    let mut b = [0u8; 20];
+fn time_row(c: u32, t: i64, first: u64, last: u64) -> [u8; 28] {
+    let mut b = [0u8; 28];
     b[..4].copy_from_slice(&c.to_be_bytes());
     b[4..12].copy_from_slice(&t.to_be_bytes());
-    b[12..].copy_from_slice(&seq.to_be_bytes());
+    b[12..20].copy_from_slice(&first.to_be_bytes());
+    b[20..].copy_from_slice(&last.to_be_bytes());
     b
+}
+
+/// How many entries a stored time run stands for, without walking it.
+fn run_len(first: u64, last: u64) -> u64 {
+    last.checked_sub(first).map_or(0, |d| d.saturating_add(1))
+}
+
+/// The entries a stored time run stands for (none when it is reversed: such a row covers
+/// nothing, and the counts and digests then disagree).
+fn run_seqs(first: u64, last: u64) -> std::ops::RangeInclusive<u64> {
+    first..=last
 }
 
 pub(super) fn history_row(c: u32, subject: &[u8; 32], seq: u64) -> [u8; 44] {

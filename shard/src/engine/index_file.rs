@@ -138,13 +138,19 @@ impl<'t> IndexWrite<'t> {
                 erasures: txn.open_table(ERASURES)?,
                 expiries: txn.open_table(EXPIRIES)?,
                 pending_counts: Default::default(),
+                open_run: None,
+                runs_from: 0,
             },
             meta: txn.open_table(INDEX_META)?,
+        })
+        .and_then(|mut w| {
+            w.indexes.runs_from = indexed_upto_in(&w.meta)?.1;
+            Ok(w)
         })
     }
 
     fn set_upto(&mut self, subjects: u64, customers: u64) -> Result<(), StorageError> {
-        self.indexes.flush_counts()?;
+        self.indexes.flush_pending()?;
         self.meta
             .insert(META_INDEXED_UPTO, subjects.to_be_bytes().as_slice())?;
         self.meta.insert(

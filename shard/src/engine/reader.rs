@@ -680,8 +680,23 @@ impl ShardReader {
             return Ok(empty_page());
         }
         let table = index.txn().open_table(CUSTOMER_EVENTS)?;
-        let range = table.range((c, start.0, start.1)..(c, until_ms, 0))?;
-        let keys = range.map(|r| r.map(|(k, _)| (k.value().2, (k.value().1, k.value().2))));
+        // A row is a run of entries (index layout 3): the one holding the cursor's next
+        // entry may start before it.
+        let range = table.range((c, start.0, 0)..(c, until_ms, 0))?;
+        let keys = range.flat_map(move |row| -> TimeKeys {
+            match row {
+                Err(e) => Box::new(std::iter::once(Err(e))),
+                Ok((k, last)) => {
+                    let (_, t, first) = k.value();
+                    let from = if t == start.0 {
+                        first.max(start.1)
+                    } else {
+                        first
+                    };
+                    Box::new((from..=last.value()).map(move |seq| Ok((seq, (t, seq)))))
+                }
+            }
+        });
         collect_page(&snap, keys, limit, |x| x)
     }
 
@@ -1128,6 +1143,9 @@ fn open_audited(
         Err(e) => Err(e.into()),
     }
 }
+
+/// The entries of time-index runs, each with its `(recorded_at_ms, seq)` cursor.
+type TimeKeys = Box<dyn Iterator<Item = Result<(u64, (i64, u64)), redb::StorageError>>>;
 
 /// A subject's history rows in `order`, with its latest event (which has no row: the
 /// state row stands for it, index layout 2) in its place among them.

@@ -55,8 +55,12 @@ pub(crate) const IDEMPOTENCY: TableDefinition<(u32, &str), (u64, &[u8; 32])> =
 /// row sit side by side.
 pub(crate) const SUBJECTS: TableDefinition<(u32, &[u8; 32], u64), &[u8]> =
     TableDefinition::new("subjects");
-/// (customer number, recorded_at_ms, seq) → (): a customer's events in time order.
-pub(crate) const CUSTOMER_EVENTS: TableDefinition<(u32, i64, u64), ()> =
+/// (customer number, recorded_at_ms, first seq) → last seq: a customer's events in time
+/// order, as runs (index layout 3): each row stands for the consecutive journal entries
+/// `first..=last`, all consent events of the customer recorded in that millisecond, and a
+/// run is as long as the journal allows (the entries just before and after it are not
+/// such), so the rows follow from the journal alone. A batch is one row, not a thousand.
+pub(crate) const CUSTOMER_EVENTS: TableDefinition<(u32, i64, u64), u64> =
     TableDefinition::new("customer_events");
 /// (customer number, UTC day since epoch, purpose) → (granted count, denied count).
 pub(crate) const DAILY_COUNTS: TableDefinition<(u32, i64, &str), (u64, u64)> =
@@ -91,9 +95,10 @@ pub fn in_index_file(name: &str) -> bool {
 }
 
 /// Layout version of the index file, in `index_meta.format_version`. Layout 2 (session 28)
-/// keeps no history row for a subject's latest event (its state row stands for it); an index
-/// file of another layout is rebuilt from the journal when a server opens it.
-pub(crate) const INDEX_FORMAT_VERSION: u32 = 2;
+/// keeps no history row for a subject's latest event (its state row stands for it); layout 3
+/// (session 28) keeps the time index as runs (`CUSTOMER_EVENTS`). An index file of another
+/// layout is rebuilt from the journal when a server opens it.
+pub(crate) const INDEX_FORMAT_VERSION: u32 = 3;
 
 /// In `index_meta`: the hash of journal entry 0 of the shard the index was built from
 /// (32 bytes; absent while the journal is empty), so that an index file of another ledger
