@@ -739,3 +739,66 @@ fn identity_problem(
     }
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_time_run_continues_across_steps_and_breaks_at_anything_else() {
+        // Proves: time rows are the longest runs whatever the steps' bounds: a step's first
+        // entry extends the run the step before stored last when it follows it (same
+        // customer, same millisecond), and another customer, another millisecond or a gap
+        // in the seqs starts a new run.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = open_index_db(&dir.path().join("i.redb"), true).expect("create");
+        init(&db, 0).expect("init");
+        let purposes = vec![("ads".to_string(), Choice::Granted)];
+        let step = |entries: &[(u64, u32, i64)]| {
+            let txn = db.begin_write().expect("write");
+            {
+                let mut t = IndexWrite::open(&txn).expect("tables");
+                for &(seq, customer, recorded_at_ms) in entries {
+                    let facts = ConsentFacts {
+                        seq,
+                        recorded_at_ms,
+                        occurred_at_ms: 0,
+                        expires_at_ms: None,
+                        purposes: &purposes,
+                    };
+                    t.indexes
+                        .apply_customer_consent(&facts, customer)
+                        .expect("apply");
+                }
+                let upto = entries.last().expect("an entry").0 + 1;
+                t.set_upto(upto, upto).expect("watermarks");
+            }
+            txn.commit().expect("commit");
+        };
+        step(&[(0, 1, 5), (1, 1, 5)]);
+        // Entry 2 continues the stored run 0..=1; 3 is another customer's; 4 follows a gap.
+        step(&[(2, 1, 5), (3, 2, 5), (4, 1, 5)]);
+        // Another millisecond; then a step whose first entry is another customer's.
+        step(&[(5, 1, 6)]);
+        step(&[(6, 2, 6), (7, 1, 6)]);
+        let txn = db.begin_read().expect("read");
+        let rows: Vec<((u32, i64, u64), u64)> = txn
+            .open_table(CUSTOMER_EVENTS)
+            .expect("table")
+            .iter()
+            .expect("iter")
+            .map(|r| r.map(|(k, v)| (k.value(), v.value())).expect("row"))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                ((1, 5, 0), 2),
+                ((1, 5, 4), 4),
+                ((1, 6, 5), 5),
+                ((1, 6, 7), 7),
+                ((2, 5, 3), 3),
+                ((2, 6, 6), 6),
+            ]
+        );
+    }
+}
