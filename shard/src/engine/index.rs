@@ -396,7 +396,7 @@ impl IndexTables<'_> {
                 .next_back()
                 .transpose()?;
             if let Some((k, v)) = stored
-                && v.value() + 1 == seq
+                && v.value().checked_add(1) == Some(seq)
             {
                 first = k.value().2;
             }
@@ -494,11 +494,17 @@ impl IndexTables<'_> {
         let Some(mut states) = replaced else {
             return self.set_expiries(customer, subject, &[], &first_expiry_rows(facts));
         };
-        let previous = latest_seq(&states).expect("a stored state names a purpose");
-        assert!(
-            previous < facts.seq,
-            "a subject's events are indexed in seq order"
-        );
+        // The writer stores only states of events it indexed before this one; anything
+        // else is a damaged index file (which a restart rebuilds), not a reason to panic.
+        let previous = latest_seq(&states)
+            .filter(|&p| p < facts.seq)
+            .ok_or_else(|| StorageError::Corrupt {
+                table: "subjects",
+                detail: format!(
+                    "the state row before entry {} names no earlier entry",
+                    facts.seq
+                ),
+            })?;
         self.subjects
             .insert((customer, &subject.0, previous), [].as_slice())?;
         let before = expiry_rows(&states);
