@@ -44,7 +44,8 @@ pub struct IndexReport {
     pub entries: u64,
     /// Daily counter rows.
     pub counters: u64,
-    /// Time index rows.
+    /// Consent entries the time index's rows cover (its rows are runs of entries, index
+    /// layout 3).
     pub time_rows: u64,
     /// Subject history rows, counting the one each state row stands for (its subject's
     /// latest event, which has no row of its own in index layout 2).
