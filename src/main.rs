@@ -186,6 +186,10 @@ struct ServeArgs {
     /// Requests that may queue at one shard before writers are told OVERLOADED.
     #[arg(long, env = "ASSENT_SHARD_MAILBOX_CAPACITY", default_value_t = shard::engine::MAILBOX_CAPACITY)]
     shard_mailbox_capacity: usize,
+    /// Milliseconds a writer waits for room at a full shard before it is told OVERLOADED
+    /// (0: at once).
+    #[arg(long, env = "ASSENT_OVERLOAD_WAIT_MS", default_value_t = gateway::OVERLOAD_WAIT_MS)]
+    overload_wait_ms: u64,
     /// Body bytes of requests above 64 KiB (large batches) decoded and executed at once;
     /// a request that does not fit waits its turn. Bounds the server's memory under batch
     /// load.
@@ -263,6 +267,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         checkpoint_interval_ms: args.checkpoint_interval_ms,
         signing_key_file: args.signing_key_file,
         shard_mailbox_capacity: args.shard_mailbox_capacity,
+        overload_wait_ms: args.overload_wait_ms,
         large_request_budget_bytes: args.large_request_budget_bytes,
         body_read_timeout_ms: args.body_read_timeout_ms,
         // A secret: read from the environment only, never from argv (visible to `ps`).

@@ -50,8 +50,12 @@ pub struct ServeConfig {
     /// generated `<data-dir>/signing-key`.
     pub signing_key_file: Option<PathBuf>,
     /// Appends that may wait in one shard's mailbox; beyond it a writer waits up to
-    /// `OVERLOAD_WAIT_MS` and then gets `OVERLOADED`.
+    /// `overload_wait_ms` and then gets `OVERLOADED`.
     pub shard_mailbox_capacity: usize,
+    /// How long a writer waits for room in a full shard mailbox before `OVERLOADED`
+    /// (default `OVERLOAD_WAIT_MS`): longer smooths bursts, shorter tells clients sooner
+    /// to back off; 0 answers `OVERLOADED` at once.
+    pub overload_wait_ms: u64,
     /// Body bytes of large requests (body above `LARGE_REQUEST_BYTES`) decoded and executed
     /// at once; a request that does not fit waits its turn, one larger than the whole budget
     /// runs alone. Bounds memory under batch load (default `LARGE_REQUEST_BUDGET_BYTES`).

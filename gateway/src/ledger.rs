@@ -152,7 +152,7 @@ impl Ledger {
                 config.shard_mailbox_capacity,
                 GroupCommit::default(),
             );
-            shards.push(ShardClient::local(id, handle));
+            shards.push(ShardClient::local(id, handle, config.overload_wait_ms));
         }
         Ok(Ledger {
             name,

@@ -44,3 +44,4 @@ pub use ledger::{
     read_signing_key,
 };
 pub use schema::{MAX_CONSISTENCY_PROOFS, MAX_JOURNAL_PAGE, sdl};
+pub use shards::OVERLOAD_WAIT_MS;

@@ -20,7 +20,8 @@ use tokio::sync::oneshot;
 
 use crate::errors::ShardCallError;
 
-/// How long an append waits for room in a full shard mailbox before `OVERLOADED`.
+/// How long an append waits for room in a full shard mailbox before `OVERLOADED`, unless
+/// the server is told otherwise (`ServeConfig::overload_wait_ms`).
 pub const OVERLOAD_WAIT_MS: u64 = 200;
 
 /// A handle on one shard, cheap to clone.
@@ -32,18 +33,21 @@ pub(crate) struct ShardClient {
 
 struct LocalShard {
     handle: ShardHandle,
+    /// How long an append waits for room in a full mailbox before `OVERLOADED`.
+    overload_wait: Duration,
     reader: ShardReader,
     /// Appends sent and not yet answered: the shard's queue depth.
     in_flight: AtomicI64,
 }
 
 impl ShardClient {
-    pub(crate) fn local(shard_id: u32, handle: ShardHandle) -> ShardClient {
+    pub(crate) fn local(shard_id: u32, handle: ShardHandle, overload_wait_ms: u64) -> ShardClient {
         let reader = handle.reader().clone();
         ShardClient {
             shard_id,
             local: Arc::new(LocalShard {
                 handle,
+                overload_wait: Duration::from_millis(overload_wait_ms),
                 reader,
                 in_flight: AtomicI64::new(0),
             }),
@@ -72,7 +76,7 @@ impl ShardClient {
     ) -> Result<Vec<Appended>, ShardCallError> {
         let (tx, rx) = oneshot::channel();
         let mut msg = Submit { events, reply: tx };
-        let deadline = Instant::now() + Duration::from_millis(OVERLOAD_WAIT_MS);
+        let deadline = Instant::now() + self.local.overload_wait;
         loop {
             match self.local.handle.addr.try_send(msg) {
                 Ok(()) => break,
