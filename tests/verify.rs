@@ -443,6 +443,27 @@ fn audit_passes_an_intact_ledger_and_names_each_kind_of_tampering() {
         out.contains("shard 1") && out.contains("storage layout 4"),
         "{out}"
     );
+    // An index file of an older index layout (2: a time row per event, not runs) is refused
+    // as unusable input, not misread as a tampered index.
+    let copy = f.data.parent().unwrap().join("index-layout-2");
+    copy_dir(&f.data, &copy);
+    {
+        const INDEX_META: redb::TableDefinition<&str, &[u8]> =
+            redb::TableDefinition::new("index_meta");
+        let db = redb::Database::open(copy.join("shards").join("shard-0000.index.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(INDEX_META)
+            .unwrap()
+            .insert("format_version", 2u32.to_be_bytes().as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let (code, out) = common::audit(&copy, &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("shard 0") && out.contains("index layout 2"),
+        "{out}"
+    );
 }
 
 /// Replaces the stored checkpoints of the data directory `data` with what `f` makes of
