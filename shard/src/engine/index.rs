@@ -220,6 +220,16 @@ pub(crate) fn latest_seq(states: &[impl Expiring]) -> Option<u64> {
     states.iter().map(Expiring::seq).max()
 }
 
+/// The event a `subjects` row (key seq `seq`, value `value`) stands for: a history row's own
+/// seq, or the latest event of a state row (index layout 2; `None` for a state that names
+/// no purpose).
+pub(crate) fn row_event(seq: u64, value: &[u8]) -> Result<Option<u64>, StorageError> {
+    match seq {
+        STATE_ROW => Ok(latest_seq(&decode_state_view(value)?)),
+        seq => Ok(Some(seq)),
+    }
+}
+
 /// [`latest_seq`] of the subject's stored state row, if it has one.
 pub(crate) fn latest_in(
     subjects: &impl ReadableTable<(u32, &'static [u8; 32], u64), &'static [u8]>,
@@ -332,11 +342,17 @@ impl IndexTables<'_> {
     /// counters. Must run before the transaction commits (the commit paths call it; an
     /// unflushed run or increment would be lost).
     pub(crate) fn flush_pending(&mut self) -> Result<(), StorageError> {
+        self.write_open_run()?;
+        self.flush_counts()
+    }
+
+    /// Writes the time run being built, if any, as it stands.
+    fn write_open_run(&mut self) -> Result<(), StorageError> {
         if let Some(run) = self.open_run.take() {
             self.customer_events
                 .insert((run.customer, run.recorded_at_ms, run.first), run.last)?;
         }
-        self.flush_counts()
+        Ok(())
     }
 
     /// Adds the pending counter increments to the stored counters.
@@ -384,10 +400,7 @@ impl IndexTables<'_> {
             run.last = seq;
             return Ok(());
         }
-        if let Some(run) = self.open_run.take() {
-            self.customer_events
-                .insert((run.customer, run.recorded_at_ms, run.first), run.last)?;
-        }
+        self.write_open_run()?;
         let mut first = seq;
         if seq == self.runs_from && seq > 0 {
             let stored = self

@@ -25,9 +25,7 @@ use super::db::Snapshots;
 use siphasher::sip128::{Hasher128 as _, SipHasher24};
 
 use super::error::StorageError;
-use super::index::{
-    DayCounts, MS_PER_DAY, STATE_ROW, TimeRun, decode_state_view, latest_seq, tally,
-};
+use super::index::{DayCounts, MS_PER_DAY, TimeRun, row_event, tally};
 use super::reader::read_indexed_upto;
 use super::state_check::{ClaimProblem, ClaimSpill};
 use super::subjects_walk::{SubjectsPass, SubjectsWalk, walk_subjects};
@@ -744,15 +742,8 @@ impl IndexCheck {
         for row in subjects.iter().map_err(|e| self.io(e))? {
             let (key, value) = row.map_err(|e| self.io(e))?;
             let (c, _, seq) = key.value();
-            // A state row stands for its subject's latest event (index layout 2).
-            let seq = match seq {
-                STATE_ROW => {
-                    match latest_seq(&decode_state_view(value.value()).map_err(|e| self.io(e))?) {
-                        Some(latest) => latest,
-                        None => continue,
-                    }
-                }
-                seq => seq,
+            let Some(seq) = row_event(seq, value.value()).map_err(|e| self.io(e))? else {
+                continue;
             };
             let has_record = self.personal.get(seq).map_err(|e| self.io(e))?.is_some();
             if entry_at(seq)?.customer_id != self.owner(c)? || !has_record {

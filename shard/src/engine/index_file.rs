@@ -15,8 +15,7 @@ use redb::{
 use super::db::DbCell;
 use super::error::StorageError;
 use super::index::{
-    ConsentFacts, IndexTables, STATE_ROW, apply_to_state, decode_state_view, expiry_rows,
-    latest_seq,
+    ConsentFacts, IndexTables, STATE_ROW, apply_to_state, expiry_rows, latest_seq, row_event,
 };
 use super::reader::{Progress, indexed_upto_in, split_personal};
 use super::store::IndexTier;
@@ -130,6 +129,8 @@ struct IndexWrite<'t> {
 
 impl<'t> IndexWrite<'t> {
     fn open(txn: &'t WriteTransaction) -> Result<IndexWrite<'t>, StorageError> {
+        let meta = txn.open_table(INDEX_META)?;
+        let (_, runs_from) = indexed_upto_in(&meta)?;
         Ok(IndexWrite {
             indexes: IndexTables {
                 subjects: txn.open_table(SUBJECTS)?,
@@ -139,13 +140,9 @@ impl<'t> IndexWrite<'t> {
                 expiries: txn.open_table(EXPIRIES)?,
                 pending_counts: Default::default(),
                 open_run: None,
-                runs_from: 0,
+                runs_from,
             },
-            meta: txn.open_table(INDEX_META)?,
-        })
-        .and_then(|mut w| {
-            w.indexes.runs_from = indexed_upto_in(&w.meta)?.1;
-            Ok(w)
+            meta,
         })
     }
 
@@ -564,11 +561,7 @@ fn redo_erasure(
     {
         let (key, value) = row?;
         let (_, subject, seq) = key.value();
-        // A state row stands for its subject's latest event (index layout 2).
-        let seq = match seq {
-            STATE_ROW => latest_seq(&decode_state_view(value.value())?),
-            seq => Some(seq),
-        };
+        let seq = row_event(seq, value.value())?;
         if let Some(seq) = seq.filter(|seq| erased_seqs.binary_search(seq).is_ok()) {
             found.push((seq, Hash(*subject)));
         }

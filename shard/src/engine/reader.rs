@@ -17,7 +17,7 @@ use super::index_file::index_path;
 use super::index_writer::IndexRequests;
 use super::node_cache::NodeCache;
 use super::store::IndexTier;
-use super::store::meta_u32_in;
+use super::store::{meta_u32_in, u32_in};
 use super::subjects_walk::SubjectsPass;
 use super::tables::*;
 use crate::format::{Entry, EntryView, HeaderView, PersonalRecord};
@@ -396,14 +396,7 @@ pub(crate) fn indexed_upto_in(
 /// none).
 fn index_layout_in(txn: &ReadTransaction) -> Result<u32, StorageError> {
     let meta = txn.open_table(INDEX_META)?;
-    let Some(v) = meta.get(META_FORMAT_VERSION)? else {
-        return Ok(0);
-    };
-    let arr: [u8; 4] = v.value().try_into().map_err(|_| StorageError::Corrupt {
-        table: "index_meta",
-        detail: format!("{META_FORMAT_VERSION} is not 4 bytes"),
-    })?;
-    Ok(u32::from_be_bytes(arr))
+    Ok(u32_in(&meta, "index_meta", META_FORMAT_VERSION)?.unwrap_or(0))
 }
 
 /// A `u64` BE value of `meta`, if present.

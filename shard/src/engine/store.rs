@@ -805,12 +805,21 @@ pub(crate) fn meta_u32_in(
     txn: &redb::ReadTransaction,
     key: &str,
 ) -> Result<Option<u32>, StorageError> {
-    let meta = txn.open_table(META)?;
+    u32_in(&txn.open_table(META)?, "meta", key)
+}
+
+/// A `u32` BE value of `key` in the metadata table `meta` (named `table` in errors) of
+/// either file, if present.
+pub(crate) fn u32_in(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    table: &'static str,
+    key: &str,
+) -> Result<Option<u32>, StorageError> {
     let Some(v) = meta.get(key)? else {
         return Ok(None);
     };
     let arr: [u8; 4] = v.value().try_into().map_err(|_| StorageError::Corrupt {
-        table: "meta",
+        table,
         detail: format!("{key} is not 4 bytes"),
     })?;
     Ok(Some(u32::from_be_bytes(arr)))
