@@ -1135,3 +1135,85 @@ fn events_and_record_results_resolve_to_the_same_json_on_the_direct_path_as_thro
     assert_eq!(a["event"]["evidence"], Value::Null, "{a:#}");
     assert_eq!(a["event"]["subjectId"], Value::Null, "{a:#}");
 }
+
+#[test]
+fn event_pages_read_personal_records_exactly_when_a_personal_field_is_selected() {
+    // Proves: history and customer-event pages answer entry fields alike whether or not the
+    // personal records are read, and every way of naming a personal field (on `node` or
+    // `nodes`, aliased, in a named or inline fragment, under a directive) gets the records,
+    // never the null that means "erased"; an erased subject's events still read null.
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    s.customers(&["acme"]);
+    for (subject, choice) in [("dana", "GRANTED"), ("dana", "DENIED"), ("eli", "GRANTED")] {
+        s.ok(
+            RECORD,
+            json!({ "c": "acme", "e": event(subject, choice, None) }),
+        );
+    }
+    let pages = |sel: &str, tail: &str| {
+        s.ok(
+            &format!(
+                "{{ consentHistory(customerId: \"acme\", subjectId: \"dana\") {{ {sel} }} \
+                 consentEvents(customerId: \"acme\") {{ {sel} }} }} {tail}"
+            ),
+            json!({}),
+        )
+    };
+    let entry_fields = "id sequence recordedAt purposes { purpose choice } entryHash";
+    let without = pages(&format!("edges {{ node {{ {entry_fields} }} }}"), "");
+    let with = pages(
+        &format!("edges {{ node {{ {entry_fields} subjectId }} }}"),
+        "",
+    );
+    for connection in ["consentHistory", "consentEvents"] {
+        let (a, b) = (&without[connection]["edges"], &with[connection]["edges"]);
+        assert_eq!(a.as_array().unwrap().len(), b.as_array().unwrap().len());
+        for (x, y) in a.as_array().unwrap().iter().zip(b.as_array().unwrap()) {
+            for f in ["id", "sequence", "recordedAt", "purposes", "entryHash"] {
+                assert_eq!(x["node"][f], y["node"][f], "{connection}.{f}");
+            }
+            assert!(y["node"]["subjectId"].is_string(), "{with:#}");
+        }
+    }
+    let shapes = [
+        ("nodes { subjectId }", ""),
+        ("edges { node { who: subjectId } }", ""),
+        (
+            "edges { node { ...P } }",
+            "fragment P on ConsentEvent { evidence { ipAddress } }",
+        ),
+        ("edges { node { ... on ConsentEvent { tcfString } } }", ""),
+        (
+            "edges { node { id gppString @include(if: false) tcfString @skip(if: false) } }",
+            "",
+        ),
+    ];
+    for (sel, tail) in shapes {
+        let got = pages(sel, tail);
+        let text = got.to_string();
+        for value in ["dana", "198.51.100.7", "CQ-TCF"] {
+            if sel.contains(match value {
+                "dana" => "subjectId",
+                "198.51.100.7" => "evidence",
+                _ => "tcfString",
+            }) {
+                assert!(text.contains(value), "{sel}: {got:#}");
+            }
+        }
+        assert!(!text.contains("null"), "{sel}: {got:#}");
+    }
+    let erased = s.gql(
+        "mutation { eraseSubject(customerId: \"acme\", subjectId: \"dana\", reason: \"DSAR\") { erasedEvents } }",
+        json!({}),
+    );
+    assert!(erased.get("errors").is_none(), "{erased:#}");
+    let after = pages("edges { node { sequence subjectId } }", "");
+    let events = after["consentEvents"]["edges"].as_array().unwrap();
+    let subjects: Vec<&Value> = events.iter().map(|e| &e["node"]["subjectId"]).collect();
+    assert_eq!(
+        subjects,
+        [&Value::Null, &Value::Null, &json!("eli")],
+        "{after:#}"
+    );
+}

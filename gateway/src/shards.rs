@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use actix::dev::SendError;
 use shard::engine::{
     Appended, ConsistencyProof, DailyCount, Erase, Erased, ErasureError, ErasureRequest, Expiring,
-    ExpiryCursor, InclusionProof, Order, Page, PurposeState, QueryError, Scrub, ScrubReport,
-    ShardHandle, ShardReader, StoredEvent, Submit,
+    ExpiryCursor, InclusionProof, Order, Page, Personal, PurposeState, QueryError, Scrub,
+    ScrubReport, ShardHandle, ShardReader, StoredEvent, Submit,
 };
 use shard::format::ConsentEvent;
 use shard::verify::ShardHead;
@@ -185,8 +185,22 @@ impl ShardClient {
         after: Option<u64>,
         limit: u32,
     ) -> Result<Page<u64>, ShardCallError> {
+        self.history_with(customer, subject, order, after, limit, Personal::Load)
+            .await
+    }
+
+    /// [`ShardClient::history`], with or without the events' personal records.
+    pub(crate) async fn history_with(
+        &self,
+        customer: String,
+        subject: String,
+        order: Order,
+        after: Option<u64>,
+        limit: u32,
+        personal: Personal,
+    ) -> Result<Page<u64>, ShardCallError> {
         self.read_subject_indexed(&customer, &subject, |r| {
-            Ok(r.history(&customer, &subject, order, after, limit)?)
+            Ok(r.history_with(&customer, &subject, order, after, limit, personal)?)
         })
         .await
     }
@@ -229,9 +243,12 @@ impl ShardClient {
         until_ms: i64,
         after: Option<(i64, u64)>,
         limit: u32,
+        personal: Personal,
     ) -> Result<Page<(i64, u64)>, ShardCallError> {
         self.read_indexed(&customer, |r| {
-            Ok(r.customer_events(&customer, since_ms, until_ms, after, limit)?)
+            let page =
+                r.customer_events_with(&customer, since_ms, until_ms, after, limit, personal);
+            Ok(page?)
         })
         .await
     }

@@ -289,6 +289,7 @@ fn to_result(a: Appended, personal: Option<shard::format::PersonalRecord>) -> Re
             entry: a.entry,
             entry_hash: a.entry_hash,
             personal,
+            personal_loaded: true,
         },
         duplicate: a.duplicate,
     }

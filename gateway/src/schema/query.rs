@@ -8,7 +8,7 @@ use async_graphql::{Context, ID, Object, Result};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Utc};
-use shard::engine::{MAX_PAGE_SIZE, Order, PurposeState, apply_to_state};
+use shard::engine::{MAX_PAGE_SIZE, Order, Personal, PurposeState, apply_to_state};
 
 use super::mutation::{check_customer, check_subject};
 use super::plain::{Plain, PlainConnection, PlainList};
@@ -143,14 +143,22 @@ impl ConsentQuery {
             HistoryOrder::NewestFirst => Order::Descending,
         };
         let shard = state(ctx).ledger.shard_for(&customer_id);
+        let personal = personal_selected(ctx);
         let page = shard
-            .history(customer_id.to_string(), subject_id, order, after, limit)
+            .history_with(
+                customer_id.to_string(),
+                subject_id,
+                order,
+                after,
+                limit,
+                personal,
+            )
             .await?;
         let mut conn = Connection::new(after.is_some(), page.has_more);
         for e in page.items {
             conn.edges.push(Edge::new(
                 cursor("h", &[i128::from(e.entry.seq)]),
-                Plain(e.into()),
+                Plain(event_view(e, personal)),
             ));
         }
         Ok(Plain(conn))
@@ -184,6 +192,7 @@ impl ConsentQuery {
             }
         };
         let shard = state(ctx).ledger.shard_for(&customer_id);
+        let personal = personal_selected(ctx);
         let mut conn = Connection::new(after.is_some(), false);
         let mut scanned = 0usize;
         loop {
@@ -194,6 +203,7 @@ impl ConsentQuery {
                     until_ms,
                     after,
                     MAX_PAGE_SIZE,
+                    personal,
                 )
                 .await?;
             let mut more = page.has_more;
@@ -209,7 +219,7 @@ impl ConsentQuery {
                 if matches {
                     conn.edges.push(Edge::new(
                         cursor("c", &[i128::from(key.0), i128::from(key.1)]),
-                        Plain(e.clone().into()),
+                        Plain(event_view(e.clone(), personal)),
                     ));
                     if conn.edges.len() == limit {
                         more = more || i + 1 < page.items.len();
@@ -489,4 +499,26 @@ async fn state_as_of(
         })
         .await?;
     Ok(states)
+}
+
+/// Whether the selection of an event connection names a field of [`PERSONAL_FIELDS`] on its
+/// events (through `edges { node }` or `nodes`, fragments included; a field under a
+/// directive counts): only then are the events' personal records read.
+fn personal_selected(ctx: &Context<'_>) -> Personal {
+    let look = ctx.look_ahead();
+    let (edges, nodes) = (look.field("edges").field("node"), look.field("nodes"));
+    let named = |f: &&str| edges.field(f).exists() || nodes.field(f).exists();
+    if PERSONAL_FIELDS.iter().any(named) {
+        Personal::Load
+    } else {
+        Personal::Skip
+    }
+}
+
+/// The view of an event of a page read as `personal` says.
+fn event_view(e: shard::engine::StoredEvent, personal: Personal) -> EventView {
+    match personal {
+        Personal::Load => e.into(),
+        Personal::Skip => EventView::without_personal(e),
+    }
 }

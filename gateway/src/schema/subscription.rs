@@ -3,7 +3,7 @@
 
 use async_graphql::{Context, ID, Result, SimpleObject, Subscription};
 use futures::Stream;
-use shard::engine::MAX_PAGE_SIZE;
+use shard::engine::{MAX_PAGE_SIZE, Personal};
 use shard::format::Entry;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -116,7 +116,7 @@ impl SubscriptionRoot {
                 let mut rx = first_rx.take().unwrap_or_else(|| feeds.subscribe(shard.shard_id()));
                 if replay {
                     loop {
-                        let page = match shard.customer_events(filter.customer.clone(), 0, i64::MAX, position, MAX_PAGE_SIZE).await {
+                        let page = match shard.customer_events(filter.customer.clone(), 0, i64::MAX, position, MAX_PAGE_SIZE, Personal::Load).await {
                             Ok(p) => p,
                             Err(_) => return,
                         };
@@ -149,7 +149,7 @@ impl SubscriptionRoot {
                                 last_seq = Some(p.entry.seq);
                                 if filter.matches(&p.entry, Some(&p.personal.subject_id)) {
                                     metrics.events_delivered.inc();
-                                    yield change(EventView { entry: p.entry.clone(), entry_hash: p.entry_hash, personal: Some(p.personal.clone()) });
+                                    yield change(EventView { entry: p.entry.clone(), entry_hash: p.entry_hash, personal: Some(p.personal.clone()), personal_loaded: true });
                                 }
                             }
                         }

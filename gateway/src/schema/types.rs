@@ -19,6 +19,7 @@ use super::plain::{PlainFields, PlainList, plain_list, plain_object};
 use super::scalars::{HashHex, UInt64};
 use super::state;
 use crate::checkpoints::Issued;
+use crate::errors::{Code, err};
 use crate::ids::event_id;
 
 pub(crate) fn ms_to_time(ms: i64) -> DateTime<Utc> {
@@ -202,12 +203,20 @@ impl PlainFields for Evidence {
     }
 }
 
+/// The fields of `ConsentEvent` that read its personal record: a page whose selection
+/// names none of them is read without the records ([`EventView::without_personal`]).
+pub(crate) const PERSONAL_FIELDS: [&str; 4] = ["subjectId", "tcfString", "gppString", "evidence"];
+
 /// A stored event with its personal record when it still exists.
 #[derive(Clone)]
 pub(crate) struct EventView {
     pub(crate) entry: Entry,
     pub(crate) entry_hash: Hash,
+    /// The personal record; `None` once erased (or when not loaded).
     pub(crate) personal: Option<PersonalRecord>,
+    /// Whether `personal` was read. A view read without it answers a personal field with
+    /// an internal error, never with the null that means "erased".
+    pub(crate) personal_loaded: bool,
 }
 
 impl From<shard::engine::StoredEvent> for EventView {
@@ -216,11 +225,37 @@ impl From<shard::engine::StoredEvent> for EventView {
             entry: e.entry,
             entry_hash: e.entry_hash,
             personal: e.personal.map(|p| p.record),
+            personal_loaded: true,
         }
     }
 }
 
 impl EventView {
+    /// A view of an event read without its personal record (`shard::engine::Personal::Skip`),
+    /// for a selection that names no field of [`PERSONAL_FIELDS`].
+    pub(crate) fn without_personal(e: shard::engine::StoredEvent) -> Self {
+        debug_assert!(e.personal.is_none(), "read without the personal record");
+        EventView {
+            entry: e.entry,
+            entry_hash: e.entry_hash,
+            personal: None,
+            personal_loaded: false,
+        }
+    }
+
+    /// The personal record (`None` once erased), or an internal error when the view was
+    /// read without it: a selection [`PERSONAL_FIELDS`] did not foresee.
+    fn personal(&self) -> Result<Option<&PersonalRecord>> {
+        if self.personal_loaded {
+            Ok(self.personal.as_ref())
+        } else {
+            Err(err(
+                Code::Internal,
+                "the event was read without its personal record",
+            ))
+        }
+    }
+
     /// The consent part. Every `EventView` is built from a consent entry: the indexes hold
     /// only those, and lookups by id refuse other kinds (`event_by_id`).
     fn consent(&self) -> &shard::format::ConsentRecord {
@@ -254,8 +289,8 @@ impl EventView {
         &self.entry.customer_id
     }
     /// The end user's subject id; null once the subject was erased.
-    async fn subject_id(&self) -> Option<&str> {
-        self.personal.as_ref().map(|p| p.subject_id.as_str())
+    async fn subject_id(&self) -> Result<Option<&str>> {
+        Ok(self.personal()?.map(|p| p.subject_id.as_str()))
     }
     /// Shard holding the event.
     async fn shard(&self) -> u32 {
@@ -302,16 +337,16 @@ impl EventView {
         self.consent().gpc
     }
     /// IAB TCF string (null once erased).
-    async fn tcf_string(&self) -> Option<&str> {
-        self.personal.as_ref().and_then(|p| p.tcf_string.as_deref())
+    async fn tcf_string(&self) -> Result<Option<&str>> {
+        Ok(self.personal()?.and_then(|p| p.tcf_string.as_deref()))
     }
     /// IAB GPP string (null once erased).
-    async fn gpp_string(&self) -> Option<&str> {
-        self.personal.as_ref().and_then(|p| p.gpp_string.as_deref())
+    async fn gpp_string(&self) -> Result<Option<&str>> {
+        Ok(self.personal()?.and_then(|p| p.gpp_string.as_deref()))
     }
     /// Capture evidence (null once erased).
-    async fn evidence(&self) -> Option<Evidence> {
-        self.personal.as_ref().map(evidence)
+    async fn evidence(&self) -> Result<Option<Evidence>> {
+        Ok(self.personal()?.map(evidence))
     }
     /// The client's idempotency key, if any.
     async fn idempotency_key(&self) -> Option<&str> {
@@ -335,7 +370,12 @@ impl PlainFields for EventView {
     fn plain_field(&self, field: &Positioned<Field>) -> Option<Value> {
         let (e, c, p) = (&self.entry, self.consent(), self.personal.as_ref());
         let hash = |h: Hash| ScalarType::to_value(&HashHex(h));
-        Some(match field.node.name.node.as_str() {
+        let name = field.node.name.node.as_str();
+        if !self.personal_loaded && PERSONAL_FIELDS.contains(&name) {
+            // Its own resolver reports the missing record.
+            return None;
+        }
+        Some(match name {
             "id" => Value::String(event_id(e.shard_id, e.seq)),
             "customerId" => Value::String(e.customer_id.clone()),
             "subjectId" => opt_str(p.map(|p| p.subject_id.as_str())),

@@ -41,7 +41,7 @@ pub use memory::{MEMORY_RELEASE_INTERVAL_MS, release_memory, set_memory_release}
 pub use node_cache::{CACHED_NODE_MIN_LEVEL, MAX_CACHED_NODES};
 pub use reader::{
     AuditOpen, ConsistencyProof, DailyCount, Expiring, ExpiryCursor, InclusionProof, MAX_PAGE_SIZE,
-    Order, Page, ShardReader, StoredEvent, StoredPersonal,
+    Order, Page, Personal, ShardReader, StoredEvent, StoredPersonal,
 };
 pub use scrub::{
     SCRUB_COPY_CACHE_BYTES, SCRUB_FREE_SPACE_PERCENT, SCRUB_MIN_FREE_BYTES, SCRUB_SPACING_FACTOR,

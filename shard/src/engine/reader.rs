@@ -43,6 +43,17 @@ pub struct StoredEvent {
     pub personal: Option<StoredPersonal>,
 }
 
+/// Whether the events of a page carry their personal records. Loading one is a second
+/// lookup (another table's leaf) and a decode of personal data per event; a caller that
+/// shows no personal field skips both (docs/benchmarks.md, session 29).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Personal {
+    /// Each event with its personal record (`None` only once erased).
+    Load,
+    /// Each event without it: `StoredEvent::personal` is `None` whether erased or not.
+    Skip,
+}
+
 /// A personal record with the salt that opens its commitment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredPersonal {
@@ -617,6 +628,19 @@ impl ShardReader {
         after: Option<u64>,
         limit: u32,
     ) -> Result<Page<u64>, StorageError> {
+        self.history_with(customer_id, subject_id, order, after, limit, Personal::Load)
+    }
+
+    /// [`ShardReader::history`], with or without the events' personal records.
+    pub fn history_with(
+        &self,
+        customer_id: &str,
+        subject_id: &str,
+        order: Order,
+        after: Option<u64>,
+        limit: u32,
+        personal: Personal,
+    ) -> Result<Page<u64>, StorageError> {
         let (index, snap) = self.index_then_shard()?;
         let Some((c, s)) = subject_ref(&snap, customer_id, subject_id)? else {
             return Ok(Page {
@@ -646,7 +670,7 @@ impl ShardReader {
             Order::Ascending => Box::new(WithLatest::new(rows, latest, order)),
             Order::Descending => Box::new(WithLatest::new(rows.rev(), latest, order)),
         };
-        collect_page(&snap, seqs, limit, |seq| (seq, seq))
+        collect_page(&snap, seqs, limit, |seq| (seq, seq), personal)
     }
 
     /// A page of a customer's events recorded in `[since_ms, until_ms)`, oldest first;
@@ -658,6 +682,20 @@ impl ShardReader {
         until_ms: i64,
         after: Option<(i64, u64)>,
         limit: u32,
+    ) -> Result<Page<(i64, u64)>, StorageError> {
+        let load = Personal::Load;
+        self.customer_events_with(customer_id, since_ms, until_ms, after, limit, load)
+    }
+
+    /// [`ShardReader::customer_events`], with or without the events' personal records.
+    pub fn customer_events_with(
+        &self,
+        customer_id: &str,
+        since_ms: i64,
+        until_ms: i64,
+        after: Option<(i64, u64)>,
+        limit: u32,
+        personal: Personal,
     ) -> Result<Page<(i64, u64)>, StorageError> {
         let (index, snap) = self.index_then_shard()?;
         let Some((c, _)) = customer_ref(&snap, customer_id)? else {
@@ -690,7 +728,7 @@ impl ShardReader {
                 }
             }
         });
-        collect_page(&snap, keys, limit, |x| x)
+        collect_page(&snap, keys, limit, |x| x, personal)
     }
 
     /// A page of the customer's GRANTED purposes that lapse before `before_ms` (already
@@ -1212,6 +1250,7 @@ fn collect_page<K, C>(
     keys: impl Iterator<Item = Result<K, redb::StorageError>>,
     limit: u32,
     split: impl Fn(K) -> (u64, C),
+    personal: Personal,
 ) -> Result<Page<C>, StorageError>
 where
     K: Copy,
@@ -1224,10 +1263,12 @@ where
     while items.len() < limit {
         let Some(key) = keys.next() else { break };
         let (seq, cursor) = split(key?);
-        let event = tables.load(seq)?.ok_or_else(|| StorageError::Corrupt {
-            table: "journal",
-            detail: format!("index points at missing entry {seq}"),
-        })?;
+        let event = tables
+            .load_with(seq, personal)?
+            .ok_or_else(|| StorageError::Corrupt {
+                table: "journal",
+                detail: format!("index points at missing entry {seq}"),
+            })?;
         items.push(event);
         last_cursor = Some(cursor);
     }
@@ -1258,6 +1299,10 @@ impl EventTables<'_> {
     }
 
     fn load(&self, seq: u64) -> Result<Option<StoredEvent>, StorageError> {
+        self.load_with(seq, Personal::Load)
+    }
+
+    fn load_with(&self, seq: u64, personal: Personal) -> Result<Option<StoredEvent>, StorageError> {
         let Some(v) = self.journal.get(seq)? else {
             return Ok(None);
         };
@@ -1266,9 +1311,12 @@ impl EventTables<'_> {
             table: "journal",
             detail: format!("entry {seq}: {e}"),
         })?;
-        let personal = match self.personal.get(seq)? {
-            None => None,
-            Some(p) => Some(split_personal(seq, p.value())?),
+        let personal = match personal {
+            Personal::Skip => None,
+            Personal::Load => match self.personal.get(seq)? {
+                None => None,
+                Some(p) => Some(split_personal(seq, p.value())?),
+            },
         };
         Ok(Some(StoredEvent {
             entry_hash: entry_hash(&bytes),
