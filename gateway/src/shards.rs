@@ -184,19 +184,6 @@ impl ShardClient {
         order: Order,
         after: Option<u64>,
         limit: u32,
-    ) -> Result<Page<u64>, ShardCallError> {
-        self.history_with(customer, subject, order, after, limit, Personal::Load)
-            .await
-    }
-
-    /// [`ShardClient::history`], with or without the events' personal records.
-    pub(crate) async fn history_with(
-        &self,
-        customer: String,
-        subject: String,
-        order: Order,
-        after: Option<u64>,
-        limit: u32,
         personal: Personal,
     ) -> Result<Page<u64>, ShardCallError> {
         self.read_subject_indexed(&customer, &subject, |r| {
@@ -211,6 +198,7 @@ impl ShardClient {
         &self,
         customer: &str,
         subject: &str,
+        personal: Personal,
         mut visit: impl FnMut(StoredEvent) -> bool,
     ) -> Result<(), ShardCallError> {
         let mut after = None;
@@ -222,6 +210,7 @@ impl ShardClient {
                     Order::Ascending,
                     after,
                     shard::engine::MAX_PAGE_SIZE,
+                    personal,
                 )
                 .await?;
             for e in page.items {

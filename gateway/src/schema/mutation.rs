@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use async_graphql::{Context, ID, Object, Result};
-use shard::engine::{Appended, Order};
+use shard::engine::{Appended, Order, Personal};
 use shard::format::limits::{MAX_BATCH_EVENTS, MAX_SUBJECT_ID_BYTES};
 use shard::format::{CaptureMethod, Choice, ConsentEvent, Evidence, validate_customer_id};
 
@@ -124,6 +124,7 @@ impl ConsentMutation {
                         Order::Descending,
                         None,
                         1,
+                        Personal::Skip,
                     )
                     .await?;
                 match last.items.first() {

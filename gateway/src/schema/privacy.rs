@@ -5,7 +5,9 @@ use async_graphql::{Context, ID, Object, Result, SimpleObject};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use chrono::{DateTime, Utc};
-use shard::engine::{ErasureRequest, ErasureTarget, ExpiryCursor, StoredEvent, apply_to_state};
+use shard::engine::{
+    ErasureRequest, ErasureTarget, ExpiryCursor, Personal, StoredEvent, apply_to_state,
+};
 
 use super::mutation::{check_customer, check_subject};
 use super::query::page_size;
@@ -344,7 +346,7 @@ async fn subject_events(
     let mut out = Vec::new();
     st.ledger
         .shard_for(customer_id)
-        .walk_history(customer_id, subject_id, |e| {
+        .walk_history(customer_id, subject_id, Personal::Load, |e| {
             out.push(e);
             out.len() <= MAX_EXPORT_EVENTS
         })

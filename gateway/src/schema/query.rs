@@ -145,7 +145,7 @@ impl ConsentQuery {
         let shard = state(ctx).ledger.shard_for(&customer_id);
         let personal = personal_selected(ctx);
         let page = shard
-            .history_with(
+            .history(
                 customer_id.to_string(),
                 subject_id,
                 order,
@@ -490,7 +490,7 @@ async fn state_as_of(
 ) -> Result<Vec<PurposeState>> {
     let mut states: Vec<PurposeState> = Vec::new();
     shard
-        .walk_history(customer, subject, |e| {
+        .walk_history(customer, subject, Personal::Skip, |e| {
             let known = e.entry.recorded_at_ms <= as_of_ms;
             if known {
                 apply_to_state(&mut states, &e.entry);
