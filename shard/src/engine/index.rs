@@ -251,19 +251,52 @@ pub(crate) fn subject_seqs(
     limit: usize,
 ) -> Result<Vec<u64>, StorageError> {
     let latest = latest_in(subjects, customer, subject)?;
-    let mut seqs = Vec::new();
-    for row in subjects.range((customer, subject, 0)..(customer, subject, STATE_ROW))? {
-        seqs.push(row?.0.value().2);
-        if seqs.len() >= limit {
-            break;
+    let rows = subjects
+        .range((customer, subject, 0)..(customer, subject, STATE_ROW))?
+        .map(|r| r.map(|(k, _)| k.value().2));
+    let seqs = WithLatest::new(rows, latest, false).take(limit);
+    Ok(seqs.collect::<Result<_, _>>()?)
+}
+
+/// A subject's history rows (seqs, ascending or `descending`), with its latest event (which
+/// has no row: the state row stands for it, index layout 2) in its place among them.
+pub(crate) struct WithLatest<I: Iterator> {
+    /// The history rows' seqs, in order.
+    rows: std::iter::Peekable<I>,
+    /// The latest event, until it is yielded.
+    latest: Option<u64>,
+    /// Whether `rows` come newest first.
+    descending: bool,
+}
+
+impl<I: Iterator<Item = Result<u64, redb::StorageError>>> WithLatest<I> {
+    pub(crate) fn new(rows: I, latest: Option<u64>, descending: bool) -> WithLatest<I> {
+        WithLatest {
+            rows: rows.peekable(),
+            latest,
+            descending,
         }
     }
-    if let Some(latest) = latest {
-        let at = seqs.partition_point(|&s| s < latest);
-        seqs.insert(at, latest);
-        seqs.truncate(limit);
+}
+
+impl<I: Iterator<Item = Result<u64, redb::StorageError>>> Iterator for WithLatest<I> {
+    type Item = Result<u64, redb::StorageError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(latest) = self.latest {
+            let first = match self.rows.peek() {
+                None => true,
+                Some(Err(_)) => false,
+                Some(Ok(row)) if self.descending => latest > *row,
+                Some(Ok(row)) => latest < *row,
+            };
+            if first {
+                self.latest = None;
+                return Some(Ok(latest));
+            }
+        }
+        self.rows.next()
     }
-    Ok(seqs)
 }
 
 /// One (customer, day)'s counters: (purpose, (granted, denied)), a handful each, so a

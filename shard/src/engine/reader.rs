@@ -11,7 +11,7 @@ use redb::{
 
 use super::db::{Db, DbCell, Snapshot, Snapshots};
 use super::error::{QueryError, StorageError, VerifyJournalError};
-use super::index::{MS_PER_DAY, PurposeState, STATE_ROW, latest_in, state_in};
+use super::index::{MS_PER_DAY, PurposeState, STATE_ROW, WithLatest, latest_in, state_in};
 use super::index_check::{IndexMismatch, IndexReport};
 use super::index_file::index_path;
 use super::index_writer::IndexRequests;
@@ -667,8 +667,8 @@ impl ShardReader {
         });
         let rows = range.map(|r| r.map(|(k, _)| k.value().2));
         let seqs: Box<dyn Iterator<Item = _>> = match order {
-            Order::Ascending => Box::new(WithLatest::new(rows, latest, order)),
-            Order::Descending => Box::new(WithLatest::new(rows.rev(), latest, order)),
+            Order::Ascending => Box::new(WithLatest::new(rows, latest, false)),
+            Order::Descending => Box::new(WithLatest::new(rows.rev(), latest, true)),
         };
         collect_page(&snap, seqs, limit, |seq| (seq, seq), personal)
     }
@@ -1177,47 +1177,6 @@ fn open_audited(
 
 /// The entries of time-index runs, each with its `(recorded_at_ms, seq)` cursor.
 type TimeKeys = Box<dyn Iterator<Item = Result<(u64, (i64, u64)), redb::StorageError>>>;
-
-/// A subject's history rows in `order`, with its latest event (which has no row: the
-/// state row stands for it, index layout 2) in its place among them.
-struct WithLatest<I: Iterator> {
-    /// The history rows' seqs, in `order`.
-    rows: std::iter::Peekable<I>,
-    /// The latest event, until it is yielded.
-    latest: Option<u64>,
-    /// The order of `rows`.
-    order: Order,
-}
-
-impl<I: Iterator<Item = Result<u64, redb::StorageError>>> WithLatest<I> {
-    fn new(rows: I, latest: Option<u64>, order: Order) -> WithLatest<I> {
-        WithLatest {
-            rows: rows.peekable(),
-            latest,
-            order,
-        }
-    }
-}
-
-impl<I: Iterator<Item = Result<u64, redb::StorageError>>> Iterator for WithLatest<I> {
-    type Item = Result<u64, redb::StorageError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if let Some(latest) = self.latest {
-            let first = match (self.rows.peek(), self.order) {
-                (None, _) => true,
-                (Some(Err(_)), _) => false,
-                (Some(Ok(row)), Order::Ascending) => latest < *row,
-                (Some(Ok(row)), Order::Descending) => latest > *row,
-            };
-            if first {
-                self.latest = None;
-                return Some(Ok(latest));
-            }
-        }
-        self.rows.next()
-    }
-}
 
 fn empty_page<C>() -> Page<C> {
     Page {
