@@ -365,8 +365,31 @@ pub(crate) struct TimeRun {
 impl TimeRun {
     /// Whether the consent entry `seq` of `customer` recorded at `recorded_at_ms` extends
     /// the run.
-    pub(crate) fn extended_by(&self, customer: u32, recorded_at_ms: i64, seq: u64) -> bool {
+    fn extended_by(&self, customer: u32, recorded_at_ms: i64, seq: u64) -> bool {
         self.customer == customer && self.recorded_at_ms == recorded_at_ms && self.last + 1 == seq
+    }
+
+    /// Puts that entry into the run being built, `open`: it extends the run, or starts a
+    /// new one and the run it ends (to be stored, or digested by the audit) is returned.
+    /// The writer and the audit build the runs alike through this.
+    pub(crate) fn push(
+        open: &mut Option<TimeRun>,
+        customer: u32,
+        recorded_at_ms: i64,
+        seq: u64,
+    ) -> Option<TimeRun> {
+        if let Some(run) = open
+            && run.extended_by(customer, recorded_at_ms, seq)
+        {
+            run.last = seq;
+            return None;
+        }
+        open.replace(TimeRun {
+            customer,
+            recorded_at_ms,
+            first: seq,
+            last: seq,
+        })
     }
 }
 
@@ -381,10 +404,16 @@ impl IndexTables<'_> {
 
     /// Writes the time run being built, if any, as it stands.
     fn write_open_run(&mut self) -> Result<(), StorageError> {
-        if let Some(run) = self.open_run.take() {
-            self.customer_events
-                .insert((run.customer, run.recorded_at_ms, run.first), run.last)?;
+        match self.open_run.take() {
+            Some(run) => self.write_run(run),
+            None => Ok(()),
         }
+    }
+
+    /// Stores a time run.
+    fn write_run(&mut self, run: TimeRun) -> Result<(), StorageError> {
+        self.customer_events
+            .insert((run.customer, run.recorded_at_ms, run.first), run.last)?;
         Ok(())
     }
 
@@ -427,14 +456,11 @@ impl IndexTables<'_> {
         recorded_at_ms: i64,
         seq: u64,
     ) -> Result<(), StorageError> {
-        if let Some(run) = &mut self.open_run
-            && run.extended_by(customer, recorded_at_ms, seq)
-        {
-            run.last = seq;
-            return Ok(());
+        if let Some(ended) = TimeRun::push(&mut self.open_run, customer, recorded_at_ms, seq) {
+            self.write_run(ended)?;
         }
-        self.write_open_run()?;
-        let mut first = seq;
+        // The step's first entry is the only one an earlier step's run can end just before
+        // (the open run is new there: the entries before it were indexed earlier).
         if seq == self.runs_from && seq > 0 {
             let stored = self
                 .customer_events
@@ -444,15 +470,14 @@ impl IndexTables<'_> {
             if let Some((k, v)) = stored
                 && v.value().checked_add(1) == Some(seq)
             {
-                first = k.value().2;
+                let run = self
+                    .open_run
+                    .as_mut()
+                    .expect("a run holds the entry just put");
+                assert_eq!(run.first, seq, "the run at the step's first entry is new");
+                run.first = k.value().2;
             }
         }
-        self.open_run = Some(TimeRun {
-            customer,
-            recorded_at_ms,
-            first,
-            last: seq,
-        });
         Ok(())
     }
 

@@ -325,28 +325,23 @@ impl IndexCheck {
     /// Puts consent entry `seq` into the run of time rows the journal implies, digesting
     /// the run it ends.
     fn time_run(&mut self, c: u32, recorded_at_ms: i64, seq: u64) {
-        if let Some(run) = &mut self.open_run
-            && run.extended_by(c, recorded_at_ms, seq)
-        {
-            run.last = seq;
-            return;
+        if let Some(ended) = TimeRun::push(&mut self.open_run, c, recorded_at_ms, seq) {
+            self.digest_time_run(ended);
         }
-        self.close_time_run();
-        self.open_run = Some(TimeRun {
-            customer: c,
-            recorded_at_ms,
-            first: seq,
-            last: seq,
-        });
     }
 
     /// Digests the open run of implied time rows, if any.
     fn close_time_run(&mut self) {
         if let Some(run) = self.open_run.take() {
-            let row = time_row(run.customer, run.recorded_at_ms, run.first, run.last);
-            self.want_time.add(self.key, &row);
-            self.time_events += run.last - run.first + 1;
+            self.digest_time_run(run);
         }
+    }
+
+    /// Digests one implied time row.
+    fn digest_time_run(&mut self, run: TimeRun) {
+        let row = time_row(run.customer, run.recorded_at_ms, run.first, run.last);
+        self.want_time.add(self.key, &row);
+        self.time_events += run.last - run.first + 1;
     }
 
     /// An erasure entry: what it names must be gone, and (below `customer_indexed_upto`)
