@@ -368,17 +368,15 @@ impl EventView {
 
 impl PlainFields for EventView {
     fn plain_field(&self, field: &Positioned<Field>) -> Option<Value> {
-        let (e, c, p) = (&self.entry, self.consent(), self.personal.as_ref());
+        // A personal field of a view read without its record takes the resolver's path,
+        // which reports it.
+        let p = self.personal_loaded.then_some(self.personal.as_ref());
+        let (e, c) = (&self.entry, self.consent());
         let hash = |h: Hash| ScalarType::to_value(&HashHex(h));
-        let name = field.node.name.node.as_str();
-        if !self.personal_loaded && PERSONAL_FIELDS.contains(&name) {
-            // Its own resolver reports the missing record.
-            return None;
-        }
-        Some(match name {
+        Some(match field.node.name.node.as_str() {
             "id" => Value::String(event_id(e.shard_id, e.seq)),
             "customerId" => Value::String(e.customer_id.clone()),
-            "subjectId" => opt_str(p.map(|p| p.subject_id.as_str())),
+            "subjectId" => opt_str(p?.map(|p| p.subject_id.as_str())),
             "shard" => Value::from(e.shard_id),
             "sequence" => ScalarType::to_value(&UInt64(e.seq)),
             "recordedAt" => opt_time(Some(ms_to_time(e.recorded_at_ms))),
@@ -390,9 +388,9 @@ impl PlainFields for EventView {
             "captureMethod" => InputType::to_value(&CaptureMethodGql::from(c.capture_method)),
             "jurisdiction" => Value::String(c.jurisdiction.clone()),
             "gpc" => Value::Boolean(c.gpc),
-            "tcfString" => opt_str(p.and_then(|p| p.tcf_string.as_deref())),
-            "gppString" => opt_str(p.and_then(|p| p.gpp_string.as_deref())),
-            "evidence" => match p {
+            "tcfString" => opt_str(p?.and_then(|p| p.tcf_string.as_deref())),
+            "gppString" => opt_str(p?.and_then(|p| p.gpp_string.as_deref())),
+            "evidence" => match p? {
                 None => Value::Null,
                 Some(p) => plain_object(&evidence(p), field)?,
             },
