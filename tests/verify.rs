@@ -543,8 +543,12 @@ fn audit_spills_state_claims_to_its_temp_dir_and_refuses_a_temp_dir_it_cannot_wr
                 let (k, v) = rows.find(|(k, _)| k.value().2 == u64::MAX).unwrap();
                 (k.value(), v.value().to_vec())
             };
-            let name_len = u32::from_be_bytes(state[4..8].try_into().unwrap()) as usize;
-            state[8 + name_len] ^= 3; // GRANTED <-> DENIED
+            // Index layout 4: group count, seq, occurred_at_ms, expires_at_ms (a tag, and
+            // 8 bytes when present), purpose count, then the first name and its choice.
+            let expires_at = 4 + 16;
+            let count_at = expires_at + if state[expires_at] == 0 { 1 } else { 9 };
+            let name_len = usize::from(state[count_at + 4]);
+            state[count_at + 5 + name_len] ^= 3; // GRANTED <-> DENIED
             t.insert(key, state.as_slice()).unwrap();
         }
         txn.commit().unwrap();

@@ -836,9 +836,9 @@ fn index_verification_passes_a_true_index_and_names_a_tampered_one() {
             .find(|(k, _)| k.value().2 == u64::MAX)
             .map(|(k, v)| (k.value(), v.value().to_vec()))
             .unwrap();
-        // Every purpose of these states was set by the subject's latest event: the first
-        // purpose's seq (after its count, name and choice) is that event's.
-        let at = 8 + u32::from_be_bytes(state[4..8].try_into().unwrap()) as usize + 1;
+        // Every purpose of these states was set by the subject's latest event: one group,
+        // whose seq follows the group count (index layout 4).
+        let at = 4;
         (
             key,
             u64::from_be_bytes(state[at..at + 8].try_into().unwrap()),
@@ -955,10 +955,23 @@ fn index_verification_passes_a_true_index_and_names_a_tampered_one() {
     }
     // A current-state row is checked against the entry it names: the subject's own history
     // must hold it, and the entry must set that purpose to that choice at those times.
-    // Layout of a state: u32 count, then per purpose u32 name length, name, u8 choice,
-    // u64 seq, i64 occurred_at_ms, optional i64 expires_at_ms.
-    /// Edits a state's bytes given the offset of its first choice and its subject's history.
-    type StateEdit<'a> = &'a dyn Fn(&mut Vec<u8>, usize, &[u64]);
+    // Layout of a state (index layout 4): u32 group count, then per event u64 seq, i64
+    // occurred_at_ms, optional i64 expires_at_ms, u32 purpose count, then per purpose u8
+    // name length, name, u8 choice.
+    /// Where the first group's fields sit in a state's bytes.
+    struct At {
+        /// Its first purpose's choice byte.
+        choice: usize,
+        /// Its seq (8 bytes), which every purpose of the group names.
+        seq: usize,
+        /// Its occurred_at_ms (8 bytes), followed by its expires_at_ms.
+        occurred: usize,
+        /// Its purpose count (4 bytes), followed by its purposes.
+        count: usize,
+    }
+    /// Edits a state's bytes given where its first group's fields are and its subject's
+    /// history.
+    type StateEdit<'a> = &'a dyn Fn(&mut Vec<u8>, At, &[u64]);
     fn edit_first_state(t: &common::Edit, edit: StateEdit) {
         let mut tab = t.open_table(SUBJECTS).unwrap();
         let mut history = vec![];
@@ -975,21 +988,53 @@ fn index_verification_passes_a_true_index_and_names_a_tampered_one() {
                 Some((k, v.value().to_vec()))
             })
             .unwrap();
-        let name_len = u32::from_be_bytes(state[4..8].try_into().unwrap()) as usize;
-        edit(&mut state, 8 + name_len, &history);
+        let expires = 20;
+        let count = expires + if state[expires] == 0 { 1 } else { 9 };
+        let name_len = usize::from(state[count + 4]);
+        let at = At {
+            choice: count + 5 + name_len,
+            seq: 4,
+            occurred: 12,
+            count,
+        };
+        edit(&mut state, at, &history);
         tab.insert(key, state.as_slice()).unwrap();
     }
-    let err = tamper(&|t| edit_first_state(t, &|state, at, _| state[at] ^= 3));
+    let err = tamper(&|t| edit_first_state(t, &|state, at, _| state[at.choice] ^= 3));
     assert!(
         err.contains("does not set it so"),
         "a flipped choice: {err}"
     );
-    let err = tamper(&|t| edit_first_state(t, &|state, at, _| state[at + 16] ^= 1));
+    let err = tamper(&|t| edit_first_state(t, &|state, at, _| state[at.occurred + 7] ^= 1));
     assert!(err.contains("does not set it so"), "a changed time: {err}");
     let err = tamper(&|t| {
         edit_first_state(t, &|state, at, history| {
             let foreign = (0..60u64).find(|s| !history.contains(s)).unwrap();
-            state[at + 1..at + 9].copy_from_slice(&foreign.to_be_bytes());
+            // The first purpose moves to a group of its own that names an entry of another
+            // subject, older than the state's latest, which the other purposes keep (so
+            // that the subject's history stays whole).
+            let latest = &state[at.seq..at.seq + 8];
+            assert!(
+                foreign.to_be_bytes().as_slice() < latest,
+                "groups in seq order"
+            );
+            let times = &state[at.occurred..at.count];
+            let n = u32::from_be_bytes(state[at.count..at.count + 4].try_into().unwrap());
+            assert!(n >= 2, "the latest event keeps a purpose");
+            let moved = &state[at.count + 4..=at.choice];
+            let rest = &state[at.choice + 1..];
+            *state = [
+                &2u32.to_be_bytes()[..],
+                &foreign.to_be_bytes(),
+                times,
+                &1u32.to_be_bytes(),
+                moved,
+                latest,
+                times,
+                &(n - 1).to_be_bytes(),
+                rest,
+            ]
+            .concat();
         })
     });
     assert!(
@@ -1030,20 +1075,28 @@ fn the_audit_names_a_current_state_that_a_later_event_of_its_subject_overrode() 
         .expect("the true state verifies");
     drop(store);
     let occurred = |n: i64| event("acme", "alice", 0).occurred_at_ms + n;
-    // State bytes: u32 count, then per purpose: str name, u8 choice, u64 seq, i64
-    // occurred_at_ms, opt i64 expires_at_ms (docs/design.md §4).
+    // State bytes (index layout 4, docs/design.md §4): u32 group count, then per event in
+    // seq order: u64 seq, i64 occurred_at_ms, opt i64 expires_at_ms, u32 purpose count,
+    // then per purpose by name: u8 name length, name, u8 choice.
     let state = |purposes: &[(&str, Choice, u64)]| {
-        let mut b = (purposes.len() as u32).to_be_bytes().to_vec();
+        let mut groups: std::collections::BTreeMap<u64, Vec<(&str, Choice)>> = Default::default();
         for &(name, choice, seq) in purposes {
-            b.extend((name.len() as u32).to_be_bytes());
-            b.extend(name.as_bytes());
-            b.push(match choice {
-                Choice::Granted => 1,
-                Choice::Denied => 2,
-            });
+            groups.entry(seq).or_default().push((name, choice));
+        }
+        let mut b = (groups.len() as u32).to_be_bytes().to_vec();
+        for (seq, names) in groups {
             b.extend(seq.to_be_bytes());
             b.extend(occurred(seq as i64).to_be_bytes());
             b.push(0);
+            b.extend((names.len() as u32).to_be_bytes());
+            for (name, choice) in names {
+                b.push(name.len() as u8);
+                b.extend(name.as_bytes());
+                b.push(match choice {
+                    Choice::Granted => 1,
+                    Choice::Denied => 2,
+                });
+            }
         }
         b
     };

@@ -116,8 +116,9 @@ fn an_index_file_that_is_missing_foreign_or_ahead_of_the_journal_is_rebuilt_from
     assert_rebuilt(&path, 0, 20, "of another shard");
 
     // An index file of index layout 1 (before session 28 it kept a history row for every
-    // event, the latest included) or 2 (a time row per event, not runs): rebuilt, while the
-    // audit refuses it as unusable input.
+    // event, the latest included), 2 (a time row per event, not runs) or 3 (a state's
+    // purposes each with their own seq and times, not grouped by event): rebuilt, while
+    // the audit refuses it as unusable input.
     let set_layout = |layout: u32| {
         let db = redb::Database::open(index_path(&path)).unwrap();
         let txn = db.begin_write().unwrap();
@@ -128,13 +129,13 @@ fn an_index_file_that_is_missing_foreign_or_ahead_of_the_journal_is_rebuilt_from
             .unwrap();
         txn.commit().unwrap();
     };
-    for layout in [1, 2] {
+    for layout in [1, 2, 3] {
         set_layout(layout);
         let refused = ShardReader::open_existing(&path, 0, AuditOpen::ReadOnly).err();
         assert!(
             matches!(
                 refused,
-                Some(StorageError::OtherIndexLayout { found, supported: 3 }) if found == layout
+                Some(StorageError::OtherIndexLayout { found, supported: 4 }) if found == layout
             ),
             "{refused:?}"
         );

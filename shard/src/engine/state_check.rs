@@ -794,8 +794,12 @@ mod tests {
                 let (c, subject, seq) = k.value();
                 ((c, *subject, seq), v.value().to_vec())
             };
-            let name_len = u32::from_be_bytes(state[4..8].try_into().expect("4 bytes")) as usize;
-            state[8 + name_len] ^= 3; // GRANTED <-> DENIED
+            let mut purposes = crate::engine::index::decode_state(&state).expect("a state");
+            purposes[0].choice = match purposes[0].choice {
+                crate::format::Choice::Granted => crate::format::Choice::Denied,
+                crate::format::Choice::Denied => crate::format::Choice::Granted,
+            };
+            state = crate::engine::index::encode_state(&purposes);
             tab.insert((key.0, &key.1, key.2), state.as_slice())
                 .expect("insert");
         }

@@ -96,9 +96,10 @@ pub fn in_index_file(name: &str) -> bool {
 
 /// Layout version of the index file, in `index_meta.format_version`. Layout 2 (session 28)
 /// keeps no history row for a subject's latest event (its state row stands for it); layout 3
-/// (session 28) keeps the time index as runs (`CUSTOMER_EVENTS`). An index file of another
-/// layout is rebuilt from the journal when a server opens it.
-pub(crate) const INDEX_FORMAT_VERSION: u32 = 3;
+/// (session 28) keeps the time index as runs (`CUSTOMER_EVENTS`); layout 4 (session 30)
+/// stores a state's purposes grouped by the event that set them (`index::encode_state`).
+/// An index file of another layout is rebuilt from the journal when a server opens it.
+pub(crate) const INDEX_FORMAT_VERSION: u32 = 4;
 
 /// In `index_meta`: the hash of journal entry 0 of the shard the index was built from
 /// (32 bytes; absent while the journal is empty), so that an index file of another ledger

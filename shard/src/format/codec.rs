@@ -81,6 +81,14 @@ impl Writer {
         self.u32(len);
         self.buf.extend_from_slice(s.as_bytes());
     }
+    /// A string of at most 255 bytes with a one-byte length (index rows only: purpose
+    /// names, at most `MAX_PURPOSE_NAME_BYTES`).
+    #[cfg(feature = "engine")]
+    pub(crate) fn short_str(&mut self, s: &str) {
+        let len = u8::try_from(s.len()).expect("a short string is under 256 bytes");
+        self.u8(len);
+        self.buf.extend_from_slice(s.as_bytes());
+    }
     pub(crate) fn opt_str(&mut self, s: Option<&str>) {
         match s {
             None => self.u8(0),
@@ -163,6 +171,13 @@ impl<'a> Reader<'a> {
     pub(crate) fn str_ref(&mut self) -> Result<&'a str, DecodeError> {
         let offset = self.pos as u64 + 4;
         std::str::from_utf8(self.bytes()?).map_err(|_| DecodeError::BadUtf8 { offset })
+    }
+    /// A UTF-8 string with a one-byte length (`Writer::short_str`), borrowed.
+    #[cfg(feature = "engine")]
+    pub(crate) fn short_str_ref(&mut self) -> Result<&'a str, DecodeError> {
+        let offset = self.pos as u64 + 1;
+        let len = usize::from(self.u8()?);
+        std::str::from_utf8(self.take(len)?).map_err(|_| DecodeError::BadUtf8 { offset })
     }
     /// A length-prefixed byte string, borrowed.
     pub(crate) fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
