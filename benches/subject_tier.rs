@@ -2,7 +2,7 @@
 //! way the index writer writes it today, against two ways a two-table ("young" and "old")
 //! subject tier would: the question behind the 10M flatness target (docs/benchmarks.md,
 //! session 29). Plain redb, no Assent code: keys and values have the shapes of the index
-//! file's `subjects` rows, `(customer, subject key, STATE_ROW) → ~90 bytes`.
+//! file's `subjects` rows, `(customer, subject key, STATE_ROW) → 81 bytes`.
 //!
 //!   cargo bench --bench subject_tier -- FILE OLD_ROWS NEW_ROWS MODE
 //!
@@ -29,8 +29,9 @@ const SUBJECTS: TableDefinition<(u32, &[u8; 32], u64), &[u8]> = TableDefinition:
 const YOUNG: TableDefinition<(u32, &[u8; 32], u64), &[u8]> = TableDefinition::new("young");
 /// The seq part of a state row's key (as the index file's `STATE_ROW`).
 const STATE_ROW: u64 = u64::MAX;
-/// Bytes of a state row's value: five purposes with their choices and seqs.
-const VALUE_BYTES: usize = 90;
+/// Bytes of a state row's value: a first event's five purposes in index layout 4 (81; layout
+/// 3 took 160, and session 29's figures were taken with 90).
+const VALUE_BYTES: usize = 81;
 /// Rows per subject step: `record` at ≈ 10,000 events/s over 4 shards, a step every 2 ms.
 const ROWS_PER_STEP: usize = 5;
 /// Subject steps per durable step: 3 s of 2 ms steps.

@@ -166,7 +166,8 @@ pub(crate) fn open_index_db(path: &Path, create: bool) -> Result<Database, redb:
 /// redb's page cache of each index file (see `SHARD_CACHE_BYTES` for the shard file). The
 /// index file's hot pages are scattered (a subject's rows sit at a random place): on a
 /// large ledger no cache within the memory budget holds them (10M events: ≈ 170,000
-/// `subjects` leaves per shard), and the OS page cache serves the misses. 8 MiB instead of
+/// `subjects` leaves per shard with index layout 3, an index file of 570–600 MB per shard
+/// with layout 4), and the OS page cache serves the misses. 8 MiB instead of
 /// 16 (session 17, alternated): `record` at 10M events the same req/s and CPU per event,
 /// peak RSS 162–167 instead of 214–219 MiB; `record` and `batch` on a fresh ledger the
 /// same (docs/benchmarks.md).
