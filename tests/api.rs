@@ -1137,6 +1137,72 @@ fn events_and_record_results_resolve_to_the_same_json_on_the_direct_path_as_thro
 }
 
 #[test]
+fn consent_reads_the_personal_records_of_its_events_exactly_when_a_personal_field_is_selected() {
+    // Proves: `consent { purposes { event } }`, now and `asOf`, answers the events' entry
+    // fields alike whether or not their personal records are read, and every way of naming
+    // a personal field of the event (aliased, in a named or inline fragment, under a
+    // directive) gets the records, never the null that means "erased".
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    s.customers(&["acme"]);
+    for choice in ["GRANTED", "DENIED"] {
+        s.ok(
+            RECORD,
+            json!({ "c": "acme", "e": event("dana", choice, None) }),
+        );
+    }
+    let later = "2100-01-01T00:00:00Z";
+    let read = |sel: &str, tail: &str| {
+        s.ok(
+            &format!(
+                "{{ now: consent(customerId: \"acme\", subjectId: \"dana\") {{ purposes {{ purpose event {{ {sel} }} }} }} \
+                 then: consent(customerId: \"acme\", subjectId: \"dana\", asOf: \"{later}\") {{ purposes {{ purpose event {{ {sel} }} }} }} }} {tail}"
+            ),
+            json!({}),
+        )
+    };
+    let entry_fields = "id sequence recordedAt purposes { purpose choice } entryHash";
+    let without = read(entry_fields, "");
+    let with = read(&format!("{entry_fields} subjectId"), "");
+    for when in ["now", "then"] {
+        let (a, b) = (&without[when]["purposes"], &with[when]["purposes"]);
+        assert!(!a.as_array().unwrap().is_empty(), "{without:#}");
+        assert_eq!(a.as_array().unwrap().len(), b.as_array().unwrap().len());
+        for (x, y) in a.as_array().unwrap().iter().zip(b.as_array().unwrap()) {
+            for f in ["id", "sequence", "recordedAt", "purposes", "entryHash"] {
+                assert_eq!(x["event"][f], y["event"][f], "{when}.{f}");
+            }
+            assert_eq!(y["event"]["subjectId"], "dana", "{with:#}");
+        }
+    }
+    let shapes = [
+        ("who: subjectId", ""),
+        (
+            "...P",
+            "fragment P on ConsentEvent { evidence { ipAddress } }",
+        ),
+        ("... on ConsentEvent { tcfString }", ""),
+        (
+            "id gppString @include(if: false) tcfString @skip(if: false)",
+            "",
+        ),
+    ];
+    for (sel, tail) in shapes {
+        let got = read(sel, tail);
+        let text = got.to_string();
+        let value = if sel.contains("subjectId") {
+            "dana"
+        } else if tail.contains("evidence") {
+            "198.51.100.7"
+        } else {
+            "CQ-TCF"
+        };
+        assert!(text.contains(value), "{sel}: {got:#}");
+        assert!(!text.contains("null"), "{sel}: {got:#}");
+    }
+}
+
+#[test]
 fn event_pages_read_personal_records_exactly_when_a_personal_field_is_selected() {
     // Proves: history and customer-event pages answer entry fields alike whether or not the
     // personal records are read, and every way of naming a personal field (on `node` or

@@ -219,7 +219,7 @@ impl Checkpointer {
         seq: u64,
     ) -> Result<Option<(Receipt, Arc<Issued>)>, IssueError> {
         let shard = &self.ledger.shards[shard_id as usize];
-        let Some(event) = shard.event(seq).await? else {
+        let Some(event) = shard.event(seq, shard::engine::Personal::Load).await? else {
             return Ok(None);
         };
         let issued = self.covering(shard_id, seq).await?;

@@ -162,8 +162,12 @@ impl ShardClient {
         .await
     }
 
-    pub(crate) async fn event(&self, seq: u64) -> Result<Option<StoredEvent>, ShardCallError> {
-        self.read(move |r| Ok(r.event(seq)?)).await
+    pub(crate) async fn event(
+        &self,
+        seq: u64,
+        personal: Personal,
+    ) -> Result<Option<StoredEvent>, ShardCallError> {
+        self.read(move |r| Ok(r.event_with(seq, personal)?)).await
     }
 
     pub(crate) async fn current_state(
@@ -342,9 +346,10 @@ impl ShardClient {
         &self,
         customer: String,
         subject: String,
+        personal: Personal,
     ) -> Result<Vec<(PurposeState, StoredEvent)>, ShardCallError> {
         self.read_subject_indexed(&customer, &subject, |r| {
-            Ok(r.current_state_with_events(&customer, &subject)?)
+            Ok(r.current_state_with_events(&customer, &subject, personal)?)
         })
         .await
     }

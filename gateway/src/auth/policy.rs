@@ -34,6 +34,7 @@ use super::keys::{Principal, Role};
 use crate::errors::Code;
 use crate::ids::parse_event_id;
 use crate::schema::AppState;
+use shard::engine::Personal;
 
 /// The caller as the transport authenticated it (HTTP header or WebSocket `connection_init`).
 #[derive(Debug, Clone)]
@@ -184,7 +185,7 @@ async fn check(
             None => return Ok(()),
             Some((shard, seq)) => match state.ledger.shards.get(shard as usize) {
                 None => return Ok(()),
-                Some(s) => match s.event(seq).await {
+                Some(s) => match s.event(seq, Personal::Skip).await {
                     Ok(Some(e)) => Some(e.entry.customer_id),
                     _ => return Ok(()),
                 },

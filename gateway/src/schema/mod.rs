@@ -23,6 +23,7 @@ use admin::{AdminMutation, AdminQuery};
 use mutation::ConsentMutation;
 use privacy::{PrivacyMutation, PrivacyQuery};
 use query::ConsentQuery;
+use shard::engine::Personal;
 use types::{EventView, ReceiptView};
 
 /// Deepest query accepted.
@@ -140,7 +141,7 @@ impl AppState {
             return Ok(None);
         };
         Ok(client
-            .event(seq)
+            .event(seq, Personal::Load)
             .await?
             .filter(|e| e.entry.consent().is_some())
             .map(EventView::from))

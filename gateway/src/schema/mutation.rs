@@ -241,7 +241,7 @@ async fn record(
     for mut a in appended {
         let personal = if a.duplicate {
             // The original's personal record, not this request's.
-            let stored = shard.event(a.entry.seq).await?;
+            let stored = shard.event(a.entry.seq, Personal::Load).await?;
             stored.and_then(|s| s.personal).map(|p| p.record)
         } else {
             a.personal.take()

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::connection::{Connection, Edge};
-use async_graphql::{Context, ID, Object, Result};
+use async_graphql::{Context, ID, Lookahead, Object, Result};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Utc};
@@ -68,7 +68,9 @@ impl ConsentQuery {
         check_customer(&customer_id)?;
         check_subject(&subject_id)?;
         let shard = state(ctx).ledger.shard_for(&customer_id);
-        let wants_events = ctx.look_ahead().field("purposes").field("event").exists();
+        let event_selection = ctx.look_ahead().field("purposes").field("event");
+        let wants_events = event_selection.exists();
+        let personal = personal_in(&[event_selection]);
         let pairs: Vec<(PurposeState, Option<EventView>)> = match as_of {
             // Now, without events: the state row alone.
             None if !wants_events => shard
@@ -79,10 +81,10 @@ impl ConsentQuery {
                 .collect(),
             // Now: the state and its events from one snapshot.
             None => shard
-                .current_state_with_events(customer_id.to_string(), subject_id.clone())
+                .current_state_with_events(customer_id.to_string(), subject_id.clone(), personal)
                 .await?
                 .into_iter()
-                .map(|(s, e)| (s, Some(e.into())))
+                .map(|(s, e)| (s, Some(event_view(e, personal))))
                 .collect(),
             Some(t) => {
                 let states =
@@ -91,10 +93,10 @@ impl ConsentQuery {
                 let mut out = Vec::with_capacity(states.len());
                 for s in states {
                     if let std::collections::hash_map::Entry::Vacant(slot) = events.entry(s.seq) {
-                        let e = shard.event(s.seq).await?.ok_or_else(|| {
+                        let e = shard.event(s.seq, personal).await?.ok_or_else(|| {
                             err(Code::Internal, "index points at a missing event")
                         })?;
-                        slot.insert(e.into());
+                        slot.insert(event_view(e, personal));
                     }
                     let view = events[&s.seq].clone();
                     out.push((s, Some(view)));
@@ -506,8 +508,12 @@ async fn state_as_of(
 /// directive counts): only then are the events' personal records read.
 fn personal_selected(ctx: &Context<'_>) -> Personal {
     let look = ctx.look_ahead();
-    let (edges, nodes) = (look.field("edges").field("node"), look.field("nodes"));
-    let named = |f: &&str| edges.field(f).exists() || nodes.field(f).exists();
+    personal_in(&[look.field("edges").field("node"), look.field("nodes")])
+}
+
+/// Whether any of the selections of events `events` names a field of [`PERSONAL_FIELDS`].
+fn personal_in(events: &[Lookahead<'_>]) -> Personal {
+    let named = |f: &&str| events.iter().any(|e| e.field(f).exists());
     if PERSONAL_FIELDS.iter().any(named) {
         Personal::Load
     } else {

@@ -103,7 +103,7 @@ impl SubscriptionRoot {
         if start_live {
             let head = shard.head().await?;
             if head.size > 0
-                && let Some(e) = shard.event(head.size - 1).await?
+                && let Some(e) = shard.event(head.size - 1, Personal::Skip).await?
             {
                 position = Some((e.entry.recorded_at_ms, e.entry.seq));
             }

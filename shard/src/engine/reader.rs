@@ -555,8 +555,17 @@ impl ShardReader {
 
     /// The event at `seq`, if it exists.
     pub fn event(&self, seq: u64) -> Result<Option<StoredEvent>, StorageError> {
+        self.event_with(seq, Personal::Load)
+    }
+
+    /// The event at `seq`, if it exists, with its personal record only if `personal` says.
+    pub fn event_with(
+        &self,
+        seq: u64,
+        personal: Personal,
+    ) -> Result<Option<StoredEvent>, StorageError> {
         let snap = self.db.shared_snapshot()?;
-        load_event(&snap, seq)
+        EventTables::open(&snap)?.load_with(seq, personal)
     }
 
     /// The event recorded under `customer_id`'s idempotency key `key`, if any.
@@ -590,11 +599,13 @@ impl ShardReader {
     }
 
     /// The current state of a subject with the event that set each purpose, read from one
-    /// snapshot (one lookup per distinct event).
+    /// snapshot (one lookup per distinct event), the events' personal records only if
+    /// `personal` says.
     pub fn current_state_with_events(
         &self,
         customer_id: &str,
         subject_id: &str,
+        personal: Personal,
     ) -> Result<Vec<(PurposeState, StoredEvent)>, StorageError> {
         let (index, snap) = self.index_then_shard()?;
         let Some((customer, subject)) = subject_ref(&snap, customer_id, subject_id)? else {
@@ -607,10 +618,13 @@ impl ShardReader {
         let mut out = Vec::with_capacity(states.len());
         for s in states {
             if let std::collections::hash_map::Entry::Vacant(slot) = loaded.entry(s.seq) {
-                let e = tables.load(s.seq)?.ok_or_else(|| StorageError::Corrupt {
-                    table: "current_state",
-                    detail: format!("points at missing entry {}", s.seq),
-                })?;
+                let e =
+                    tables
+                        .load_with(s.seq, personal)?
+                        .ok_or_else(|| StorageError::Corrupt {
+                            table: "current_state",
+                            detail: format!("points at missing entry {}", s.seq),
+                        })?;
                 slot.insert(e);
             }
             let e = loaded[&s.seq].clone();
