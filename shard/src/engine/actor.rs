@@ -31,12 +31,16 @@ use crate::verify::ShardHead;
 pub const MAILBOX_CAPACITY: usize = 1_024;
 
 /// How long after the index writer receives an entry the subject tier lacks it runs the
-/// subject tier's step if no reader asks for it sooner (a reader's request wakes it at
-/// once). Entries handed while a step is due join it without waking the thread. Measured
-/// (docs/benchmarks.md, session 16): 20 ms made readers wait (`mixed` −7 to −15 %); with
-/// 2 ms the index threads' context switches per `record` request were 0.053 against 0.071
-/// when every commit woke them.
-pub const INDEX_DELAY_MS: u64 = 2;
+/// subject tier's step if no reader asks for it sooner (a reader of a subject with entries
+/// the tier lacks wakes it at once; readers of other subjects never wait for it). Entries
+/// handed while a step is due join it without waking the thread. Measured
+/// (docs/benchmarks.md): in session 16, before readers waited only for their own subject,
+/// 20 ms made readers wait (`mixed` −7 to −15 %) and 2 ms was taken; in session 30, 10 ms
+/// instead of 2, alternated: `record` on the 10M ledger +9 % (4 of 4 pairs, server CPU per
+/// event −10 %), on a fresh server −9 % server CPU per event (3 of 3), with 6 connections
+/// −10 % (3 of 3), `mixed` −4 % (3 of 4), `batch` unchanged. A step then carries five times
+/// the entries, and its fixed cost (a write transaction and its commit) is shared by them.
+pub const INDEX_DELAY_MS: u64 = 10;
 
 /// How long after the index writer receives an entry the customer tier lacks it runs the
 /// full index step (both tiers, durable) if no customer-wide read asks for it sooner (and
