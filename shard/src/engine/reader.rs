@@ -564,8 +564,7 @@ impl ShardReader {
         seq: u64,
         personal: Personal,
     ) -> Result<Option<StoredEvent>, StorageError> {
-        let snap = self.db.shared_snapshot()?;
-        EventTables::open(&snap)?.load_with(seq, personal)
+        load_event(&*self.db.shared_snapshot()?, seq, personal)
     }
 
     /// The event recorded under `customer_id`'s idempotency key `key`, if any.
@@ -582,7 +581,7 @@ impl ShardReader {
         let Some(v) = table.get((c, key))? else {
             return Ok(None);
         };
-        load_event(&snap, v.value().0)
+        load_event(&snap, v.value().0, Personal::Load)
     }
 
     /// The current state of a subject: each purpose with the event that last set it.
@@ -618,13 +617,12 @@ impl ShardReader {
         let mut out = Vec::with_capacity(states.len());
         for s in states {
             if let std::collections::hash_map::Entry::Vacant(slot) = loaded.entry(s.seq) {
-                let e =
-                    tables
-                        .load_with(s.seq, personal)?
-                        .ok_or_else(|| StorageError::Corrupt {
-                            table: "current_state",
-                            detail: format!("points at missing entry {}", s.seq),
-                        })?;
+                let e = tables
+                    .load(s.seq, personal)?
+                    .ok_or_else(|| StorageError::Corrupt {
+                        table: "current_state",
+                        detail: format!("points at missing entry {}", s.seq),
+                    })?;
                 slot.insert(e);
             }
             let e = loaded[&s.seq].clone();
@@ -657,11 +655,7 @@ impl ShardReader {
     ) -> Result<Page<u64>, StorageError> {
         let (index, snap) = self.index_then_shard()?;
         let Some((c, s)) = subject_ref(&snap, customer_id, subject_id)? else {
-            return Ok(Page {
-                items: vec![],
-                last_cursor: None,
-                has_more: false,
-            });
+            return Ok(empty_page());
         };
         let table = index.subjects()?;
         let range = match (order, after) {
@@ -789,10 +783,12 @@ impl ShardReader {
                 }
                 continue;
             }
-            let event = tables.load(seq)?.ok_or_else(|| StorageError::Corrupt {
-                table: "expiries",
-                detail: format!("points at missing entry {seq}"),
-            })?;
+            let event = tables
+                .load(seq, Personal::Load)?
+                .ok_or_else(|| StorageError::Corrupt {
+                    table: "expiries",
+                    detail: format!("points at missing entry {seq}"),
+                })?;
             for state in rows {
                 if out.len() == limit as usize {
                     return Ok((out, true));
@@ -1237,7 +1233,7 @@ where
         let Some(key) = keys.next() else { break };
         let (seq, cursor) = split(key?);
         let event = tables
-            .load_with(seq, personal)?
+            .load(seq, personal)?
             .ok_or_else(|| StorageError::Corrupt {
                 table: "journal",
                 detail: format!("index points at missing entry {seq}"),
@@ -1253,8 +1249,12 @@ where
     })
 }
 
-fn load_event(snap: &Snapshot, seq: u64) -> Result<Option<StoredEvent>, StorageError> {
-    EventTables::open(snap)?.load(seq)
+fn load_event(
+    snap: &Snapshot,
+    seq: u64,
+    personal: Personal,
+) -> Result<Option<StoredEvent>, StorageError> {
+    EventTables::open(snap)?.load(seq, personal)
 }
 
 /// The journal and personal-record tables of one snapshot, opened once for many loads.
@@ -1271,11 +1271,7 @@ impl EventTables<'_> {
         })
     }
 
-    fn load(&self, seq: u64) -> Result<Option<StoredEvent>, StorageError> {
-        self.load_with(seq, Personal::Load)
-    }
-
-    fn load_with(&self, seq: u64, personal: Personal) -> Result<Option<StoredEvent>, StorageError> {
+    fn load(&self, seq: u64, personal: Personal) -> Result<Option<StoredEvent>, StorageError> {
         let Some(v) = self.journal.get(seq)? else {
             return Ok(None);
         };
