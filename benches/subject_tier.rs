@@ -11,7 +11,9 @@
 //! - `steps`: the index writer today: a lookup and an insert per row into the big table,
 //!   `ROWS_PER_STEP` rows per non-durable transaction, a durable one every
 //!   `STEPS_PER_DURABLE` steps (a 2 ms subject step and a 3 s durable step at `record`'s
-//!   rate on a 10M ledger of 4 shards);
+//!   rate on a 10M ledger of 4 shards: the writer until session 30, whose 10 ms step
+//!   carries five times the rows; the constants stay so that the figures of sessions 29
+//!   and 30 in docs/benchmarks.md reproduce);
 //! - `young`: the same, into a table of its own that starts empty (a young table, which a
 //!   filter over the old table's keys would let new subjects reach without a lookup there);
 //! - `merge`: the NEW_ROWS rows inserted into the big table in key order in one durable
@@ -32,7 +34,8 @@ const STATE_ROW: u64 = u64::MAX;
 /// Bytes of a state row's value: a first event's five purposes in index layout 4 (81; layout
 /// 3 took 160, and session 29's figures were taken with 90).
 const VALUE_BYTES: usize = 81;
-/// Rows per subject step: `record` at ≈ 10,000 events/s over 4 shards, a step every 2 ms.
+/// Rows per subject step: `record` at ≈ 10,000 events/s over 4 shards, a step every 2 ms
+/// (`INDEX_DELAY_MS` until session 30).
 const ROWS_PER_STEP: usize = 5;
 /// Subject steps per durable step: 3 s of 2 ms steps.
 const STEPS_PER_DURABLE: usize = 1_500;
