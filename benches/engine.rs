@@ -3,7 +3,6 @@
 //! Run: `cargo bench --bench engine`. The 1M-entry shard for the proof benches is built
 //! once under `target/bench-data/` and reused by later runs.
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -11,7 +10,7 @@ use std::time::{Duration, Instant};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use shard::engine::{Append, ShardHandle, Store};
 use shard::format::{
-    CaptureMethod, Choice, ConsentEvent, ConsentRecord, Entry, EntryBody, Evidence,
+    CaptureMethod, Choice, ConsentEvent, ConsentRecord, Entry, EntryBody, Evidence, Purposes,
 };
 use shard::hash::{Hash, entry_hash, personal_commitment, subject_key};
 use shard::merkle::{Blake3Tree, TreeHasher};
@@ -28,7 +27,7 @@ fn event(n: u64) -> ConsentEvent {
     ConsentEvent {
         customer_id: format!("customer-{:04}", n % 1000),
         subject_id: format!("9f1c2a7e-subject-{n:012}"),
-        purposes: BTreeMap::from([
+        purposes: Purposes::from([
             ("analytics".to_string(), choice(0)),
             ("marketing".to_string(), choice(1)),
             ("personalisation".to_string(), choice(2)),

@@ -1,11 +1,11 @@
 //! Mutations: record and withdraw consent.
 
-use std::collections::BTreeMap;
-
 use async_graphql::{Context, ID, Object, Result};
 use shard::engine::{Appended, Order, Personal};
 use shard::format::limits::{MAX_BATCH_EVENTS, MAX_SUBJECT_ID_BYTES};
-use shard::format::{CaptureMethod, Choice, ConsentEvent, Evidence, validate_customer_id};
+use shard::format::{
+    CaptureMethod, Choice, ConsentEvent, Evidence, Purposes, validate_customer_id,
+};
 
 use super::plain::{Plain, PlainList};
 use super::state;
@@ -180,19 +180,13 @@ pub(crate) fn check_subject(id: &str) -> Result<()> {
 }
 
 fn to_event(customer_id: &str, i: usize, e: ConsentEventInput) -> Result<ConsentEvent> {
-    let mut purposes = BTreeMap::new();
+    let mut purposes = Purposes::new();
     for p in e.purposes {
-        // The name moves into the map; it is read back only for the error.
-        match purposes.entry(p.purpose) {
-            std::collections::btree_map::Entry::Vacant(slot) => {
-                slot.insert(Choice::from(p.choice));
-            }
-            std::collections::btree_map::Entry::Occupied(taken) => {
-                return Err(bad_input(format!(
-                    "event {i}: purposes: {:?} is listed twice",
-                    taken.key()
-                )));
-            }
+        // The name moves in; it comes back only for the error.
+        if let Err(name) = purposes.try_insert(p.purpose, Choice::from(p.choice)) {
+            return Err(bad_input(format!(
+                "event {i}: purposes: {name:?} is listed twice"
+            )));
         }
     }
     let ev = e.evidence.unwrap_or_default();

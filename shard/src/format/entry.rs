@@ -148,7 +148,7 @@ pub struct EventParts {
 
 impl ConsentEvent {
     /// Moves the event's strings into its [`EventParts`], the ledger part committed to
-    /// `personal_commitment` (the purposes in name order, as the map holds them).
+    /// `personal_commitment` (the purposes in name order, as [`Purposes`](super::event::Purposes) keeps them).
     pub fn into_parts(self, personal_commitment: Hash) -> EventParts {
         EventParts {
             customer_id: self.customer_id,
@@ -162,7 +162,7 @@ impl ConsentEvent {
                 occurred_at_ms: self.occurred_at_ms,
                 expires_at_ms: self.expires_at_ms,
                 idempotency_key: self.idempotency_key,
-                purposes: self.purposes.into_iter().collect(),
+                purposes: self.purposes.into_vec(),
             },
             personal: PersonalRecord {
                 subject_id: self.subject_id,

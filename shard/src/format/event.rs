@@ -1,7 +1,5 @@
 //! The consent event as a client submits it, and its personal part.
 
-use std::collections::BTreeMap;
-
 /// A person's choice for one purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Choice {
@@ -83,6 +81,118 @@ impl CaptureMethod {
     }
 }
 
+/// Choices by purpose name, kept sorted by name with each name once: the canonical order
+/// the entry encodes, without a map's nodes. A vector rather than a `BTreeMap` because an
+/// event has a handful of purposes and its entry takes them over as they are (the map was
+/// rebuilt into a vector for every appended event).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Purposes(Vec<(String, Choice)>);
+
+impl Purposes {
+    /// No purposes.
+    pub fn new() -> Purposes {
+        Purposes(Vec::new())
+    }
+
+    /// Where `name` is, or where it would go.
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(n, _)| n.as_str().cmp(name))
+    }
+
+    /// Sets `name`'s choice; the choice it replaces, if it had one.
+    pub fn insert(&mut self, name: String, choice: Choice) -> Option<Choice> {
+        match self.find(&name) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, choice)),
+            Err(i) => {
+                self.0.insert(i, (name, choice));
+                None
+            }
+        }
+    }
+
+    /// Adds `name` unless it is already there; `Err(name)` when it is (a duplicate in
+    /// a client's list).
+    pub fn try_insert(&mut self, name: String, choice: Choice) -> Result<(), String> {
+        match self.find(&name) {
+            Ok(_) => Err(name),
+            Err(i) => {
+                self.0.insert(i, (name, choice));
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes `name`; its choice, if it had one.
+    pub fn remove(&mut self, name: &str) -> Option<Choice> {
+        self.find(name).ok().map(|i| self.0.remove(i).1)
+    }
+
+    /// `name`'s choice.
+    pub fn get(&self, name: &str) -> Option<&Choice> {
+        self.find(name).ok().map(|i| &self.0[i].1)
+    }
+
+    /// How many purposes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Removes them all.
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// Names and choices in name order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&String, &Choice)> {
+        self.0.iter().map(|(n, c)| (n, c))
+    }
+
+    /// The names and choices in name order, each name once (what an entry stores).
+    pub fn into_vec(self) -> Vec<(String, Choice)> {
+        debug_assert!(self.0.is_sorted_by(|a, b| a.0 < b.0));
+        self.0
+    }
+}
+
+impl FromIterator<(String, Choice)> for Purposes {
+    /// Later choices for a name replace earlier ones, as a map's would.
+    fn from_iter<I: IntoIterator<Item = (String, Choice)>>(items: I) -> Purposes {
+        let mut all: Vec<(String, Choice)> = items.into_iter().collect();
+        // Stable: among equal names the last one given stays last, and wins below.
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out: Vec<(String, Choice)> = Vec::with_capacity(all.len());
+        for item in all {
+            match out.last_mut() {
+                Some(last) if last.0 == item.0 => *last = item,
+                _ => out.push(item),
+            }
+        }
+        Purposes(out)
+    }
+}
+
+impl<const N: usize> From<[(String, Choice); N]> for Purposes {
+    fn from(items: [(String, Choice); N]) -> Purposes {
+        items.into_iter().collect()
+    }
+}
+
+impl<'a> IntoIterator for &'a Purposes {
+    type Item = (&'a String, &'a Choice);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (String, Choice)>,
+        fn(&'a (String, Choice)) -> (&'a String, &'a Choice),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(n, c)| (n, c))
+    }
+}
+
 /// Evidence of the capture context. Personal data: kept in the personal record only.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Evidence {
@@ -101,8 +211,8 @@ pub struct ConsentEvent {
     pub customer_id: String,
     /// The CMP's pseudonymous id of the end user. Personal data.
     pub subject_id: String,
-    /// Choice per purpose; a `BTreeMap` so the order is canonical by construction.
-    pub purposes: BTreeMap<String, Choice>,
+    /// Choice per purpose, in name order by construction (the canonical order).
+    pub purposes: Purposes,
     /// Which notice (banner / policy) the person was shown.
     pub notice_id: String,
     /// Which version of that notice.

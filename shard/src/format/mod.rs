@@ -20,7 +20,7 @@ pub use entry::{
     KIND_CONSENT, KIND_ERASURE, PERSONAL_FORMAT_VERSION, event_id, parse_event_id, request_digest,
     stored_request_digest,
 };
-pub use event::{CaptureMethod, Choice, ConsentEvent, Evidence, PersonalRecord};
+pub use event::{CaptureMethod, Choice, ConsentEvent, Evidence, PersonalRecord, Purposes};
 pub use gpc::{
     GPC_OPT_OUT_JURISDICTIONS, GPC_SALE_PURPOSE, GPC_SHARING_PURPOSE, apply_gpc, gpc_opts_out,
 };

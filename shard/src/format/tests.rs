@@ -1,13 +1,12 @@
 use super::*;
 use crate::hash::{Hash, entry_hash};
 use proptest::prelude::*;
-use std::collections::BTreeMap;
 
 fn sample_event() -> ConsentEvent {
     ConsentEvent {
         customer_id: "acme".into(),
         subject_id: "subj-42".into(),
-        purposes: BTreeMap::from([
+        purposes: Purposes::from([
             ("analytics".to_string(), Choice::Denied),
             ("marketing".to_string(), Choice::Granted),
         ]),

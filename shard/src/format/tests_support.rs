@@ -1,15 +1,13 @@
 //! A sample event for unit tests of the format modules.
 
-use std::collections::BTreeMap;
-
-use super::{CaptureMethod, Choice, ConsentEvent, Evidence};
+use super::{CaptureMethod, Choice, ConsentEvent, Evidence, Purposes};
 
 /// A valid event of customer `acme`.
 pub(crate) fn sample() -> ConsentEvent {
     ConsentEvent {
         customer_id: "acme".into(),
         subject_id: "subj-42".into(),
-        purposes: BTreeMap::from([("analytics".to_string(), Choice::Denied)]),
+        purposes: Purposes::from([("analytics".to_string(), Choice::Denied)]),
         notice_id: "banner".into(),
         notice_version: "v3".into(),
         capture_method: CaptureMethod::BannerCustom,

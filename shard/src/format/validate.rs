@@ -96,8 +96,8 @@ pub fn validate_event(event: &ConsentEvent) -> Result<(), InvalidEvent> {
     }
     event
         .purposes
-        .keys()
-        .try_for_each(|p| validate_purpose_name(p))?;
+        .iter()
+        .try_for_each(|(p, _)| validate_purpose_name(p))?;
     check_len("noticeId", &event.notice_id, MAX_NOTICE_ID_BYTES)?;
     check_len(
         "noticeVersion",

@@ -1,11 +1,10 @@
 //! Helpers shared by the engine's integration tests.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use shard::engine::{ShardAuditError, Store, SubjectsPass};
-use shard::format::{CaptureMethod, Choice, ConsentEvent, Evidence};
+use shard::format::{CaptureMethod, Choice, ConsentEvent, Evidence, Purposes};
 
 /// A realistic event for `customer`/`subject`; `n` varies the choices and time.
 pub fn event(customer: &str, subject: &str, n: u64) -> ConsentEvent {
@@ -19,7 +18,7 @@ pub fn event(customer: &str, subject: &str, n: u64) -> ConsentEvent {
     ConsentEvent {
         customer_id: customer.into(),
         subject_id: subject.into(),
-        purposes: BTreeMap::from([
+        purposes: Purposes::from([
             ("analytics".to_string(), flip(0)),
             ("marketing".to_string(), flip(1)),
             ("personalisation".to_string(), Choice::Granted),
