@@ -15,12 +15,13 @@ use redb::{
 use super::db::DbCell;
 use super::error::StorageError;
 use super::index::{
-    ConsentFacts, IndexTables, STATE_ROW, apply_to_state, expiry_rows, latest_seq, row_event,
+    ConsentFacts, FactPurposes, IndexTables, STATE_ROW, apply_to_state, expiry_rows, latest_seq,
+    pack_purposes, row_event,
 };
 use super::reader::{Progress, indexed_upto_in, split_personal};
 use super::store::IndexTier;
 use super::tables::*;
-use crate::format::{Choice, Entry};
+use crate::format::Entry;
 use crate::hash::{Hash, entry_hash, subject_key};
 
 /// The index file beside the shard file at `shard_path` (`x.redb` → `x.index.redb`).
@@ -46,8 +47,8 @@ pub(crate) struct Unindexed {
     pub(crate) occurred_at_ms: i64,
     /// When its grants lapse (Unix ms), if they do.
     pub(crate) expires_at_ms: Option<i64>,
-    /// Its purposes and choices.
-    pub(crate) purposes: Vec<(String, Choice)>,
+    /// Its purposes and choices ([`pack_purposes`]).
+    pub(crate) purposes: Box<[u8]>,
     /// Its customer's number in this shard (the prefix of every index key).
     pub(crate) customer: u32,
     /// Its subject's keyed hash, computed at the append while the subject id was at hand.
@@ -69,7 +70,7 @@ impl Unindexed {
             recorded_at_ms: facts.recorded_at_ms,
             occurred_at_ms: facts.occurred_at_ms,
             expires_at_ms: facts.expires_at_ms,
-            purposes: facts.purposes.to_vec(),
+            purposes: pack_purposes(facts.purposes.iter()),
             customer,
             subject,
         }
@@ -82,7 +83,7 @@ impl Unindexed {
             recorded_at_ms: self.recorded_at_ms,
             occurred_at_ms: self.occurred_at_ms,
             expires_at_ms: self.expires_at_ms,
-            purposes: &self.purposes,
+            purposes: FactPurposes::Packed(&self.purposes),
         }
     }
 }
@@ -737,6 +738,7 @@ fn identity_problem(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::Choice;
 
     #[test]
     fn a_time_run_continues_across_steps_and_breaks_at_anything_else() {
@@ -758,7 +760,7 @@ mod tests {
                         recorded_at_ms,
                         occurred_at_ms: 0,
                         expires_at_ms: None,
-                        purposes: &purposes,
+                        purposes: FactPurposes::Listed(&purposes),
                     };
                     t.indexes
                         .apply_customer_consent(&facts, customer)
