@@ -426,3 +426,35 @@ proptest! {
         prop_assert_eq!(parse_event_id(&id), Some((shard, seq)));
     }
 }
+
+proptest! {
+    /// Proves: `Purposes` holds what a map of name to choice holds, in name order with each
+    /// name once, whatever order the names come in; `try_insert` refuses a name it holds and
+    /// `remove` and `get` find names wherever they sit.
+    #[test]
+    fn purposes_behave_as_a_sorted_map(
+        items in proptest::collection::vec(("[a-e]{1,2}", any::<bool>()), 0..24),
+    ) {
+        let choice = |g: bool| if g { Choice::Granted } else { Choice::Denied };
+        let mut map = std::collections::BTreeMap::new();
+        let mut by_insert = Purposes::new();
+        let mut first_only = Purposes::new();
+        for (name, g) in &items {
+            prop_assert_eq!(by_insert.insert(name.clone(), choice(*g)), map.insert(name.clone(), choice(*g)));
+            let taken = first_only.get(name).is_some();
+            prop_assert_eq!(first_only.try_insert(name.clone(), choice(*g)).is_err(), taken);
+        }
+        let collected: Purposes = items.iter().map(|(n, g)| (n.clone(), choice(*g))).collect();
+        let expected: Vec<(String, Choice)> = map.clone().into_iter().collect();
+        prop_assert_eq!(collected.clone().into_vec(), expected.clone());
+        prop_assert_eq!(by_insert.clone().into_vec(), expected);
+        prop_assert_eq!(first_only.len(), map.len());
+        let mut shrinking = collected;
+        for name in map.keys() {
+            prop_assert_eq!(shrinking.get(name), map.get(name));
+            prop_assert_eq!(shrinking.remove(name), map.get(name).copied());
+            prop_assert_eq!(shrinking.get(name), None);
+        }
+        prop_assert!(shrinking.is_empty());
+    }
+}
