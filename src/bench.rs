@@ -82,6 +82,14 @@ pub struct BenchArgs {
     /// reported.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Seed of the subjects, customers and choices each connection sends. By default a new
+    /// one per run (reported): a second run against the same server then records new
+    /// subjects, as the first did. With a fixed seed it sent the first run's subjects
+    /// again, so it measured updates of existing subjects instead (and with
+    /// `--idempotency-keys`, duplicates the server answers without a write). Give the
+    /// reported seed to repeat a run's exact requests.
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -102,6 +110,8 @@ pub struct Latency {
 pub struct Report {
     workload: String,
     connections: u32,
+    /// The seed the connections' requests came from (`--seed` repeats them).
+    seed: u64,
     seconds: f64,
     requests: u64,
     requests_per_s: f64,
@@ -154,6 +164,23 @@ impl Default for ErrorExtensions {
 struct Rng(u64);
 
 impl Rng {
+    /// Connection `t`'s generator for the run seeded `seed` (splitmix64 of both, never the
+    /// all-zero state xorshift cannot leave).
+    fn for_connection(seed: u64, t: u32) -> Rng {
+        let mut z = seed ^ (u64::from(t) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        Rng((z ^ (z >> 31)) | 1)
+    }
+
+    /// A seed for a run not given one: the clock's nanoseconds and this process's id.
+    fn fresh_seed() -> u64 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        nanos ^ u64::from(std::process::id()).rotate_left(32)
+    }
+
     fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
@@ -446,8 +473,8 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     } else {
         let l = &report.latency_ms;
         let mut t = format!(
-            "workload {} · {} connections · {:.1} s\n",
-            report.workload, report.connections, report.seconds
+            "workload {} · {} connections · {:.1} s · seed {}\n",
+            report.workload, report.connections, report.seconds, report.seed
         );
         t += &format!(
             "requests {:>10}  {:>10.0}/s\n",
@@ -535,6 +562,7 @@ async fn drive(args: BenchArgs) -> Result<Report, String> {
         tokio::time::sleep(Duration::from_millis(500)).await; // let them subscribe
     }
     let ctx = Arc::new(ctx);
+    let seed = args.seed.unwrap_or_else(Rng::fresh_seed);
     let issued = Arc::new(AtomicU64::new(0));
     let server_pid = args.server_pid.map(|p| p.to_string());
     let cpu_before = (cpu_us("self"), server_pid.as_deref().and_then(cpu_us));
@@ -545,7 +573,7 @@ async fn drive(args: BenchArgs) -> Result<Report, String> {
     for t in 0..args.connections {
         let (ctx, issued) = (ctx.clone(), issued.clone());
         tasks.push(tokio::spawn(async move {
-            let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ (u64::from(t) + 1).wrapping_mul(0x9e37_79b9));
+            let mut rng = Rng::for_connection(seed, t);
             let mut hist =
                 Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
             let mut errors: BTreeMap<String, u64> = BTreeMap::new();
@@ -603,6 +631,7 @@ async fn drive(args: BenchArgs) -> Result<Report, String> {
     Ok(Report {
         workload: format!("{:?}", args.workload).to_lowercase(),
         connections: args.connections,
+        seed,
         seconds,
         requests: hist.len(),
         requests_per_s: hist.len() as f64 / seconds,
@@ -684,6 +713,24 @@ async fn listen(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_seed_and_a_connection_give_one_stream_and_others_give_others() {
+        // Proves: a run's requests follow from its seed (the same seed and connection give
+        // the same numbers), and different seeds or connections give different ones, none
+        // stuck at xorshift's all-zero state.
+        let first = |seed: u64, t: u32| {
+            let mut rng = Rng::for_connection(seed, t);
+            [rng.next(), rng.next(), rng.next()]
+        };
+        assert_eq!(first(42, 0), first(42, 0));
+        assert_ne!(first(42, 0), first(43, 0));
+        assert_ne!(first(42, 0), first(42, 1));
+        for seed in [0, 1, u64::MAX] {
+            assert!(first(seed, 0).iter().all(|&x| x != 0), "seed {seed}");
+        }
+        assert_ne!(Rng::fresh_seed(), 0);
+    }
 
     #[test]
     fn written_bodies_are_the_json_requests_the_workloads_mean() {
