@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Where the server's CPU goes by thread: serves DATA_DIR (or a fresh ledger), runs `record`
 # with 64 connections and prints, for the second half of the run, the CPU per event of the
-# index writers (`index-NNNN` threads and their `index-sync-NNNN` writeback threads) and of
-# the whole server, with the device bytes written per event (docs/benchmarks.md, session 17).
+# index writers (`index-NNNN` threads) and of the whole server, with the device bytes
+# written per event (docs/benchmarks.md, session 17).
 #
 #   benches/http/threads.sh [DATA_DIR|-] [BIN=target/release/assent] [SECONDS=20] [SERVE-ARGS...]
 #

@@ -237,11 +237,6 @@ impl IndexStore {
         Ok(store)
     }
 
-    /// The index file's path.
-    pub(super) fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Entries handed so far (the committed size the queue reaches).
     pub(super) fn handed(&self) -> u64 {
         self.customer_indexed_upto + self.queue.len() as u64

@@ -21,7 +21,6 @@ use super::error::StorageError;
 use super::index_file::{IndexErasure, IndexStore, Unindexed};
 use super::memory::{MEMORY_RELEASE_INTERVAL_MS, release_memory, releases_memory};
 use super::store::{IndexTier, MAX_INDEX_LAG_ENTRIES};
-use super::writeback::Writeback;
 
 /// Entries the customer tier may lack before its step runs without waiting for
 /// `CUSTOMER_INDEX_DELAY_MS`: half the lag bound.
@@ -213,9 +212,6 @@ fn stopped() -> StorageError {
 pub(crate) struct IndexWriter {
     requests: IndexRequests,
     thread: Option<std::thread::JoinHandle<()>>,
-    /// Writes the index file's dirty pages back between durable steps (stopped with the
-    /// writer).
-    writeback: Option<Writeback>,
 }
 
 impl IndexWriter {
@@ -223,7 +219,6 @@ impl IndexWriter {
     pub(crate) fn start(store: IndexStore) -> Result<IndexWriter, StorageError> {
         let shared = Arc::new(Shared::default());
         let inbox = Receiver(shared.clone());
-        let writeback = Writeback::start(store.path().to_path_buf(), store.shard_id);
         let thread = std::thread::Builder::new()
             .name(format!("index-{:04}", store.shard_id))
             .spawn(move || run(store, inbox))
@@ -234,7 +229,6 @@ impl IndexWriter {
         Ok(IndexWriter {
             requests: IndexRequests(shared),
             thread: Some(thread),
-            writeback,
         })
     }
 
@@ -252,7 +246,6 @@ impl IndexWriter {
             tracing::error!(error = %e, "final index step failed; the next open replays it");
         }
         let _ = thread.join();
-        drop(self.writeback.take());
     }
 }
 

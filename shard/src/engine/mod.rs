@@ -20,7 +20,6 @@ mod state_check;
 mod store;
 mod subjects_walk;
 mod tables;
-mod writeback;
 
 pub use actor::{
     Append, AppendReply, BUSY_WINDOW_MS, CUSTOMER_INDEX_DELAY_MS, CommitObserver, CommitReport,
@@ -56,4 +55,3 @@ pub use store::{
 };
 pub use subjects_walk::SubjectsPass;
 pub use tables::in_index_file;
-pub use writeback::INDEX_WRITEBACK_INTERVAL_MS;
