@@ -15,11 +15,8 @@ shards=${3:-4}
 bin=${4:-target/release/assent}
 [ -x "$bin" ] || { echo "build first: cargo build --release" >&2; exit 2; }
 [ -e "$dir" ] && { echo "$dir exists: give a new directory" >&2; exit 2; }
-log=$(mktemp)
-pid=
-trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -f "$log"' EXIT
 . "$(dirname "$0")/server.sh"
-serve_on "$bin" "$dir" "$log" --shards "$shards"
+serve_dir "$bin" "$dir" --shards "$shards"
 requests=$(( (events + 999) / 1000 ))
 "$bin" bench --url "http://127.0.0.1:$port" \
   --workload batch --batch 1000 --connections 4 --duration 86400 --requests "$requests" --json |

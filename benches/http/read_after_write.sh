@@ -9,11 +9,8 @@ set -euo pipefail
 dir=${1:?usage: read_after_write.sh DATA_DIR [BIN]}
 bin=${2:-target/release/assent}
 [ -x "$bin" ] || { echo "build first: cargo build --release" >&2; exit 2; }
-log=$(mktemp)
-pid=
-trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -f "$log"' EXIT
 . "$(dirname "$0")/server.sh"
-serve_on "$bin" "$dir" "$log"
+serve_dir "$bin" "$dir"
 "$bin" bench --url "http://127.0.0.1:$port" --json --connections 64 --duration 25 \
   --workload record > /dev/null &
 load=$!

@@ -12,11 +12,8 @@ dir=${1:?usage: receipts.sh DATA_DIR [BIN] [SECONDS]}
 bin=${2:-target/release/assent}
 secs=${3:-6}
 [ -x "$bin" ] || { echo "build first: cargo build --release" >&2; exit 2; }
-log=$(mktemp)
-pid=
-trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -f "$log"' EXIT
 . "$(dirname "$0")/server.sh"
-serve_on "$bin" "$dir" "$log"
+serve_dir "$bin" "$dir"
 "$bin" bench --url "http://127.0.0.1:$port" --connections 64 --duration 4 --workload receipt >/dev/null
 "$bin" bench --url "http://127.0.0.1:$port" --connections 64 --duration "$secs" \
   --workload receipt --server-pid "$pid"

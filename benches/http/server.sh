@@ -32,6 +32,17 @@ start_server() {
   serve_on "$1" "$data/data" "${2:-$data/server.log}"
 }
 
+# serve_dir BIN DATA_DIR [SERVE-ARGS...] starts `BIN serve` on DATA_DIR as serve_on does, its
+# log in a temporary file; the server is stopped and the log removed when the script exits.
+serve_dir() {
+  local bin=$1 dir=$2
+  shift 2
+  log=$(mktemp)
+  pid=
+  trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -f "$log"' EXIT
+  serve_on "$bin" "$dir" "$log" "$@"
+}
+
 # serve_copy_of BIN BIG_DATA_DIR COPY LOG copies a large ledger to COPY (runs grow and rewrite
 # a ledger: each starts from the same one), drops the page cache (as root), and serves the
 # copy as serve_on does, with the copy's own shard count. The caller checks that COPY did not
