@@ -62,22 +62,29 @@ pub(crate) struct ConsentFacts<'a> {
 pub(crate) enum FactPurposes<'a> {
     /// A decoded entry's list.
     Listed(&'a [(String, Choice)]),
-    /// Bytes of [`pack_purposes`].
-    Packed(&'a [u8]),
+    /// The text of [`pack_purposes`].
+    Packed(&'a str),
 }
 
-/// `purposes` (sorted, distinct, validated names of at most 64 bytes) in one buffer: u8
-/// count, then per purpose u8 name length, the name, u8 choice. Kept in memory only.
-pub(crate) fn pack_purposes(purposes: FactPurposeIter<'_>) -> Box<[u8]> {
+/// `purposes` (sorted, distinct, validated names of at most 64 bytes) in one buffer: the
+/// count, then per purpose the name's length, the name, the choice byte; count, lengths
+/// and choice bytes are each one ASCII character (all below 128), so the buffer is a `str`
+/// whose names read back as slices, without checking their UTF-8 again on every pass of
+/// the index writer. Kept in memory only.
+pub(crate) fn pack_purposes(purposes: FactPurposeIter<'_>) -> Box<str> {
+    let ascii = |n: usize| {
+        let b = u8::try_from(n).ok().filter(u8::is_ascii);
+        char::from(b.expect("counts and name lengths are at most 64"))
+    };
     let bytes: usize = purposes.clone().map(|(name, _)| name.len() + 2).sum();
-    let mut out = Vec::with_capacity(1 + bytes);
-    out.push(u8::try_from(purposes.len()).expect("an event has at most 64 purposes"));
+    let mut out = String::with_capacity(1 + bytes);
+    out.push(ascii(purposes.len()));
     for (name, choice) in purposes {
-        out.push(u8::try_from(name.len()).expect("a purpose name has at most 64 bytes"));
-        out.extend_from_slice(name.as_bytes());
-        out.push(choice.to_byte());
+        out.push(ascii(name.len()));
+        out.push_str(name);
+        out.push(char::from(choice.to_byte()));
     }
-    out.into_boxed_slice()
+    out.into_boxed_str()
 }
 
 impl<'a> FactPurposes<'a> {
@@ -85,9 +92,9 @@ impl<'a> FactPurposes<'a> {
     pub(crate) fn iter(self) -> FactPurposeIter<'a> {
         match self {
             FactPurposes::Listed(list) => FactPurposeIter::Listed(list.iter()),
-            FactPurposes::Packed(bytes) => FactPurposeIter::Packed {
-                left: bytes[0],
-                rest: &bytes[1..],
+            FactPurposes::Packed(text) => FactPurposeIter::Packed {
+                left: text.as_bytes()[0],
+                rest: &text[1..],
             },
         }
     }
@@ -103,8 +110,8 @@ impl<'a> FactPurposes<'a> {
 pub(crate) enum FactPurposeIter<'a> {
     /// Over a decoded list.
     Listed(std::slice::Iter<'a, (String, Choice)>),
-    /// Over packed bytes: how many purposes are left, and their bytes.
-    Packed { left: u8, rest: &'a [u8] },
+    /// Over packed text: how many purposes are left, and their text.
+    Packed { left: u8, rest: &'a str },
 }
 
 impl<'a> Iterator for FactPurposeIter<'a> {
@@ -118,10 +125,9 @@ impl<'a> Iterator for FactPurposeIter<'a> {
                     return None;
                 }
                 *left -= 1;
-                let len = usize::from(rest[0]);
+                let len = usize::from(rest.as_bytes()[0]);
                 let (name, tail) = rest[1..].split_at(len);
-                let name = std::str::from_utf8(name).expect("packed from a String");
-                let choice = Choice::from_byte(tail[0]).expect("packed from a Choice");
+                let choice = Choice::from_byte(tail.as_bytes()[0]).expect("packed from a Choice");
                 *rest = &tail[1..];
                 Some((name, choice))
             }

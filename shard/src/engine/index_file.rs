@@ -48,7 +48,7 @@ pub(crate) struct Unindexed {
     /// When its grants lapse (Unix ms), if they do.
     pub(crate) expires_at_ms: Option<i64>,
     /// Its purposes and choices ([`pack_purposes`]).
-    pub(crate) purposes: Box<[u8]>,
+    pub(crate) purposes: Box<str>,
     /// Its customer's number in this shard (the prefix of every index key).
     pub(crate) customer: u32,
     /// Its subject's keyed hash, computed at the append while the subject id was at hand.

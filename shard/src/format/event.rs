@@ -149,7 +149,7 @@ impl Purposes {
 
     /// Names and choices in name order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&String, &Choice)> {
-        self.0.iter().map(|(n, c)| (n, c))
+        self.into_iter()
     }
 
     /// The names and choices in name order, each name once (what an entry stores).
