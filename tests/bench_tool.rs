@@ -18,38 +18,16 @@ fn every_workload_runs_briefly_without_errors() {
     for workload in [
         "noop", "record", "batch", "withdraw", "read", "mixed", "receipt",
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_assent"))
-            .args([
-                "bench",
-                "--url",
-                &s.url,
-                "--workload",
-                workload,
-                "--duration",
-                "0.5",
-                "--connections",
-                "4",
-            ])
-            .args([
-                "--customers",
-                "5",
-                "--seed-subjects",
-                "3",
-                "--batch",
-                "10",
-                "--server-pid",
-                &pid,
-                "--json",
-            ])
-            .env("ASSENT_BENCH_TOKEN", &s.admin)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{workload}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let args = [
+            "--workload",
+            workload,
+            "--duration",
+            "0.5",
+            "--connections",
+            "4",
+        ];
+        let more = ["--customers", "5", "--seed-subjects", "3", "--batch", "10"];
+        let report = bench(&s, &[&args[..], &more, &["--server-pid", &pid]].concat());
         assert_eq!(report["workload"], workload);
         assert!(
             report["requests"].as_u64().unwrap() > 0,
@@ -85,22 +63,32 @@ fn every_workload_runs_briefly_without_errors() {
     assert!(!log.contains(&admin), "the admin key never reaches the log");
 }
 
-/// Runs `assent bench` (batch, keyed) against `s` with `extra` arguments; its JSON report.
-fn keyed_batch(s: &Server, extra: &[&str]) -> Value {
+/// Runs `assent bench --json` against `s` with `args`, asserts that it succeeded, and
+/// returns its report.
+fn bench(s: &Server, args: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_assent"))
-        .args(["bench", "--url", &s.url, "--workload", "batch", "--json"])
-        .args(["--requests", "4", "--duration", "30", "--connections", "1"])
-        .args(["--customers", "3", "--batch", "25", "--idempotency-keys"])
-        .args(extra)
+        .args(["bench", "--url", &s.url, "--json"])
+        .args(args)
         .env("ASSENT_BENCH_TOKEN", &s.admin)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `assent bench` (batch, keyed, 4 requests of 25 events) against `s` with `extra`
+/// arguments; its report.
+fn keyed_batch(s: &Server, extra: &[&str]) -> Value {
+    let args = ["--workload", "batch", "--requests", "4", "--duration", "30"];
+    let more = ["--connections", "1", "--customers", "3", "--batch", "25"];
+    bench(
+        s,
+        &[&args[..], &more, &["--idempotency-keys"], extra].concat(),
+    )
 }
 
 #[test]
